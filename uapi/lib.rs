@@ -8,3 +8,4 @@
 pub mod gf100;
 pub mod kernels;
 pub mod pci_ids;
+pub mod pci_ids;
