@@ -8,4 +8,3 @@
 pub mod gf100;
 pub mod kernels;
 pub mod pci_ids;
-pub mod pci_ids;
