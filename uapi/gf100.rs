@@ -952,6 +952,14 @@ pub mod compute {
     pub const BIND_SLOT_MASK: u32 = 0x1f;
     pub const CONSTANT_BUFFER_SLOTS: u32 = 16;
     pub const INVALIDATE_SHADER_CACHES_NO_WFI: u32 = 0x1698;
+    /// INVALIDATE_SHADER_CACHES(_NO_WFI) bits (§12): instruction (after a code upload), global
+    /// data, uniform, constant (after a constant-buffer upload). Gdev/Mesa write
+    /// `INVALIDATE_GLOBAL_DATA | INVALIDATE_UNIFORM` before a launch. (Added for the guest
+    /// driver; the model may ignore them.)
+    pub const INVALIDATE_INSTRUCTION: u32 = 1 << 0;
+    pub const INVALIDATE_GLOBAL_DATA: u32 = 1 << 4;
+    pub const INVALIDATE_UNIFORM: u32 = 1 << 8;
+    pub const INVALIDATE_CONSTANT: u32 = 1 << 12;
     pub const SET_REPORT_SEMAPHORE_A: u32 = 0x1b00;
     pub const SET_REPORT_SEMAPHORE_B: u32 = 0x1b04;
     pub const SET_REPORT_SEMAPHORE_C: u32 = 0x1b08;
