@@ -1,0 +1,1157 @@
+//! The GPU object: register file (BAR0), BAR1/BAR3 windows, interrupts, and the public API.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gpuvm_uapi::gf100::{bad, mmu, pbus, pci, pfb, pfifo, pgraph, pmc, pstraps, ptimer};
+
+use crate::bus::{PhysAddr, PhysBus};
+use crate::counters::{Counters, CountersSnapshot};
+use crate::mem::HostMemory;
+use crate::mmu::{Fault, Tlb, VmContext};
+use crate::pci::ConfigSpace;
+
+/// The three memory BARs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bar {
+    Bar0,
+    Bar1,
+    Bar3,
+}
+
+impl Bar {
+    pub fn size(self) -> u64 {
+        match self {
+            Bar::Bar0 => pci::BAR0_SIZE,
+            Bar::Bar1 => pci::BAR1_SIZE,
+            Bar::Bar3 => pci::BAR3_SIZE,
+        }
+    }
+}
+
+/// Model parameters.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// VRAM size in bytes; a positive multiple of 1 MiB (default 1 GiB; 6 GiB like the card).
+    pub vram_bytes: u64,
+    /// How long PFIFO runs one channel before switching to the next runnable one.
+    pub timeslice: Duration,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { vram_bytes: 1 << 30, timeslice: Duration::from_millis(2) }
+    }
+}
+
+/// Callback for interrupt line changes (`true` = asserted). Called with model locks held:
+/// it must not call back into the model (write an eventfd, signal a condvar, ...).
+pub type IrqNotifier = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// The level of the PCI interrupt output (PMC's host + non-redirectable lines).
+#[derive(Default)]
+pub(crate) struct IrqLine {
+    state: Mutex<IrqState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct IrqState {
+    level: bool,
+    notifier: Option<IrqNotifier>,
+}
+
+impl IrqLine {
+    fn set(&self, level: bool, counters: &Counters) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.level == level {
+            return;
+        }
+        st.level = level;
+        if level {
+            Counters::inc(&counters.irq_edges);
+            self.cv.notify_all();
+        }
+        if let Some(n) = &st.notifier {
+            n(level);
+        }
+    }
+
+    fn retrigger(&self) {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.level {
+            if let Some(n) = &st.notifier {
+                n(true);
+            }
+        }
+    }
+}
+
+/// A fault record (0x2800 + 0x10 * unit).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FaultRecord {
+    pub inst: u32,
+    pub addr_lo: u32,
+    pub addr_hi: u32,
+    pub info: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PbdmaRegs {
+    pub method: u32,
+    pub data: u32,
+    pub intr: u32,
+    pub intr_en: u32,
+    pub chid: u32,
+    pub halt_mask: u32,
+}
+
+/// One BAR's VM binding (0x1704 / 0x1714) and its cached context.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BarVm {
+    pub reg: u32,
+    ctx: Option<VmContext>,
+    ctx_gen: u64,
+}
+
+pub(crate) struct PfifoRegs {
+    pub intr: u32,
+    pub intr_en: u32,
+    pub ctrl: u32,
+    pub subfifo_enable: u32,
+    pub eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
+    pub poll_base: u32,
+    pub runlist_base: u32,
+    pub runlist_submit: u32,
+    /// The committed runlist (chids).
+    pub runlist: Vec<u32>,
+    pub chan_table_error: u32,
+    pub sched_error: u32,
+    pub vm_fault_units: u32,
+    pub vm_faults: [FaultRecord; 32],
+    pub pbdma: [PbdmaRegs; pfifo::PBDMA_COUNT as usize],
+    pub engine_intr: [u32; 8],
+    pub engine_intr_en: u32,
+    pub eng_fault: u32,
+    pub eng_freeze: u32,
+    pub kick: u32,
+    pub runlist_intr: u32,
+    pub chan_inst: [u32; pfifo::CHANNELS as usize],
+    pub chan_state: [u32; pfifo::CHANNELS as usize],
+    /// Bumped when a channel's CHAN word is written: PFIFO reloads it from RAMFC.
+    pub chan_gen: [u64; pfifo::CHANNELS as usize],
+    /// Status bits PFIFO maintains (LOADED, ACQUIRE_PENDING, PENDING).
+    pub chan_status: [u32; pfifo::CHANNELS as usize],
+    /// Doorbells not yet seen by the PFIFO thread (bit = chid).
+    pub doorbells: u128,
+    /// The channel PFIFO is executing right now.
+    pub running: Option<u32>,
+}
+
+impl Default for PfifoRegs {
+    fn default() -> Self {
+        PfifoRegs {
+            intr: 0,
+            intr_en: 0,
+            ctrl: 0,
+            subfifo_enable: 0,
+            eng_subfifo_mask: [0; 6],
+            poll_base: 0,
+            runlist_base: 0,
+            runlist_submit: 0,
+            runlist: Vec::new(),
+            chan_table_error: 0,
+            sched_error: 0,
+            vm_fault_units: 0,
+            vm_faults: [FaultRecord::default(); 32],
+            pbdma: [PbdmaRegs::default(); 3],
+            engine_intr: [0; 8],
+            engine_intr_en: 0,
+            eng_fault: 0,
+            eng_freeze: 0,
+            kick: 0,
+            runlist_intr: 0,
+            chan_inst: [0; 128],
+            chan_state: [0; 128],
+            chan_gen: [0; 128],
+            chan_status: [0; 128],
+            doorbells: 0,
+            running: None,
+        }
+    }
+}
+
+impl PfifoRegs {
+    pub fn pbdma_units(&self) -> u32 {
+        self.pbdma.iter().enumerate().fold(0, |m, (i, p)| if p.intr & p.intr_en != 0 { m | 1 << i } else { m })
+    }
+    fn engine_units(&self) -> u32 {
+        self.engine_intr.iter().enumerate().fold(0, |m, (i, v)| if *v != 0 { m | 1 << i } else { m })
+    }
+    /// INTR as read: latched bits plus the level bits derived from their sources.
+    pub fn intr_status(&self) -> u32 {
+        let mut v = self.intr & !(pfifo::INTR_VM_FAULT | pfifo::INTR_PBDMA | pfifo::INTR_ENGINE);
+        if self.vm_fault_units != 0 {
+            v |= pfifo::INTR_VM_FAULT;
+        }
+        if self.pbdma_units() != 0 {
+            v |= pfifo::INTR_PBDMA;
+        }
+        if self.engine_intr_en & pfifo::ENGINE_INTR_NOTIFY != 0 && self.engine_units() != 0 {
+            v |= pfifo::INTR_ENGINE;
+        }
+        v
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct PgraphRegs {
+    pub intr: u32,
+    pub intr_en: u32,
+    pub data_error: u32,
+    pub trapped_addr: u32,
+    pub trapped_data: u32,
+    pub intr_inst: u32,
+}
+
+pub(crate) struct Regs {
+    pub enable: u32,
+    pub spoon_enable: u32,
+    endian: u32,
+    intr_en: [u32; 2],
+    intr_mask: [u32; 2],
+    sw_intr: [bool; 2],
+    irq_line: bool,
+    pt_intr: u32,
+    pt_intr_en: u32,
+    pt_div: u32,
+    pt_mul: u32,
+    pt_source: u32,
+    pt_alarm: u32,
+    pt_alarm_armed: bool,
+    time_offset: i64,
+    pramin_base: u32,
+    pub bar1: BarVm,
+    pub bar3: BarVm,
+    peephole: u32,
+    pub mmu_ctrl: u32,
+    flush_done: bool,
+    sysmem_flush: u32,
+    invalidate_pdb: u32,
+    /// Bumped by every TLB flush: VM contexts are re-read from their instance blocks.
+    pub vm_gen: u64,
+    /// Bumped by a PFIFO reset or device reset: PFIFO drops all channel state.
+    pub pfifo_epoch: u64,
+    pub pfifo: PfifoRegs,
+    pub pgraph: PgraphRegs,
+    pub shutdown: bool,
+}
+
+impl Regs {
+    fn new() -> Regs {
+        Regs {
+            enable: 0,
+            spoon_enable: 0,
+            endian: 0,
+            intr_en: [0; 2],
+            intr_mask: [0xffff_ffff; 2],
+            sw_intr: [false; 2],
+            irq_line: false,
+            pt_intr: 0,
+            pt_intr_en: 0,
+            pt_div: 0,
+            pt_mul: 0,
+            pt_source: 0,
+            pt_alarm: 0,
+            pt_alarm_armed: false,
+            time_offset: 0,
+            pramin_base: 0,
+            bar1: BarVm::default(),
+            bar3: BarVm::default(),
+            peephole: 0,
+            mmu_ctrl: 0,
+            flush_done: true,
+            sysmem_flush: 0,
+            invalidate_pdb: 0,
+            vm_gen: 1,
+            pfifo_epoch: 0,
+            pfifo: PfifoRegs::default(),
+            pgraph: PgraphRegs::default(),
+            shutdown: false,
+        }
+    }
+
+    pub fn big_page_shift(&self) -> u32 {
+        if self.mmu_ctrl & mmu::CTRL_BIG_PAGE_64K != 0 {
+            gpuvm_uapi::gf100::vm::BIG_PAGE_SHIFT_64K
+        } else {
+            gpuvm_uapi::gf100::vm::BIG_PAGE_SHIFT_128K
+        }
+    }
+
+    pub fn pfifo_running(&self) -> bool {
+        self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0 && !self.shutdown
+    }
+}
+
+/// Which unit a register belongs to, for PMC_ENABLE gating.
+fn unit_enable_bit(off: u32) -> Option<u32> {
+    match off {
+        0x002000..=0x003fff | 0x040000..=0x045fff => Some(pmc::ENABLE_PFIFO),
+        0x009000..=0x009fff => Some(pmc::ENABLE_PTIMER),
+        0x400000..=0x5fffff => Some(pmc::ENABLE_PGRAPH),
+        _ => None,
+    }
+}
+
+/// Shared state of one GPU; the PFIFO thread holds an `Arc` of it.
+pub(crate) struct Inner {
+    pub cfg: ModelConfig,
+    pub bus: PhysBus,
+    pub regs: Mutex<Regs>,
+    /// Signalled (with `regs`) when PFIFO may have work: doorbell, runlist, kick, shutdown.
+    pub work: Condvar,
+    pub tlb: Mutex<Tlb>,
+    pub config: Mutex<ConfigSpace>,
+    irq: IrqLine,
+    pub counters: Counters,
+    start: Instant,
+    /// FB partition geometry: (count, MiB each).
+    parts: (u32, u32),
+}
+
+impl Inner {
+    pub fn lock_regs(&self) -> MutexGuard<'_, Regs> {
+        self.regs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn lock_tlb(&self) -> MutexGuard<'_, Tlb> {
+        self.tlb.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// PTIMER time in ns (bits 0-4 zero).
+    pub fn time_ns(&self, r: &Regs) -> u64 {
+        let now = self.start.elapsed().as_nanos() as i64;
+        (now.wrapping_add(r.time_offset) as u64) & !0x1f
+    }
+
+    /// Re-evaluates the interrupt output after any change of interrupt state.
+    pub fn update_irq(&self, r: &mut Regs) {
+        let hw = self.pmc_hw_intr(r);
+        let mut line = false;
+        for i in 0..2 {
+            let pending_hw = hw & r.intr_mask[i] != 0 && r.intr_en[i] & pmc::INTR_EN_HW != 0;
+            let pending_sw = r.sw_intr[i] && r.intr_en[i] & pmc::INTR_EN_SW != 0;
+            line |= pending_hw || pending_sw;
+        }
+        if line != r.irq_line {
+            r.irq_line = line;
+            self.irq.set(line, &self.counters);
+        }
+    }
+
+    fn check_alarm(&self, r: &mut Regs) {
+        if r.pt_alarm_armed && (self.time_ns(r) as u32 & ptimer::TIME_LOW_MASK).wrapping_sub(r.pt_alarm) as i32 >= 0 {
+            r.pt_alarm_armed = false;
+            r.pt_intr |= ptimer::INTR_ALARM;
+            self.update_irq(r);
+        }
+    }
+
+    /// Polls the PTIMER alarm (called periodically by the PFIFO thread).
+    pub fn poll_alarm(&self, r: &mut Regs) -> bool {
+        self.check_alarm(r);
+        r.pt_alarm_armed
+    }
+
+    fn pmc_hw_intr(&self, r: &Regs) -> u32 {
+        let mut v = 0;
+        if r.enable & pmc::ENABLE_PFIFO != 0 && r.pfifo.intr_status() & r.pfifo.intr_en != 0 {
+            v |= pmc::INTR_PFIFO;
+        }
+        if r.enable & pmc::ENABLE_PGRAPH != 0 && r.pgraph.intr & r.pgraph.intr_en != 0 {
+            v |= pmc::INTR_PGRAPH;
+        }
+        if r.enable & pmc::ENABLE_PTIMER != 0 && r.pt_intr & r.pt_intr_en != 0 {
+            v |= pmc::INTR_PTIMER;
+        }
+        v
+    }
+
+    /// Records an MMU fault of `unit` for the VM of instance `inst` and raises VM_FAULT.
+    pub fn record_vm_fault(&self, r: &mut Regs, unit: u32, inst: Option<PhysAddr>, f: Fault) {
+        Counters::inc(&self.counters.mmu_faults);
+        let rec = &mut r.pfifo.vm_faults[unit as usize & 31];
+        rec.inst = inst.map_or(0, |p| (p.addr >> 12) as u32);
+        rec.addr_lo = f.va as u32;
+        rec.addr_hi = (f.va >> 32) as u32;
+        let hub = matches!(unit, pfifo::FAULT_UNIT_BAR1 | pfifo::FAULT_UNIT_BAR3 | pfifo::FAULT_UNIT_PFIFO);
+        rec.info = (f.reason & pfifo::VM_FAULT_INFO_REASON_MASK)
+            | if hub { pfifo::VM_FAULT_INFO_HUB } else { 0 }
+            | if f.write { pfifo::VM_FAULT_INFO_WRITE } else { 0 };
+        r.pfifo.vm_fault_units |= 1 << (unit & 31);
+        self.update_irq(r);
+    }
+
+    /// The VM context of BAR1 or BAR3, refreshed after a TLB flush. `None` = direct VRAM.
+    /// `Err` = the VM is enabled but its instance block is unusable.
+    fn bar_vm(&self, r: &mut Regs, bar: Bar) -> Result<Option<(VmContext, PhysAddr)>, ()> {
+        let gen = r.vm_gen;
+        let b = if bar == Bar::Bar1 { &mut r.bar1 } else { &mut r.bar3 };
+        if b.reg & pbus::BAR_INST_MODE_VM == 0 {
+            return Ok(None);
+        }
+        let inst = PhysAddr::from_target(
+            (b.reg >> pbus::BAR_INST_TARGET_SHIFT) & pbus::BAR_INST_TARGET_MASK,
+            ((b.reg & pbus::BAR_INST_ADDR_MASK) as u64) << pbus::BAR_INST_ADDR_SHIFT,
+        )
+        .ok_or(())?;
+        if b.ctx.is_none() || b.ctx_gen != gen {
+            b.ctx = VmContext::load(&self.bus, inst);
+            b.ctx_gen = gen;
+        }
+        b.ctx.map(|c| Some((c, inst))).ok_or(())
+    }
+
+    /// BAR1/BAR3 access of `buf.len()` bytes at `off`, split at page boundaries.
+    pub fn bar_window_access(&self, bar: Bar, off: u64, buf: &mut [u8], write: bool) {
+        let end = off.saturating_add(buf.len() as u64);
+        if end > bar.size() {
+            Counters::inc(&self.counters.bar0_unknown);
+            if !write {
+                buf.fill(0xff);
+            }
+            return;
+        }
+        let (vm, big_shift) = {
+            let mut r = self.lock_regs();
+            let vm = self.bar_vm(&mut r, bar);
+            (vm, r.big_page_shift())
+        };
+        let unit = if bar == Bar::Bar1 { pfifo::FAULT_UNIT_BAR1 } else { pfifo::FAULT_UNIT_BAR3 };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let va = off + done as u64;
+            let chunk = ((0x1000 - (va & 0xfff)) as usize).min(buf.len() - done);
+            let part = &mut buf[done..done + chunk];
+            let pa = match vm {
+                Ok(None) => Ok(PhysAddr::vram(va)),
+                Ok(Some((ctx, _))) => self.lock_tlb().translate(&self.bus, &ctx, big_shift, va, write),
+                Err(()) => Err(Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va, write }),
+            };
+            let ok = match pa {
+                Ok(pa) => {
+                    if write {
+                        self.bus.write(pa, part)
+                    } else {
+                        self.bus.read(pa, part)
+                    }
+                }
+                Err(_) => false,
+            };
+            if !ok {
+                let fault = pa.err().unwrap_or(Fault { reason: mmu::FAULT_BAD_PHYSICAL, va, write });
+                let inst = vm.ok().flatten().map(|(_, i)| i);
+                let mut r = self.lock_regs();
+                self.record_vm_fault(&mut r, unit, inst, fault);
+                if !write {
+                    fill_bad(part, bad::VM_FAULT);
+                }
+            }
+            done += chunk;
+        }
+        if write && bar == Bar::Bar1 {
+            self.check_doorbell(off, end);
+        }
+    }
+
+    /// A BAR1 write covering GP_PUT of a USERD page in the poll area rings that channel.
+    fn check_doorbell(&self, start: u64, end: u64) {
+        let mut r = self.lock_regs();
+        let pb = r.pfifo.poll_base;
+        if pb & pfifo::USERD_POLL_ENABLE == 0 {
+            return;
+        }
+        let area = ((pb & pfifo::USERD_POLL_ADDR_MASK) as u64) << 12;
+        let area_end = area + pfifo::CHANNELS as u64 * pfifo::USERD_POLL_STRIDE;
+        let put = gpuvm_uapi::gf100::userd::GP_PUT as u64;
+        let mut rang = false;
+        for chid in 0..pfifo::CHANNELS as u64 {
+            let doorbell = area + chid * pfifo::USERD_POLL_STRIDE + put;
+            if doorbell >= area_end {
+                break;
+            }
+            if doorbell >= start && doorbell + 4 <= end {
+                r.pfifo.doorbells |= 1u128 << chid;
+                Counters::inc(&self.counters.doorbells);
+                rang = true;
+            }
+        }
+        if rang {
+            self.work.notify_all();
+        }
+    }
+
+    fn pramin_pa(&self, off: u32) -> Option<PhysAddr> {
+        let base = self.lock_regs().pramin_base;
+        let addr = ((base & pbus::PRAMIN_BASE_ADDR_MASK) as u64) << pbus::PRAMIN_BASE_ADDR_SHIFT;
+        let target = (base >> pbus::PRAMIN_BASE_TARGET_SHIFT) & pbus::PRAMIN_BASE_TARGET_MASK;
+        PhysAddr::from_target(target, addr + (off - pbus::PRAMIN_WINDOW) as u64)
+    }
+
+    pub fn mmio_read(&self, off: u32) -> u32 {
+        if (pbus::PRAMIN_WINDOW..pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE).contains(&off) {
+            return self.pramin_pa(off).and_then(|pa| self.bus.read32(pa)).unwrap_or(bad::VM_FAULT);
+        }
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+            let mut b = [0u8; 4];
+            self.config.lock().unwrap_or_else(|e| e.into_inner()).read((off - pci::BAR0_CONFIG_MIRROR) as u64, &mut b);
+            return u32::from_le_bytes(b);
+        }
+        let mut r = self.lock_regs();
+        if let Some(bit) = unit_enable_bit(off) {
+            if r.enable & bit == 0 {
+                return bad::UNIT_DISABLED;
+            }
+        }
+        match self.read_reg(&mut r, off) {
+            Some(v) => v,
+            None => {
+                Counters::inc(&self.counters.bar0_unknown);
+                bad::NO_REGISTER
+            }
+        }
+    }
+
+    fn read_reg(&self, r: &mut Regs, off: u32) -> Option<u32> {
+        let hw = self.pmc_hw_intr(r);
+        let p = &r.pfifo;
+        let v = match off {
+            pmc::BOOT_0 => pmc::BOOT_0_QUADRO_6000,
+            pmc::ENDIAN => r.endian,
+            pmc::INTR_HOST | pmc::INTR_NRHOST => {
+                let i = ((off - pmc::INTR_HOST) / 4) as usize;
+                (hw & r.intr_mask[i] & !pmc::INTR_SOFTWARE) | if r.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
+            }
+            pmc::INTR_EN_HOST => r.intr_en[0],
+            pmc::INTR_EN_NRHOST => r.intr_en[1],
+            pmc::INTR_LINE_STATUS => r.irq_line as u32,
+            pmc::ENABLE => r.enable,
+            pmc::SPOON_ENABLE => r.spoon_enable,
+            pmc::INTR_MASK_HOST => r.intr_mask[0],
+            pmc::INTR_MASK_NRHOST => r.intr_mask[1],
+            pbus::PRAMIN_BASE => r.pramin_base,
+            pbus::BAR1_INST => r.bar1.reg,
+            pbus::BAR3_INST => r.bar3.reg,
+            pbus::PEEPHOLE_INST => r.peephole,
+            pbus::FLUSH => 0,
+            ptimer::INTR => {
+                self.check_alarm(r);
+                r.pt_intr
+            }
+            ptimer::INTR_EN => r.pt_intr_en,
+            ptimer::CLOCK_DIV => r.pt_div,
+            ptimer::CLOCK_MUL => r.pt_mul,
+            ptimer::CLOCK_SOURCE => r.pt_source,
+            ptimer::TIME_LOW => self.time_ns(r) as u32,
+            ptimer::TIME_HIGH => (self.time_ns(r) >> 32) as u32 & ptimer::TIME_HIGH_MASK,
+            ptimer::ALARM => r.pt_alarm,
+            pstraps::STRAPS => pstraps::CRYSTAL_27MHZ,
+            pfb::FBP_COUNT | pfb::PART_COUNT => self.parts.0,
+            pfb::FBP_DISABLED_MASK => 0,
+            pfb::PART_MIB_BROADCAST => self.parts.1,
+            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o) && (o - pfb::part_mib(0)) % 0x1000 == 0 => {
+                if (o - pfb::part_mib(0)) / 0x1000 < self.parts.0 {
+                    self.parts.1
+                } else {
+                    0
+                }
+            }
+            mmu::CTRL => {
+                (r.mmu_ctrl & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE))
+                    | 0x0010_0000
+                    | if r.flush_done { mmu::CTRL_FLUSH_DONE } else { 0 }
+            }
+            mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush,
+            mmu::INVALIDATE_PDB => r.invalidate_pdb,
+            mmu::INVALIDATE => 0,
+            pfifo::INTR => p.intr_status(),
+            pfifo::INTR_EN => p.intr_en,
+            pfifo::CTRL => p.ctrl,
+            pfifo::SUBFIFO_ENABLE => p.subfifo_enable,
+            o if (pfifo::eng_subfifo_mask(0)..pfifo::eng_subfifo_mask(6)).contains(&o) => {
+                p.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize]
+            }
+            pfifo::USERD_POLL_BASE => p.poll_base,
+            pfifo::RUNLIST_BASE => p.runlist_base,
+            pfifo::RUNLIST_SUBMIT => p.runlist_submit,
+            pfifo::RUNLIST_STATUS => 0,
+            pfifo::CHAN_TABLE_ERROR => p.chan_table_error,
+            pfifo::SCHED_ERROR => p.sched_error,
+            pfifo::VM_FAULT_UNITS => p.vm_fault_units,
+            pfifo::PBDMA_INTR_UNITS => p.pbdma_units(),
+            pfifo::ENGINE_INTR_UNITS => p.engine_units(),
+            o if (pfifo::engine_intr(0)..pfifo::engine_intr(8)).contains(&o) => {
+                p.engine_intr[((o - pfifo::engine_intr(0)) / 4) as usize]
+            }
+            pfifo::ENGINE_INTR_EN => p.engine_intr_en,
+            pfifo::ENG_FAULT => p.eng_fault,
+            pfifo::ENG_FREEZE => p.eng_freeze,
+            pfifo::KICK => {
+                if p.running == Some(p.kick) {
+                    p.kick | pfifo::KICK_PENDING
+                } else {
+                    p.kick
+                }
+            }
+            o if (pfifo::eng_state(0)..pfifo::eng_state(6)).contains(&o) => match (o - pfifo::eng_state(0)) / 4 {
+                0 => p.running.map_or(0, |c| 1 << 31 | c),
+                _ => 0,
+            },
+            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(32)).contains(&o) => {
+                let rec = &p.vm_faults[((o - pfifo::vm_fault_inst(0)) / 0x10) as usize];
+                match o & 0xc {
+                    0x0 => rec.inst,
+                    0x4 => rec.addr_lo,
+                    0x8 => rec.addr_hi,
+                    _ => rec.info,
+                }
+            }
+            pfifo::INTR_RUNLIST_STATUS => p.runlist_intr,
+            o if (pfifo::CHAN_TABLE_START..pfifo::CHAN_TABLE_END).contains(&o) => {
+                let chid = ((o - pfifo::CHAN_TABLE_START) / 8) as usize;
+                if o & 4 == 0 {
+                    p.chan_inst[chid]
+                } else {
+                    p.chan_state[chid] | p.chan_status[chid]
+                }
+            }
+            o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
+                let pb = &p.pbdma[((o - pfifo::pbdma_base(0)) / 0x2000) as usize];
+                match (o - pfifo::pbdma_base(0)) % 0x2000 {
+                    pfifo::PBDMA_METHOD => pb.method,
+                    pfifo::PBDMA_DATA => pb.data,
+                    pfifo::PBDMA_INTR => pb.intr,
+                    pfifo::PBDMA_INTR_EN => pb.intr_en,
+                    pfifo::PBDMA_CHID => pb.chid,
+                    pfifo::PBDMA_INTR_HALT_MASK => pb.halt_mask,
+                    _ => return None,
+                }
+            }
+            pgraph::INTR => r.pgraph.intr,
+            pgraph::INTR_EN => r.pgraph.intr_en,
+            pgraph::DATA_ERROR_CODE => r.pgraph.data_error,
+            pgraph::TRAPPED_ADDR => r.pgraph.trapped_addr,
+            pgraph::TRAPPED_DATA => r.pgraph.trapped_data,
+            pgraph::INTR_CHANNEL_INST => r.pgraph.intr_inst,
+            _ => return None,
+        };
+        Some(v)
+    }
+
+    pub fn mmio_write(&self, off: u32, v: u32) {
+        if (pbus::PRAMIN_WINDOW..pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE).contains(&off) {
+            if !self.pramin_pa(off).is_some_and(|pa| self.bus.write32(pa, v)) {
+                Counters::inc(&self.counters.bar0_unknown);
+            }
+            return;
+        }
+        if off == pci::BAR0_MSI_REARM {
+            self.irq.retrigger();
+            return;
+        }
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+            self.config_write((off - pci::BAR0_CONFIG_MIRROR) as u64, &v.to_le_bytes());
+            return;
+        }
+        let mut r = self.lock_regs();
+        if let Some(bit) = unit_enable_bit(off) {
+            if r.enable & bit == 0 {
+                Counters::inc(&self.counters.bar0_unknown);
+                return;
+            }
+        }
+        if !self.write_reg(&mut r, off, v) {
+            Counters::inc(&self.counters.bar0_unknown);
+        }
+        self.update_irq(&mut r);
+    }
+
+    pub fn config_write(&self, off: u64, data: &[u8]) {
+        let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        c.write(off, data);
+        self.bus.set_bus_master(c.command() & crate::pci::COMMAND_BUS_MASTER != 0);
+    }
+
+    /// Returns false for an unknown register.
+    fn write_reg(&self, r: &mut Regs, off: u32, v: u32) -> bool {
+        match off {
+            pmc::BOOT_0 => {}
+            pmc::ENDIAN => {
+                if v & (1 << 24) != 0 {
+                    r.endian ^= pmc::ENDIAN_BIG;
+                }
+            }
+            pmc::INTR_HOST | pmc::INTR_NRHOST => {
+                // Only the software bit is writable.
+                r.sw_intr[((off - pmc::INTR_HOST) / 4) as usize] = v & pmc::INTR_SOFTWARE != 0;
+            }
+            pmc::INTR_EN_HOST => r.intr_en[0] = v & 3,
+            pmc::INTR_EN_NRHOST => r.intr_en[1] = v & 3,
+            pmc::INTR_LINE_STATUS => {}
+            pmc::ENABLE => self.write_enable(r, v),
+            pmc::SPOON_ENABLE => r.spoon_enable = v & ((1 << pfifo::PBDMA_COUNT) - 1),
+            pmc::INTR_MASK_HOST => r.intr_mask[0] = v,
+            pmc::INTR_MASK_NRHOST => r.intr_mask[1] = v,
+            pbus::PRAMIN_BASE => r.pramin_base = v,
+            pbus::BAR1_INST => {
+                r.bar1 = BarVm { reg: v, ctx: None, ctx_gen: 0 };
+            }
+            pbus::BAR3_INST => {
+                r.bar3 = BarVm { reg: v, ctx: None, ctx_gen: 0 };
+            }
+            pbus::PEEPHOLE_INST => r.peephole = v,
+            pbus::FLUSH => {}
+            ptimer::INTR => r.pt_intr &= !v,
+            ptimer::INTR_EN => r.pt_intr_en = v & ptimer::INTR_ALARM,
+            ptimer::CLOCK_DIV => r.pt_div = v & 0xffff,
+            ptimer::CLOCK_MUL => r.pt_mul = v & 0xffff,
+            ptimer::CLOCK_SOURCE => r.pt_source = v,
+            ptimer::TIME_LOW | ptimer::TIME_HIGH => {
+                let cur = self.time_ns(r);
+                let new = if off == ptimer::TIME_LOW {
+                    (cur & !0xffff_ffff) | (v & ptimer::TIME_LOW_MASK) as u64
+                } else {
+                    (cur & 0xffff_ffff) | ((v & ptimer::TIME_HIGH_MASK) as u64) << 32
+                };
+                r.time_offset = r.time_offset.wrapping_add(new.wrapping_sub(cur) as i64);
+            }
+            ptimer::ALARM => {
+                r.pt_alarm = v & ptimer::TIME_LOW_MASK;
+                r.pt_alarm_armed = true;
+                self.check_alarm(r);
+                self.work.notify_all();
+            }
+            pstraps::STRAPS => {}
+            mmu::CTRL => r.mmu_ctrl = v & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE),
+            mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush = v,
+            mmu::INVALIDATE_PDB => {
+                r.invalidate_pdb = v;
+                r.flush_done = false;
+            }
+            mmu::INVALIDATE => {
+                if v & mmu::INVALIDATE_TRIGGER != 0 {
+                    let pdb = PhysAddr::from_target(
+                        r.invalidate_pdb & mmu::INVALIDATE_PDB_TARGET_MASK,
+                        ((r.invalidate_pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) as u64) << 12,
+                    );
+                    self.tlb_invalidate(r, if v & mmu::INVALIDATE_ALL_PDB != 0 { None } else { pdb });
+                    r.flush_done = true;
+                }
+            }
+            o if (pfb::FBP_COUNT == o) || (pfb::PART_COUNT == o) => {}
+            pfifo::INTR => {
+                // Latched bits are write-1-to-clear; the level bits clear at their source.
+                r.pfifo.intr &= !v;
+                if v & pfifo::INTR_RUNLIST != 0 {
+                    r.pfifo.runlist_intr = 0;
+                }
+            }
+            pfifo::INTR_EN => r.pfifo.intr_en = v,
+            pfifo::CTRL => {
+                r.pfifo.ctrl = v & pfifo::CTRL_ENABLE;
+                self.work.notify_all();
+            }
+            pfifo::SUBFIFO_ENABLE => r.pfifo.subfifo_enable = v & ((1 << pfifo::PBDMA_COUNT) - 1),
+            o if (pfifo::eng_subfifo_mask(0)..pfifo::eng_subfifo_mask(6)).contains(&o) => {
+                r.pfifo.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize] = v;
+            }
+            pfifo::USERD_POLL_BASE => r.pfifo.poll_base = v,
+            pfifo::RUNLIST_BASE => r.pfifo.runlist_base = v,
+            pfifo::RUNLIST_SUBMIT => self.commit_runlist(r, v),
+            pfifo::RUNLIST_STATUS => {}
+            pfifo::CHAN_TABLE_ERROR => r.pfifo.chan_table_error = v,
+            pfifo::SCHED_ERROR => r.pfifo.sched_error = v,
+            pfifo::VM_FAULT_UNITS => r.pfifo.vm_fault_units &= !v,
+            pfifo::PBDMA_INTR_UNITS | pfifo::ENGINE_INTR_UNITS => {}
+            o if (pfifo::engine_intr(0)..pfifo::engine_intr(8)).contains(&o) => {
+                r.pfifo.engine_intr[((o - pfifo::engine_intr(0)) / 4) as usize] &= !v;
+            }
+            pfifo::ENGINE_INTR_EN => r.pfifo.engine_intr_en = v,
+            pfifo::ENG_FAULT => r.pfifo.eng_fault &= !v,
+            pfifo::ENG_FREEZE => r.pfifo.eng_freeze = v,
+            pfifo::KICK => {
+                Counters::inc(&self.counters.kicks);
+                r.pfifo.kick = v & (pfifo::CHANNELS - 1);
+                self.work.notify_all();
+            }
+            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(32)).contains(&o) => {}
+            pfifo::INTR_RUNLIST_STATUS => r.pfifo.runlist_intr &= !v,
+            o if (pfifo::CHAN_TABLE_START..pfifo::CHAN_TABLE_END).contains(&o) => {
+                let chid = ((o - pfifo::CHAN_TABLE_START) / 8) as usize;
+                if o & 4 == 0 {
+                    self.write_chan_inst(r, chid, v);
+                } else {
+                    r.pfifo.chan_state[chid] = v
+                        & (pfifo::CHAN_STATE_RUNNABLE | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT);
+                    self.work.notify_all();
+                }
+            }
+            o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
+                let pb = &mut r.pfifo.pbdma[((o - pfifo::pbdma_base(0)) / 0x2000) as usize];
+                match (o - pfifo::pbdma_base(0)) % 0x2000 {
+                    pfifo::PBDMA_METHOD => pb.method = v,
+                    pfifo::PBDMA_DATA => pb.data = v,
+                    pfifo::PBDMA_INTR => pb.intr &= !v,
+                    pfifo::PBDMA_INTR_EN => pb.intr_en = v,
+                    pfifo::PBDMA_CHID => {}
+                    pfifo::PBDMA_INTR_HALT_MASK => pb.halt_mask = v,
+                    _ => return false,
+                }
+            }
+            pgraph::INTR => r.pgraph.intr &= !v,
+            pgraph::INTR_EN => r.pgraph.intr_en = v,
+            pgraph::DATA_ERROR_CODE | pgraph::TRAPPED_ADDR | pgraph::TRAPPED_DATA | pgraph::INTR_CHANNEL_INST => {}
+            _ => return false,
+        }
+        true
+    }
+
+    fn write_enable(&self, r: &mut Regs, v: u32) {
+        let rising = v & !r.enable;
+        r.enable = v;
+        if rising & pmc::ENABLE_PFIFO != 0 {
+            let (runlist_keep, epoch) = (Vec::new(), r.pfifo_epoch + 1);
+            r.pfifo = PfifoRegs { runlist: runlist_keep, ..PfifoRegs::default() };
+            r.pfifo_epoch = epoch;
+        }
+        if rising & pmc::ENABLE_PGRAPH != 0 {
+            r.pgraph = PgraphRegs::default();
+        }
+        if rising & pmc::ENABLE_PTIMER != 0 {
+            r.pt_intr = 0;
+            r.pt_intr_en = 0;
+        }
+        self.work.notify_all();
+    }
+
+    fn write_chan_inst(&self, r: &mut Regs, chid: usize, v: u32) {
+        r.pfifo.chan_inst[chid] = v;
+        r.pfifo.chan_gen[chid] += 1;
+        r.pfifo.chan_status[chid] = 0;
+        if v & pfifo::CHAN_INST_VALID != 0 {
+            if (v >> pfifo::CHAN_INST_TARGET_SHIFT) & 3 != gpuvm_uapi::gf100::target::VRAM {
+                r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
+                r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
+            } else if v & pfifo::CHAN_INST_POLL_ENABLE != 0 && r.pfifo.poll_base & pfifo::USERD_POLL_ENABLE == 0 {
+                r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
+                r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
+            }
+        }
+        self.work.notify_all();
+    }
+
+    fn commit_runlist(&self, r: &mut Regs, v: u32) {
+        Counters::inc(&self.counters.runlist_commits);
+        r.pfifo.runlist_submit = v;
+        let count = (v & pfifo::RUNLIST_COUNT_MASK) as u64;
+        let base = r.pfifo.runlist_base;
+        let list = PhysAddr::from_target(
+            base >> pfifo::RUNLIST_TARGET_SHIFT,
+            ((base & pfifo::RUNLIST_ADDR_MASK) as u64) << 12,
+        );
+        let mut chids = Vec::with_capacity(count as usize);
+        let mut malformed = list.is_none();
+        if let Some(list) = list {
+            for i in 0..count {
+                let e = list.add(i * pfifo::RUNLIST_ENTRY_SIZE);
+                match (self.bus.read32(e), self.bus.read32(e.add(4))) {
+                    (Some(chid), Some(pfifo::RUNLIST_ENTRY_WORD1)) if chid < pfifo::CHANNELS => {
+                        if !chids.contains(&chid) {
+                            chids.push(chid);
+                        }
+                    }
+                    _ => malformed = true,
+                }
+            }
+        }
+        if malformed {
+            r.pfifo.sched_error = pfifo::SCHED_ERROR_BAD_RUNLIST;
+            r.pfifo.intr |= pfifo::INTR_SCHED_ERROR;
+        }
+        r.pfifo.runlist = chids;
+        r.pfifo.runlist_intr |= pfifo::INTR_RUNLIST_DONE;
+        r.pfifo.intr |= pfifo::INTR_RUNLIST;
+        self.work.notify_all();
+    }
+
+    /// TLB invalidate (register or host MEM_OP): `None` = every address space.
+    pub fn tlb_invalidate(&self, r: &mut Regs, pdb: Option<PhysAddr>) {
+        Counters::inc(&self.counters.tlb_flushes);
+        let mut tlb = self.lock_tlb();
+        match pdb {
+            Some(p) => tlb.flush_pdb(p),
+            None => tlb.flush_all(),
+        }
+        r.vm_gen += 1;
+    }
+
+    /// Raises PFIFO's non-stall (NOTIFY) interrupt.
+    pub fn raise_nonstall(&self, r: &mut Regs) {
+        Counters::inc(&self.counters.nonstall_interrupts);
+        r.pfifo.engine_intr[0] |= pfifo::ENGINE_INTR_NOTIFY;
+        self.update_irq(r);
+    }
+}
+
+fn fill_bad(buf: &mut [u8], word: u32) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = word.to_le_bytes()[i % 4];
+    }
+}
+
+/// FB partitions for `mib` MiB: the largest count <= 6 that divides it evenly.
+fn partition_geometry(mib: u32) -> (u32, u32) {
+    let n = (1..=pfb::MAX_PARTS).rev().find(|n| mib % n == 0).unwrap_or(1);
+    (n, mib / n)
+}
+
+/// One model GPU. Dropping it (or [`Gpu::shutdown`]) stops its threads.
+pub struct Gpu {
+    pub(crate) inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+impl Gpu {
+    /// Creates the GPU (VRAM zero-filled) and starts its engine thread.
+    pub fn new(cfg: ModelConfig) -> std::io::Result<Arc<Gpu>> {
+        if cfg.vram_bytes == 0 || cfg.vram_bytes % (1 << 20) != 0 || cfg.vram_bytes > (1 << 37) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "VRAM size must be a positive multiple of 1 MiB, at most 128 GiB",
+            ));
+        }
+        let vram = Arc::new(HostMemory::new("gf100-vram", cfg.vram_bytes)?);
+        let parts = partition_geometry((cfg.vram_bytes >> 20) as u32);
+        let inner = Arc::new(Inner {
+            cfg,
+            bus: PhysBus::new(vram),
+            regs: Mutex::new(Regs::new()),
+            work: Condvar::new(),
+            tlb: Mutex::new(Tlb::default()),
+            config: Mutex::new(ConfigSpace::new()),
+            irq: IrqLine::default(),
+            counters: Counters::default(),
+            start: Instant::now(),
+            parts,
+        });
+        // In-process users have no config-space setup step: start with bus mastering on.
+        inner.bus.set_bus_master(true);
+        let worker = inner.clone();
+        let pfifo = std::thread::Builder::new()
+            .name("gf100-pfifo".into())
+            .spawn(move || crate::pfifo::run(worker))?;
+        Ok(Arc::new(Gpu { inner, threads: Mutex::new(vec![pfifo]), stopped: AtomicBool::new(false) }))
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.inner.cfg
+    }
+
+    /// 32-bit read. BAR0 offsets must be 4-byte aligned (unaligned reads return 0xbad001xx).
+    pub fn bar_read32(&self, bar: Bar, off: u64) -> u32 {
+        match bar {
+            Bar::Bar0 => {
+                Counters::inc(&self.inner.counters.bar0_reads);
+                if off % 4 != 0 || off >= Bar::Bar0.size() {
+                    Counters::inc(&self.inner.counters.bar0_unknown);
+                    return bad::NO_REGISTER;
+                }
+                self.inner.mmio_read(off as u32)
+            }
+            _ => {
+                let mut b = [0u8; 4];
+                self.bar_read(bar, off, &mut b);
+                u32::from_le_bytes(b)
+            }
+        }
+    }
+
+    pub fn bar_write32(&self, bar: Bar, off: u64, v: u32) {
+        match bar {
+            Bar::Bar0 => {
+                Counters::inc(&self.inner.counters.bar0_writes);
+                if off % 4 != 0 || off >= Bar::Bar0.size() {
+                    Counters::inc(&self.inner.counters.bar0_unknown);
+                    return;
+                }
+                self.inner.mmio_write(off as u32, v)
+            }
+            _ => self.bar_write(bar, off, &v.to_le_bytes()),
+        }
+    }
+
+    /// Bulk read. BAR0 is accessed as a sequence of 32-bit registers (length and offset must
+    /// be multiples of 4); BAR1/BAR3 go through their windows byte-exactly.
+    pub fn bar_read(&self, bar: Bar, off: u64, buf: &mut [u8]) {
+        let c = &self.inner.counters;
+        match bar {
+            Bar::Bar0 => {
+                for (i, chunk) in buf.chunks_mut(4).enumerate() {
+                    let v = self.bar_read32(Bar::Bar0, off + 4 * i as u64).to_le_bytes();
+                    chunk.copy_from_slice(&v[..chunk.len()]);
+                }
+            }
+            Bar::Bar1 | Bar::Bar3 => {
+                Counters::inc(if bar == Bar::Bar1 { &c.bar1_reads } else { &c.bar3_reads });
+                if buf.len() > 8 {
+                    Counters::add(&c.bar_bulk_bytes, buf.len() as u64);
+                }
+                self.inner.bar_window_access(bar, off, buf, false);
+            }
+        }
+    }
+
+    pub fn bar_write(&self, bar: Bar, off: u64, data: &[u8]) {
+        let c = &self.inner.counters;
+        match bar {
+            Bar::Bar0 => {
+                for (i, chunk) in data.chunks(4).enumerate() {
+                    let mut w = [0u8; 4];
+                    w[..chunk.len()].copy_from_slice(chunk);
+                    self.bar_write32(Bar::Bar0, off + 4 * i as u64, u32::from_le_bytes(w));
+                }
+            }
+            Bar::Bar1 | Bar::Bar3 => {
+                Counters::inc(if bar == Bar::Bar1 { &c.bar1_writes } else { &c.bar3_writes });
+                if data.len() > 8 {
+                    Counters::add(&c.bar_bulk_bytes, data.len() as u64);
+                }
+                let mut tmp = data.to_vec();
+                self.inner.bar_window_access(bar, off, &mut tmp, true);
+            }
+        }
+    }
+
+    /// PCI config space access (the same space BAR0 mirrors at 0x88000).
+    pub fn config_read(&self, off: u64, buf: &mut [u8]) {
+        Counters::inc(&self.inner.counters.config_reads);
+        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).read(off, buf);
+    }
+
+    pub fn config_write(&self, off: u64, data: &[u8]) {
+        Counters::inc(&self.inner.counters.config_writes);
+        self.inner.config_write(off, data);
+    }
+
+    pub fn msi_enabled(&self) -> bool {
+        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).msi_enabled()
+    }
+
+    pub fn intx_disabled(&self) -> bool {
+        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).intx_disabled()
+    }
+
+    /// Mirrors the INTx level in the config status register (used by the server).
+    pub fn set_intx_status(&self, asserted: bool) {
+        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).set_interrupt_status(asserted);
+    }
+
+    /// Makes host memory `mem` visible to the GPU at bus address `iova` (system-memory
+    /// apertures). The caller keeps its own `Arc` to read/write the same bytes.
+    pub fn dma_map(&self, iova: u64, mem: Arc<HostMemory>) -> Result<(), &'static str> {
+        Counters::inc(&self.inner.counters.dma_maps);
+        self.inner.bus.dma_map(iova, mem)
+    }
+
+    pub fn dma_unmap(&self, iova: u64) -> bool {
+        self.inner.bus.dma_unmap(iova)
+    }
+
+    /// Removes every map overlapping `[iova, iova + len)`; returns how many.
+    pub fn dma_unmap_range(&self, iova: u64, len: u64) -> usize {
+        self.inner.bus.dma_unmap_range(iova, len)
+    }
+
+    pub fn dma_unmap_all(&self) {
+        self.inner.bus.dma_unmap_all()
+    }
+
+    /// The VRAM backing (for tests and tools; a driver uses PRAMIN or BAR windows).
+    pub fn vram(&self) -> &Arc<HostMemory> {
+        &self.inner.bus.vram
+    }
+
+    /// Current level of the interrupt output.
+    pub fn irq_line(&self) -> bool {
+        self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner()).level
+    }
+
+    /// Waits until the interrupt line is asserted (returns true at once if it already is)
+    /// or `timeout` passes (returns false).
+    pub fn irq_wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.level {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self.inner.irq.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// Installs (or removes) the interrupt-line callback. It is called once with the current
+    /// level when installed.
+    pub fn set_irq_notifier(&self, notifier: Option<IrqNotifier>) {
+        let mut st = self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = &notifier {
+            n(st.level);
+        }
+        st.notifier = notifier;
+    }
+
+    pub fn counters(&self) -> CountersSnapshot {
+        let mut snap = self.inner.counters.snapshot();
+        snap.tlb_misses = self.inner.lock_tlb().misses;
+        snap
+    }
+
+    /// Device reset: registers, channels and TLB return to power-on state; VRAM keeps its
+    /// contents; DMA maps stay.
+    pub fn reset(&self) {
+        let mut r = self.inner.lock_regs();
+        let epoch = r.pfifo_epoch + 1;
+        *r = Regs::new();
+        r.pfifo_epoch = epoch;
+        self.inner.lock_tlb().flush_all();
+        self.inner.update_irq(&mut r);
+        self.inner.work.notify_all();
+    }
+
+    /// Stops the engine thread (idempotent). Further register accesses still work but no
+    /// channel executes.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut r = self.inner.lock_regs();
+            r.shutdown = true;
+            self.inner.work.notify_all();
+        }
+        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

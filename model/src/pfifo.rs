@@ -1,0 +1,669 @@
+//! PFIFO: the scheduler thread, GPFIFO fetch, pushbuffer decoding and the host class (0x906f).
+//!
+//! One thread executes every channel: it picks runnable channels from the committed runlist
+//! round-robin, runs each for at most one timeslice (or until it idles or blocks on a
+//! semaphore acquire), and executes engine work (M2MF, copy, compute) inline. Engines thus run
+//! asynchronously to MMIO, and a long kernel delays other channels as on real Fermi (which
+//! cannot preempt a running grid either).
+//!
+//! Channel life cycle (model choices, see uapi/gf100.rs): writing CHAN_TABLE[c].CHAN drops
+//! any state PFIFO had for c; on its first timeslice PFIFO loads RAMFC (USERD address,
+//! signature, GPFIFO base/order), the VM context (instance block PDB/limit) and sets
+//! GP_GET = 0. A channel runs only while it is VALID, RUNNABLE, on the runlist and PFIFO is
+//! enabled (PMC_ENABLE bit 8 and PFIFO_CTRL bit 0). After a doorbell PFIFO reads GP_PUT
+//! from USERD and executes entries until GP_GET == GP_PUT, writing GP_GET back after each
+//! entry. Any channel error stops the channel until its CHAN word is written again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gpuvm_uapi::gf100::{class, gpfifo, host, mmu, pfifo, pgraph, pushbuf, ramfc, report, userd};
+
+use crate::bus::PhysAddr;
+use crate::counters::Counters;
+use crate::engines::Object;
+use crate::gpu::{Inner, Regs};
+use crate::mem::HostMemory;
+use crate::mmu::{Fault, VmContext};
+
+/// Why executing a method failed; the channel stops and the matching interrupt is raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExecError {
+    /// MMU fault of the given fault unit (`pfifo::FAULT_UNIT_*`).
+    Mmu { unit: u32, fault: Fault },
+    /// PBDMA interrupt bits (`pfifo::PBDMA_INTR_*`).
+    Pbdma { bits: u32 },
+    /// PGRAPH interrupt bit with an optional DATA_ERROR code.
+    Pgraph { bit: u32, code: u32 },
+}
+
+/// Result of one method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Done,
+    /// Cannot complete yet (semaphore acquire): retry the same method later.
+    Stall,
+    /// Completed; end the timeslice (YIELD).
+    Yield,
+}
+
+/// A memory location for engines: a channel VA or (copy engine physical mode) a physical one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Loc {
+    Virt(u64),
+    Phys(PhysAddr),
+}
+
+impl Loc {
+    pub fn offset(self, n: u64) -> Loc {
+        match self {
+            Loc::Virt(va) => Loc::Virt(va.wrapping_add(n)),
+            Loc::Phys(pa) => Loc::Phys(pa.add(n)),
+        }
+    }
+    fn addr(self) -> u64 {
+        match self {
+            Loc::Virt(va) => va,
+            Loc::Phys(pa) => pa.addr,
+        }
+    }
+}
+
+/// What an engine needs to touch memory on behalf of a channel.
+pub(crate) struct ChanCtx<'a> {
+    pub gpu: &'a Inner,
+    pub inst: PhysAddr,
+    pub vm: VmContext,
+    pub big_shift: u32,
+}
+
+impl ChanCtx<'_> {
+    pub fn time_ns(&self) -> u64 {
+        let r = self.gpu.lock_regs();
+        self.gpu.time_ns(&r)
+    }
+
+    /// The host memory behind `loc`, valid for at most `max` bytes up to the next 4 KiB
+    /// boundary.
+    pub fn resolve(&self, unit: u32, loc: Loc, max: u64, write: bool) -> Result<(Arc<HostMemory>, u64, u64), ExecError> {
+        let chunk = max.min(0x1000 - (loc.addr() & 0xfff));
+        let pa = match loc {
+            Loc::Virt(va) => self
+                .gpu
+                .lock_tlb()
+                .translate(&self.gpu.bus, &self.vm, self.big_shift, va, write)
+                .map_err(|fault| ExecError::Mmu { unit, fault })?,
+            Loc::Phys(pa) => pa,
+        };
+        let (mem, off) = self.gpu.bus.resolve(pa, chunk).ok_or(ExecError::Mmu {
+            unit,
+            fault: Fault { reason: mmu::FAULT_BAD_PHYSICAL, va: loc.addr(), write },
+        })?;
+        Ok((mem, off, chunk))
+    }
+
+    pub fn read(&self, unit: u32, loc: Loc, buf: &mut [u8]) -> Result<(), ExecError> {
+        let mut done = 0u64;
+        while (done as usize) < buf.len() {
+            let (mem, off, n) = self.resolve(unit, loc.offset(done), buf.len() as u64 - done, false)?;
+            mem.read(off, &mut buf[done as usize..(done + n) as usize]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, unit: u32, loc: Loc, buf: &[u8]) -> Result<(), ExecError> {
+        let mut done = 0u64;
+        while (done as usize) < buf.len() {
+            let (mem, off, n) = self.resolve(unit, loc.offset(done), buf.len() as u64 - done, true)?;
+            mem.write(off, &buf[done as usize..(done + n) as usize]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn read32(&self, unit: u32, va: u64) -> Result<u32, ExecError> {
+        let mut b = [0u8; 4];
+        self.read(unit, Loc::Virt(va), &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Copies `len` bytes between two locations, page chunk by page chunk. Returns bytes
+    /// copied before a fault in the error case too (as part of the error's effect).
+    pub fn copy(&self, unit: u32, dst: Loc, src: Loc, len: u64) -> Result<(), ExecError> {
+        let mut done = 0u64;
+        while done < len {
+            let (smem, soff, sn) = self.resolve(unit, src.offset(done), len - done, false)?;
+            let (dmem, doff, dn) = self.resolve(unit, dst.offset(done), sn, true)?;
+            dmem.copy_from(doff, &smem, soff, dn);
+            done += dn;
+        }
+        Ok(())
+    }
+
+    /// Writes a semaphore/report: payload only, or {payload, 0, time_lo, time_hi}.
+    pub fn release(&self, unit: u32, va: u64, payload: u32, four_words: bool) -> Result<(), ExecError> {
+        Counters::inc(&self.gpu.counters.semaphore_releases);
+        if four_words {
+            let t = self.time_ns();
+            let mut b = [0u8; report::SIZE_FOUR_WORDS as usize];
+            b[report::PAYLOAD as usize..][..4].copy_from_slice(&payload.to_le_bytes());
+            b[report::TIME_LO as usize..][..8].copy_from_slice(&t.to_le_bytes());
+            self.write(unit, Loc::Virt(va), &b)
+        } else {
+            self.write(unit, Loc::Virt(va), &payload.to_le_bytes())
+        }
+    }
+
+    /// Raises PFIFO's non-stall interrupt.
+    pub fn nonstall(&self) {
+        let mut r = self.gpu.lock_regs();
+        self.gpu.raise_nonstall(&mut r);
+    }
+
+    /// Raises PGRAPH NOTIFY (the channel keeps running).
+    pub fn pgraph_notify(&self) {
+        let mut r = self.gpu.lock_regs();
+        r.pgraph.intr |= pgraph::INTR_NOTIFY;
+        r.pgraph.intr_inst = (self.inst.addr >> 12) as u32 & pgraph::INTR_CHANNEL_INST_MASK;
+        self.gpu.update_irq(&mut r);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Increasing,
+    NonIncreasing,
+    IncreaseOnce,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    method: u32,
+    subch: u32,
+    remaining: u32,
+    mode: Mode,
+}
+
+struct Segment {
+    va: u64,
+    words: Vec<u32>,
+    pos: usize,
+    main_level: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Loaded {
+    inst: PhysAddr,
+    vm: VmContext,
+    vm_gen: u64,
+    userd: PhysAddr,
+    gp_base: u64,
+    gp_mask: u32,
+    gp_get: u32,
+}
+
+#[derive(Default)]
+struct Channel {
+    gen: u64,
+    loaded: Option<Loaded>,
+    faulted: bool,
+    /// Saw a doorbell (or has unfinished work): worth scheduling.
+    active: bool,
+    stalled: bool,
+    seg: Option<Segment>,
+    pending: Option<Pending>,
+    subch: [Option<Object>; 8],
+    sem_addr_hi: u32,
+    sem_addr_lo: u32,
+    sem_payload: u32,
+    mem_op_a: u32,
+}
+
+impl Channel {
+    fn reset(&mut self, gen: u64) {
+        *self = Channel { gen, ..Channel::default() };
+    }
+}
+
+enum SliceEnd {
+    Idle,
+    Stalled,
+    Budget,
+    Stopped(ExecError, u32, u32, u32),
+}
+
+/// What the scheduler copies out of the registers for one timeslice.
+struct Pick {
+    chid: u32,
+    chan_inst: u32,
+    vm_gen: u64,
+    big_shift: u32,
+}
+
+/// The PFIFO thread.
+pub(crate) fn run(gpu: Arc<Inner>) {
+    let mut chans: Vec<Channel> = (0..pfifo::CHANNELS).map(|_| Channel::default()).collect();
+    let mut epoch = 0u64;
+    let mut next = 0usize;
+    loop {
+        let pick = {
+            let mut r = gpu.lock_regs();
+            loop {
+                if r.shutdown {
+                    return;
+                }
+                if r.pfifo_epoch != epoch {
+                    epoch = r.pfifo_epoch;
+                    for c in chans.iter_mut() {
+                        c.reset(0);
+                    }
+                }
+                let alarm_armed = gpu.poll_alarm(&mut r);
+                take_doorbells(&mut r, &mut chans);
+                if let Some(p) = choose(&mut r, &mut chans, &mut next) {
+                    break p;
+                }
+                // Idle, or only blocked channels: wait for news (poll acquires and the alarm).
+                let blocked = chans.iter().any(|c| c.active && c.stalled && !c.faulted);
+                let wait = if blocked || alarm_armed { Duration::from_micros(200) } else { Duration::from_millis(100) };
+                let (g, _) = gpu.work.wait_timeout(r, wait).unwrap_or_else(|e| e.into_inner());
+                r = g;
+                for c in chans.iter_mut() {
+                    c.stalled = false;
+                }
+            }
+        };
+        let started = Instant::now();
+        let ch = &mut chans[pick.chid as usize];
+        let end = run_slice(&gpu, ch, &pick, started + gpu.cfg.timeslice);
+        Counters::add(&gpu.counters.busy_ns_pfifo, started.elapsed().as_nanos() as u64);
+        // Another channel may have released what a blocked one waits for: retry them.
+        let progressed = !matches!(end, SliceEnd::Stalled);
+        for (chid, c) in chans.iter_mut().enumerate() {
+            if progressed && chid != pick.chid as usize {
+                c.stalled = false;
+            }
+        }
+        let ch = &mut chans[pick.chid as usize];
+        let mut r = gpu.lock_regs();
+        r.pfifo.running = None;
+        let status = &mut r.pfifo.chan_status[pick.chid as usize];
+        *status = if ch.loaded.is_some() { pfifo::CHAN_STATE_LOADED } else { 0 };
+        match end {
+            SliceEnd::Idle => ch.active = false,
+            SliceEnd::Stalled => {
+                ch.stalled = true;
+                *status |= pfifo::CHAN_STATE_ACQUIRE_PENDING | pfifo::CHAN_STATE_PENDING;
+            }
+            SliceEnd::Budget => *status |= pfifo::CHAN_STATE_PENDING,
+            SliceEnd::Stopped(err, method, subch, data) => {
+                ch.faulted = true;
+                ch.active = false;
+                let inst = ch.loaded.map(|l| l.inst).or_else(|| chan_inst_pa(pick.chan_inst));
+                report_error(&gpu, &mut r, pick.chid, inst, err, method, subch, data);
+            }
+        }
+        gpu.work.notify_all();
+    }
+}
+
+fn chan_inst_pa(word: u32) -> Option<PhysAddr> {
+    PhysAddr::from_target(word >> pfifo::CHAN_INST_TARGET_SHIFT, ((word & pfifo::CHAN_INST_ADDR_MASK) as u64) << 12)
+}
+
+fn take_doorbells(r: &mut Regs, chans: &mut [Channel]) {
+    let bells = std::mem::take(&mut r.pfifo.doorbells);
+    for (chid, c) in chans.iter_mut().enumerate() {
+        if r.pfifo.chan_gen[chid] != c.gen {
+            c.reset(r.pfifo.chan_gen[chid]);
+        }
+        if bells & (1u128 << chid) != 0 {
+            c.active = true;
+            c.stalled = false;
+        }
+    }
+}
+
+/// Next runnable channel with work after `next` in runlist order.
+fn choose(r: &mut Regs, chans: &mut [Channel], next: &mut usize) -> Option<Pick> {
+    if !r.pfifo_running() || r.pfifo.runlist.is_empty() {
+        return None;
+    }
+    let n = r.pfifo.runlist.len();
+    for i in 0..n {
+        let idx = (*next + i) % n;
+        let chid = r.pfifo.runlist[idx];
+        let c = &chans[chid as usize];
+        let word = r.pfifo.chan_inst[chid as usize];
+        if word & pfifo::CHAN_INST_VALID == 0
+            || r.pfifo.chan_state[chid as usize] & pfifo::CHAN_STATE_RUNNABLE == 0
+            || c.faulted
+            || !c.active
+            || c.stalled
+        {
+            continue;
+        }
+        *next = (idx + 1) % n;
+        r.pfifo.running = Some(chid);
+        return Some(Pick { chid, chan_inst: word, vm_gen: r.vm_gen, big_shift: r.big_page_shift() });
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_error(gpu: &Inner, r: &mut Regs, chid: u32, inst: Option<PhysAddr>, err: ExecError, method: u32, subch: u32, data: u32) {
+    match err {
+        ExecError::Mmu { unit, fault } => gpu.record_vm_fault(r, unit, inst, fault),
+        ExecError::Pbdma { bits } => {
+            Counters::inc(&gpu.counters.channel_errors);
+            let pb = &mut r.pfifo.pbdma[0];
+            pb.intr |= bits;
+            pb.method = (method & pfifo::PBDMA_METHOD_ADDR_MASK) | subch << pfifo::PBDMA_METHOD_SUBCH_SHIFT;
+            pb.data = data;
+            pb.chid = chid;
+        }
+        ExecError::Pgraph { bit, code } => {
+            Counters::inc(&gpu.counters.channel_errors);
+            let g = &mut r.pgraph;
+            g.intr |= bit;
+            g.data_error = code;
+            g.trapped_addr = method | subch << 16;
+            g.trapped_data = data;
+            g.intr_inst = inst.map_or(0, |p| (p.addr >> 12) as u32) & pgraph::INTR_CHANNEL_INST_MASK;
+        }
+    }
+    gpu.update_irq(r);
+}
+
+const PBDMA_UNIT: u32 = pfifo::FAULT_UNIT_PFIFO;
+
+fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
+    let bad = |bits| ExecError::Pbdma { bits };
+    let inst = chan_inst_pa(chan_inst).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))?;
+    let rd = |off: u32| gpu.bus.read32(inst.add(off as u64)).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
+    if rd(ramfc::SIGNATURE)? & ramfc::SIGNATURE_MASK != ramfc::SIGNATURE_VALUE {
+        return Err(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
+    }
+    let ud_lo = rd(ramfc::USERD_LO)?;
+    let ud_hi = rd(ramfc::USERD_HI)?;
+    let userd = PhysAddr::from_target(
+        ud_lo & ramfc::USERD_TARGET_MASK,
+        (ud_lo & ramfc::USERD_ADDR_MASK) as u64 | ((ud_hi & 0xff) as u64) << 32,
+    )
+    .ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))?;
+    let gp_lo = rd(ramfc::GP_BASE)?;
+    let gp_hi = rd(ramfc::GP_BASE_HI)?;
+    let order = (gp_hi >> ramfc::GP_BASE_HI_ORDER_SHIFT) & ramfc::GP_BASE_HI_ORDER_MASK;
+    if order > ramfc::GP_ORDER_MAX || gp_lo & 7 != 0 {
+        return Err(bad(pfifo::PBDMA_INTR_IB_ENTRY_INVALID));
+    }
+    let vm = VmContext::load(&gpu.bus, inst).ok_or(ExecError::Mmu {
+        unit: PBDMA_UNIT,
+        fault: Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va: 0, write: false },
+    })?;
+    Ok(Loaded {
+        inst,
+        vm,
+        vm_gen: 0,
+        userd,
+        gp_base: gp_lo as u64 | ((gp_hi & ramfc::GP_BASE_HI_ADDR_MASK) as u64) << 32,
+        gp_mask: (1u32 << order) - 1,
+        gp_get: 0,
+    })
+}
+
+fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> SliceEnd {
+    let stop = |e| SliceEnd::Stopped(e, 0, 0, 0);
+    if ch.loaded.is_none() {
+        match load_channel(gpu, pick.chan_inst) {
+            Ok(mut l) => {
+                l.vm_gen = pick.vm_gen;
+                gpu.bus.write32(l.userd.add(userd::GP_GET as u64), 0);
+                ch.loaded = Some(l);
+            }
+            Err(e) => return stop(e),
+        }
+    }
+    let Some(mut l) = ch.loaded else { return SliceEnd::Idle };
+    if l.vm_gen != pick.vm_gen {
+        // A TLB flush happened since the last slice: re-read the VM context.
+        match VmContext::load(&gpu.bus, l.inst) {
+            Some(vm) => l.vm = vm,
+            None => {
+                return stop(ExecError::Mmu {
+                    unit: PBDMA_UNIT,
+                    fault: Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va: 0, write: false },
+                })
+            }
+        }
+        l.vm_gen = pick.vm_gen;
+        ch.loaded = Some(l);
+    }
+    let ctx = ChanCtx { gpu, inst: l.inst, vm: l.vm, big_shift: pick.big_shift };
+    let mut budget_check = 0u32;
+    loop {
+        if ch.seg.is_none() {
+            let Some(put) = gpu.bus.read32(l.userd.add(userd::GP_PUT as u64)) else {
+                return stop(ExecError::Mmu {
+                    unit: PBDMA_UNIT,
+                    fault: Fault { reason: mmu::FAULT_BAD_PHYSICAL, va: l.userd.addr, write: false },
+                });
+            };
+            let l = ch.loaded.as_mut().expect("loaded above");
+            if l.gp_get == put & l.gp_mask {
+                return SliceEnd::Idle;
+            }
+            let mut e = [0u8; 8];
+            if let Err(err) = ctx.read(PBDMA_UNIT, Loc::Virt(l.gp_base + l.gp_get as u64 * gpfifo::ENTRY_SIZE), &mut e) {
+                return stop(err);
+            }
+            let w0 = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let w1 = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            let len = (w1 >> gpfifo::W1_LENGTH_SHIFT) & gpfifo::W1_LENGTH_MASK;
+            if len == 0 {
+                if w1 & gpfifo::W1_ADDR_HI_MASK != gpfifo::CONTROL_OPCODE_NOP {
+                    return stop(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_IB_ENTRY_INVALID });
+                }
+                finish_entry(gpu, l, None);
+                continue;
+            }
+            let va = (w0 & gpfifo::W0_ADDR_MASK) as u64 | ((w1 & gpfifo::W1_ADDR_HI_MASK) as u64) << 32;
+            let mut bytes = vec![0u8; len as usize * 4];
+            if let Err(err) = ctx.read(PBDMA_UNIT, Loc::Virt(va), &mut bytes) {
+                return stop(err);
+            }
+            let words = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            ch.seg = Some(Segment { va, words, pos: 0, main_level: w1 & gpfifo::W1_LEVEL_SUBROUTINE == 0 });
+        }
+        // Execute the segment's words.
+        loop {
+            let seg = ch.seg.as_ref().expect("segment present");
+            if seg.pos >= seg.words.len() {
+                break;
+            }
+            budget_check += 1;
+            if budget_check % 64 == 0 && Instant::now() >= deadline {
+                return SliceEnd::Budget;
+            }
+            match step(ch, &ctx) {
+                Ok(Flow::Done) => {}
+                Ok(Flow::Yield) => {
+                    if ch.seg.as_ref().is_some_and(|s| s.pos < s.words.len()) {
+                        return SliceEnd::Budget;
+                    }
+                }
+                Ok(Flow::Stall) => return SliceEnd::Stalled,
+                Err((e, m, s, d)) => return SliceEnd::Stopped(e, m, s, d),
+            }
+        }
+        let seg = ch.seg.take().expect("segment present");
+        let l = ch.loaded.as_mut().expect("loaded");
+        finish_entry(gpu, l, Some(&seg));
+        if Instant::now() >= deadline {
+            return SliceEnd::Budget;
+        }
+    }
+}
+
+/// Advances GP_GET past a completed entry and writes the progress words back to USERD.
+fn finish_entry(gpu: &Inner, l: &mut Loaded, seg: Option<&Segment>) {
+    Counters::inc(&gpu.counters.gp_entries);
+    l.gp_get = (l.gp_get + 1) & l.gp_mask;
+    if let Some(seg) = seg {
+        let end = seg.va + seg.words.len() as u64 * 4;
+        gpu.bus.write32(l.userd.add(userd::GET as u64), end as u32);
+        gpu.bus.write32(l.userd.add(userd::GET_HI as u64), (end >> 32) as u32);
+        if seg.main_level {
+            gpu.bus.write32(l.userd.add(userd::TOP_LEVEL_GET as u64), end as u32);
+            gpu.bus.write32(
+                l.userd.add(userd::TOP_LEVEL_GET_HI as u64),
+                (end >> 32) as u32 | userd::TOP_LEVEL_GET_HI_VALID,
+            );
+        }
+    }
+    gpu.bus.write32(l.userd.add(userd::GP_GET as u64), l.gp_get);
+}
+
+type StepError = (ExecError, u32, u32, u32);
+
+/// Consumes one pushbuffer word (a header or one method's data).
+fn step(ch: &mut Channel, ctx: &ChanCtx) -> Result<Flow, StepError> {
+    let seg = ch.seg.as_mut().expect("segment present");
+    let word = seg.words[seg.pos];
+    if let Some(p) = ch.pending {
+        let flow = method(ch, ctx, p.subch, p.method, word)?;
+        if flow == Flow::Stall {
+            return Ok(flow);
+        }
+        let seg = ch.seg.as_mut().expect("segment present");
+        seg.pos += 1;
+        let mut p = p;
+        p.remaining -= 1;
+        match p.mode {
+            Mode::Increasing => p.method += 4,
+            Mode::NonIncreasing => {}
+            Mode::IncreaseOnce => {
+                p.method += 4;
+                p.mode = Mode::NonIncreasing;
+            }
+        }
+        ch.pending = (p.remaining > 0).then_some(p);
+        return Ok(flow);
+    }
+    let opcode = (word >> pushbuf::OPCODE_SHIFT) & pushbuf::OPCODE_MASK;
+    let subch = (word >> pushbuf::SUBCH_SHIFT) & pushbuf::SUBCH_MASK;
+    let mthd = (word & pushbuf::METHOD_MASK) << 2;
+    let count = (word >> pushbuf::COUNT_SHIFT) & pushbuf::COUNT_MASK;
+    let tert = (word >> pushbuf::TERT_SHIFT) & pushbuf::TERT_MASK;
+    let old_count = (word >> pushbuf::OLD_COUNT_SHIFT) & pushbuf::OLD_COUNT_MASK;
+    let old_mthd = word & pushbuf::OLD_METHOD_MASK;
+    let illegal = Err((ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_CMD }, 0, 0, word));
+    let start = |mode, method, count| (count > 0).then_some(Pending { method, subch, remaining: count, mode });
+    let pending = match opcode {
+        pushbuf::OP_GRP0 if word == 0 => None,
+        pushbuf::OP_GRP0 if tert == 0 => start(Mode::Increasing, old_mthd, old_count),
+        pushbuf::OP_GRP0 => None, // subdevice-mask operations: one subdevice, nothing to do
+        pushbuf::OP_GRP2 if tert == 0 => start(Mode::NonIncreasing, old_mthd, old_count),
+        pushbuf::OP_INCREASING => start(Mode::Increasing, mthd, count),
+        pushbuf::OP_NON_INCREASING => start(Mode::NonIncreasing, mthd, count),
+        pushbuf::OP_INCREASE_ONCE => start(Mode::IncreaseOnce, mthd, count),
+        pushbuf::OP_IMMEDIATE => {
+            let flow = method(ch, ctx, subch, mthd, count)?;
+            if flow != Flow::Stall {
+                ch.seg.as_mut().expect("segment").pos += 1;
+            }
+            return Ok(flow);
+        }
+        pushbuf::OP_END_PB_SEGMENT => {
+            let seg = ch.seg.as_mut().expect("segment");
+            seg.pos = seg.words.len();
+            return Ok(Flow::Done);
+        }
+        _ => return illegal,
+    };
+    ch.pending = pending;
+    ch.seg.as_mut().expect("segment").pos += 1;
+    Ok(Flow::Done)
+}
+
+fn method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32) -> Result<Flow, StepError> {
+    Counters::inc(&ctx.gpu.counters.methods);
+    let wrap = |e: ExecError| (e, mthd, subch, data);
+    if mthd < pushbuf::HOST_METHOD_END {
+        return host_method(ch, ctx, subch, mthd, data).map_err(wrap);
+    }
+    match ch.subch[subch as usize].as_mut() {
+        None => Err(wrap(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_EMPTY_SUBC })),
+        Some(obj) => obj.method(ctx, mthd, data).map_err(wrap),
+    }
+}
+
+fn host_method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32) -> Result<Flow, ExecError> {
+    let illegal = ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_MTHD };
+    match mthd {
+        host::SET_OBJECT => {
+            let cls = data & class::OBJECT_CLASS_MASK;
+            let engine = (data >> class::OBJECT_ENGINE_SHIFT) & class::OBJECT_ENGINE_MASK;
+            let obj = Object::new(cls, engine).ok_or(ExecError::Pgraph { bit: pgraph::INTR_ILLEGAL_CLASS, code: 0 })?;
+            ch.subch[subch as usize] = Some(obj);
+        }
+        host::NOP | host::FB_FLUSH | host::CRC_CHECK => {}
+        host::SEMAPHORE_A => ch.sem_addr_hi = data & host::SEMAPHORE_A_ADDR_HI_MASK,
+        host::SEMAPHORE_B => ch.sem_addr_lo = data,
+        host::SEMAPHORE_C => ch.sem_payload = data,
+        host::SEMAPHORE_D => return semaphore(ch, ctx, data),
+        host::NON_STALL_INTERRUPT => ctx.nonstall(),
+        host::MEM_OP_A => ch.mem_op_a = data,
+        host::MEM_OP_B => {
+            let op = (data >> host::MEM_OP_B_OP_SHIFT) & host::MEM_OP_B_OP_MASK;
+            if op == host::MEM_OP_MMU_TLB_INVALIDATE {
+                let a = ch.mem_op_a;
+                let pdb = PhysAddr::from_target(
+                    a >> host::MEM_OP_A_TLB_TARGET_SHIFT,
+                    (((a >> host::MEM_OP_A_TLB_PDB_SHIFT) & host::MEM_OP_A_TLB_PDB_MASK) as u64) << 12,
+                );
+                let all = data & host::MEM_OP_B_TLB_ALL_PDB != 0;
+                let mut r = ctx.gpu.lock_regs();
+                ctx.gpu.tlb_invalidate(&mut r, if all { None } else { pdb });
+            }
+        }
+        host::SET_REFERENCE => {
+            let l = ch.loaded.as_ref().expect("running channel is loaded");
+            ctx.gpu.bus.write32(l.userd.add(userd::REF as u64), data);
+        }
+        host::YIELD => return Ok(Flow::Yield),
+        _ => return Err(illegal),
+    }
+    Ok(Flow::Done)
+}
+
+fn semaphore(ch: &mut Channel, ctx: &ChanCtx, data: u32) -> Result<Flow, ExecError> {
+    if ch.sem_addr_lo & 3 != 0 {
+        return Err(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_SEM });
+    }
+    let va = (ch.sem_addr_hi as u64) << 32 | (ch.sem_addr_lo & host::SEMAPHORE_B_ADDR_LO_MASK) as u64;
+    let payload = ch.sem_payload;
+    let unit = PBDMA_UNIT;
+    match data & host::SEMAPHORE_D_OP_MASK {
+        host::SEM_OP_RELEASE => {
+            ctx.release(unit, va, payload, data & host::SEMAPHORE_D_RELEASE_SIZE_4 == 0)?;
+            Ok(Flow::Done)
+        }
+        op @ (host::SEM_OP_ACQUIRE | host::SEM_OP_ACQ_GEQ | host::SEM_OP_ACQ_AND) => {
+            let cur = ctx.read32(unit, va)?;
+            let met = match op {
+                host::SEM_OP_ACQUIRE => cur == payload,
+                host::SEM_OP_ACQ_GEQ => cur.wrapping_sub(payload) as i32 >= 0,
+                _ => cur & payload != 0,
+            };
+            if met {
+                Counters::inc(&ctx.gpu.counters.semaphore_acquires);
+                Ok(Flow::Done)
+            } else {
+                Ok(Flow::Stall)
+            }
+        }
+        _ => Err(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_SEM }),
+    }
+}

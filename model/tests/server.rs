@@ -1,0 +1,69 @@
+//! The vfio-user server against the crate's own client: config space, BAR sizing, BAR0,
+//! PRAMIN, BAR1 in direct mode, DMA maps, clean exit on disconnect.
+
+use std::sync::Arc;
+
+use gf100_model::gpuvm_uapi::gf100::{pbus, pci, pmc};
+use gf100_model::server::GpuServer;
+use gf100_model::{Bar, Gpu, HostMemory, ModelConfig};
+use vfio_bindings::bindings::vfio::*;
+use vfio_user::Client;
+
+fn rd32(c: &mut Client, region: u32, off: u64) -> u32 {
+    let mut b = [0u8; 4];
+    c.region_read(region, off, &mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+fn wr32(c: &mut Client, region: u32, off: u64, v: u32) {
+    c.region_write(region, off, &v.to_le_bytes()).unwrap();
+}
+
+#[test]
+fn serves_one_client_then_returns() {
+    let dir = std::env::temp_dir().join(format!("gf100-model-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("gpu.sock");
+    let _ = std::fs::remove_file(&sock);
+    let gpu = Gpu::new(ModelConfig { vram_bytes: 64 << 20, ..ModelConfig::default() }).unwrap();
+    let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
+    let t = std::thread::spawn(move || server.serve());
+
+    let mut c = Client::new(&sock).unwrap();
+    let cfg = VFIO_PCI_CONFIG_REGION_INDEX;
+    assert_eq!(rd32(&mut c, cfg, 0), 0x06d8_10de);
+    assert_eq!(rd32(&mut c, cfg, 8) >> 8, pci::CLASS_CODE);
+    for (off, size) in [(pci::CFG_BAR0, pci::BAR0_SIZE), (pci::CFG_BAR1_LO, pci::BAR1_SIZE), (pci::CFG_BAR3_LO, pci::BAR3_SIZE)] {
+        wr32(&mut c, cfg, off as u64, 0xffff_ffff);
+        let v = rd32(&mut c, cfg, off as u64) & !0xf;
+        assert_eq!((!v).wrapping_add(1) as u64, size);
+    }
+    assert_eq!(c.region(VFIO_PCI_BAR1_REGION_INDEX).unwrap().size, pci::BAR1_SIZE);
+    assert_eq!(c.region(VFIO_PCI_BAR3_REGION_INDEX).unwrap().size, pci::BAR3_SIZE);
+    let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
+    assert_eq!(rd32(&mut c, bar0, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+    // PRAMIN window onto VRAM 0x300000.
+    wr32(&mut c, bar0, pbus::PRAMIN_BASE as u64, 0x30);
+    wr32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x10, 0xcafe_f00d);
+    assert_eq!(gpu.vram().read32(0x300010), Some(0xcafe_f00d));
+    // BAR1 with its VM disabled is VRAM itself.
+    assert_eq!(rd32(&mut c, VFIO_PCI_BAR1_REGION_INDEX, 0x300010), 0xcafe_f00d);
+
+    // DMA map of a shared memory region; the GPU sees it at the bus address.
+    let ram = HostMemory::new("guest-ram", 1 << 20).unwrap();
+    ram.write32(0x40, 0x1234_5678);
+    c.dma_map(0, 0x8000_0000, 1 << 20, std::os::fd::AsRawFd::as_raw_fd(ram.file().unwrap())).unwrap();
+    wr32(&mut c, cfg, 0x04, 0x0006); // memory + bus master
+    wr32(&mut c, bar0, pbus::PRAMIN_BASE as u64, 0x8000 | 2 << pbus::PRAMIN_BASE_TARGET_SHIFT);
+    assert_eq!(rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40), 0x1234_5678);
+    // Bus mastering off: system memory is unreachable.
+    wr32(&mut c, cfg, 0x04, 0x0002);
+    assert_eq!(rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40), 0xbad0_ac00);
+    drop(c);
+    assert_eq!(t.join().unwrap(), Ok(()));
+    let c = gpu.counters();
+    assert_eq!((c.bar0_reads, c.bar0_writes, c.bar1_reads, c.dma_maps), (3, 3, 1, 1), "{c:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = Arc::strong_count(&gpu);
+    assert_eq!(gpu.bar_read32(Bar::Bar0, 0), pmc::BOOT_0_QUADRO_6000);
+}
