@@ -134,14 +134,26 @@ impl Vm {
         write_words(hw, pool, via, inst + ri::PDB_LO as u64, &[pdb_lo, (self.pd >> 32) as u32, lim as u32, (lim >> 32) as u32]);
     }
 
-    fn tables_for(&mut self, hw: &mut Hw, pool: &mut Pool, pde: u64, big: bool) -> Result<u64> {
+    /// Entries of a table at `pde` the MMU can reach (those below the VM limit).
+    fn reachable(&self, pde: u64, big: bool) -> u64 {
+        let shift = if big { BIG_SHIFT } else { vm::SMALL_PAGE_SHIFT };
+        let span = (self.limit - pde * PDE_SPAN).min(PDE_SPAN);
+        span.div_ceil(1 << shift)
+    }
+
+    /// The table for `pde`, allocated and linked into the PD on first use. A new table is
+    /// zeroed over its reachable entries unless the caller overwrites all of them (`full`).
+    fn tables_for(&mut self, hw: &mut Hw, pool: &mut Pool, pde: u64, big: bool, full: bool) -> Result<u64> {
+        let reach = self.reachable(pde, big) * vm::PTE_SIZE;
         let mut t = self.tables.get(&pde).copied().unwrap_or_default();
         let (slot, bytes) = if big { (&mut t.lpt, LPT_BYTES) } else { (&mut t.spt, SPT_BYTES) };
         if let Some(a) = *slot {
             return Ok(a);
         }
         let a = pool.alloc(bytes, vm::TABLE_ALIGN)?;
-        zero(hw, pool, self.via, a, bytes);
+        if !full {
+            zero(hw, pool, self.via, a, reach);
+        }
         *slot = Some(a);
         self.tables.insert(pde, t);
         let lpt_aper = if t.lpt.is_some() { vm::PDE_APER_VRAM } else { vm::PDE_APER_NONE };
@@ -179,7 +191,8 @@ impl Vm {
             let pde = page / per_table;
             let idx = page % per_table;
             let n = ((per_table - idx) as usize).min(ptes.len() - done);
-            let table = self.tables_for(hw, pool, pde, big)?;
+            let full = idx == 0 && n as u64 >= self.reachable(pde, big);
+            let table = self.tables_for(hw, pool, pde, big, full)?;
             let words: Vec<u32> = ptes[done..done + n].iter().flat_map(|p| split64(*p)).collect();
             write_words(hw, pool, self.via, table + idx * vm::PTE_SIZE, &words);
             self.pte_writes += n as u64;
