@@ -1,0 +1,74 @@
+# gpuvm top-level build. `make demo` and `make test` install what is missing (tools/deps.sh),
+# build the kernel and QEMU into the cache ($GPUVM_CACHE, default ~/.cache/gpuvm) and the rest
+# into build/. Inside the kernel's build system this file is not used (Kbuild is).
+SHELL := /bin/bash
+export GPUVM_CACHE ?= $(HOME)/.cache/gpuvm
+BUILD := $(CURDIR)/build
+LIBCLANG_PATH := /usr/lib/llvm-19/lib
+BINDGEN := $(GPUVM_CACHE)/tools/bin/bindgen
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_BIN := $(CURDIR)/target/$(STATIC_TARGET)/release
+# Read the cached kernel build folder / QEMU wrapper found by the kernel and qemu targets.
+KB = $$(cat $(BUILD)/kbuild.path)
+KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN=$(BINDGEN) LIBCLANG_PATH=$(LIBCLANG_PATH)
+
+# Tests run in the host VM by `make test` (selftests/vm/tests/NAME.sh).
+VM_TESTS := module-binds-gpu
+
+.PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo clean
+all: module model guest
+
+deps:
+	@mkdir -p $(BUILD)
+	@bash tools/deps.sh
+
+kernel: deps
+	@bash tools/kernel.sh host-vm > $(BUILD)/kbuild.path.tmp && mv $(BUILD)/kbuild.path.tmp $(BUILD)/kbuild.path
+
+qemu: deps
+	@bash tools/qemu.sh > $(BUILD)/qemu.path.tmp && mv $(BUILD)/qemu.path.tmp $(BUILD)/qemu.path
+
+# The bindings are regenerated each build but replaced only when they change, so an unchanged
+# kernel does not force a module rebuild.
+module: kernel
+	@bash rust/gen_bindings.sh $(KB) $(BUILD)/vfio_mdev.rs
+	@mkdir -p rust/generated; cmp -s $(BUILD)/vfio_mdev.rs rust/generated/vfio_mdev.rs || cp $(BUILD)/vfio_mdev.rs rust/generated/vfio_mdev.rs
+	@$(KMAKE) M=$(CURDIR) modules
+	@echo "[gpuvm] module: $(CURDIR)/gpuvm.ko"
+
+warn-module: kernel
+	@$(KMAKE) M=$(CURDIR)/selftests/vm/warn_test modules
+
+model: deps
+	@cargo build -q --release -p gf100-model
+
+# Static binaries for the VM's busybox initramfs.
+guest: deps
+	@RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target $(STATIC_TARGET) -p gpuvm-guest-driver --bins
+
+initramfs: module warn-module guest kernel
+	@rm -rf $(BUILD)/initramfs && mkdir -p $(BUILD)/initramfs/{bin,lib/modules,tests,proc,sys,dev,tmp}
+	@cp /bin/busybox $(BUILD)/initramfs/bin/busybox && ln -s busybox $(BUILD)/initramfs/bin/sh
+	@cp selftests/vm/init $(BUILD)/initramfs/init && chmod +x $(BUILD)/initramfs/init
+	@cp selftests/vm/tests/*.sh $(BUILD)/initramfs/tests/
+	@cp gpuvm.ko selftests/vm/warn_test/gpuvm_warn_test.ko $(KB)/drivers/vfio/mdev/mdev.ko \
+	    $(KB)/samples/vfio-mdev/mtty.ko $(BUILD)/initramfs/lib/modules/
+	@find $(STATIC_BIN) -maxdepth 1 -type f -executable -exec cp {} $(BUILD)/initramfs/bin/ \;
+
+VM_ENV = KBUILD=$(KB) QEMU=$$(cat $(BUILD)/qemu.path) MODEL_BIN=$(CURDIR)/target/release/gf100-model \
+	INITRAMFS_DIR=$(BUILD)/initramfs OUT_DIR=$(BUILD)/vm
+
+host-test: deps
+	@cargo test -q --workspace 2>&1 | tee $(BUILD)/host-test.log; exit $${PIPESTATUS[0]}
+
+vm-test: initramfs model qemu
+	@$(VM_ENV) bash selftests/vm/suite.sh $(VM_TESTS)
+
+test: host-test vm-test
+
+demo: initramfs model qemu
+	@$(VM_ENV) bash selftests/vm/demo.sh
+
+clean:
+	-@[ -f $(BUILD)/kbuild.path ] && $(KMAKE) M=$(CURDIR) clean
+	rm -rf $(BUILD) rust/generated target

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+/* See helpers.h: thin C shims for what Rust cannot call directly. */
+#include <linux/err.h>
+#include "helpers.h"
+
+struct vfio_device *gpuvm_helper_vfio_alloc(size_t size, struct device *dev,
+					    const struct vfio_device_ops *ops, int *err)
+{
+	struct vfio_device *vdev = _vfio_alloc_device(size, dev, ops);
+
+	if (IS_ERR(vdev)) {
+		*err = PTR_ERR(vdev);
+		return NULL;
+	}
+	*err = 0;
+	return vdev;
+}
+
+void gpuvm_helper_vfio_put_device(struct vfio_device *vdev)
+{
+	vfio_put_device(vdev);
+}
+
+struct eventfd_ctx *gpuvm_helper_eventfd_get(int fd, int *err)
+{
+	struct eventfd_ctx *ctx = eventfd_ctx_fdget(fd);
+
+	if (IS_ERR(ctx)) {
+		*err = PTR_ERR(ctx);
+		return NULL;
+	}
+	*err = 0;
+	return ctx;
+}
+
+void gpuvm_helper_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx);
+}
+
+void gpuvm_helper_eventfd_put(struct eventfd_ctx *ctx)
+{
+	eventfd_ctx_put(ctx);
+}

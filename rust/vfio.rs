@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Emulated-IOMMU VFIO devices (`struct vfio_device` for mdev drivers).
+//!
+//! C header: `include/linux/vfio.h`. The C `struct vfio_device` is placed at offset 0 of a
+//! `#[repr(C)]` Rust struct that the VFIO core allocates (`_vfio_alloc_device`) and frees
+//! after `ops->release`; the driver's per-device data lives right after it. The driver
+//! implements [`Ops`] in safe Rust; this file decodes the ioctls and user copies.
+
+// Module-local abstraction: `pub` marks the API an in-tree `kernel::vfio` would export.
+#![allow(unreachable_pub, dead_code)]
+
+use crate::bindings as sys;
+use core::{
+    mem::{offset_of, size_of, MaybeUninit},
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
+use kernel::{
+    device,
+    error::{from_result, to_result},
+    ffi,
+    prelude::*,
+    sync::aref::{ARef, AlwaysRefCounted},
+    types::Opaque,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// vfio-pci convention: the region index sits in bits 40 and up of the file offset.
+pub const REGION_SHIFT: u32 = 40;
+const REGION_OFFSET_MASK: u64 = (1 << REGION_SHIFT) - 1;
+
+/// File offset at which region `index` starts.
+pub const fn region_offset(index: u32) -> u64 {
+    (index as u64) << REGION_SHIFT
+}
+
+/// Answer to `VFIO_DEVICE_GET_INFO`.
+pub struct DeviceInfo {
+    /// `VFIO_DEVICE_FLAGS_*`.
+    pub flags: u32,
+    /// Number of regions.
+    pub num_regions: u32,
+    /// Number of IRQ indices.
+    pub num_irqs: u32,
+}
+
+/// Answer to `VFIO_DEVICE_GET_REGION_INFO` (the offset is filled in here).
+pub struct RegionInfo {
+    /// Size in bytes (0: region absent).
+    pub size: u64,
+    /// `VFIO_REGION_INFO_FLAG_*`.
+    pub flags: u32,
+}
+
+/// Answer to `VFIO_DEVICE_GET_IRQ_INFO`.
+pub struct IrqInfo {
+    /// `VFIO_IRQ_INFO_*`.
+    pub flags: u32,
+    /// Number of vectors at this index (0: not supported).
+    pub count: u32,
+}
+
+/// What `VFIO_DEVICE_SET_IRQS` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum IrqAction {
+    /// Mask the vectors.
+    Mask,
+    /// Unmask the vectors.
+    Unmask,
+    /// Trigger, or with eventfd data: set up signalling.
+    Trigger,
+}
+
+/// The data carried by `VFIO_DEVICE_SET_IRQS`, already copied from userspace and
+/// validated against the index's vector count.
+pub enum IrqData<'a> {
+    /// No data: act on `count` vectors from `start` (count 0 with Trigger: tear down).
+    None,
+    /// One flag per vector.
+    Bool(&'a [u8]),
+    /// One eventfd per vector; -1 tears that vector's signalling down.
+    Eventfd(&'a [i32]),
+}
+
+/// A decoded `VFIO_DEVICE_SET_IRQS`.
+pub struct IrqSet<'a> {
+    /// IRQ index (`VFIO_PCI_*_IRQ_INDEX`).
+    pub index: u32,
+    /// First vector.
+    pub start: u32,
+    /// Number of vectors.
+    pub count: u32,
+    /// What to do.
+    pub action: IrqAction,
+    /// With what.
+    pub data: IrqData<'a>,
+}
+
+/// The callbacks of an emulated VFIO device. `Self` is the driver's per-device state; it is
+/// pinned inside the VFIO allocation and shared between threads.
+pub trait Ops: Sized + Send + Sync + 'static {
+    /// `vfio_device_ops.name`.
+    const NAME: &'static CStr;
+
+    /// First open (open count 0 -> 1), under the device set lock.
+    fn open_device(_dev: &Device<Self>) -> Result {
+        Ok(())
+    }
+    /// Last close, under the device set lock.
+    fn close_device(_dev: &Device<Self>) {}
+    /// `VFIO_DEVICE_GET_INFO`.
+    fn device_info(dev: &Device<Self>) -> DeviceInfo;
+    /// `VFIO_DEVICE_GET_REGION_INFO` for `index` (< `num_regions`, checked here).
+    fn region_info(dev: &Device<Self>, index: u32) -> Result<RegionInfo>;
+    /// `VFIO_DEVICE_GET_IRQ_INFO` for `index` (< `num_irqs`, checked here).
+    fn irq_info(dev: &Device<Self>, index: u32) -> Result<IrqInfo>;
+    /// `VFIO_DEVICE_SET_IRQS`, validated against `irq_info`.
+    fn set_irqs(dev: &Device<Self>, set: &IrqSet<'_>) -> Result;
+    /// `VFIO_DEVICE_RESET`.
+    fn reset(dev: &Device<Self>) -> Result;
+    /// One read of `buf.len()` (1, 2, 4 or 8) bytes at `offset`, aligned to its size.
+    fn read(dev: &Device<Self>, region: u32, offset: u64, buf: &mut [u8]) -> Result;
+    /// One write of `data.len()` (1, 2, 4 or 8) bytes at `offset`, aligned to its size.
+    fn write(dev: &Device<Self>, region: u32, offset: u64, data: &[u8]) -> Result;
+    /// The core wants the device back (it is being removed while userspace holds it).
+    fn request(_dev: &Device<Self>, _count: u32) {}
+    /// Userspace unmapped IOVA the driver may have pinned.
+    fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
+}
+
+/// A VFIO device whose memory the VFIO core owns (refcounted through `vdev->device`).
+///
+/// # Invariants
+/// - `vdev` is at offset 0 and was initialised by `_vfio_alloc_device`.
+/// - `data` is initialised iff `initialized` is true; it is dropped in `ops->release`.
+#[repr(C)]
+pub struct Device<T: Ops> {
+    vdev: Opaque<sys::vfio_device>,
+    initialized: AtomicBool,
+    data: MaybeUninit<T>,
+}
+
+// SAFETY: the VFIO core may call any callback and drop the last reference from any thread;
+// `T` is `Send + Sync`.
+unsafe impl<T: Ops> Send for Device<T> {}
+// SAFETY: as above.
+unsafe impl<T: Ops> Sync for Device<T> {}
+
+impl<T: Ops> Device<T> {
+    /// Allocates a VFIO device with `T` inside, child of `parent` (the mdev).
+    pub fn new(parent: &device::Device<device::Bound>, init: impl PinInit<T, Error>) -> Result<ARef<Self>> {
+        const { assert!(offset_of!(Self, vdev) == 0) };
+        // The allocation is a kvzalloc(): only 8-byte alignment is guaranteed.
+        const { assert!(core::mem::align_of::<Self>() <= 8) };
+        let parent_raw = core::ptr::from_ref(parent).cast_mut().cast::<sys::device>();
+        let mut err: ffi::c_int = 0;
+        // SAFETY: `OPS` is 'static; `parent_raw` is a live, bound device; the size covers
+        // `struct vfio_device` at offset 0 plus our fields.
+        let raw = unsafe { sys::gpuvm_helper_vfio_alloc(size_of::<Self>(), parent_raw, &Self::OPS, &mut err) };
+        let this = NonNull::new(raw.cast::<Self>()).ok_or_else(|| Error::from_errno(err))?;
+        // SAFETY: the allocation is ours alone and large enough; `data` never moves.
+        let data = unsafe { (&raw mut (*this.as_ptr()).data).cast::<T>() };
+        // SAFETY: `data` is valid, uninitialised, and stays pinned until `release`.
+        match unsafe { pin_init::raw_try_init(data, init) } {
+            Ok(()) => {
+                // SAFETY: `this` is valid.
+                unsafe { (*this.as_ptr()).initialized.store(true, Ordering::Release) };
+                // SAFETY: `_vfio_alloc_device` returned one reference, now owned by the ARef.
+                Ok(unsafe { ARef::from_raw(this) })
+            }
+            Err(e) => {
+                // SAFETY: drops the only reference; `release` sees `initialized == false`.
+                unsafe { sys::gpuvm_helper_vfio_put_device(this.as_ptr().cast()) };
+                Err(e)
+            }
+        }
+    }
+
+    fn as_raw(&self) -> *mut sys::vfio_device {
+        self.vdev.get()
+    }
+
+    /// The parent `struct device` (the mdev).
+    pub fn parent(&self) -> &device::Device {
+        // SAFETY: `vdev->dev` is set at allocation and referenced by the vfio device.
+        unsafe { device::Device::from_raw((*self.as_raw()).dev) }
+    }
+
+    /// Reads guest memory at `iova` through the device's IOMMU context. Sleeps.
+    pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+        to_result(unsafe { sys::vfio_dma_rw(self.as_raw(), iova, buf.as_mut_ptr().cast(), buf.len(), false) })
+    }
+
+    /// Writes guest memory at `iova`. Sleeps.
+    pub fn dma_write(&self, iova: u64, data: &[u8]) -> Result {
+        // SAFETY: with `write == true` the buffer is only read.
+        to_result(unsafe {
+            sys::vfio_dma_rw(self.as_raw(), iova, data.as_ptr().cast_mut().cast(), data.len(), true)
+        })
+    }
+
+    /// # Safety
+    /// `ptr` must be the `vfio_device` of a live, initialised `Device<T>`.
+    unsafe fn from_raw<'a>(ptr: *mut sys::vfio_device) -> &'a Self {
+        // SAFETY: offset-0 invariant.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    const OPS: sys::vfio_device_ops = sys::vfio_device_ops {
+        name: kernel::str::as_char_ptr_in_const_context(T::NAME).cast_mut(),
+        init: None,
+        release: Some(Self::release_cb),
+        // Registration WARNs unless all four iommufd ops are present.
+        bind_iommufd: Some(sys::vfio_iommufd_emulated_bind),
+        unbind_iommufd: Some(sys::vfio_iommufd_emulated_unbind),
+        attach_ioas: Some(sys::vfio_iommufd_emulated_attach_ioas),
+        detach_ioas: Some(sys::vfio_iommufd_emulated_detach_ioas),
+        pasid_attach_ioas: None,
+        pasid_detach_ioas: None,
+        open_device: Some(Self::open_cb),
+        close_device: Some(Self::close_cb),
+        read: Some(Self::read_cb),
+        write: Some(Self::write_cb),
+        ioctl: Some(Self::ioctl_cb),
+        // In 7.3 VFIO_DEVICE_GET_REGION_INFO never reaches `ioctl`: the core calls this.
+        get_region_info_caps: Some(Self::region_info_cb),
+        mmap: None,
+        request: Some(Self::request_cb),
+        match_: None,
+        match_token_uuid: None,
+        dma_unmap: Some(Self::dma_unmap_cb),
+        device_feature: None,
+    };
+
+    unsafe extern "C" fn release_cb(vdev: *mut sys::vfio_device) {
+        let this = vdev.cast::<Self>();
+        // SAFETY: the last reference is gone; nothing else can reach `data`.
+        unsafe {
+            if (*this).initialized.load(Ordering::Acquire) {
+                core::ptr::drop_in_place((&raw mut (*this).data).cast::<T>());
+            }
+        }
+        // The core kvfree()s the memory after this returns.
+    }
+
+    unsafe extern "C" fn open_cb(vdev: *mut sys::vfio_device) -> ffi::c_int {
+        // SAFETY: callbacks only run on registered, hence initialised, devices.
+        let dev = unsafe { Self::from_raw(vdev) };
+        from_result(|| T::open_device(dev).map(|()| 0))
+    }
+
+    unsafe extern "C" fn close_cb(vdev: *mut sys::vfio_device) {
+        // SAFETY: as in `open_cb`.
+        T::close_device(unsafe { Self::from_raw(vdev) })
+    }
+
+    unsafe extern "C" fn request_cb(vdev: *mut sys::vfio_device, count: ffi::c_uint) {
+        // SAFETY: as in `open_cb`.
+        T::request(unsafe { Self::from_raw(vdev) }, count)
+    }
+
+    unsafe extern "C" fn dma_unmap_cb(vdev: *mut sys::vfio_device, iova: u64, length: u64) {
+        // SAFETY: as in `open_cb`.
+        T::dma_unmap(unsafe { Self::from_raw(vdev) }, iova, length)
+    }
+
+    /// Largest naturally aligned access (8, 4, 2, 1) that fits at `pos` in `remaining`.
+    fn access_width(pos: u64, remaining: usize) -> usize {
+        [8usize, 4, 2, 1]
+            .into_iter()
+            .find(|&w| remaining >= w && pos % w as u64 == 0)
+            .unwrap_or(1)
+    }
+
+    /// Splits a read()/write() into naturally aligned accesses; stops at the first error
+    /// (returning it if nothing was transferred, like a short read otherwise).
+    fn transfer(
+        pos: u64,
+        count: usize,
+        mut one: impl FnMut(u32, u64, usize, usize) -> Result,
+    ) -> (usize, Option<Error>) {
+        let region = (pos >> REGION_SHIFT) as u32;
+        let mut off = pos & REGION_OFFSET_MASK;
+        let mut done = 0usize;
+        while done < count {
+            let w = Self::access_width(off, count - done);
+            if let Err(e) = one(region, off, done, w) {
+                return (done, Some(e));
+            }
+            off += w as u64;
+            done += w;
+        }
+        (done, None)
+    }
+
+    unsafe extern "C" fn read_cb(
+        vdev: *mut sys::vfio_device,
+        buf: *mut ffi::c_char,
+        count: usize,
+        ppos: *mut sys::loff_t,
+    ) -> isize {
+        // SAFETY: as in `open_cb`.
+        let dev = unsafe { Self::from_raw(vdev) };
+        // SAFETY: `ppos` is valid for the call.
+        let pos = unsafe { *ppos };
+        if pos < 0 {
+            return EINVAL.to_errno() as isize;
+        }
+        let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+        let (done, err) = Self::transfer(pos as u64, count, |region, off, _, w| {
+            let mut tmp = [0u8; 8];
+            T::read(dev, region, off, &mut tmp[..w])?;
+            writer.write_slice(&tmp[..w])
+        });
+        match err {
+            Some(e) if done == 0 => e.to_errno() as isize,
+            _ => {
+                // SAFETY: as above.
+                unsafe { *ppos += done as sys::loff_t };
+                done as isize
+            }
+        }
+    }
+
+    unsafe extern "C" fn write_cb(
+        vdev: *mut sys::vfio_device,
+        buf: *const ffi::c_char,
+        count: usize,
+        ppos: *mut sys::loff_t,
+    ) -> isize {
+        // SAFETY: as in `open_cb`.
+        let dev = unsafe { Self::from_raw(vdev) };
+        // SAFETY: `ppos` is valid for the call.
+        let pos = unsafe { *ppos };
+        if pos < 0 {
+            return EINVAL.to_errno() as isize;
+        }
+        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        let (done, err) = Self::transfer(pos as u64, count, |region, off, _, w| {
+            let mut tmp = [0u8; 8];
+            reader.read_slice(&mut tmp[..w])?;
+            T::write(dev, region, off, &tmp[..w])
+        });
+        match err {
+            Some(e) if done == 0 => e.to_errno() as isize,
+            _ => {
+                // SAFETY: as above.
+                unsafe { *ppos += done as sys::loff_t };
+                done as isize
+            }
+        }
+    }
+
+    unsafe extern "C" fn region_info_cb(
+        vdev: *mut sys::vfio_device,
+        info: *mut sys::vfio_region_info,
+        _caps: *mut sys::vfio_info_cap,
+    ) -> ffi::c_int {
+        // SAFETY: as in `open_cb`.
+        let dev = unsafe { Self::from_raw(vdev) };
+        // SAFETY: the core passes its kernel copy of the user's struct, argsz already checked.
+        let info = unsafe { &mut *info };
+        if info.index >= T::device_info(dev).num_regions {
+            return EINVAL.to_errno();
+        }
+        match T::region_info(dev, info.index) {
+            Ok(ri) => {
+                info.size = ri.size;
+                info.offset = region_offset(info.index);
+                info.flags = ri.flags;
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// The VFIO ioctl pattern: copy in the first `minsz` bytes of a uapi struct, check its
+    /// `argsz`, let `f` fill it, copy the same bytes back.
+    fn ioctl_inout<S: pin_init::Zeroable>(
+        arg: UserPtr,
+        minsz: usize,
+        argsz: impl Fn(&S) -> u32,
+        f: impl FnOnce(&mut S) -> Result,
+    ) -> Result<isize> {
+        let mut s: S = pin_init::zeroed();
+        let (mut reader, mut writer) = UserSlice::new(arg, minsz).reader_writer();
+        // SAFETY: `S` is a plain-old-data uapi struct of at least `minsz` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts_mut((&raw mut s).cast::<u8>(), minsz) };
+        reader.read_slice(bytes)?;
+        if (argsz(&s) as usize) < minsz {
+            return Err(EINVAL);
+        }
+        f(&mut s)?;
+        // SAFETY: as above.
+        let bytes = unsafe { core::slice::from_raw_parts((&raw const s).cast::<u8>(), minsz) };
+        writer.write_slice(bytes)?;
+        Ok(0)
+    }
+
+    /// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
+    const MAX_IRQ_VECTORS: u32 = 64;
+
+    fn set_irqs_ioctl(dev: &Self, arg: UserPtr) -> Result<isize> {
+        let minsz = offset_of!(sys::vfio_irq_set, count) + size_of::<u32>();
+        let mut hdr: sys::vfio_irq_set = pin_init::zeroed();
+        // SAFETY: `vfio_irq_set` is plain-old-data of at least `minsz` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts_mut((&raw mut hdr).cast::<u8>(), minsz) };
+        UserSlice::new(arg, minsz).reader().read_slice(bytes)?;
+        let num_irqs = T::device_info(dev).num_irqs;
+        if hdr.index >= num_irqs {
+            return Err(EINVAL);
+        }
+        let vectors = T::irq_info(dev, hdr.index)?.count.min(Self::MAX_IRQ_VECTORS);
+        let mut data_size: usize = 0;
+        // SAFETY: `hdr` is a valid, initialised header; `data_size` is a valid out pointer.
+        to_result(unsafe {
+            sys::vfio_set_irqs_validate_and_prepare(&mut hdr, vectors as i32, num_irqs as i32, &mut data_size)
+        })?;
+        let action = match hdr.flags & sys::VFIO_IRQ_SET_ACTION_TYPE_MASK {
+            sys::VFIO_IRQ_SET_ACTION_MASK => IrqAction::Mask,
+            sys::VFIO_IRQ_SET_ACTION_UNMASK => IrqAction::Unmask,
+            sys::VFIO_IRQ_SET_ACTION_TRIGGER => IrqAction::Trigger,
+            _ => return Err(EINVAL),
+        };
+        // `data_size` <= MAX_IRQ_VECTORS * 4 after validation.
+        let mut raw = [0u8; 4 * Self::MAX_IRQ_VECTORS as usize];
+        let payload = raw.get_mut(..data_size).ok_or(EINVAL)?;
+        UserSlice::new(UserPtr::from_addr(arg.addr() + minsz), data_size).reader().read_slice(payload)?;
+        let mut fds = [0i32; Self::MAX_IRQ_VECTORS as usize];
+        let data = match hdr.flags & sys::VFIO_IRQ_SET_DATA_TYPE_MASK {
+            sys::VFIO_IRQ_SET_DATA_NONE => IrqData::None,
+            sys::VFIO_IRQ_SET_DATA_BOOL => IrqData::Bool(payload),
+            sys::VFIO_IRQ_SET_DATA_EVENTFD => {
+                let n = data_size / 4;
+                for (fd, b) in fds.iter_mut().zip(payload.chunks_exact(4)) {
+                    *fd = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                IrqData::Eventfd(&fds[..n])
+            }
+            _ => return Err(EINVAL),
+        };
+        let set = IrqSet { index: hdr.index, start: hdr.start, count: hdr.count, action, data };
+        T::set_irqs(dev, &set).map(|()| 0)
+    }
+
+    unsafe extern "C" fn ioctl_cb(vdev: *mut sys::vfio_device, cmd: ffi::c_uint, arg: ffi::c_ulong) -> ffi::c_long {
+        // SAFETY: as in `open_cb`.
+        let dev = unsafe { Self::from_raw(vdev) };
+        let uarg = UserPtr::from_addr(arg as usize);
+        let r: Result<isize> = match cmd {
+            sys::VFIO_DEVICE_GET_INFO => Self::ioctl_inout::<sys::vfio_device_info>(
+                uarg,
+                offset_of!(sys::vfio_device_info, num_irqs) + size_of::<u32>(),
+                |s| s.argsz,
+                |s| {
+                    let di = T::device_info(dev);
+                    s.flags = di.flags;
+                    s.num_regions = di.num_regions;
+                    s.num_irqs = di.num_irqs;
+                    Ok(())
+                },
+            ),
+            sys::VFIO_DEVICE_GET_IRQ_INFO => Self::ioctl_inout::<sys::vfio_irq_info>(
+                uarg,
+                offset_of!(sys::vfio_irq_info, count) + size_of::<u32>(),
+                |s| s.argsz,
+                |s| {
+                    if s.index >= T::device_info(dev).num_irqs {
+                        return Err(EINVAL);
+                    }
+                    let ii = T::irq_info(dev, s.index)?;
+                    s.flags = ii.flags;
+                    s.count = ii.count;
+                    Ok(())
+                },
+            ),
+            sys::VFIO_DEVICE_SET_IRQS => Self::set_irqs_ioctl(dev, uarg),
+            sys::VFIO_DEVICE_RESET => T::reset(dev).map(|()| 0),
+            _ => Err(ENOTTY),
+        };
+        match r {
+            Ok(v) => v as ffi::c_long,
+            Err(e) => e.to_errno() as ffi::c_long,
+        }
+    }
+}
+
+impl<T: Ops> core::ops::Deref for Device<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: every `&Device<T>` handed out is initialised (ARefs only after init,
+        // callbacks only after registration).
+        unsafe { self.data.assume_init_ref() }
+    }
+}
+
+// SAFETY: the refcount of `vdev->device` owns the allocation; get/put_device manage it.
+unsafe impl<T: Ops> AlwaysRefCounted for Device<T> {
+    fn inc_ref(&self) {
+        // SAFETY: `self` is alive.
+        unsafe { sys::get_device(&raw mut (*self.as_raw()).device) };
+    }
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: the caller owns a reference.
+        unsafe { sys::gpuvm_helper_vfio_put_device(obj.as_ptr().cast()) };
+    }
+}
+
+/// A `vfio_register_emulated_iommu_dev()` registration, undone on drop.
+///
+/// Dropping blocks until userspace closed every fd of the device (the core calls
+/// [`Ops::request`] meanwhile, every 10 s), so drop it while the mdev is still bound.
+pub struct Registration<T: Ops> {
+    dev: ARef<Device<T>>,
+}
+
+impl<T: Ops> Registration<T> {
+    /// Registers `dev` with the VFIO core (device files appear).
+    pub fn new(dev: ARef<Device<T>>) -> Result<Self> {
+        // SAFETY: `dev` is allocated and initialised, not yet registered.
+        to_result(unsafe { sys::vfio_register_emulated_iommu_dev(dev.as_raw()) })?;
+        Ok(Self { dev })
+    }
+
+    /// The registered device.
+    pub fn device(&self) -> &Device<T> {
+        &self.dev
+    }
+}
+
+impl<T: Ops> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered in `new`.
+        unsafe { sys::vfio_unregister_group_dev(self.dev.as_raw()) };
+    }
+}

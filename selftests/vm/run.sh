@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# VM harness: boots the host VM (QEMU TCG, shared memfd RAM) with model GPUs served over
+# vfio-user, runs the named tests inside, and reports TAP plus a closing "N passed, N failed".
+# A run fails on any kernel WARNING/BUG/Oops/lockdep/KFENCE/UBSAN/panic line in the console,
+# and every wait has a timeout.
+#
+# Usage: run.sh [--name RUN] [--gpus N] [--expect-splat] TEST...
+# Env (set by the Makefile): KBUILD QEMU MODEL_BIN INITRAMFS_DIR OUT_DIR
+#   VM_SMP (2) VM_MEM_MIB (1024) VRAM_MIB (1024) VM_TIMEOUT (seconds, whole boot; 600)
+#   TEST_TIMEOUT (seconds, per test inside the VM; 300) PIN_CPUS (taskset list; empty = unpinned)
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+name=vm; gpus=2; expect_splat=0; tests=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name) name=$2; shift 2 ;;
+    --gpus) gpus=$2; shift 2 ;;
+    --expect-splat) expect_splat=1; shift ;;
+    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    *) tests+=("$1"); shift ;;
+  esac
+done
+[ ${#tests[@]} -gt 0 ] || { echo "run.sh: no tests named" >&2; exit 2; }
+: "${KBUILD:?}" "${QEMU:?}" "${MODEL_BIN:?}" "${INITRAMFS_DIR:?}" "${OUT_DIR:?}"
+SMP=${VM_SMP:-2}; MEM=${VM_MEM_MIB:-1024}; VRAM=${VRAM_MIB:-1024}
+VM_TIMEOUT=${VM_TIMEOUT:-600}; TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+pin=(); [ -n "${PIN_CPUS:-}" ] && pin=(taskset -c "$PIN_CPUS")
+
+run=$OUT_DIR/$name; rm -rf "$run"; mkdir -p "$run"
+console=$run/console.log
+
+# The initramfs: busybox, /init, test scripts, modules, static binaries (prepared by the Makefile).
+initrd=$run/initrd.gz
+(cd "$INITRAMFS_DIR" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd" || { echo "initramfs failed" >&2; exit 1; }
+
+# One model server per GPU; each exits when QEMU disconnects.
+pids=(); devs=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
+trap cleanup EXIT
+for i in $(seq 0 $((gpus - 1))); do
+  sock=$run/gpu$i.sock
+  "${pin[@]}" "$MODEL_BIN" --socket "$sock" --vram-mib "$VRAM" --stats "$run/gpu$i.stats.json" \
+    > "$run/gpu$i.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  [ -S "$sock" ] || { echo "model server $i did not start (log: $run/gpu$i.log)" >&2; cat "$run/gpu$i.log" >&2; exit 1; }
+  devs+=(-device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$sock\",\"type\":\"unix\"},\"addr\":\"$(printf 0x%x $((4 + i)))\"}")
+done
+
+t0=$(date +%s)
+accel=tcg; [ "$SMP" -gt 1 ] && accel=tcg,thread=multi
+timeout --foreground -k 10 "$VM_TIMEOUT" "${pin[@]}" "$QEMU" -accel "$accel" -smp "$SMP" -m "$MEM" \
+  -nographic -no-reboot -nic none -vga none \
+  -object "memory-backend-memfd,id=mem,share=on,size=${MEM}M" -machine pc,memory-backend=mem \
+  -kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
+  -append "console=ttyS0 panic=-1 oops=panic loglevel=7 gpuvm.tests=$(IFS=,; echo "${tests[*]}") gpuvm.timeout=$TEST_TIMEOUT" \
+  "${devs[@]}" < /dev/null > "$console" 2>&1
+qemu_rc=$?
+wall=$(( $(date +%s) - t0 ))
+cleanup; trap - EXIT
+
+# --- verdicts
+# Kernel reports: console lines carry a "[ time]" prefix; test output is indented by /init.
+# Lockdep reports have their own headlines; its boot banner ("RCU lockdep checking is
+# enabled") is not one of them.
+splat_re='^\[ *[0-9]+\.[0-9]+\] .*(WARNING:|BUG:|Oops|Kernel panic|KFENCE:|UBSAN:|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|bad unlock balance|held lock freed|lock held when returning|lockdep is turned off|DEBUG_LOCKS_WARN_ON|general protection fault|Call Trace:|blocked for more than|self-detected stall|RCU stall|panicked at)'
+splats=$(grep -aE "$splat_re" "$console" || true)
+pass=0; fail=0; n=0; lines=()
+declare -A seen=()
+while IFS= read -r l; do
+  l=${l#*gpuvm-tap: }; l=${l%$'\r'}
+  t=$(sed -E 's/^(not )?ok [0-9]+ - ([^ ]+).*/\2/' <<< "$l")
+  seen[$t]=1
+  # A test during which the kernel complained fails, whatever it reported.
+  if [[ $l == ok* ]] && [ -n "$splats" ] && RE="$splat_re" awk -v t="$t" '
+      $0 ~ "gpuvm-vm: begin "t"\r?$" {on=1; next}
+      $0 ~ "gpuvm-vm: end "t"\r?$" {on=0}
+      on && $0 ~ ENVIRON["RE"] {bad=1}
+      END {exit !bad}' "$console"; then
+    l="not ok ${l#ok } (kernel report during test)"
+  fi
+  lines+=("$l")
+done < <(grep -a 'gpuvm-tap: ' "$console")
+done_ok=0; grep -aq 'gpuvm-vm: done' "$console" && done_ok=1
+
+report() {  # TAP renumbered for this run
+  local i=0
+  for l in "${lines[@]}"; do
+    i=$((i + 1)); local rest=${l#not ok }; rest=${rest#ok }; rest=${rest#* }
+    if [[ $l == ok* ]]; then echo "ok $i $rest"; pass=$((pass + 1)); else echo "not ok $i $rest"; fail=$((fail + 1)); fi
+  done
+  for t in "${tests[@]}"; do
+    if [ -z "${seen[$t]:-}" ]; then i=$((i + 1)); echo "not ok $i - $t # never reported (qemu rc=$qemu_rc)"; fail=$((fail + 1)); fi
+  done
+}
+
+if [ $expect_splat = 1 ]; then
+  # Self-test mode: the boot is expected to contain a kernel report; report whether it did.
+  if [ -n "$splats" ]; then echo "harness: detected the expected kernel report:"; echo "$splats" | head -3 | sed 's/^/  /'; exit 0; fi
+  echo "harness: expected a kernel report, found none (console: $console)"; exit 1
+fi
+
+report > "$run/tap.txt"
+cat "$run/tap.txt"
+if [ -n "$splats" ]; then
+  echo "harness: kernel reported problems (console: $console):"; echo "$splats" | head -20 | sed 's/^/  /'
+  fail=$((fail + 1))
+fi
+[ $done_ok = 1 ] || { echo "harness: VM did not finish (qemu rc=$qemu_rc, ${wall}s; console: $console)"; tail -30 "$console" | sed 's/^/  /'; }
+echo "harness: $name: ${wall}s wall, console log $console"
+echo "$pass passed, $fail failed" > "$run/summary.txt"
+[ $fail = 0 ] && [ $done_ok = 1 ]
