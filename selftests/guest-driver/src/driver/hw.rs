@@ -92,6 +92,7 @@ impl Hw {
                 return fail(format!("timeout waiting for {what} (reg {reg:#08x} = {v:#010x})"));
             }
             self.t.pump();
+            std::thread::yield_now();
         }
     }
 

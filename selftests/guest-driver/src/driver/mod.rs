@@ -28,10 +28,14 @@ use gpuvm_uapi::kernels;
 const VRAM_RESERVED_LOW: u64 = 256 << 10;
 const VRAM_RESERVED_HIGH: u64 = 1 << 20;
 /// Instance memory pool (instance blocks, page tables, runlists), mapped at BAR3 VA 0.
-const POOL_SIZE: u64 = 8 << 20;
-/// Channel VM: 40-bit VA space like nouveau's; Gdev's allocations start at 0x20000000.
-const CHAN_VM_LIMIT: u64 = 1 << gpuvm_uapi::gf100::vm::VA_BITS;
+const POOL_SIZE: u64 = 4 << 20;
+/// Channel VM: Gdev's allocations start at 0x20000000. Big-page mappings use VA below
+/// 16 GiB; 4 KiB mappings (host memory, small VRAM buffers) use the 16 MiB above it, where
+/// the VM ends. The limit keeps the small-page table's reachable part at 4096 entries, so a
+/// new channel zeroes 32 KiB instead of 256 KiB through (trapped) BAR3.
 const CHAN_VA_START: u64 = 0x2000_0000;
+const CHAN_SMALL_VA: u64 = 16 << 20;
+const CHAN_VM_LIMIT: u64 = (16 << 30) + CHAN_SMALL_VA;
 /// The 128 USERD pages (one per channel) live in VRAM and are mapped into BAR1.
 const USERD_BYTES: u64 = pfifo::CHANNELS as u64 * userd::SIZE;
 /// Subchannels as Gdev binds them.
@@ -185,7 +189,7 @@ impl Gpu {
         // BAR3 VM, built through PRAMIN: the pool mapped linearly at BAR3 VA 0.
         let mut pool = Pool::new(VRAM_RESERVED_LOW, POOL_SIZE);
         let bar3_inst = pool.alloc(inst::SIZE, inst::SIZE)?;
-        let mut bar3_vm = Vm::new(&mut hw, &mut pool, Access::Pramin, POOL_SIZE, 0, true)?;
+        let mut bar3_vm = Vm::new(&mut hw, &mut pool, Access::Pramin, POOL_SIZE, 0, 0, true)?;
         let pool_pages: Vec<u64> = (0..POOL_SIZE / SMALL_PAGE).map(|i| VRAM_RESERVED_LOW + i * SMALL_PAGE).collect();
         bar3_vm.map(&mut hw, &mut pool, 0, &pool_pages, Aper::Vram, false)?;
         bar3_vm.bind_inst(&mut hw, &pool, Access::Pramin, bar3_inst);
@@ -195,14 +199,14 @@ impl Gpu {
         // BAR1 VM (big pages only: 128 KiB granules), written through BAR3 from now on.
         let bar1_size = hw.transport().bar_size(Bar::Bar1);
         let bar1_inst = pool.alloc(inst::SIZE, inst::SIZE)?;
-        let mut bar1_vm = Vm::new(&mut hw, &mut pool, Access::Bar3, bar1_size, 0, true)?;
+        let mut bar1_vm = Vm::new(&mut hw, &mut pool, Access::Bar3, bar1_size, 0, 0, true)?;
         bar1_vm.bind_inst(&mut hw, &pool, Access::Bar3, bar1_inst);
         hw.wr(pbus::BAR1_INST, pbus::bar_inst_value(bar1_inst));
 
         let mut vram_alloc = RangeAlloc::new(VRAM_RESERVED_LOW + POOL_SIZE, vram_size - VRAM_RESERVED_HIGH);
         // USERD area in VRAM, mapped at the start of BAR1.
         let userd_vram = vram_alloc.alloc(USERD_BYTES, BIG_PAGE).ok_or_else(|| HwError("no VRAM for USERD".into()))?;
-        let userd_bar1 = bar1_vm.va.alloc(USERD_BYTES, BIG_PAGE).unwrap();
+        let userd_bar1 = bar1_vm.alloc_va(USERD_BYTES, true).unwrap();
         let pages: Vec<u64> = (0..USERD_BYTES / BIG_PAGE).map(|i| userd_vram + i * BIG_PAGE).collect();
         bar1_vm.map(&mut hw, &mut pool, userd_bar1, &pages, Aper::Vram, true)?;
         bar1_vm.flush(&mut hw)?;
@@ -233,7 +237,7 @@ impl Gpu {
         let runlist = [pool.alloc(PAGE as u64, PAGE as u64)?, pool.alloc(PAGE as u64, PAGE as u64)?];
 
         // The channel VM.
-        let vm = Vm::new(&mut hw, &mut pool, Access::Bar3, CHAN_VM_LIMIT, CHAN_VA_START, false)?;
+        let vm = Vm::new(&mut hw, &mut pool, Access::Bar3, CHAN_VM_LIMIT, CHAN_VA_START, CHAN_SMALL_VA, false)?;
         let mut g = Gpu {
             hw,
             pool,
@@ -349,7 +353,7 @@ impl Gpu {
 
     /// Map host memory into the channel VM (4 KiB pages); returns its VA. Caller flushes.
     fn map_sys(&mut self, b: &DmaBuf) -> Result<u64> {
-        let va = self.vm.va.alloc(b.len() as u64, SMALL_PAGE).ok_or_else(|| HwError("channel VA exhausted".into()))?;
+        let va = self.vm.alloc_va(b.len() as u64, false).ok_or_else(|| HwError("channel VA exhausted".into()))?;
         self.vm.map(&mut self.hw, &mut self.pool, va, b.pages(), Aper::Sys, false)?;
         Ok(va)
     }
@@ -408,7 +412,7 @@ impl Gpu {
         let page = if big { BIG_PAGE } else { SMALL_PAGE };
         let alloc_size = size.max(1).next_multiple_of(page);
         let vram = self.vram_alloc.alloc(alloc_size, page).ok_or_else(|| HwError(format!("out of VRAM ({size} bytes)")))?;
-        let va = match self.vm.va.alloc(alloc_size, page) {
+        let va = match self.vm.alloc_va(alloc_size, big) {
             Some(v) => v,
             None => {
                 self.vram_alloc.free(vram, alloc_size);
@@ -432,9 +436,9 @@ impl Gpu {
             self.bar1_vm.unmap(&mut self.hw, &mut self.pool, b1, (len / BIG_PAGE) as usize, true)?;
             self.bar1_vm.flush(&mut self.hw)?;
             let _ = start;
-            self.bar1_vm.va.free(b1, len);
+            self.bar1_vm.free_va(b1, len, true);
         }
-        self.vm.va.free(m.va, m.alloc_size);
+        self.vm.free_va(m.va, m.alloc_size, m.big);
         self.vram_alloc.free(m.vram, m.alloc_size);
         Ok(())
     }
@@ -451,7 +455,7 @@ impl Gpu {
         self.sync()?;
         self.vm.unmap(&mut self.hw, &mut self.pool, m.va, m.buf.len() / PAGE, false)?;
         self.vm.flush(&mut self.hw)?;
-        self.vm.va.free(m.va, m.buf.len() as u64);
+        self.vm.free_va(m.va, m.buf.len() as u64, false);
         self.hw.transport().dma_free(m.buf);
         Ok(())
     }
@@ -490,7 +494,7 @@ impl Gpu {
     fn bar1_of(&mut self, m: &mut DevMem, off: u64) -> Result<u64> {
         let (start, len) = Self::bar1_span(m);
         if m.bar1.is_none() {
-            let b1 = self.bar1_vm.va.alloc(len, BIG_PAGE).ok_or_else(|| HwError("BAR1 space exhausted".into()))?;
+            let b1 = self.bar1_vm.alloc_va(len, true).ok_or_else(|| HwError("BAR1 space exhausted".into()))?;
             let pages: Vec<u64> = (0..len / BIG_PAGE).map(|i| start + i * BIG_PAGE).collect();
             self.bar1_vm.map(&mut self.hw, &mut self.pool, b1, &pages, Aper::Vram, true)?;
             self.bar1_vm.flush(&mut self.hw)?;

@@ -99,16 +99,21 @@ pub struct Vm {
     /// BAR VMs are flushed with HUB_ONLY.
     hub: bool,
     tables: BTreeMap<u64, PdeTables>,
-    pub va: RangeAlloc,
+    /// VA for big-page mappings (and for everything when there is no small region).
+    va: RangeAlloc,
+    /// VA for 4 KiB mappings: the top of the space, cut short by the limit so that the one
+    /// small-page table there has few reachable entries (fewer entries to zero).
+    small_va: Option<RangeAlloc>,
     dirty: bool,
     /// Page-table entries written since creation (for the record).
     pub pte_writes: u64,
 }
 
 impl Vm {
-    /// A VM of `limit` bytes whose PD is sized to the limit (as nouveau sizes its PDs), placed
-    /// in the pool and zeroed. VA allocation starts at `va_start`.
-    pub fn new(hw: &mut Hw, pool: &mut Pool, via: Access, limit: u64, va_start: u64, hub: bool) -> Result<Vm> {
+    /// A VM of `limit` bytes whose PD is sized to the limit, placed in the pool and zeroed. VA
+    /// allocation starts at `va_start`; the top `small_region` bytes (0 = none) are reserved
+    /// for 4 KiB-page mappings.
+    pub fn new(hw: &mut Hw, pool: &mut Pool, via: Access, limit: u64, va_start: u64, small_region: u64, hub: bool) -> Result<Vm> {
         let pdes = limit.div_ceil(PDE_SPAN);
         let pd_bytes = (pdes * vm::PDE_SIZE).next_multiple_of(vm::TABLE_ALIGN);
         let pd = pool.alloc(pd_bytes, vm::TABLE_ALIGN)?;
@@ -120,10 +125,26 @@ impl Vm {
             via,
             hub,
             tables: BTreeMap::new(),
-            va: RangeAlloc::new(va_start, limit),
+            va: RangeAlloc::new(va_start, limit - small_region),
+            small_va: (small_region > 0).then(|| RangeAlloc::new(limit - small_region, limit)),
             dirty: true,
             pte_writes: 0,
         })
+    }
+
+    /// Allocate VA for a mapping of `size` bytes with `big` or small pages.
+    pub fn alloc_va(&mut self, size: u64, big: bool) -> Option<u64> {
+        match (&mut self.small_va, big) {
+            (Some(s), false) => s.alloc(size, SMALL_PAGE),
+            _ => self.va.alloc(size, if big { BIG_PAGE } else { SMALL_PAGE }),
+        }
+    }
+
+    pub fn free_va(&mut self, va: u64, size: u64, big: bool) {
+        match (&mut self.small_va, big) {
+            (Some(s), false) => s.free(va, size),
+            _ => self.va.free(va, size),
+        }
     }
 
     /// Write this VM's PDB and limit into an instance block.
