@@ -5,13 +5,14 @@
 //! come from `uapi/` (shared with the GF100 model and the guest driver); FFI lives in `rust/`.
 
 use gf100::pmc;
-use kernel::{device::Core, pci, prelude::*};
+use kernel::{device::Core, io::Io, pci, prelude::*};
 
+// uapi/ is the shared hardware contract; the module uses the part it needs.
 #[path = "uapi/gf100.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod gf100;
 #[path = "uapi/pci_ids.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod pci_ids;
 #[path = "rust/bindings.rs"]
 mod bindings;

@@ -33,7 +33,7 @@ done
 clang_flags+=(-DKBUILD_MODNAME='"gpuvm"' -D__KBUILD_MODNAME=gpuvm -I"$HERE")
 mkdir -p "$(dirname "$OUT")"
 "$bindgen" "$HERE/bindings_input.h" "${bindgen_flags[@]}" \
-  --allowlist-type 'vfio_.*|mdev_.*|kvm|iommufd_access|iommufd_device|iommufd_ctx|eventfd_ctx' \
+  --allowlist-type 'vfio_.*|mdev_.*|kvm|iommufd_access|iommufd_device|iommufd_ctx|eventfd_ctx|virqfd' \
   --allowlist-function '_?vfio_.*|mdev_.*|gpuvm_helper_.*' \
   --allowlist-var 'VFIO_.*|RUST_CONST_HELPER_.*' \
   --no-recursive-allowlist \

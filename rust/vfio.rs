@@ -29,6 +29,9 @@ use kernel::{
 pub const REGION_SHIFT: u32 = 40;
 const REGION_OFFSET_MASK: u64 = (1 << REGION_SHIFT) - 1;
 
+/// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
+const MAX_IRQ_VECTORS: usize = 64;
+
 /// File offset at which region `index` starts.
 pub const fn region_offset(index: u32) -> u64 {
     (index as u64) << REGION_SHIFT
@@ -398,20 +401,26 @@ impl<T: Ops> Device<T> {
         Ok(0)
     }
 
-    /// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
-    const MAX_IRQ_VECTORS: u32 = 64;
-
     fn set_irqs_ioctl(dev: &Self, arg: UserPtr) -> Result<isize> {
+        // The fixed part of `struct vfio_irq_set`: argsz, flags, index, start, count.
         let minsz = offset_of!(sys::vfio_irq_set, count) + size_of::<u32>();
-        let mut hdr: sys::vfio_irq_set = pin_init::zeroed();
-        // SAFETY: `vfio_irq_set` is plain-old-data of at least `minsz` bytes.
-        let bytes = unsafe { core::slice::from_raw_parts_mut((&raw mut hdr).cast::<u8>(), minsz) };
-        UserSlice::new(arg, minsz).reader().read_slice(bytes)?;
+        let mut fixed = [0u8; 20];
+        const { assert!(offset_of!(sys::vfio_irq_set, count) + size_of::<u32>() == 20) };
+        UserSlice::new(arg, minsz).reader().read_slice(&mut fixed)?;
+        let field = |i: usize| u32::from_ne_bytes([fixed[4 * i], fixed[4 * i + 1], fixed[4 * i + 2], fixed[4 * i + 3]]);
+        let mut hdr = sys::vfio_irq_set {
+            argsz: field(0),
+            flags: field(1),
+            index: field(2),
+            start: field(3),
+            count: field(4),
+            data: sys::__IncompleteArrayField::new(),
+        };
         let num_irqs = T::device_info(dev).num_irqs;
         if hdr.index >= num_irqs {
             return Err(EINVAL);
         }
-        let vectors = T::irq_info(dev, hdr.index)?.count.min(Self::MAX_IRQ_VECTORS);
+        let vectors = T::irq_info(dev, hdr.index)?.count.min(MAX_IRQ_VECTORS as u32);
         let mut data_size: usize = 0;
         // SAFETY: `hdr` is a valid, initialised header; `data_size` is a valid out pointer.
         to_result(unsafe {
@@ -423,11 +432,11 @@ impl<T: Ops> Device<T> {
             sys::VFIO_IRQ_SET_ACTION_TRIGGER => IrqAction::Trigger,
             _ => return Err(EINVAL),
         };
-        // `data_size` <= MAX_IRQ_VECTORS * 4 after validation.
-        let mut raw = [0u8; 4 * Self::MAX_IRQ_VECTORS as usize];
+        // After validation `data_size` <= MAX_IRQ_VECTORS * 4.
+        let mut raw = [0u8; 4 * MAX_IRQ_VECTORS];
         let payload = raw.get_mut(..data_size).ok_or(EINVAL)?;
-        UserSlice::new(UserPtr::from_addr(arg.addr() + minsz), data_size).reader().read_slice(payload)?;
-        let mut fds = [0i32; Self::MAX_IRQ_VECTORS as usize];
+        UserSlice::new(arg.wrapping_byte_add(minsz), data_size).reader().read_slice(payload)?;
+        let mut fds = [0i32; MAX_IRQ_VECTORS];
         let data = match hdr.flags & sys::VFIO_IRQ_SET_DATA_TYPE_MASK {
             sys::VFIO_IRQ_SET_DATA_NONE => IrqData::None,
             sys::VFIO_IRQ_SET_DATA_BOOL => IrqData::Bool(payload),
