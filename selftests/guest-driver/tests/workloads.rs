@@ -80,7 +80,7 @@ fn corrupt_one_fails() {
         let r = run(name, &o);
         assert!(!r.ok, "{name} with a corrupted element passed");
         let e = r.error.unwrap();
-        assert!(e.contains("1 of") && e.contains("got"), "{name}: {e}");
+        assert!(e.starts_with("mismatch in") && e.contains("1 of") && e.contains("got"), "{name}: {e}");
     }
 }
 

@@ -241,7 +241,7 @@ pub fn check<T: Elem>(what: &str, got: &mut [T], want: &[T], cols: usize, corrup
         None => Ok(()),
         Some(&i) => {
             let at = if cols > 0 { format!("[{}][{}] (index {i})", i / cols, i % cols) } else { format!("[{i}]") };
-            Err(format!("{what}{at}: got {:?}, want {:?} ({} of {} elements differ)", got[i], want[i], bad.len(), got.len()))
+            Err(format!("mismatch in {what}{at}: got {:?}, want {:?} ({} of {} elements differ)", got[i], want[i], bad.len(), got.len()))
         }
     }
 }
