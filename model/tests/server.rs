@@ -67,3 +67,101 @@ fn serves_one_client_then_returns() {
     let _ = Arc::strong_count(&gpu);
     assert_eq!(gpu.bar_read32(Bar::Bar0, 0), pmc::BOOT_0_QUADRO_6000);
 }
+
+fn eventfd() -> std::fs::File {
+    // SAFETY: plain syscall; the result is checked and owned by File.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    assert!(fd >= 0);
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}
+
+/// Reads and resets an eventfd counter (0 if it was not signalled).
+fn take(f: &mut std::fs::File) -> u64 {
+    let mut b = [0u8; 8];
+    match std::io::Read::read(f, &mut b) {
+        Ok(8) => u64::from_ne_bytes(b),
+        _ => 0,
+    }
+}
+
+#[test]
+fn msi_and_intx_reach_their_eventfds() {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join(format!("gf100-model-irq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("gpu.sock");
+    let _ = std::fs::remove_file(&sock);
+    let gpu = Gpu::new(ModelConfig { vram_bytes: 16 << 20, ..ModelConfig::default() }).unwrap();
+    let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
+    let t = std::thread::spawn(move || server.serve());
+    let mut c = Client::new(&sock).unwrap();
+    let (bar0, cfg) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX);
+    let trigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let (mut msi, mut intx) = (eventfd(), eventfd());
+    c.set_irqs(VFIO_PCI_MSI_IRQ_INDEX, trigger, 0, 1, &[msi.as_raw_fd()]).unwrap();
+    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, trigger, 0, 1, &[intx.as_raw_fd()]).unwrap();
+    wr32(&mut c, bar0, pmc::INTR_EN_HOST as u64, pmc::INTR_EN_SW);
+    let pulse = |c: &mut Client| {
+        wr32(c, bar0, pmc::INTR_HOST as u64, 0);
+        wr32(c, bar0, pmc::INTR_HOST as u64, pmc::INTR_SOFTWARE);
+    };
+
+    // MSI enabled: one message per rising edge, nothing on INTx.
+    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[1, 0]).unwrap();
+    pulse(&mut c);
+    assert_eq!((take(&mut msi), take(&mut intx)), (1, 0));
+    // The rearm register re-sends while the line is still asserted.
+    wr32(&mut c, bar0, pci::BAR0_MSI_REARM as u64, 0xff);
+    assert_eq!(take(&mut msi), 1);
+
+    // MSI disabled: INTx, auto-masked after one trigger, re-sent on UNMASK while asserted.
+    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[0, 0]).unwrap();
+    pulse(&mut c);
+    assert_eq!((take(&mut msi), take(&mut intx)), (0, 1));
+    pulse(&mut c);
+    assert_eq!(take(&mut intx), 0, "masked until UNMASK");
+    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, &[]).unwrap();
+    assert_eq!(take(&mut intx), 1);
+    wr32(&mut c, bar0, pmc::INTR_HOST as u64, 0);
+    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, &[]).unwrap();
+    assert_eq!(take(&mut intx), 0, "deasserted line: nothing to deliver");
+    drop(c);
+    assert_eq!(t.join().unwrap(), Ok(()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binary_serves_writes_stats_and_exits_zero() {
+    let dir = std::env::temp_dir().join(format!("gf100-model-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sock, stats) = (dir.join("gpu.sock"), dir.join("stats.json"));
+    let _ = std::fs::remove_file(&sock);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model"))
+        .args(["--socket", sock.to_str().unwrap(), "--vram-mib", "6144", "--stats", stats.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "socket never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut c = Client::new(&sock).unwrap();
+    assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, 0x022438), 6);
+    drop(c);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not exit after the client left");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success());
+    let json = std::fs::read_to_string(&stats).unwrap();
+    assert!(json.contains("\"vram_bytes\": 6442450944") && json.contains("\"bar0_reads\": 2"), "{json}");
+    // Bad arguments: clear error, non-zero exit.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model")).args(["--vram-mib", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vram-mib"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,155 @@
+//! PMC identity/enable/interrupts, PTIMER, VRAM geometry, reset.
+
+use std::time::Duration;
+
+use gf100_model::gpuvm_uapi::gf100::*;
+use gf100_model::{Bar, Gpu, ModelConfig};
+
+fn gpu(vram: u64) -> std::sync::Arc<Gpu> {
+    Gpu::new(ModelConfig { vram_bytes: vram, ..ModelConfig::default() }).unwrap()
+}
+
+fn rd(g: &Gpu, off: u32) -> u32 {
+    g.bar_read32(Bar::Bar0, off as u64)
+}
+
+fn wr(g: &Gpu, off: u32, v: u32) {
+    g.bar_write32(Bar::Bar0, off as u64, v)
+}
+
+#[test]
+fn identity_endian_and_unit_enable() {
+    let g = gpu(64 << 20);
+    let boot0 = rd(&g, pmc::BOOT_0);
+    assert_eq!((boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK, pmc::CHIPSET_GF100);
+    assert_eq!(boot0 & pmc::BOOT_0_STEPPING_MASK, pci::REVISION as u32);
+    assert_eq!((boot0 >> 15) & 0x1f, (pci::DEVICE_QUADRO_6000 & 0x1f) as u32);
+    assert_eq!(rd(&g, pmc::ENDIAN), 0);
+    wr(&g, pmc::ENDIAN, pmc::ENDIAN_BIG);
+    assert_eq!(rd(&g, pmc::ENDIAN), pmc::ENDIAN_BIG);
+    wr(&g, pmc::ENDIAN, pmc::ENDIAN_BIG);
+    assert_eq!(rd(&g, pmc::ENDIAN), 0);
+    assert_eq!(rd(&g, pstraps::STRAPS) & pstraps::CRYSTAL_MASK, pstraps::CRYSTAL_27MHZ);
+
+    // Units are disabled at reset.
+    assert_eq!(rd(&g, pfifo::INTR_EN), bad::UNIT_DISABLED);
+    assert_eq!(rd(&g, ptimer::TIME_LOW), bad::UNIT_DISABLED);
+    assert_eq!(rd(&g, pgraph::INTR), bad::UNIT_DISABLED);
+    wr(&g, pfifo::INTR_EN, 5); // dropped
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    assert_eq!(rd(&g, pfifo::INTR_EN), 0);
+    wr(&g, pfifo::INTR_EN, 5);
+    assert_eq!(rd(&g, pfifo::INTR_EN), 5);
+    // A 0 -> 1 transition of the PFIFO bit resets PFIFO.
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL & !pmc::ENABLE_PFIFO);
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    assert_eq!(rd(&g, pfifo::INTR_EN), 0);
+    // SUBFIFO_ENABLE keeps the bits of the 3 PBDMAs.
+    wr(&g, pfifo::SUBFIFO_ENABLE, 0xffff_ffff);
+    assert_eq!(rd(&g, pfifo::SUBFIFO_ENABLE).count_ones(), pfifo::PBDMA_COUNT);
+}
+
+#[test]
+fn vram_geometry_registers() {
+    for (mib, parts) in [(1024u64, 4u32), (6144, 6), (64, 4), (100, 5)] {
+        let g = gpu(mib << 20);
+        // Modern nouveau: FBP count, disabled mask, per-partition MiB.
+        let n = rd(&g, pfb::FBP_COUNT);
+        let disabled = rd(&g, pfb::FBP_DISABLED_MASK);
+        let total: u64 = (0..n).filter(|i| disabled & (1 << i) == 0).map(|i| rd(&g, pfb::part_mib(i)) as u64).sum();
+        assert_eq!((n, total), (parts, mib), "{mib} MiB");
+        // Old nouveau: partition count and broadcast size.
+        assert_eq!(rd(&g, pfb::PART_COUNT) as u64 * rd(&g, pfb::PART_MIB_BROADCAST) as u64, mib);
+        if mib == 6144 {
+            // The whole 6 GiB is addressable (PRAMIN at the very end).
+            wr(&g, pbus::PRAMIN_BASE, (((mib << 20) - (1 << 20)) >> 16) as u32);
+            wr(&g, pbus::PRAMIN_WINDOW + 0xffffc, 0x6666);
+            assert_eq!(g.vram().read32((mib << 20) - 4), Some(0x6666));
+        }
+    }
+    assert!(Gpu::new(ModelConfig { vram_bytes: 3 << 10, ..ModelConfig::default() }).is_err());
+}
+
+#[test]
+fn ptimer_counts_nanoseconds_and_alarm_interrupts() {
+    let g = gpu(64 << 20);
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    let read = || loop {
+        let hi = rd(&g, ptimer::TIME_HIGH);
+        let lo = rd(&g, ptimer::TIME_LOW);
+        if rd(&g, ptimer::TIME_HIGH) == hi {
+            return (hi as u64) << 32 | lo as u64;
+        }
+    };
+    let a = read();
+    std::thread::sleep(Duration::from_millis(20));
+    let b = read();
+    assert!(b - a >= 19_000_000 && b - a < 2_000_000_000, "20 ms measured as {} ns", b - a);
+    assert_eq!(a & 0x1f, 0);
+    // Setting the time.
+    wr(&g, ptimer::TIME_HIGH, 0x10);
+    wr(&g, ptimer::TIME_LOW, 0);
+    let t = read();
+    assert!(t >= 0x10_0000_0000 && t < 0x10_4000_0000, "{t:#x}");
+    // Alarm 2 ms ahead raises PTIMER's interrupt through PMC.
+    wr(&g, ptimer::INTR_EN, ptimer::INTR_ALARM);
+    wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
+    wr(&g, ptimer::ALARM, (read() as u32).wrapping_add(2_000_000));
+    assert!(!g.irq_line());
+    assert!(g.irq_wait(Duration::from_secs(2)));
+    assert_eq!(rd(&g, pmc::INTR_HOST), pmc::INTR_PTIMER);
+    wr(&g, ptimer::INTR, ptimer::INTR_ALARM);
+    assert!(!g.irq_line());
+}
+
+#[test]
+fn interrupt_enable_mask_and_software_line() {
+    let g = gpu(64 << 20);
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    let edges = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let e = edges.clone();
+    g.set_irq_notifier(Some(std::sync::Arc::new(move |level| {
+        if level {
+            e.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    })));
+    // Software interrupt: visible in INTR_HOST bit 31, asserts the line only with EN_SW.
+    wr(&g, pmc::INTR_HOST, pmc::INTR_SOFTWARE);
+    assert_eq!(rd(&g, pmc::INTR_HOST), pmc::INTR_SOFTWARE);
+    assert!(!g.irq_line());
+    wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_SW);
+    assert!(g.irq_line());
+    assert_eq!(rd(&g, pmc::INTR_LINE_STATUS), 1);
+    wr(&g, pmc::INTR_HOST, 0);
+    assert!(!g.irq_line());
+    // A hardware source masked by INTR_MASK_HOST does not show or assert.
+    wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
+    wr(&g, pmc::INTR_MASK_HOST, !pmc::INTR_PTIMER);
+    wr(&g, ptimer::INTR_EN, ptimer::INTR_ALARM);
+    wr(&g, ptimer::ALARM, 0); // already passed: fires at once
+    assert_eq!(rd(&g, ptimer::INTR), ptimer::INTR_ALARM);
+    assert_eq!(rd(&g, pmc::INTR_HOST), 0);
+    assert!(!g.irq_line());
+    wr(&g, pmc::INTR_MASK_HOST, 0xffff_ffff);
+    assert!(g.irq_line());
+    // Disarm/rearm (nouveau's ISR) gives a new edge while the source is still pending.
+    wr(&g, pmc::INTR_EN_HOST, 0);
+    wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
+    assert_eq!(edges.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(g.counters().irq_edges, 3);
+}
+
+#[test]
+fn reset_restores_registers_and_keeps_vram() {
+    let g = gpu(64 << 20);
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    wr(&g, pbus::PRAMIN_BASE, 0x10);
+    wr(&g, pbus::PRAMIN_WINDOW, 0x1234);
+    g.reset();
+    assert_eq!(rd(&g, pmc::ENABLE), 0);
+    assert_eq!(rd(&g, pbus::PRAMIN_BASE), 0);
+    assert_eq!(g.vram().read32(0x10_0000), Some(0x1234));
+    g.shutdown();
+    g.shutdown();
+    assert_eq!(rd(&g, pmc::BOOT_0), pmc::BOOT_0_QUADRO_6000);
+}
