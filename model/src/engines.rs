@@ -154,8 +154,8 @@ impl M2mf {
         let res = (0..self.line_count as u64).try_for_each(|line| {
             ctx.copy(
                 unit,
-                Loc::Virt(dst + line * self.pitch_out as u64),
-                Loc::Virt(src + line * self.pitch_in as u64),
+                Loc::Virt(dst).offset(line * self.pitch_out as u64),
+                Loc::Virt(src).offset(line * self.pitch_in as u64),
                 self.line_length as u64,
             )?;
             Counters::add(&ctx.gpu.counters.m2mf_bytes, self.line_length as u64);
@@ -169,7 +169,7 @@ impl M2mf {
     fn inline_data(&mut self, ctx: &ChanCtx, data: u32) -> Result<(), ExecError> {
         let Some(up) = self.inline.as_mut() else { return Err(illegal()) };
         let n = (up.line_length - up.col).min(4);
-        let va = up.dst + up.line as u64 * up.pitch_out as u64 + up.col as u64;
+        let va = up.dst.wrapping_add(up.line as u64 * up.pitch_out as u64 + up.col as u64);
         ctx.write(pfifo::FAULT_UNIT_PGRAPH, Loc::Virt(va), &data.to_le_bytes()[..n as usize])?;
         Counters::add(&ctx.gpu.counters.m2mf_bytes, n as u64);
         up.col += n;

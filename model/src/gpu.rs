@@ -823,9 +823,10 @@ impl Inner {
         let rising = v & !r.enable;
         r.enable = v;
         if rising & pmc::ENABLE_PFIFO != 0 {
-            let (runlist_keep, epoch) = (Vec::new(), r.pfifo_epoch + 1);
-            r.pfifo = PfifoRegs { runlist: runlist_keep, ..PfifoRegs::default() };
-            r.pfifo_epoch = epoch;
+            // PFIFO reset: registers, channel table and runlist cleared; PFIFO drops every
+            // channel's state.
+            r.pfifo = PfifoRegs::default();
+            r.pfifo_epoch += 1;
         }
         if rising & pmc::ENABLE_PGRAPH != 0 {
             r.pgraph = PgraphRegs::default();
@@ -1001,7 +1002,7 @@ impl Gpu {
         match bar {
             Bar::Bar0 => {
                 for (i, chunk) in buf.chunks_mut(4).enumerate() {
-                    let v = self.bar_read32(Bar::Bar0, off + 4 * i as u64).to_le_bytes();
+                    let v = self.bar_read32(Bar::Bar0, off.saturating_add(4 * i as u64)).to_le_bytes();
                     chunk.copy_from_slice(&v[..chunk.len()]);
                 }
             }
@@ -1022,7 +1023,7 @@ impl Gpu {
                 for (i, chunk) in data.chunks(4).enumerate() {
                     let mut w = [0u8; 4];
                     w[..chunk.len()].copy_from_slice(chunk);
-                    self.bar_write32(Bar::Bar0, off + 4 * i as u64, u32::from_le_bytes(w));
+                    self.bar_write32(Bar::Bar0, off.saturating_add(4 * i as u64), u32::from_le_bytes(w));
                 }
             }
             Bar::Bar1 | Bar::Bar3 => {

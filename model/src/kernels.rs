@@ -201,7 +201,7 @@ fn fill(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(),
     let (dst, count, value) = (p.u64(abi::fill::DST), p.u32(abi::fill::COUNT) as u64, p.u32(abi::fill::VALUE));
     for (gx, _) in threads(grid, block) {
         if gx < count {
-            m.st(dst + gx * 4, value)?;
+            m.st(dst.wrapping_add(gx * 4), value)?;
         }
     }
     Ok(())
@@ -427,15 +427,19 @@ fn needle(m: &mut GlobalMemory, p: &Params, first_half: bool, grid: Dim3) -> Res
         let (tx, ty) = if first_half {
             (b, (it - 1).wrapping_sub(b))
         } else {
-            (b + width - it, (width - 1).wrapping_sub(b))
+            ((b + width).wrapping_sub(it), (width - 1).wrapping_sub(b))
         };
         for i in 0..bs {
             for j in 0..bs {
-                let (r, c) = (ty.wrapping_mul(bs) + 1 + i, tx * bs + 1 + j);
+                // Out-of-range tiles (a grid larger than the iteration) wrap like GPU address
+                // arithmetic and fault or scribble; they never panic the model.
+                let r = ty.wrapping_mul(bs).wrapping_add(1 + i);
+                let c = tx.wrapping_mul(bs).wrapping_add(1 + j);
                 let at = |r: u64, c: u64| r.wrapping_mul(cols).wrapping_add(c);
-                let diag = m.ldi(items, at(r - 1, c - 1))?.wrapping_add(m.ldi(reference, at(r, c))?);
-                let left = m.ldi(items, at(r, c - 1))?.wrapping_sub(penalty);
-                let up = m.ldi(items, at(r - 1, c))?.wrapping_sub(penalty);
+                let (up_r, left_c) = (r.wrapping_sub(1), c.wrapping_sub(1));
+                let diag = m.ldi(items, at(up_r, left_c))?.wrapping_add(m.ldi(reference, at(r, c))?);
+                let left = m.ldi(items, at(r, left_c))?.wrapping_sub(penalty);
+                let up = m.ldi(items, at(up_r, c))?.wrapping_sub(penalty);
                 m.sti(items, at(r, c), diag.max(left).max(up))?;
             }
         }

@@ -94,15 +94,15 @@ impl ConfigSpace {
     /// Reads `buf.len()` bytes at `off`; bytes beyond the space read as 0.
     pub fn read(&self, off: u64, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
-            let o = off as usize + i;
-            *b = if o < CONFIG_SIZE { self.bytes[o] } else { 0 };
+            let o = off.saturating_add(i as u64);
+            *b = if o < CONFIG_SIZE as u64 { self.bytes[o as usize] } else { 0 };
         }
     }
 
     /// Writes honouring the per-byte writable masks; writes beyond the space are dropped.
     pub fn write(&mut self, off: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
-            let o = off as usize + i;
+            let o = off.saturating_add(i as u64) as usize;
             if o < CONFIG_SIZE {
                 let m = self.writable[o];
                 self.bytes[o] = (self.bytes[o] & !m) | (b & m);
