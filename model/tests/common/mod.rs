@@ -310,6 +310,16 @@ impl Chan {
         rig.r32(self.userd + userd::GP_GET as u64)
     }
 
+    /// Rebinds the channel (PFIFO drops its state) and restarts the ring at entry 0.
+    pub fn rebind(&mut self, rig: &Rig) {
+        for off in (0..0x1000).step_by(4) {
+            rig.w32(self.userd + off, 0);
+        }
+        self.put = 0;
+        self.pb_off = 0;
+        rig.set(pfifo::chan_inst(self.chid), pfifo::chan_inst_value(self.vm.inst));
+    }
+
     /// Waits until PFIFO consumed everything submitted.
     pub fn wait(&self, rig: &Rig) {
         let deadline = Instant::now() + Duration::from_secs(10);
