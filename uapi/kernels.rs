@@ -139,7 +139,7 @@ pub mod lud {
 ///   `l = (dn + ds + dw + de) / jc`; `num = (0.5*g2) - ((1.0/16.0)*(l*l))`;
 ///   `den = 1.0 + (0.25*l)`; `qsqr = num / (den*den)`;
 ///   `den = (qsqr - q0sqr) / (q0sqr * (1.0 + q0sqr))`; `cv = 1.0 / (1.0 + den)`; clamp cv to
-///   [0, 1] (`if cv < 0.0 {0.0} else if cv > 1.0 {1.0} else {cv}`); store `c[i] = cv` and
+///   [0, 1] (`cv.clamp(0.0, 1.0)`, NaN stays NaN); store `c[i] = cv` and
 ///   `d_n[i] = dn`, `d_s[i] = ds`, `d_w[i] = dw`, `d_e[i] = de`.
 /// * **srad_2**: `cn = c[i]; cs = c[S]; cw = c[i]; ce = c[E];`
 ///   `d = cn*d_n[i] + cs*d_s[i] + cw*d_w[i] + ce*d_e[i];` `j[i] = j[i] + (0.25*lambda)*d`.

@@ -28,7 +28,7 @@ impl PhysAddr {
     pub fn sys(addr: u64) -> PhysAddr {
         PhysAddr { aperture: Aperture::Sys, addr }
     }
-    pub fn add(self, off: u64) -> PhysAddr {
+    pub fn offset(self, off: u64) -> PhysAddr {
         PhysAddr { aperture: self.aperture, addr: self.addr.wrapping_add(off) }
     }
 

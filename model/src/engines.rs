@@ -363,7 +363,7 @@ impl Compute {
             compute::LOAD_CONSTANT_BUFFER_OFFSET => self.cb_offset = data,
             m if (compute::LOAD_CONSTANT_BUFFER..cb_data_end).contains(&m) => {
                 let size = self.cb_select[0] & compute::CB_SIZE_MASK;
-                if self.cb_offset % 4 != 0 || self.cb_offset >= size {
+                if !self.cb_offset.is_multiple_of(4) || self.cb_offset >= size {
                     return Err(ExecError::Pgraph { bit: pgraph::INTR_DATA_ERROR, code: pgraph::DATA_ERROR_BAD_PARAMS });
                 }
                 let va = addr40(self.cb_select[1], self.cb_select[2]) + self.cb_offset as u64;

@@ -562,7 +562,7 @@ impl Inner {
             pfb::FBP_COUNT | pfb::PART_COUNT => self.parts.0,
             pfb::FBP_DISABLED_MASK => 0,
             pfb::PART_MIB_BROADCAST => self.parts.1,
-            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o) && (o - pfb::part_mib(0)) % 0x1000 == 0 => {
+            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o) && (o - pfb::part_mib(0)).is_multiple_of(0x1000) => {
                 if (o - pfb::part_mib(0)) / 0x1000 < self.parts.0 {
                     self.parts.1
                 } else {
@@ -867,8 +867,8 @@ impl Inner {
         let mut malformed = list.is_none();
         if let Some(list) = list {
             for i in 0..count {
-                let e = list.add(i * pfifo::RUNLIST_ENTRY_SIZE);
-                match (self.bus.read32(e), self.bus.read32(e.add(4))) {
+                let e = list.offset(i * pfifo::RUNLIST_ENTRY_SIZE);
+                match (self.bus.read32(e), self.bus.read32(e.offset(4))) {
                     (Some(chid), Some(pfifo::RUNLIST_ENTRY_WORD1)) if chid < pfifo::CHANNELS => {
                         if !chids.contains(&chid) {
                             chids.push(chid);
@@ -915,7 +915,7 @@ fn fill_bad(buf: &mut [u8], word: u32) {
 
 /// FB partitions for `mib` MiB: the largest count <= 6 that divides it evenly.
 fn partition_geometry(mib: u32) -> (u32, u32) {
-    let n = (1..=pfb::MAX_PARTS).rev().find(|n| mib % n == 0).unwrap_or(1);
+    let n = (1..=pfb::MAX_PARTS).rev().find(|n| mib.is_multiple_of(*n)).unwrap_or(1);
     (n, mib / n)
 }
 
@@ -929,7 +929,7 @@ pub struct Gpu {
 impl Gpu {
     /// Creates the GPU (VRAM zero-filled) and starts its engine thread.
     pub fn new(cfg: ModelConfig) -> std::io::Result<Arc<Gpu>> {
-        if cfg.vram_bytes == 0 || cfg.vram_bytes % (1 << 20) != 0 || cfg.vram_bytes > (1 << 37) {
+        if cfg.vram_bytes == 0 || !cfg.vram_bytes.is_multiple_of(1 << 20) || cfg.vram_bytes > (1 << 37) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "VRAM size must be a positive multiple of 1 MiB, at most 128 GiB",
@@ -967,7 +967,7 @@ impl Gpu {
         match bar {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_reads);
-                if off % 4 != 0 || off >= Bar::Bar0.size() {
+                if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
                     Counters::inc(&self.inner.counters.bar0_unknown);
                     return bad::NO_REGISTER;
                 }
@@ -985,7 +985,7 @@ impl Gpu {
         match bar {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_writes);
-                if off % 4 != 0 || off >= Bar::Bar0.size() {
+                if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
                     Counters::inc(&self.inner.counters.bar0_unknown);
                     return;
                 }

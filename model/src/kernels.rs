@@ -50,7 +50,7 @@ impl<'a> GlobalMemory<'a> {
     }
 
     fn ld(&mut self, va: u64) -> Result<u32, ExecError> {
-        if va % 4 != 0 {
+        if !va.is_multiple_of(4) {
             return Err(data_error(pgraph::DATA_ERROR_BAD_PARAMS));
         }
         let (mem, off) = self.page(va, false)?;
@@ -58,7 +58,7 @@ impl<'a> GlobalMemory<'a> {
     }
 
     fn st(&mut self, va: u64, v: u32) -> Result<(), ExecError> {
-        if va % 4 != 0 {
+        if !va.is_multiple_of(4) {
             return Err(data_error(pgraph::DATA_ERROR_BAD_PARAMS));
         }
         let (mem, off) = self.page(va, true)?;
@@ -267,7 +267,7 @@ fn lud(m: &mut GlobalMemory, p: &Params, kernel: u32, grid: Dim3) -> Result<(), 
     let a = p.u64(abi::lud::MATRIX);
     let dim = p.u32(abi::lud::DIM) as u64;
     let o = p.u32(abi::lud::OFFSET) as u64;
-    if dim == 0 || dim % bs != 0 || o % bs != 0 || o >= dim {
+    if dim == 0 || !dim.is_multiple_of(bs) || !o.is_multiple_of(bs) || o >= dim {
         return Err(data_error(pgraph::DATA_ERROR_BAD_PARAMS));
     }
     let at = |r: u64, c: u64| r * dim + c;
@@ -379,13 +379,7 @@ fn srad_1(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(
             let qsqr = num / (den * den);
             let den = (qsqr - q0sqr) / (q0sqr * (1.0 + q0sqr));
             let cv = 1.0 / (1.0 + den);
-            let cv = if cv < 0.0 {
-                0.0
-            } else if cv > 1.0 {
-                1.0
-            } else {
-                cv
-            };
+            let cv = cv.clamp(0.0, 1.0);
             m.stf(b.c, i, cv)?;
             m.stf(b.d_n, i, dn)?;
             m.stf(b.d_s, i, ds)?;

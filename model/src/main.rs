@@ -88,7 +88,7 @@ fn main() -> ExitCode {
             // Rewrite every second; notice the end within 100 ms.
             let mut tick = 0u32;
             while !done.load(Ordering::Relaxed) {
-                if tick % 10 == 0 {
+                if tick.is_multiple_of(10) {
                     write_stats(&gpu, &path);
                 }
                 tick = tick.wrapping_add(1);

@@ -120,7 +120,7 @@ impl HostMemory {
         if !self.range_ok(off, 4) {
             return None;
         }
-        if off % 4 == 0 {
+        if off.is_multiple_of(4) {
             // SAFETY: in range and 4-byte aligned (the mapping is page aligned).
             let a = unsafe { &*(self.ptr.add(off as usize) as *const AtomicU32) };
             return Some(a.load(Ordering::Acquire));
@@ -134,7 +134,7 @@ impl HostMemory {
         if !self.range_ok(off, 4) {
             return false;
         }
-        if off % 4 == 0 {
+        if off.is_multiple_of(4) {
             // SAFETY: in range and aligned.
             let a = unsafe { &*(self.ptr.add(off as usize) as *const AtomicU32) };
             a.store(v, Ordering::Release);
@@ -147,7 +147,7 @@ impl HostMemory {
         if !self.range_ok(off, 8) {
             return None;
         }
-        if off % 8 == 0 {
+        if off.is_multiple_of(8) {
             // SAFETY: in range and aligned.
             let a = unsafe { &*(self.ptr.add(off as usize) as *const AtomicU64) };
             return Some(a.load(Ordering::Acquire));
@@ -161,7 +161,7 @@ impl HostMemory {
         if !self.range_ok(off, 8) {
             return false;
         }
-        if off % 8 == 0 {
+        if off.is_multiple_of(8) {
             // SAFETY: in range and aligned.
             let a = unsafe { &*(self.ptr.add(off as usize) as *const AtomicU64) };
             a.store(v, Ordering::Release);

@@ -32,10 +32,10 @@ impl VmContext {
     /// Reads PDB and limit from the instance block at `inst_pa`. `None` if the instance block
     /// cannot be read or names an invalid PD target.
     pub fn load(bus: &PhysBus, inst_pa: PhysAddr) -> Option<VmContext> {
-        let lo = bus.read32(inst_pa.add(inst::PDB_LO as u64))?;
-        let hi = bus.read32(inst_pa.add(inst::PDB_HI as u64))?;
-        let lim_lo = bus.read32(inst_pa.add(inst::LIMIT_LO as u64))?;
-        let lim_hi = bus.read32(inst_pa.add(inst::LIMIT_HI as u64))?;
+        let lo = bus.read32(inst_pa.offset(inst::PDB_LO as u64))?;
+        let hi = bus.read32(inst_pa.offset(inst::PDB_HI as u64))?;
+        let lim_lo = bus.read32(inst_pa.offset(inst::LIMIT_LO as u64))?;
+        let lim_hi = bus.read32(inst_pa.offset(inst::LIMIT_HI as u64))?;
         let pd_addr = (lo & inst::PDB_ADDR_MASK) as u64 | ((hi & 0xff) as u64) << 32;
         let pdb = PhysAddr::from_target(lo & inst::PDB_TARGET_MASK, pd_addr)?;
         Some(VmContext { pdb, limit: lim_lo as u64 | ((lim_hi & 0xff) as u64) << 32 })
@@ -108,7 +108,7 @@ impl Tlb {
         if write && entry.read_only {
             return Err(fault(mmu::FAULT_PAGE_READ_ONLY));
         }
-        Ok(entry.page.add(va & (vm::SMALL_PAGE_SIZE - 1)))
+        Ok(entry.page.offset(va & (vm::SMALL_PAGE_SIZE - 1)))
     }
 }
 
@@ -141,7 +141,7 @@ fn decode_pte(pte: u64) -> Result<Option<(PhysAddr, bool)>, u32> {
 fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntry, u32> {
     let pde_shift = big_shift + vm::PDE_SPAN_EXTRA_SHIFT;
     let pde_index = va >> pde_shift;
-    let pde = bus.read64(pdb.add(pde_index * vm::PDE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+    let pde = bus.read64(pdb.offset(pde_index * vm::PDE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
     let size_shift = ((pde >> vm::PDE_SIZE_SHIFT) & vm::PDE_SIZE_MASK) as u32;
     let big_table = pde_table(pde & 0xffff_ffff, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
     let small_table = pde_table(pde >> 32, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
@@ -153,7 +153,7 @@ fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntr
         let full = 1u64 << (pde_shift - vm::SMALL_PAGE_SHIFT);
         let index = (va >> vm::SMALL_PAGE_SHIFT) & (full - 1);
         if index < full >> size_shift {
-            let pte = bus.read64(spt.add(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+            let pte = bus.read64(spt.offset(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
             if let Some((page, read_only)) = decode_pte(pte)? {
                 return Ok(TlbEntry { page, read_only });
             }
@@ -164,10 +164,10 @@ fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntr
     if let Some(lpt) = big_table {
         let index = (va >> big_shift) & (vm::LPT_ENTRIES - 1);
         if index < vm::LPT_ENTRIES >> size_shift {
-            let pte = bus.read64(lpt.add(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+            let pte = bus.read64(lpt.offset(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
             if let Some((base, read_only)) = decode_pte(pte)? {
                 let within = va & ((1u64 << big_shift) - 1) & !(vm::SMALL_PAGE_SIZE - 1);
-                return Ok(TlbEntry { page: base.add(within), read_only });
+                return Ok(TlbEntry { page: base.offset(within), read_only });
             }
             too_short = false;
         } else {

@@ -58,7 +58,7 @@ impl Loc {
     pub fn offset(self, n: u64) -> Loc {
         match self {
             Loc::Virt(va) => Loc::Virt(va.wrapping_add(n)),
-            Loc::Phys(pa) => Loc::Phys(pa.add(n)),
+            Loc::Phys(pa) => Loc::Phys(pa.offset(n)),
         }
     }
     fn addr(self) -> u64 {
@@ -381,7 +381,7 @@ const PBDMA_UNIT: u32 = pfifo::FAULT_UNIT_PFIFO;
 fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
     let bad = |bits| ExecError::Pbdma { bits };
     let inst = chan_inst_pa(chan_inst).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))?;
-    let rd = |off: u32| gpu.bus.read32(inst.add(off as u64)).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
+    let rd = |off: u32| gpu.bus.read32(inst.offset(off as u64)).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
     if rd(ramfc::SIGNATURE)? & ramfc::SIGNATURE_MASK != ramfc::SIGNATURE_VALUE {
         return Err(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
     }
@@ -419,7 +419,7 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
         match load_channel(gpu, pick.chan_inst) {
             Ok(mut l) => {
                 l.vm_gen = pick.vm_gen;
-                gpu.bus.write32(l.userd.add(userd::GP_GET as u64), 0);
+                gpu.bus.write32(l.userd.offset(userd::GP_GET as u64), 0);
                 ch.loaded = Some(l);
             }
             Err(e) => return stop(e),
@@ -444,7 +444,7 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
     let mut budget_check = 0u32;
     loop {
         if ch.seg.is_none() {
-            let Some(put) = gpu.bus.read32(l.userd.add(userd::GP_PUT as u64)) else {
+            let Some(put) = gpu.bus.read32(l.userd.offset(userd::GP_PUT as u64)) else {
                 return stop(ExecError::Mmu {
                     unit: PBDMA_UNIT,
                     fault: Fault { reason: mmu::FAULT_BAD_PHYSICAL, va: l.userd.addr, write: false },
@@ -483,7 +483,7 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
                 break;
             }
             budget_check += 1;
-            if budget_check % 64 == 0 && Instant::now() >= deadline {
+            if budget_check.is_multiple_of(64) && Instant::now() >= deadline {
                 return SliceEnd::Budget;
             }
             match step(ch, &ctx) {
@@ -512,17 +512,17 @@ fn finish_entry(gpu: &Inner, l: &mut Loaded, seg: Option<&Segment>) {
     l.gp_get = (l.gp_get + 1) & l.gp_mask;
     if let Some(seg) = seg {
         let end = seg.va + seg.words.len() as u64 * 4;
-        gpu.bus.write32(l.userd.add(userd::GET as u64), end as u32);
-        gpu.bus.write32(l.userd.add(userd::GET_HI as u64), (end >> 32) as u32);
+        gpu.bus.write32(l.userd.offset(userd::GET as u64), end as u32);
+        gpu.bus.write32(l.userd.offset(userd::GET_HI as u64), (end >> 32) as u32);
         if seg.main_level {
-            gpu.bus.write32(l.userd.add(userd::TOP_LEVEL_GET as u64), end as u32);
+            gpu.bus.write32(l.userd.offset(userd::TOP_LEVEL_GET as u64), end as u32);
             gpu.bus.write32(
-                l.userd.add(userd::TOP_LEVEL_GET_HI as u64),
+                l.userd.offset(userd::TOP_LEVEL_GET_HI as u64),
                 (end >> 32) as u32 | userd::TOP_LEVEL_GET_HI_VALID,
             );
         }
     }
-    gpu.bus.write32(l.userd.add(userd::GP_GET as u64), l.gp_get);
+    gpu.bus.write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);
 }
 
 type StepError = (ExecError, u32, u32, u32);
@@ -630,7 +630,7 @@ fn host_method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32
         }
         host::SET_REFERENCE => {
             let l = ch.loaded.as_ref().expect("running channel is loaded");
-            ctx.gpu.bus.write32(l.userd.add(userd::REF as u64), data);
+            ctx.gpu.bus.write32(l.userd.offset(userd::REF as u64), data);
         }
         host::YIELD => return Ok(Flow::Yield),
         _ => return Err(illegal),

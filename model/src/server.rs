@@ -120,7 +120,7 @@ impl ServerBackend for Backend {
                 }
             }
             (_, Some(Bar::Bar0)) => {
-                if data.len() % 4 == 0 && offset % 4 == 0 {
+                if data.len().is_multiple_of(4) && offset.is_multiple_of(4) {
                     self.gpu.bar_write(Bar::Bar0, offset, data);
                 } else {
                     warn!("dropped {}-byte BAR0 write at {offset:#x} (32-bit only)", data.len());

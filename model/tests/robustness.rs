@@ -93,7 +93,7 @@ fn random_pushbuffers_never_kill_the_engine_thread() {
         if off == pmc::ENABLE || off == pfifo::CTRL || off == pbus::PRAMIN_BASE {
             continue;
         }
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             rig.set(off, rng.word());
         } else {
             rig.reg(off);
