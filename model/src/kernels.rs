@@ -235,6 +235,12 @@ fn mmul(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(),
     Ok(())
 }
 
+/// The in-range cells (row, column, index) of a rows x cols grid covered by the launch, in
+/// thread order (threads outside the grid do nothing, as in the CUDA originals).
+fn cells(grid: Dim3, block: Dim3, rows: u64, cols: u64) -> impl Iterator<Item = (u64, u64, u64)> {
+    threads(grid, block).filter(move |&(c, r)| r < rows && c < cols).map(move |(c, r)| (r, c, r * cols + c))
+}
+
 /// Clamped neighbour indices (north, south, west, east) of (r, c) in a rows x cols grid.
 fn neighbours(r: u64, c: u64, rows: u64, cols: u64) -> (u64, u64, u64, u64) {
     let n = r.saturating_sub(1);
@@ -249,15 +255,12 @@ fn hotspot(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<
     let (power, src, dst) = (p.u64(h::POWER), p.u64(h::TEMP_SRC), p.u64(h::TEMP_DST));
     let (rows, cols) = (p.u32(h::ROWS) as u64, p.u32(h::COLS) as u64);
     let (sdc, rx_1, ry_1, rz_1, amb) = (p.f32(h::STEP_DIV_CAP), p.f32(h::RX_1), p.f32(h::RY_1), p.f32(h::RZ_1), p.f32(h::AMB_TEMP));
-    for (c, r) in threads(grid, block) {
-        if r < rows && c < cols {
-            let i = r * cols + c;
-            let (ni, si, wi, ei) = neighbours(r, c, rows, cols);
-            let t = m.ldf(src, i)?;
-            let (n, s, w, e) = (m.ldf(src, ni)?, m.ldf(src, si)?, m.ldf(src, wi)?, m.ldf(src, ei)?);
-            let v = m.ldf(power, i)? + ((s + n) - 2.0 * t) * ry_1 + ((e + w) - 2.0 * t) * rx_1 + (amb - t) * rz_1;
-            m.stf(dst, i, t + sdc * v)?;
-        }
+    for (r, c, i) in cells(grid, block, rows, cols) {
+        let (ni, si, wi, ei) = neighbours(r, c, rows, cols);
+        let t = m.ldf(src, i)?;
+        let (n, s, w, e) = (m.ldf(src, ni)?, m.ldf(src, si)?, m.ldf(src, wi)?, m.ldf(src, ei)?);
+        let v = m.ldf(power, i)? + ((s + n) - 2.0 * t) * ry_1 + ((e + w) - 2.0 * t) * rx_1 + (amb - t) * rz_1;
+        m.stf(dst, i, t + sdc * v)?;
     }
     Ok(())
 }
@@ -363,29 +366,26 @@ fn srad_buffers(p: &Params) -> Result<SradBuffers, ExecError> {
 fn srad_1(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(), ExecError> {
     let b = srad_buffers(p)?;
     let q0sqr = p.f32(abi::srad::Q0SQR);
-    for (c, r) in threads(grid, block) {
-        if r < b.rows && c < b.cols {
-            let i = r * b.cols + c;
-            let (ni, si, wi, ei) = neighbours(r, c, b.rows, b.cols);
-            let jc = m.ldf(b.j, i)?;
-            let dn = m.ldf(b.j, ni)? - jc;
-            let ds = m.ldf(b.j, si)? - jc;
-            let dw = m.ldf(b.j, wi)? - jc;
-            let de = m.ldf(b.j, ei)? - jc;
-            let g2 = (dn * dn + ds * ds + dw * dw + de * de) / (jc * jc);
-            let l = (dn + ds + dw + de) / jc;
-            let num = (0.5 * g2) - ((1.0 / 16.0) * (l * l));
-            let den = 1.0 + (0.25 * l);
-            let qsqr = num / (den * den);
-            let den = (qsqr - q0sqr) / (q0sqr * (1.0 + q0sqr));
-            let cv = 1.0 / (1.0 + den);
-            let cv = cv.clamp(0.0, 1.0);
-            m.stf(b.c, i, cv)?;
-            m.stf(b.d_n, i, dn)?;
-            m.stf(b.d_s, i, ds)?;
-            m.stf(b.d_w, i, dw)?;
-            m.stf(b.d_e, i, de)?;
-        }
+    for (r, c, i) in cells(grid, block, b.rows, b.cols) {
+        let (ni, si, wi, ei) = neighbours(r, c, b.rows, b.cols);
+        let jc = m.ldf(b.j, i)?;
+        let dn = m.ldf(b.j, ni)? - jc;
+        let ds = m.ldf(b.j, si)? - jc;
+        let dw = m.ldf(b.j, wi)? - jc;
+        let de = m.ldf(b.j, ei)? - jc;
+        let g2 = (dn * dn + ds * ds + dw * dw + de * de) / (jc * jc);
+        let l = (dn + ds + dw + de) / jc;
+        let num = (0.5 * g2) - ((1.0 / 16.0) * (l * l));
+        let den = 1.0 + (0.25 * l);
+        let qsqr = num / (den * den);
+        let den = (qsqr - q0sqr) / (q0sqr * (1.0 + q0sqr));
+        let cv = 1.0 / (1.0 + den);
+        let cv = cv.clamp(0.0, 1.0);
+        m.stf(b.c, i, cv)?;
+        m.stf(b.d_n, i, dn)?;
+        m.stf(b.d_s, i, ds)?;
+        m.stf(b.d_w, i, dw)?;
+        m.stf(b.d_e, i, de)?;
     }
     Ok(())
 }
@@ -393,15 +393,12 @@ fn srad_1(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(
 fn srad_2(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(), ExecError> {
     let b = srad_buffers(p)?;
     let lambda = p.f32(abi::srad::LAMBDA);
-    for (c, r) in threads(grid, block) {
-        if r < b.rows && c < b.cols {
-            let i = r * b.cols + c;
-            let (_, si, _, ei) = neighbours(r, c, b.rows, b.cols);
-            let (cn, cs, cw, ce) = (m.ldf(b.c, i)?, m.ldf(b.c, si)?, m.ldf(b.c, i)?, m.ldf(b.c, ei)?);
-            let d = cn * m.ldf(b.d_n, i)? + cs * m.ldf(b.d_s, i)? + cw * m.ldf(b.d_w, i)? + ce * m.ldf(b.d_e, i)?;
-            let v = m.ldf(b.j, i)? + (0.25 * lambda) * d;
-            m.stf(b.j, i, v)?;
-        }
+    for (r, c, i) in cells(grid, block, b.rows, b.cols) {
+        let (_, si, _, ei) = neighbours(r, c, b.rows, b.cols);
+        let (cn, cs, cw, ce) = (m.ldf(b.c, i)?, m.ldf(b.c, si)?, m.ldf(b.c, i)?, m.ldf(b.c, ei)?);
+        let d = cn * m.ldf(b.d_n, i)? + cs * m.ldf(b.d_s, i)? + cw * m.ldf(b.d_w, i)? + ce * m.ldf(b.d_e, i)?;
+        let v = m.ldf(b.j, i)? + (0.25 * lambda) * d;
+        m.stf(b.j, i, v)?;
     }
     Ok(())
 }

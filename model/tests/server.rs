@@ -19,17 +19,40 @@ fn wr32(c: &mut Client, region: u32, off: u64, v: u32) {
     c.region_write(region, off, &v.to_le_bytes()).unwrap();
 }
 
-#[test]
-fn serves_one_client_then_returns() {
-    let dir = std::env::temp_dir().join(format!("gf100-model-test-{}", std::process::id()));
+/// A server for a fresh GPU on a socket in a private directory, serving in a thread.
+struct Served {
+    dir: std::path::PathBuf,
+    gpu: Arc<Gpu>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+    client: Client,
+}
+
+fn serve(name: &str, vram: u64) -> Served {
+    let dir = std::env::temp_dir().join(format!("gf100-model-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("gpu.sock");
     let _ = std::fs::remove_file(&sock);
-    let gpu = Gpu::new(ModelConfig { vram_bytes: 64 << 20, ..ModelConfig::default() }).unwrap();
+    let gpu = Gpu::new(ModelConfig { vram_bytes: vram, ..ModelConfig::default() }).unwrap();
     let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
-    let t = std::thread::spawn(move || server.serve());
+    let thread = std::thread::spawn(move || server.serve());
+    let client = Client::new(&sock).unwrap();
+    Served { dir, gpu, thread, client }
+}
 
-    let mut c = Client::new(&sock).unwrap();
+impl Served {
+    /// Disconnects and checks that the server returned cleanly.
+    fn finish(self) {
+        drop(self.client);
+        assert_eq!(self.thread.join().unwrap(), Ok(()));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn serves_one_client_then_returns() {
+    let s = serve("test", 64 << 20);
+    let gpu = s.gpu.clone();
+    let mut c = s.client;
     let cfg = VFIO_PCI_CONFIG_REGION_INDEX;
     assert_eq!(rd32(&mut c, cfg, 0), 0x06d8_10de);
     assert_eq!(rd32(&mut c, cfg, 8) >> 8, pci::CLASS_CODE);
@@ -59,12 +82,10 @@ fn serves_one_client_then_returns() {
     // Bus mastering off: system memory is unreachable.
     wr32(&mut c, cfg, 0x04, 0x0002);
     assert_eq!(rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40), 0xbad0_ac00);
-    drop(c);
-    assert_eq!(t.join().unwrap(), Ok(()));
+    Served { client: c, ..s }.finish();
     let c = gpu.counters();
     assert_eq!((c.bar0_reads, c.bar0_writes, c.bar1_reads, c.dma_maps), (3, 3, 1, 1), "{c:?}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = Arc::strong_count(&gpu);
+    // The GPU outlives its server.
     assert_eq!(gpu.bar_read32(Bar::Bar0, 0), pmc::BOOT_0_QUADRO_6000);
 }
 
@@ -87,14 +108,8 @@ fn take(f: &mut std::fs::File) -> u64 {
 #[test]
 fn msi_and_intx_reach_their_eventfds() {
     use std::os::fd::AsRawFd;
-    let dir = std::env::temp_dir().join(format!("gf100-model-irq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("gpu.sock");
-    let _ = std::fs::remove_file(&sock);
-    let gpu = Gpu::new(ModelConfig { vram_bytes: 16 << 20, ..ModelConfig::default() }).unwrap();
-    let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
-    let t = std::thread::spawn(move || server.serve());
-    let mut c = Client::new(&sock).unwrap();
+    let s = serve("irq", 16 << 20);
+    let mut c = s.client;
     let (bar0, cfg) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX);
     let trigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
     let (mut msi, mut intx) = (eventfd(), eventfd());
@@ -125,9 +140,7 @@ fn msi_and_intx_reach_their_eventfds() {
     wr32(&mut c, bar0, pmc::INTR_HOST as u64, 0);
     c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, &[]).unwrap();
     assert_eq!(take(&mut intx), 0, "deasserted line: nothing to deliver");
-    drop(c);
-    assert_eq!(t.join().unwrap(), Ok(()));
-    let _ = std::fs::remove_dir_all(&dir);
+    Served { client: c, ..s }.finish();
 }
 
 #[test]
