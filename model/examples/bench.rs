@@ -49,13 +49,23 @@ impl Setup {
             }
             let spt = ((pde >> vm::PDE_SMALL_ADDR_SHIFT) & vm::PDE_ADDR_MASK) << 12;
             let pte = vm::pte(pa + off, vm::PTE_APER_VRAM, false, vm::KIND_PITCH);
-            self.gpu.vram().write64(spt + ((v >> 12) & (vm::SPT_ENTRIES_128K - 1)) * 8, pte);
+            self.gpu
+                .vram()
+                .write64(spt + ((v >> 12) & (vm::SPT_ENTRIES_128K - 1)) * 8, pte);
         }
         pa
     }
     fn flush(&self, pd: u64) {
-        self.gpu.bar_write32(Bar::Bar0, mmu::INVALIDATE_PDB as u64, mmu::invalidate_pdb_value(pd, target::VRAM));
-        self.gpu.bar_write32(Bar::Bar0, mmu::INVALIDATE as u64, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL);
+        self.gpu.bar_write32(
+            Bar::Bar0,
+            mmu::INVALIDATE_PDB as u64,
+            mmu::invalidate_pdb_value(pd, target::VRAM),
+        );
+        self.gpu.bar_write32(
+            Bar::Bar0,
+            mmu::INVALIDATE as u64,
+            mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL,
+        );
     }
 }
 
@@ -64,8 +74,15 @@ fn per_op(d: Duration, n: u64) -> f64 {
 }
 
 fn main() {
-    let gpu = Gpu::new(ModelConfig { vram_bytes: 1 << 30, ..ModelConfig::default() }).unwrap();
-    let mut s = Setup { gpu: gpu.clone(), next: 1 << 20 };
+    let gpu = Gpu::new(ModelConfig {
+        vram_bytes: 1 << 30,
+        ..ModelConfig::default()
+    })
+    .unwrap();
+    let mut s = Setup {
+        gpu: gpu.clone(),
+        next: 1 << 20,
+    };
     let w = |off: u32, v: u32| gpu.bar_write32(Bar::Bar0, off as u64, v);
     w(pmc::ENABLE, pmc::ENABLE_ALL);
     w(pfifo::CTRL, pfifo::CTRL_ENABLE);
@@ -85,7 +102,11 @@ fn main() {
     let wr = per_op(t.elapsed(), n);
     let t = Instant::now();
     for i in 0..n {
-        gpu.bar_write32(Bar::Bar0, (pbus::PRAMIN_WINDOW + (i as u32 & 0xffffc)) as u64, i as u32);
+        gpu.bar_write32(
+            Bar::Bar0,
+            (pbus::PRAMIN_WINDOW + (i as u32 & 0xffffc)) as u64,
+            i as u32,
+        );
     }
     let pramin = per_op(t.elapsed(), n);
     println!("BAR0 register read:  {rd:8.1} ns/access   (target <= 2000 ns) [{acc:x}]");
@@ -117,7 +138,10 @@ fn main() {
     let u_va = 0x100_0000u64;
     let userd = s.map(b1_pd, u_va, 0x1000);
     s.flush(b1_pd);
-    w(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (u_va >> 12) as u32);
+    w(
+        pfifo::USERD_POLL_BASE,
+        pfifo::USERD_POLL_ENABLE | (u_va >> 12) as u32,
+    );
     let (inst, pd) = s.vm(0xff_ffff_ffff);
     let gp_va = 0x1000_0000u64;
     let pb_va = 0x1100_0000u64;
@@ -177,7 +201,10 @@ fn main() {
     gpu.bar_write32(Bar::Bar1, u_va + userd::GP_PUT as u64, rounds);
     while v.read32(userd + userd::GP_GET as u64) != Some(rounds) {
         std::thread::yield_now();
-        assert!(t.elapsed() < Duration::from_secs(120), "copy did not finish");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "copy did not finish"
+        );
     }
     let secs = t.elapsed().as_secs_f64();
     let bytes = rounds as u64 * len;
@@ -188,6 +215,11 @@ fn main() {
         v.read(dst + off, &mut b);
         assert!(a == b, "copy mismatch at {off:#x}");
     }
-    println!("copy engine:         {:8.2} GB/s   ({} MiB in {:.3} s; target >= 1 GB/s)", bytes as f64 / secs / 1e9, bytes >> 20, secs);
+    println!(
+        "copy engine:         {:8.2} GB/s   ({} MiB in {:.3} s; target >= 1 GB/s)",
+        bytes as f64 / secs / 1e9,
+        bytes >> 20,
+        secs
+    );
     println!("counters: {}", gpu.counters().to_json());
 }

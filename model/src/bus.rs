@@ -23,13 +23,22 @@ pub struct PhysAddr {
 
 impl PhysAddr {
     pub fn vram(addr: u64) -> PhysAddr {
-        PhysAddr { aperture: Aperture::Vram, addr }
+        PhysAddr {
+            aperture: Aperture::Vram,
+            addr,
+        }
     }
     pub fn sys(addr: u64) -> PhysAddr {
-        PhysAddr { aperture: Aperture::Sys, addr }
+        PhysAddr {
+            aperture: Aperture::Sys,
+            addr,
+        }
     }
     pub fn offset(self, off: u64) -> PhysAddr {
-        PhysAddr { aperture: self.aperture, addr: self.addr.wrapping_add(off) }
+        PhysAddr {
+            aperture: self.aperture,
+            addr: self.addr.wrapping_add(off),
+        }
     }
 
     /// Decodes the 2-bit target used by instance blocks, 0x1700, 0x2270, RAMFC USERD and the
@@ -52,12 +61,18 @@ pub struct PhysBus {
 
 impl PhysBus {
     pub fn new(vram: Arc<HostMemory>) -> PhysBus {
-        PhysBus { vram, dma: RwLock::new(BTreeMap::new()), bus_master: AtomicBool::new(true) }
+        PhysBus {
+            vram,
+            dma: RwLock::new(BTreeMap::new()),
+            bus_master: AtomicBool::new(true),
+        }
     }
 
     /// Registers `mem` at bus address `iova`. Fails if it overlaps an existing map.
     pub fn dma_map(&self, iova: u64, mem: Arc<HostMemory>) -> Result<(), &'static str> {
-        let end = iova.checked_add(mem.len()).ok_or("DMA map wraps the address space")?;
+        let end = iova
+            .checked_add(mem.len())
+            .ok_or("DMA map wraps the address space")?;
         let mut maps = self.dma.write().unwrap_or_else(|e| e.into_inner());
         if let Some((&base, m)) = maps.range(..end).next_back() {
             if base + m.len() > iova {
@@ -70,15 +85,22 @@ impl PhysBus {
 
     /// Removes the map starting at `iova`; returns whether there was one.
     pub fn dma_unmap(&self, iova: u64) -> bool {
-        self.dma.write().unwrap_or_else(|e| e.into_inner()).remove(&iova).is_some()
+        self.dma
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&iova)
+            .is_some()
     }
 
     /// Removes every map overlapping `[iova, iova + len)`.
     pub fn dma_unmap_range(&self, iova: u64, len: u64) -> usize {
         let mut maps = self.dma.write().unwrap_or_else(|e| e.into_inner());
         let end = iova.saturating_add(len);
-        let doomed: Vec<u64> =
-            maps.iter().filter(|(&b, m)| b < end && b + m.len() > iova).map(|(&b, _)| b).collect();
+        let doomed: Vec<u64> = maps
+            .iter()
+            .filter(|(&b, m)| b < end && b + m.len() > iova)
+            .map(|(&b, _)| b)
+            .collect();
         for b in &doomed {
             maps.remove(b);
         }
@@ -136,15 +158,19 @@ impl PhysBus {
     pub fn write32(&self, pa: PhysAddr, v: u32) -> bool {
         match pa.aperture {
             Aperture::Vram => self.vram.write32(pa.addr, v),
-            Aperture::Sys => self.resolve(pa, 4).is_some_and(|(m, off)| m.write32(off, v)),
+            Aperture::Sys => self
+                .resolve(pa, 4)
+                .is_some_and(|(m, off)| m.write32(off, v)),
         }
     }
 
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> bool {
-        self.resolve(pa, buf.len() as u64).is_some_and(|(m, off)| m.read(off, buf))
+        self.resolve(pa, buf.len() as u64)
+            .is_some_and(|(m, off)| m.read(off, buf))
     }
 
     pub fn write(&self, pa: PhysAddr, buf: &[u8]) -> bool {
-        self.resolve(pa, buf.len() as u64).is_some_and(|(m, off)| m.write(off, buf))
+        self.resolve(pa, buf.len() as u64)
+            .is_some_and(|(m, off)| m.write(off, buf))
     }
 }

@@ -17,11 +17,16 @@ pub(crate) enum Object {
 }
 
 fn illegal() -> ExecError {
-    ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_MTHD }
+    ExecError::Pbdma {
+        bits: pfifo::PBDMA_INTR_ILLEGAL_MTHD,
+    }
 }
 
 fn unsupported() -> ExecError {
-    ExecError::Pgraph { bit: pgraph::INTR_DATA_ERROR, code: pgraph::DATA_ERROR_UNSUPPORTED }
+    ExecError::Pgraph {
+        bit: pgraph::INTR_DATA_ERROR,
+        code: pgraph::DATA_ERROR_UNSUPPORTED,
+    }
 }
 
 fn addr40(hi: u32, lo: u32) -> u64 {
@@ -34,12 +39,14 @@ impl Object {
         match (cls, engine) {
             (class::M2MF, pfifo::ENGINE_PGRAPH) => Some(Object::M2mf(Box::default())),
             (class::COMPUTE, pfifo::ENGINE_PGRAPH) => Some(Object::Compute(Box::default())),
-            (class::COPY0, pfifo::ENGINE_PCOPY0) => {
-                Some(Object::Copy(Box::new(Copy { unit: pfifo::FAULT_UNIT_PCOPY0, ..Copy::default() })))
-            }
-            (class::COPY1, pfifo::ENGINE_PCOPY1) => {
-                Some(Object::Copy(Box::new(Copy { unit: pfifo::FAULT_UNIT_PCOPY1, ..Copy::default() })))
-            }
+            (class::COPY0, pfifo::ENGINE_PCOPY0) => Some(Object::Copy(Box::new(Copy {
+                unit: pfifo::FAULT_UNIT_PCOPY0,
+                ..Copy::default()
+            }))),
+            (class::COPY1, pfifo::ENGINE_PCOPY1) => Some(Object::Copy(Box::new(Copy {
+                unit: pfifo::FAULT_UNIT_PCOPY1,
+                ..Copy::default()
+            }))),
             _ => None,
         }
     }
@@ -161,16 +168,27 @@ impl M2mf {
             Counters::add(&ctx.gpu.counters.m2mf_bytes, self.line_length as u64);
             Ok(())
         });
-        Counters::add(&ctx.gpu.counters.busy_ns_pgraph, started.elapsed().as_nanos() as u64);
+        Counters::add(
+            &ctx.gpu.counters.busy_ns_pgraph,
+            started.elapsed().as_nanos() as u64,
+        );
         res?;
         self.complete(ctx, launch)
     }
 
     fn inline_data(&mut self, ctx: &ChanCtx, data: u32) -> Result<(), ExecError> {
-        let Some(up) = self.inline.as_mut() else { return Err(illegal()) };
+        let Some(up) = self.inline.as_mut() else {
+            return Err(illegal());
+        };
         let n = (up.line_length - up.col).min(4);
-        let va = up.dst.wrapping_add(up.line as u64 * up.pitch_out as u64 + up.col as u64);
-        ctx.write(pfifo::FAULT_UNIT_PGRAPH, Loc::Virt(va), &data.to_le_bytes()[..n as usize])?;
+        let va = up
+            .dst
+            .wrapping_add(up.line as u64 * up.pitch_out as u64 + up.col as u64);
+        ctx.write(
+            pfifo::FAULT_UNIT_PGRAPH,
+            Loc::Virt(va),
+            &data.to_le_bytes()[..n as usize],
+        )?;
         Counters::add(&ctx.gpu.counters.m2mf_bytes, n as u64);
         up.col += n;
         if up.col == up.line_length {
@@ -189,7 +207,12 @@ impl M2mf {
         let completion = (launch >> m2mf::LAUNCH_COMPLETION_SHIFT) & m2mf::LAUNCH_COMPLETION_MASK;
         if completion == m2mf::COMPLETION_RELEASE_SEMAPHORE {
             let four = launch & m2mf::LAUNCH_SEMAPHORE_ONE_WORD == 0;
-            ctx.release(pfifo::FAULT_UNIT_PGRAPH, addr40(self.sem[0], self.sem[1]), self.sem[2], four)?;
+            ctx.release(
+                pfifo::FAULT_UNIT_PGRAPH,
+                addr40(self.sem[0], self.sem[1]),
+                self.sem[2],
+                four,
+            )?;
         }
         if (launch >> m2mf::LAUNCH_INTERRUPT_SHIFT) & m2mf::LAUNCH_INTERRUPT_MASK != 0 {
             ctx.pgraph_notify();
@@ -218,7 +241,8 @@ impl Copy {
         match mthd {
             copy::NOP | copy::PM_TRIGGER | copy::SET_APPLICATION_ID | copy::SET_WATCHDOG_TIMER => {}
             copy::SET_RENDER_ENABLE_A..=copy::SET_RENDER_ENABLE_C => {}
-            copy::SET_REMAP_CONST_A..=copy::SET_DST_ORIGIN | copy::SET_SRC_BLOCK_SIZE..=copy::SET_SRC_ORIGIN => {}
+            copy::SET_REMAP_CONST_A..=copy::SET_DST_ORIGIN
+            | copy::SET_SRC_BLOCK_SIZE..=copy::SET_SRC_ORIGIN => {}
             copy::PM_TRIGGER_END => {}
             copy::SET_SEMAPHORE_A => self.sem[0] = data,
             copy::SET_SEMAPHORE_B => self.sem[1] = data,
@@ -238,14 +262,22 @@ impl Copy {
         Ok(())
     }
 
-    fn location(&self, physical_bit: u32, target_shift: u32, hi: u32, lo: u32) -> Result<Loc, ExecError> {
+    fn location(
+        &self,
+        physical_bit: u32,
+        target_shift: u32,
+        hi: u32,
+        lo: u32,
+    ) -> Result<Loc, ExecError> {
         let addr = addr40(hi, lo);
         if self.addressing & physical_bit == 0 {
             return Ok(Loc::Virt(addr));
         }
         match (self.addressing >> target_shift) & copy::ADDR_TARGET_MASK {
             copy::PHYS_TARGET_LOCAL_FB => Ok(Loc::Phys(PhysAddr::vram(addr))),
-            copy::PHYS_TARGET_COHERENT_SYSMEM | copy::PHYS_TARGET_NONCOHERENT_SYSMEM => Ok(Loc::Phys(PhysAddr::sys(addr))),
+            copy::PHYS_TARGET_COHERENT_SYSMEM | copy::PHYS_TARGET_NONCOHERENT_SYSMEM => {
+                Ok(Loc::Phys(PhysAddr::sys(addr)))
+            }
             _ => Err(unsupported()),
         }
     }
@@ -257,9 +289,23 @@ impl Copy {
             if launch & pitch != pitch || launch & copy::LAUNCH_REMAP != 0 {
                 return Err(unsupported());
             }
-            let src = self.location(copy::ADDR_SRC_PHYSICAL, copy::ADDR_SRC_TARGET_SHIFT, self.in_hi, self.in_lo)?;
-            let dst = self.location(copy::ADDR_DST_PHYSICAL, copy::ADDR_DST_TARGET_SHIFT, self.out_hi, self.out_lo)?;
-            let lines = if launch & copy::LAUNCH_MULTI_LINE != 0 { self.line_count as u64 } else { 1 };
+            let src = self.location(
+                copy::ADDR_SRC_PHYSICAL,
+                copy::ADDR_SRC_TARGET_SHIFT,
+                self.in_hi,
+                self.in_lo,
+            )?;
+            let dst = self.location(
+                copy::ADDR_DST_PHYSICAL,
+                copy::ADDR_DST_TARGET_SHIFT,
+                self.out_hi,
+                self.out_lo,
+            )?;
+            let lines = if launch & copy::LAUNCH_MULTI_LINE != 0 {
+                self.line_count as u64
+            } else {
+                1
+            };
             let started = Instant::now();
             let res = (0..lines).try_for_each(|line| {
                 let d = dst.offset(line * self.pitch_out as u64);
@@ -268,13 +314,26 @@ impl Copy {
                 Counters::add(&ctx.gpu.counters.copy_bytes, self.line_length as u64);
                 Ok(())
             });
-            Counters::add(&ctx.gpu.counters.busy_ns_pcopy0, started.elapsed().as_nanos() as u64);
+            Counters::add(
+                &ctx.gpu.counters.busy_ns_pcopy0,
+                started.elapsed().as_nanos() as u64,
+            );
             res?;
         }
         match (launch >> copy::LAUNCH_SEMAPHORE_SHIFT) & copy::LAUNCH_SEMAPHORE_MASK {
             copy::SEMAPHORE_NONE => {}
-            copy::SEMAPHORE_ONE_WORD => ctx.release(self.unit, addr40(self.sem[0], self.sem[1]), self.sem[2], false)?,
-            copy::SEMAPHORE_FOUR_WORD => ctx.release(self.unit, addr40(self.sem[0], self.sem[1]), self.sem[2], true)?,
+            copy::SEMAPHORE_ONE_WORD => ctx.release(
+                self.unit,
+                addr40(self.sem[0], self.sem[1]),
+                self.sem[2],
+                false,
+            )?,
+            copy::SEMAPHORE_FOUR_WORD => ctx.release(
+                self.unit,
+                addr40(self.sem[0], self.sem[1]),
+                self.sem[2],
+                true,
+            )?,
             _ => return Err(unsupported()),
         }
         if (launch >> copy::LAUNCH_INTERRUPT_SHIFT) & copy::LAUNCH_INTERRUPT_MASK != 0 {
@@ -364,7 +423,10 @@ impl Compute {
             m if (compute::LOAD_CONSTANT_BUFFER..cb_data_end).contains(&m) => {
                 let size = self.cb_select[0] & compute::CB_SIZE_MASK;
                 if !self.cb_offset.is_multiple_of(4) || self.cb_offset >= size {
-                    return Err(ExecError::Pgraph { bit: pgraph::INTR_DATA_ERROR, code: pgraph::DATA_ERROR_BAD_PARAMS });
+                    return Err(ExecError::Pgraph {
+                        bit: pgraph::INTR_DATA_ERROR,
+                        code: pgraph::DATA_ERROR_BAD_PARAMS,
+                    });
                 }
                 let va = addr40(self.cb_select[1], self.cb_select[2]) + self.cb_offset as u64;
                 ctx.write(pfifo::FAULT_UNIT_PGRAPH, Loc::Virt(va), &data.to_le_bytes())?;
@@ -375,10 +437,11 @@ impl Compute {
                 if slot >= compute::CONSTANT_BUFFER_SLOTS {
                     return Err(illegal());
                 }
-                self.cb[slot as usize] = (data & compute::BIND_VALID != 0).then(|| ConstantBuffer {
-                    addr: addr40(self.cb_select[1], self.cb_select[2]),
-                    size: self.cb_select[0] & compute::CB_SIZE_MASK,
-                });
+                self.cb[slot as usize] =
+                    (data & compute::BIND_VALID != 0).then(|| ConstantBuffer {
+                        addr: addr40(self.cb_select[1], self.cb_select[2]),
+                        size: self.cb_select[0] & compute::CB_SIZE_MASK,
+                    });
             }
             compute::SET_REPORT_SEMAPHORE_A => self.report[0] = data,
             compute::SET_REPORT_SEMAPHORE_B => self.report[1] = data,
@@ -388,7 +451,12 @@ impl Compute {
                     return Err(unsupported());
                 }
                 let four = data & compute::REPORT_ONE_WORD == 0;
-                ctx.release(pfifo::FAULT_UNIT_PGRAPH, addr40(self.report[0], self.report[1]), self.report[2], four)?;
+                ctx.release(
+                    pfifo::FAULT_UNIT_PGRAPH,
+                    addr40(self.report[0], self.report[1]),
+                    self.report[2],
+                    four,
+                )?;
                 if data & compute::REPORT_AWAKEN != 0 {
                     ctx.pgraph_notify();
                 }
@@ -396,7 +464,10 @@ impl Compute {
             compute::LAUNCH => {
                 let started = Instant::now();
                 let res = kernels::launch(ctx, self);
-                Counters::add(&ctx.gpu.counters.busy_ns_pgraph, started.elapsed().as_nanos() as u64);
+                Counters::add(
+                    &ctx.gpu.counters.busy_ns_pgraph,
+                    started.elapsed().as_nanos() as u64,
+                );
                 Counters::inc(&ctx.gpu.counters.kernels_launched);
                 res?;
             }

@@ -42,7 +42,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { vram_bytes: 1 << 30, timeslice: Duration::from_millis(2) }
+        ModelConfig {
+            vram_bytes: 1 << 30,
+            timeslice: Duration::from_millis(2),
+        }
     }
 }
 
@@ -185,10 +188,19 @@ impl Default for PfifoRegs {
 
 impl PfifoRegs {
     pub fn pbdma_units(&self) -> u32 {
-        self.pbdma.iter().enumerate().fold(0, |m, (i, p)| if p.intr & p.intr_en != 0 { m | 1 << i } else { m })
+        self.pbdma.iter().enumerate().fold(0, |m, (i, p)| {
+            if p.intr & p.intr_en != 0 {
+                m | 1 << i
+            } else {
+                m
+            }
+        })
     }
     fn engine_units(&self) -> u32 {
-        self.engine_intr.iter().enumerate().fold(0, |m, (i, v)| if *v != 0 { m | 1 << i } else { m })
+        self.engine_intr
+            .iter()
+            .enumerate()
+            .fold(0, |m, (i, v)| if *v != 0 { m | 1 << i } else { m })
     }
     /// INTR as read: latched bits plus the level bits derived from their sources.
     pub fn intr_status(&self) -> u32 {
@@ -292,7 +304,9 @@ impl Regs {
     }
 
     pub fn pfifo_running(&self) -> bool {
-        self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0 && !self.shutdown
+        self.enable & pmc::ENABLE_PFIFO != 0
+            && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0
+            && !self.shutdown
     }
 }
 
@@ -353,7 +367,9 @@ impl Inner {
     }
 
     fn check_alarm(&self, r: &mut Regs) {
-        if r.pt_alarm_armed && (self.time_ns(r) as u32 & ptimer::TIME_LOW_MASK).wrapping_sub(r.pt_alarm) as i32 >= 0 {
+        if r.pt_alarm_armed
+            && (self.time_ns(r) as u32 & ptimer::TIME_LOW_MASK).wrapping_sub(r.pt_alarm) as i32 >= 0
+        {
             r.pt_alarm_armed = false;
             r.pt_intr |= ptimer::INTR_ALARM;
             self.update_irq(r);
@@ -387,10 +403,17 @@ impl Inner {
         rec.inst = inst.map_or(0, |p| (p.addr >> 12) as u32);
         rec.addr_lo = f.va as u32;
         rec.addr_hi = (f.va >> 32) as u32;
-        let hub = matches!(unit, pfifo::FAULT_UNIT_BAR1 | pfifo::FAULT_UNIT_BAR3 | pfifo::FAULT_UNIT_PFIFO);
+        let hub = matches!(
+            unit,
+            pfifo::FAULT_UNIT_BAR1 | pfifo::FAULT_UNIT_BAR3 | pfifo::FAULT_UNIT_PFIFO
+        );
         rec.info = (f.reason & pfifo::VM_FAULT_INFO_REASON_MASK)
             | if hub { pfifo::VM_FAULT_INFO_HUB } else { 0 }
-            | if f.write { pfifo::VM_FAULT_INFO_WRITE } else { 0 };
+            | if f.write {
+                pfifo::VM_FAULT_INFO_WRITE
+            } else {
+                0
+            };
         r.pfifo.vm_fault_units |= 1 << (unit & 31);
         self.update_irq(r);
     }
@@ -399,7 +422,11 @@ impl Inner {
     /// `Err` = the VM is enabled but its instance block is unusable.
     fn bar_vm(&self, r: &mut Regs, bar: Bar) -> Result<Option<(VmContext, PhysAddr)>, ()> {
         let gen = r.vm_gen;
-        let b = if bar == Bar::Bar1 { &mut r.bar1 } else { &mut r.bar3 };
+        let b = if bar == Bar::Bar1 {
+            &mut r.bar1
+        } else {
+            &mut r.bar3
+        };
         if b.reg & pbus::BAR_INST_MODE_VM == 0 {
             return Ok(None);
         }
@@ -430,7 +457,11 @@ impl Inner {
             let vm = self.bar_vm(&mut r, bar);
             (vm, r.big_page_shift())
         };
-        let unit = if bar == Bar::Bar1 { pfifo::FAULT_UNIT_BAR1 } else { pfifo::FAULT_UNIT_BAR3 };
+        let unit = if bar == Bar::Bar1 {
+            pfifo::FAULT_UNIT_BAR1
+        } else {
+            pfifo::FAULT_UNIT_BAR3
+        };
         let mut done = 0usize;
         while done < buf.len() {
             let va = off + done as u64;
@@ -438,8 +469,14 @@ impl Inner {
             let part = &mut buf[done..done + chunk];
             let pa = match vm {
                 Ok(None) => Ok(PhysAddr::vram(va)),
-                Ok(Some((ctx, _))) => self.lock_tlb().translate(&self.bus, &ctx, big_shift, va, write),
-                Err(()) => Err(Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va, write }),
+                Ok(Some((ctx, _))) => self
+                    .lock_tlb()
+                    .translate(&self.bus, &ctx, big_shift, va, write),
+                Err(()) => Err(Fault {
+                    reason: mmu::FAULT_PT_NOT_PRESENT,
+                    va,
+                    write,
+                }),
             };
             let ok = match pa {
                 Ok(pa) => {
@@ -452,7 +489,11 @@ impl Inner {
                 Err(_) => false,
             };
             if !ok {
-                let fault = pa.err().unwrap_or(Fault { reason: mmu::FAULT_BAD_PHYSICAL, va, write });
+                let fault = pa.err().unwrap_or(Fault {
+                    reason: mmu::FAULT_BAD_PHYSICAL,
+                    va,
+                    write,
+                });
                 let inst = vm.ok().flatten().map(|(_, i)| i);
                 let mut r = self.lock_regs();
                 self.record_vm_fault(&mut r, unit, inst, fault);
@@ -503,11 +544,17 @@ impl Inner {
 
     pub fn mmio_read(&self, off: u32) -> u32 {
         if (pbus::PRAMIN_WINDOW..pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE).contains(&off) {
-            return self.pramin_pa(off).and_then(|pa| self.bus.read32(pa)).unwrap_or(bad::VM_FAULT);
+            return self
+                .pramin_pa(off)
+                .and_then(|pa| self.bus.read32(pa))
+                .unwrap_or(bad::VM_FAULT);
         }
         if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
             let mut b = [0u8; 4];
-            self.config.lock().unwrap_or_else(|e| e.into_inner()).read((off - pci::BAR0_CONFIG_MIRROR) as u64, &mut b);
+            self.config
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .read((off - pci::BAR0_CONFIG_MIRROR) as u64, &mut b);
             return u32::from_le_bytes(b);
         }
         let mut r = self.lock_regs();
@@ -533,7 +580,8 @@ impl Inner {
             pmc::ENDIAN => r.endian,
             pmc::INTR_HOST | pmc::INTR_NRHOST => {
                 let i = ((off - pmc::INTR_HOST) / 4) as usize;
-                (hw & r.intr_mask[i] & !pmc::INTR_SOFTWARE) | if r.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
+                (hw & r.intr_mask[i] & !pmc::INTR_SOFTWARE)
+                    | if r.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
             }
             pmc::INTR_EN_HOST => r.intr_en[0],
             pmc::INTR_EN_NRHOST => r.intr_en[1],
@@ -562,7 +610,9 @@ impl Inner {
             pfb::FBP_COUNT | pfb::PART_COUNT => self.parts.0,
             pfb::FBP_DISABLED_MASK => 0,
             pfb::PART_MIB_BROADCAST => self.parts.1,
-            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o) && (o - pfb::part_mib(0)).is_multiple_of(0x1000) => {
+            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o)
+                && (o - pfb::part_mib(0)).is_multiple_of(0x1000) =>
+            {
                 if (o - pfb::part_mib(0)) / 0x1000 < self.parts.0 {
                     self.parts.1
                 } else {
@@ -572,7 +622,11 @@ impl Inner {
             mmu::CTRL => {
                 (r.mmu_ctrl & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE))
                     | 0x0010_0000
-                    | if r.flush_done { mmu::CTRL_FLUSH_DONE } else { 0 }
+                    | if r.flush_done {
+                        mmu::CTRL_FLUSH_DONE
+                    } else {
+                        0
+                    }
             }
             mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush,
             mmu::INVALIDATE_PDB => r.invalidate_pdb,
@@ -606,10 +660,12 @@ impl Inner {
                     p.kick
                 }
             }
-            o if (pfifo::eng_state(0)..pfifo::eng_state(6)).contains(&o) => match (o - pfifo::eng_state(0)) / 4 {
-                0 => p.running.map_or(0, |c| 1 << 31 | c),
-                _ => 0,
-            },
+            o if (pfifo::eng_state(0)..pfifo::eng_state(6)).contains(&o) => {
+                match (o - pfifo::eng_state(0)) / 4 {
+                    0 => p.running.map_or(0, |c| 1 << 31 | c),
+                    _ => 0,
+                }
+            }
             o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(32)).contains(&o) => {
                 let rec = &p.vm_faults[((o - pfifo::vm_fault_inst(0)) / 0x10) as usize];
                 match o & 0xc {
@@ -653,7 +709,10 @@ impl Inner {
 
     pub fn mmio_write(&self, off: u32, v: u32) {
         if (pbus::PRAMIN_WINDOW..pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE).contains(&off) {
-            if !self.pramin_pa(off).is_some_and(|pa| self.bus.write32(pa, v)) {
+            if !self
+                .pramin_pa(off)
+                .is_some_and(|pa| self.bus.write32(pa, v))
+            {
                 Counters::inc(&self.counters.bar0_unknown);
             }
             return;
@@ -682,7 +741,8 @@ impl Inner {
     pub fn config_write(&self, off: u64, data: &[u8]) {
         let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
         c.write(off, data);
-        self.bus.set_bus_master(c.command() & crate::pci::COMMAND_BUS_MASTER != 0);
+        self.bus
+            .set_bus_master(c.command() & crate::pci::COMMAND_BUS_MASTER != 0);
     }
 
     /// Returns false for an unknown register.
@@ -707,10 +767,18 @@ impl Inner {
             pmc::INTR_MASK_NRHOST => r.intr_mask[1] = v,
             pbus::PRAMIN_BASE => r.pramin_base = v,
             pbus::BAR1_INST => {
-                r.bar1 = BarVm { reg: v, ctx: None, ctx_gen: 0 };
+                r.bar1 = BarVm {
+                    reg: v,
+                    ctx: None,
+                    ctx_gen: 0,
+                };
             }
             pbus::BAR3_INST => {
-                r.bar3 = BarVm { reg: v, ctx: None, ctx_gen: 0 };
+                r.bar3 = BarVm {
+                    reg: v,
+                    ctx: None,
+                    ctx_gen: 0,
+                };
             }
             pbus::PEEPHOLE_INST => r.peephole = v,
             pbus::FLUSH => {}
@@ -747,7 +815,14 @@ impl Inner {
                         r.invalidate_pdb & mmu::INVALIDATE_PDB_TARGET_MASK,
                         ((r.invalidate_pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) as u64) << 12,
                     );
-                    self.tlb_invalidate(r, if v & mmu::INVALIDATE_ALL_PDB != 0 { None } else { pdb });
+                    self.tlb_invalidate(
+                        r,
+                        if v & mmu::INVALIDATE_ALL_PDB != 0 {
+                            None
+                        } else {
+                            pdb
+                        },
+                    );
                     r.flush_done = true;
                 }
             }
@@ -795,7 +870,8 @@ impl Inner {
                     self.write_chan_inst(r, chid, v);
                 } else {
                     r.pfifo.chan_state[chid] = v
-                        & (pfifo::CHAN_STATE_RUNNABLE | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT);
+                        & (pfifo::CHAN_STATE_RUNNABLE
+                            | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT);
                     self.work.notify_all();
                 }
             }
@@ -813,7 +889,10 @@ impl Inner {
             }
             pgraph::INTR => r.pgraph.intr &= !v,
             pgraph::INTR_EN => r.pgraph.intr_en = v,
-            pgraph::DATA_ERROR_CODE | pgraph::TRAPPED_ADDR | pgraph::TRAPPED_DATA | pgraph::INTR_CHANNEL_INST => {}
+            pgraph::DATA_ERROR_CODE
+            | pgraph::TRAPPED_ADDR
+            | pgraph::TRAPPED_DATA
+            | pgraph::INTR_CHANNEL_INST => {}
             _ => return false,
         }
         true
@@ -846,7 +925,9 @@ impl Inner {
             if (v >> pfifo::CHAN_INST_TARGET_SHIFT) & 3 != gpuvm_uapi::gf100::target::VRAM {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
-            } else if v & pfifo::CHAN_INST_POLL_ENABLE != 0 && r.pfifo.poll_base & pfifo::USERD_POLL_ENABLE == 0 {
+            } else if v & pfifo::CHAN_INST_POLL_ENABLE != 0
+                && r.pfifo.poll_base & pfifo::USERD_POLL_ENABLE == 0
+            {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
             }
@@ -915,7 +996,10 @@ fn fill_bad(buf: &mut [u8], word: u32) {
 
 /// FB partitions for `mib` MiB: the largest count <= 6 that divides it evenly.
 fn partition_geometry(mib: u32) -> (u32, u32) {
-    let n = (1..=pfb::MAX_PARTS).rev().find(|n| mib.is_multiple_of(*n)).unwrap_or(1);
+    let n = (1..=pfb::MAX_PARTS)
+        .rev()
+        .find(|n| mib.is_multiple_of(*n))
+        .unwrap_or(1);
     (n, mib / n)
 }
 
@@ -929,7 +1013,10 @@ pub struct Gpu {
 impl Gpu {
     /// Creates the GPU (VRAM zero-filled) and starts its engine thread.
     pub fn new(cfg: ModelConfig) -> std::io::Result<Arc<Gpu>> {
-        if cfg.vram_bytes == 0 || !cfg.vram_bytes.is_multiple_of(1 << 20) || cfg.vram_bytes > (1 << 37) {
+        if cfg.vram_bytes == 0
+            || !cfg.vram_bytes.is_multiple_of(1 << 20)
+            || cfg.vram_bytes > (1 << 37)
+        {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "VRAM size must be a positive multiple of 1 MiB, at most 128 GiB",
@@ -955,7 +1042,11 @@ impl Gpu {
         let pfifo = std::thread::Builder::new()
             .name("gf100-pfifo".into())
             .spawn(move || crate::pfifo::run(worker))?;
-        Ok(Arc::new(Gpu { inner, threads: Mutex::new(vec![pfifo]), stopped: AtomicBool::new(false) }))
+        Ok(Arc::new(Gpu {
+            inner,
+            threads: Mutex::new(vec![pfifo]),
+            stopped: AtomicBool::new(false),
+        }))
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -1002,12 +1093,18 @@ impl Gpu {
         match bar {
             Bar::Bar0 => {
                 for (i, chunk) in buf.chunks_mut(4).enumerate() {
-                    let v = self.bar_read32(Bar::Bar0, off.saturating_add(4 * i as u64)).to_le_bytes();
+                    let v = self
+                        .bar_read32(Bar::Bar0, off.saturating_add(4 * i as u64))
+                        .to_le_bytes();
                     chunk.copy_from_slice(&v[..chunk.len()]);
                 }
             }
             Bar::Bar1 | Bar::Bar3 => {
-                Counters::inc(if bar == Bar::Bar1 { &c.bar1_reads } else { &c.bar3_reads });
+                Counters::inc(if bar == Bar::Bar1 {
+                    &c.bar1_reads
+                } else {
+                    &c.bar3_reads
+                });
                 if buf.len() > 8 {
                     Counters::add(&c.bar_bulk_bytes, buf.len() as u64);
                 }
@@ -1023,11 +1120,19 @@ impl Gpu {
                 for (i, chunk) in data.chunks(4).enumerate() {
                     let mut w = [0u8; 4];
                     w[..chunk.len()].copy_from_slice(chunk);
-                    self.bar_write32(Bar::Bar0, off.saturating_add(4 * i as u64), u32::from_le_bytes(w));
+                    self.bar_write32(
+                        Bar::Bar0,
+                        off.saturating_add(4 * i as u64),
+                        u32::from_le_bytes(w),
+                    );
                 }
             }
             Bar::Bar1 | Bar::Bar3 => {
-                Counters::inc(if bar == Bar::Bar1 { &c.bar1_writes } else { &c.bar3_writes });
+                Counters::inc(if bar == Bar::Bar1 {
+                    &c.bar1_writes
+                } else {
+                    &c.bar3_writes
+                });
                 if data.len() > 8 {
                     Counters::add(&c.bar_bulk_bytes, data.len() as u64);
                 }
@@ -1040,7 +1145,11 @@ impl Gpu {
     /// PCI config space access (the same space BAR0 mirrors at 0x88000).
     pub fn config_read(&self, off: u64, buf: &mut [u8]) {
         Counters::inc(&self.inner.counters.config_reads);
-        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).read(off, buf);
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(off, buf);
     }
 
     pub fn config_write(&self, off: u64, data: &[u8]) {
@@ -1049,16 +1158,28 @@ impl Gpu {
     }
 
     pub fn msi_enabled(&self) -> bool {
-        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).msi_enabled()
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .msi_enabled()
     }
 
     pub fn intx_disabled(&self) -> bool {
-        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).intx_disabled()
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .intx_disabled()
     }
 
     /// Mirrors the INTx level in the config status register (used by the server).
     pub fn set_intx_status(&self, asserted: bool) {
-        self.inner.config.lock().unwrap_or_else(|e| e.into_inner()).set_interrupt_status(asserted);
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_interrupt_status(asserted);
     }
 
     /// Makes host memory `mem` visible to the GPU at bus address `iova` (system-memory
@@ -1088,20 +1209,36 @@ impl Gpu {
 
     /// Current level of the interrupt output.
     pub fn irq_line(&self) -> bool {
-        self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner()).level
+        self.inner
+            .irq
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .level
     }
 
     /// Waits until the interrupt line is asserted (returns true at once if it already is)
     /// or `timeout` passes (returns false).
     pub fn irq_wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut st = self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self
+            .inner
+            .irq
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         while !st.level {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            st = self.inner.irq.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .inner
+                .irq
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -1109,7 +1246,12 @@ impl Gpu {
     /// Installs (or removes) the interrupt-line callback. It is called once with the current
     /// level when installed.
     pub fn set_irq_notifier(&self, notifier: Option<IrqNotifier>) {
-        let mut st = self.inner.irq.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self
+            .inner
+            .irq
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = &notifier {
             n(st.level);
         }
@@ -1145,7 +1287,12 @@ impl Gpu {
             r.shutdown = true;
             self.inner.work.notify_all();
         }
-        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = t.join();
         }
     }

@@ -19,7 +19,10 @@ const UNIT: u32 = pfifo::FAULT_UNIT_PGRAPH;
 const CACHE_WAYS: usize = 16;
 
 fn data_error(code: u32) -> ExecError {
-    ExecError::Pgraph { bit: pgraph::INTR_DATA_ERROR, code }
+    ExecError::Pgraph {
+        bit: pgraph::INTR_DATA_ERROR,
+        code,
+    }
 }
 
 /// Loads and stores through the channel's MMU, with a small per-launch cache of resolved
@@ -32,19 +35,29 @@ struct GlobalMemory<'a> {
 
 impl<'a> GlobalMemory<'a> {
     fn new(ctx: &'a ChanCtx<'a>) -> Self {
-        GlobalMemory { ctx, read_cache: Default::default(), write_cache: Default::default() }
+        GlobalMemory {
+            ctx,
+            read_cache: Default::default(),
+            write_cache: Default::default(),
+        }
     }
 
     fn page(&mut self, va: u64, write: bool) -> Result<(Arc<HostMemory>, u64), ExecError> {
         let vpn = va >> 12;
-        let cache = if write { &mut self.write_cache } else { &mut self.read_cache };
+        let cache = if write {
+            &mut self.write_cache
+        } else {
+            &mut self.read_cache
+        };
         let slot = &mut cache[vpn as usize % CACHE_WAYS];
         if let Some((v, mem, off)) = slot {
             if *v == vpn {
                 return Ok((mem.clone(), *off));
             }
         }
-        let (mem, off, _) = self.ctx.resolve(UNIT, Loc::Virt(vpn << 12), 0x1000, write)?;
+        let (mem, off, _) = self
+            .ctx
+            .resolve(UNIT, Loc::Virt(vpn << 12), 0x1000, write)?;
         *slot = Some((vpn, mem.clone(), off));
         Ok((mem, off))
     }
@@ -114,7 +127,10 @@ fn threads(grid: Dim3, block: Dim3) -> impl Iterator<Item = (u64, u64)> {
                 (0..block.z).flat_map(move |_| {
                     (0..block.y).flat_map(move |ty| {
                         (0..block.x).map(move |tx| {
-                            ((cx as u64) * block.x as u64 + tx as u64, (cy as u64) * block.y as u64 + ty as u64)
+                            (
+                                (cx as u64) * block.x as u64 + tx as u64,
+                                (cy as u64) * block.y as u64 + ty as u64,
+                            )
                         })
                     })
                 })
@@ -129,7 +145,9 @@ fn param_bytes(kernel: u32) -> Option<u32> {
         abi::KERNEL_ADD => abi::add::PARAM_BYTES,
         abi::KERNEL_MMUL => abi::mmul::PARAM_BYTES,
         abi::KERNEL_HOTSPOT => abi::hotspot::PARAM_BYTES,
-        abi::KERNEL_LUD_DIAGONAL | abi::KERNEL_LUD_PERIMETER | abi::KERNEL_LUD_INTERNAL => abi::lud::PARAM_BYTES,
+        abi::KERNEL_LUD_DIAGONAL | abi::KERNEL_LUD_PERIMETER | abi::KERNEL_LUD_INTERNAL => {
+            abi::lud::PARAM_BYTES
+        }
         abi::KERNEL_SRAD_1 | abi::KERNEL_SRAD_2 => abi::srad::PARAM_BYTES,
         abi::KERNEL_NEEDLE_1 | abi::KERNEL_NEEDLE_2 => abi::needle::PARAM_BYTES,
         _ => return None,
@@ -142,7 +160,14 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
     let tag_va = code.wrapping_add(st.program_start as u64);
     let mut tag = [0u8; abi::TAG_SIZE as usize];
     ctx.read(UNIT, Loc::Virt(tag_va), &mut tag)?;
-    let word = |o: u64| u32::from_le_bytes([tag[o as usize], tag[o as usize + 1], tag[o as usize + 2], tag[o as usize + 3]]);
+    let word = |o: u64| {
+        u32::from_le_bytes([
+            tag[o as usize],
+            tag[o as usize + 1],
+            tag[o as usize + 2],
+            tag[o as usize + 3],
+        ])
+    };
     let kernel = word(abi::TAG_OFF_KERNEL_ID);
     if word(abi::TAG_OFF_MAGIC) != abi::TAG_MAGIC
         || word(abi::TAG_OFF_VERSION) != abi::TAG_ABI_VERSION
@@ -151,13 +176,22 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
         return Err(data_error(pgraph::DATA_ERROR_BAD_KERNEL_TAG));
     }
     let nbytes = param_bytes(kernel).ok_or(data_error(pgraph::DATA_ERROR_BAD_KERNEL_TAG))?;
-    let grid = Dim3 { x: st.raster[0] & 0xffff, y: st.raster[0] >> 16, z: st.raster[1] & 0xffff };
-    let block = Dim3 { x: st.thread_dim[0] & 0xffff, y: st.thread_dim[0] >> 16, z: st.thread_dim[1] & 0xffff };
+    let grid = Dim3 {
+        x: st.raster[0] & 0xffff,
+        y: st.raster[0] >> 16,
+        z: st.raster[1] & 0xffff,
+    };
+    let block = Dim3 {
+        x: st.thread_dim[0] & 0xffff,
+        y: st.thread_dim[0] >> 16,
+        z: st.thread_dim[1] & 0xffff,
+    };
     let threads_per_cta = block.x as u64 * block.y as u64 * block.z as u64;
     if grid.x == 0 || grid.y == 0 || grid.z == 0 || threads_per_cta == 0 || threads_per_cta > 1024 {
         return Err(data_error(pgraph::DATA_ERROR_BAD_LAUNCH_DIMS));
     }
-    let cb = st.cb[abi::PARAM_CB_SLOT as usize].ok_or(data_error(pgraph::DATA_ERROR_NO_CONSTANT_BUFFER))?;
+    let cb = st.cb[abi::PARAM_CB_SLOT as usize]
+        .ok_or(data_error(pgraph::DATA_ERROR_NO_CONSTANT_BUFFER))?;
     if cb.size < abi::PARAM_BASE + nbytes {
         return Err(data_error(pgraph::DATA_ERROR_NO_CONSTANT_BUFFER));
     }
@@ -166,7 +200,13 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
     let p = Params(raw);
     let mut m = GlobalMemory::new(ctx);
     let one_d = grid.y == 1 && grid.z == 1 && block.y == 1 && block.z == 1;
-    let require = |ok: bool| if ok { Ok(()) } else { Err(data_error(pgraph::DATA_ERROR_BAD_LAUNCH_DIMS)) };
+    let require = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(data_error(pgraph::DATA_ERROR_BAD_LAUNCH_DIMS))
+        }
+    };
     match kernel {
         abi::KERNEL_FILL => {
             require(one_d)?;
@@ -182,7 +222,11 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
             let bs = abi::lud::BLOCK;
             let want = match kernel {
                 abi::KERNEL_LUD_DIAGONAL => Dim3 { x: bs, y: 1, z: 1 },
-                abi::KERNEL_LUD_PERIMETER => Dim3 { x: 2 * bs, y: 1, z: 1 },
+                abi::KERNEL_LUD_PERIMETER => Dim3 {
+                    x: 2 * bs,
+                    y: 1,
+                    z: 1,
+                },
                 _ => Dim3 { x: bs, y: bs, z: 1 },
             };
             require(block == want)?;
@@ -191,14 +235,25 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
         abi::KERNEL_SRAD_1 => srad_1(&mut m, &p, grid, block),
         abi::KERNEL_SRAD_2 => srad_2(&mut m, &p, grid, block),
         _ => {
-            require(block == Dim3 { x: abi::needle::BLOCK, y: 1, z: 1 })?;
+            require(
+                block
+                    == Dim3 {
+                        x: abi::needle::BLOCK,
+                        y: 1,
+                        z: 1,
+                    },
+            )?;
             needle(&mut m, &p, kernel == abi::KERNEL_NEEDLE_1, grid)
         }
     }
 }
 
 fn fill(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(), ExecError> {
-    let (dst, count, value) = (p.u64(abi::fill::DST), p.u32(abi::fill::COUNT) as u64, p.u32(abi::fill::VALUE));
+    let (dst, count, value) = (
+        p.u64(abi::fill::DST),
+        p.u32(abi::fill::COUNT) as u64,
+        p.u32(abi::fill::VALUE),
+    );
     for (gx, _) in threads(grid, block) {
         if gx < count {
             m.st(dst.wrapping_add(gx * 4), value)?;
@@ -220,8 +275,16 @@ fn add(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(), 
 }
 
 fn mmul(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(), ExecError> {
-    let (a, b, c) = (p.u64(abi::mmul::A), p.u64(abi::mmul::B), p.u64(abi::mmul::C));
-    let (rows, cols, inner) = (p.u32(abi::mmul::M) as u64, p.u32(abi::mmul::N) as u64, p.u32(abi::mmul::K) as u64);
+    let (a, b, c) = (
+        p.u64(abi::mmul::A),
+        p.u64(abi::mmul::B),
+        p.u64(abi::mmul::C),
+    );
+    let (rows, cols, inner) = (
+        p.u32(abi::mmul::M) as u64,
+        p.u32(abi::mmul::N) as u64,
+        p.u32(abi::mmul::K) as u64,
+    );
     for (col, row) in threads(grid, block) {
         if row < rows && col < cols {
             let mut sum = 0.0f32;
@@ -238,7 +301,9 @@ fn mmul(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(),
 /// The in-range cells (row, column, index) of a rows x cols grid covered by the launch, in
 /// thread order (threads outside the grid do nothing, as in the CUDA originals).
 fn cells(grid: Dim3, block: Dim3, rows: u64, cols: u64) -> impl Iterator<Item = (u64, u64, u64)> {
-    threads(grid, block).filter(move |&(c, r)| r < rows && c < cols).map(move |(c, r)| (r, c, r * cols + c))
+    threads(grid, block)
+        .filter(move |&(c, r)| r < rows && c < cols)
+        .map(move |(c, r)| (r, c, r * cols + c))
 }
 
 /// Clamped neighbour indices (north, south, west, east) of (r, c) in a rows x cols grid.
@@ -254,12 +319,26 @@ fn hotspot(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<
     use abi::hotspot as h;
     let (power, src, dst) = (p.u64(h::POWER), p.u64(h::TEMP_SRC), p.u64(h::TEMP_DST));
     let (rows, cols) = (p.u32(h::ROWS) as u64, p.u32(h::COLS) as u64);
-    let (sdc, rx_1, ry_1, rz_1, amb) = (p.f32(h::STEP_DIV_CAP), p.f32(h::RX_1), p.f32(h::RY_1), p.f32(h::RZ_1), p.f32(h::AMB_TEMP));
+    let (sdc, rx_1, ry_1, rz_1, amb) = (
+        p.f32(h::STEP_DIV_CAP),
+        p.f32(h::RX_1),
+        p.f32(h::RY_1),
+        p.f32(h::RZ_1),
+        p.f32(h::AMB_TEMP),
+    );
     for (r, c, i) in cells(grid, block, rows, cols) {
         let (ni, si, wi, ei) = neighbours(r, c, rows, cols);
         let t = m.ldf(src, i)?;
-        let (n, s, w, e) = (m.ldf(src, ni)?, m.ldf(src, si)?, m.ldf(src, wi)?, m.ldf(src, ei)?);
-        let v = m.ldf(power, i)? + ((s + n) - 2.0 * t) * ry_1 + ((e + w) - 2.0 * t) * rx_1 + (amb - t) * rz_1;
+        let (n, s, w, e) = (
+            m.ldf(src, ni)?,
+            m.ldf(src, si)?,
+            m.ldf(src, wi)?,
+            m.ldf(src, ei)?,
+        );
+        let v = m.ldf(power, i)?
+            + ((s + n) - 2.0 * t) * ry_1
+            + ((e + w) - 2.0 * t) * rx_1
+            + (amb - t) * rz_1;
         m.stf(dst, i, t + sdc * v)?;
     }
     Ok(())
@@ -295,7 +374,8 @@ fn lud(m: &mut GlobalMemory, p: &Params, kernel: u32, grid: Dim3) -> Result<(), 
                 for j in 0..bs {
                     for i in 1..bs {
                         for k in 0..i {
-                            let v = m.ldf(a, at(o + i, q + j))? - m.ldf(a, at(o + i, o + k))? * m.ldf(a, at(o + k, q + j))?;
+                            let v = m.ldf(a, at(o + i, q + j))?
+                                - m.ldf(a, at(o + i, o + k))? * m.ldf(a, at(o + k, q + j))?;
                             m.stf(a, at(o + i, q + j), v)?;
                         }
                     }
@@ -303,7 +383,8 @@ fn lud(m: &mut GlobalMemory, p: &Params, kernel: u32, grid: Dim3) -> Result<(), 
                 for i in 0..bs {
                     for j in 0..bs {
                         for k in 0..j {
-                            let v = m.ldf(a, at(q + i, o + j))? - m.ldf(a, at(q + i, o + k))? * m.ldf(a, at(o + k, o + j))?;
+                            let v = m.ldf(a, at(q + i, o + j))?
+                                - m.ldf(a, at(q + i, o + k))? * m.ldf(a, at(o + k, o + j))?;
                             m.stf(a, at(q + i, o + j), v)?;
                         }
                         let v = m.ldf(a, at(q + i, o + j))? / m.ldf(a, at(o + j, o + j))?;
@@ -320,7 +401,8 @@ fn lud(m: &mut GlobalMemory, p: &Params, kernel: u32, grid: Dim3) -> Result<(), 
                         for j in 0..bs {
                             let mut sum = 0.0f32;
                             for k in 0..bs {
-                                let prod = m.ldf(a, at(r0 + i, o + k))? * m.ldf(a, at(o + k, c0 + j))?;
+                                let prod =
+                                    m.ldf(a, at(r0 + i, o + k))? * m.ldf(a, at(o + k, c0 + j))?;
                                 sum += prod;
                             }
                             let v = m.ldf(a, at(r0 + i, c0 + j))? - sum;
@@ -395,8 +477,16 @@ fn srad_2(m: &mut GlobalMemory, p: &Params, grid: Dim3, block: Dim3) -> Result<(
     let lambda = p.f32(abi::srad::LAMBDA);
     for (r, c, i) in cells(grid, block, b.rows, b.cols) {
         let (_, si, _, ei) = neighbours(r, c, b.rows, b.cols);
-        let (cn, cs, cw, ce) = (m.ldf(b.c, i)?, m.ldf(b.c, si)?, m.ldf(b.c, i)?, m.ldf(b.c, ei)?);
-        let d = cn * m.ldf(b.d_n, i)? + cs * m.ldf(b.d_s, i)? + cw * m.ldf(b.d_w, i)? + ce * m.ldf(b.d_e, i)?;
+        let (cn, cs, cw, ce) = (
+            m.ldf(b.c, i)?,
+            m.ldf(b.c, si)?,
+            m.ldf(b.c, i)?,
+            m.ldf(b.c, ei)?,
+        );
+        let d = cn * m.ldf(b.d_n, i)?
+            + cs * m.ldf(b.d_s, i)?
+            + cw * m.ldf(b.d_w, i)?
+            + ce * m.ldf(b.d_e, i)?;
         let v = m.ldf(b.j, i)? + (0.25 * lambda) * d;
         m.stf(b.j, i, v)?;
     }
@@ -428,7 +518,9 @@ fn needle(m: &mut GlobalMemory, p: &Params, first_half: bool, grid: Dim3) -> Res
                 let c = tx.wrapping_mul(bs).wrapping_add(1 + j);
                 let at = |r: u64, c: u64| r.wrapping_mul(cols).wrapping_add(c);
                 let (up_r, left_c) = (r.wrapping_sub(1), c.wrapping_sub(1));
-                let diag = m.ldi(items, at(up_r, left_c))?.wrapping_add(m.ldi(reference, at(r, c))?);
+                let diag = m
+                    .ldi(items, at(up_r, left_c))?
+                    .wrapping_add(m.ldi(reference, at(r, c))?);
                 let left = m.ldi(items, at(r, left_c))?.wrapping_sub(penalty);
                 let up = m.ldi(items, at(up_r, c))?.wrapping_sub(penalty);
                 m.sti(items, at(r, c), diag.max(left).max(up))?;

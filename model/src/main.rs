@@ -29,7 +29,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
             "--vram-mib" => {
                 let v = value("--vram-mib")?;
-                vram_mib = v.parse().map_err(|_| format!("--vram-mib: not a number: {v}"))?;
+                vram_mib = v
+                    .parse()
+                    .map_err(|_| format!("--vram-mib: not a number: {v}"))?;
                 if vram_mib == 0 || vram_mib > 128 * 1024 {
                     return Err(format!("--vram-mib: {vram_mib} out of range (1..=131072)"));
                 }
@@ -39,7 +41,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    Ok(Args { socket: socket.ok_or("--socket is required")?, vram_mib, stats })
+    Ok(Args {
+        socket: socket.ok_or("--socket is required")?,
+        vram_mib,
+        stats,
+    })
 }
 
 fn write_stats(gpu: &Gpu, path: &PathBuf) {
@@ -49,7 +55,10 @@ fn write_stats(gpu: &Gpu, path: &PathBuf) {
         gpu.counters().to_json()
     );
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+    if std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .is_err()
+    {
         eprintln!("gf100-model: cannot write stats to {}", path.display());
     }
 }
@@ -65,7 +74,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = ModelConfig { vram_bytes: args.vram_mib << 20, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        vram_bytes: args.vram_mib << 20,
+        ..ModelConfig::default()
+    };
     let gpu = match Gpu::new(cfg) {
         Ok(g) => g,
         Err(e) => {
@@ -76,11 +88,18 @@ fn main() -> ExitCode {
     let server = match GpuServer::bind(&args.socket, gpu.clone()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("gf100-model: cannot listen on {}: {e}", args.socket.display());
+            eprintln!(
+                "gf100-model: cannot listen on {}: {e}",
+                args.socket.display()
+            );
             return ExitCode::from(1);
         }
     };
-    eprintln!("gf100-model: listening on {} ({} MiB VRAM)", args.socket.display(), args.vram_mib);
+    eprintln!(
+        "gf100-model: listening on {} ({} MiB VRAM)",
+        args.socket.display(),
+        args.vram_mib
+    );
     let done = Arc::new(AtomicBool::new(false));
     let stats_thread = args.stats.clone().map(|path| {
         let (gpu, done) = (gpu.clone(), done.clone());

@@ -28,7 +28,10 @@ unsafe impl Sync for HostMemory {}
 
 fn map_fd(fd: &File, offset: u64, len: usize) -> io::Result<*mut u8> {
     if len == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "zero-length mapping"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "zero-length mapping",
+        ));
     }
     // SAFETY: mmap of a file descriptor we own a handle to; the result is checked.
     let p = unsafe {
@@ -51,7 +54,8 @@ impl HostMemory {
     /// A new zero-filled region backed by an anonymous memfd (sparse: pages are allocated on
     /// first touch, so a 6 GiB VRAM costs nothing until used).
     pub fn new(name: &str, len: u64) -> io::Result<HostMemory> {
-        let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: plain syscall; the fd is checked and then owned by `File`.
         let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -62,14 +66,22 @@ impl HostMemory {
         file.set_len(len)?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let ptr = map_fd(&file, 0, len)?;
-        Ok(HostMemory { ptr, len, fd: Some(file) })
+        Ok(HostMemory {
+            ptr,
+            len,
+            fd: Some(file),
+        })
     }
 
     /// Maps `len` bytes of `fd` starting at `offset` (e.g. guest RAM from a DMA_MAP).
     pub fn from_file(fd: &File, offset: u64, len: u64) -> io::Result<HostMemory> {
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let ptr = map_fd(fd, offset, len)?;
-        Ok(HostMemory { ptr, len, fd: fd.try_clone().ok() })
+        Ok(HostMemory {
+            ptr,
+            len,
+            fd: fd.try_clone().ok(),
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -86,7 +98,8 @@ impl HostMemory {
     }
 
     fn range_ok(&self, off: u64, len: usize) -> bool {
-        off.checked_add(len as u64).is_some_and(|end| end <= self.len as u64)
+        off.checked_add(len as u64)
+            .is_some_and(|end| end <= self.len as u64)
     }
 
     pub fn read(&self, off: u64, buf: &mut [u8]) -> bool {
@@ -94,7 +107,9 @@ impl HostMemory {
             return false;
         }
         // SAFETY: range checked above; the mapping lives as long as self.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off as usize), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(off as usize), buf.as_mut_ptr(), buf.len())
+        };
         true
     }
 
@@ -103,7 +118,9 @@ impl HostMemory {
             return false;
         }
         // SAFETY: range checked above.
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.add(off as usize), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.add(off as usize), buf.len())
+        };
         true
     }
 
@@ -177,7 +194,13 @@ impl HostMemory {
             return false;
         }
         // SAFETY: both ranges checked; `copy` tolerates overlap.
-        unsafe { std::ptr::copy(src.ptr.add(src_off as usize), self.ptr.add(dst_off as usize), len as usize) };
+        unsafe {
+            std::ptr::copy(
+                src.ptr.add(src_off as usize),
+                self.ptr.add(dst_off as usize),
+                len as usize,
+            )
+        };
         true
     }
 }

@@ -38,7 +38,10 @@ impl VmContext {
         let lim_hi = bus.read32(inst_pa.offset(inst::LIMIT_HI as u64))?;
         let pd_addr = (lo & inst::PDB_ADDR_MASK) as u64 | ((hi & 0xff) as u64) << 32;
         let pdb = PhysAddr::from_target(lo & inst::PDB_TARGET_MASK, pd_addr)?;
-        Some(VmContext { pdb, limit: lim_lo as u64 | ((lim_hi & 0xff) as u64) << 32 })
+        Some(VmContext {
+            pdb,
+            limit: lim_lo as u64 | ((lim_hi & 0xff) as u64) << 32,
+        })
     }
 }
 
@@ -141,10 +144,14 @@ fn decode_pte(pte: u64) -> Result<Option<(PhysAddr, bool)>, u32> {
 fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntry, u32> {
     let pde_shift = big_shift + vm::PDE_SPAN_EXTRA_SHIFT;
     let pde_index = va >> pde_shift;
-    let pde = bus.read64(pdb.offset(pde_index * vm::PDE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+    let pde = bus
+        .read64(pdb.offset(pde_index * vm::PDE_SIZE))
+        .ok_or(mmu::FAULT_BAD_PHYSICAL)?;
     let size_shift = ((pde >> vm::PDE_SIZE_SHIFT) & vm::PDE_SIZE_MASK) as u32;
-    let big_table = pde_table(pde & 0xffff_ffff, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
-    let small_table = pde_table(pde >> 32, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+    let big_table =
+        pde_table(pde & 0xffff_ffff, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+    let small_table =
+        pde_table(pde >> 32, vm::PDE_BIG_ADDR_SHIFT).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
     if big_table.is_none() && small_table.is_none() {
         return Err(mmu::FAULT_PT_NOT_PRESENT);
     }
@@ -153,7 +160,9 @@ fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntr
         let full = 1u64 << (pde_shift - vm::SMALL_PAGE_SHIFT);
         let index = (va >> vm::SMALL_PAGE_SHIFT) & (full - 1);
         if index < full >> size_shift {
-            let pte = bus.read64(spt.offset(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+            let pte = bus
+                .read64(spt.offset(index * vm::PTE_SIZE))
+                .ok_or(mmu::FAULT_BAD_PHYSICAL)?;
             if let Some((page, read_only)) = decode_pte(pte)? {
                 return Ok(TlbEntry { page, read_only });
             }
@@ -164,15 +173,24 @@ fn walk(bus: &PhysBus, pdb: PhysAddr, big_shift: u32, va: u64) -> Result<TlbEntr
     if let Some(lpt) = big_table {
         let index = (va >> big_shift) & (vm::LPT_ENTRIES - 1);
         if index < vm::LPT_ENTRIES >> size_shift {
-            let pte = bus.read64(lpt.offset(index * vm::PTE_SIZE)).ok_or(mmu::FAULT_BAD_PHYSICAL)?;
+            let pte = bus
+                .read64(lpt.offset(index * vm::PTE_SIZE))
+                .ok_or(mmu::FAULT_BAD_PHYSICAL)?;
             if let Some((base, read_only)) = decode_pte(pte)? {
                 let within = va & ((1u64 << big_shift) - 1) & !(vm::SMALL_PAGE_SIZE - 1);
-                return Ok(TlbEntry { page: base.offset(within), read_only });
+                return Ok(TlbEntry {
+                    page: base.offset(within),
+                    read_only,
+                });
             }
             too_short = false;
         } else {
             too_short = true;
         }
     }
-    Err(if too_short { mmu::FAULT_PT_TOO_SHORT } else { mmu::FAULT_PAGE_NOT_PRESENT })
+    Err(if too_short {
+        mmu::FAULT_PT_TOO_SHORT
+    } else {
+        mmu::FAULT_PAGE_NOT_PRESENT
+    })
 }

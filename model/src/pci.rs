@@ -16,7 +16,8 @@ const INTERRUPT_PIN: usize = 0x3d;
 pub const COMMAND_MEMORY: u16 = 1 << 1;
 pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
 pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
-const COMMAND_WRITABLE: u16 = 0x0001 | COMMAND_MEMORY | COMMAND_BUS_MASTER | 0x0040 | 0x0100 | COMMAND_INTX_DISABLE;
+const COMMAND_WRITABLE: u16 =
+    0x0001 | COMMAND_MEMORY | COMMAND_BUS_MASTER | 0x0040 | 0x0100 | COMMAND_INTX_DISABLE;
 const STATUS_CAP_LIST: u16 = 1 << 4;
 const STATUS_INTERRUPT: u16 = 1 << 3;
 
@@ -43,7 +44,10 @@ impl Default for ConfigSpace {
 
 impl ConfigSpace {
     pub fn new() -> ConfigSpace {
-        let mut c = ConfigSpace { bytes: [0; CONFIG_SIZE], writable: [0; CONFIG_SIZE] };
+        let mut c = ConfigSpace {
+            bytes: [0; CONFIG_SIZE],
+            writable: [0; CONFIG_SIZE],
+        };
         c.put16(0x00, pci::VENDOR_NVIDIA);
         c.put16(0x02, pci::DEVICE_QUADRO_6000);
         c.put16(STATUS, STATUS_CAP_LIST);
@@ -61,7 +65,10 @@ impl ConfigSpace {
         // BARs: address bits writable, size bits and type bits read-only.
         c.put32(pci::CFG_BAR0, 0);
         c.set_writable(pci::CFG_BAR0, &(!(pci::BAR0_SIZE as u32 - 1)).to_le_bytes());
-        for (lo, size) in [(pci::CFG_BAR1_LO, pci::BAR1_SIZE), (pci::CFG_BAR3_LO, pci::BAR3_SIZE)] {
+        for (lo, size) in [
+            (pci::CFG_BAR1_LO, pci::BAR1_SIZE),
+            (pci::CFG_BAR3_LO, pci::BAR3_SIZE),
+        ] {
             c.put32(lo, BAR_MEM64_PREFETCH);
             c.set_writable(lo, &(!(size as u32 - 1)).to_le_bytes());
             c.set_writable(lo + 4, &[0xff; 4]);
@@ -95,7 +102,11 @@ impl ConfigSpace {
     pub fn read(&self, off: u64, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
             let o = off.saturating_add(i as u64);
-            *b = if o < CONFIG_SIZE as u64 { self.bytes[o as usize] } else { 0 };
+            *b = if o < CONFIG_SIZE as u64 {
+                self.bytes[o as usize]
+            } else {
+                0
+            };
         }
     }
 
@@ -125,7 +136,11 @@ impl ConfigSpace {
     /// Mirrors the INTx line in the status register's interrupt bit.
     pub fn set_interrupt_status(&mut self, asserted: bool) {
         let st = u16::from_le_bytes([self.bytes[STATUS], self.bytes[STATUS + 1]]);
-        let st = if asserted { st | STATUS_INTERRUPT } else { st & !STATUS_INTERRUPT };
+        let st = if asserted {
+            st | STATUS_INTERRUPT
+        } else {
+            st & !STATUS_INTERRUPT
+        };
         self.put16(STATUS, st);
     }
 }
@@ -153,7 +168,11 @@ mod tests {
             c.write(off as u64, &[0xff; 4]);
             let v = rd32(&c, off as u64);
             assert_eq!(v & 0xf, flags);
-            assert_eq!((!(v & !0xf)).wrapping_add(1) as u64, size, "BAR at {off:#x}");
+            assert_eq!(
+                (!(v & !0xf)).wrapping_add(1) as u64,
+                size,
+                "BAR at {off:#x}"
+            );
         }
         c.write(pci::CFG_BAR1_HI as u64, &[0xff; 4]);
         assert_eq!(rd32(&c, pci::CFG_BAR1_HI as u64), 0xffff_ffff);

@@ -85,7 +85,13 @@ impl ChanCtx<'_> {
 
     /// The host memory behind `loc`, valid for at most `max` bytes up to the next 4 KiB
     /// boundary.
-    pub fn resolve(&self, unit: u32, loc: Loc, max: u64, write: bool) -> Result<(Arc<HostMemory>, u64, u64), ExecError> {
+    pub fn resolve(
+        &self,
+        unit: u32,
+        loc: Loc,
+        max: u64,
+        write: bool,
+    ) -> Result<(Arc<HostMemory>, u64, u64), ExecError> {
         let chunk = max.min(0x1000 - (loc.addr() & 0xfff));
         let pa = match loc {
             Loc::Virt(va) => self
@@ -97,7 +103,11 @@ impl ChanCtx<'_> {
         };
         let (mem, off) = self.gpu.bus.resolve(pa, chunk).ok_or(ExecError::Mmu {
             unit,
-            fault: Fault { reason: mmu::FAULT_BAD_PHYSICAL, va: loc.addr(), write },
+            fault: Fault {
+                reason: mmu::FAULT_BAD_PHYSICAL,
+                va: loc.addr(),
+                write,
+            },
         })?;
         Ok((mem, off, chunk))
     }
@@ -105,7 +115,8 @@ impl ChanCtx<'_> {
     pub fn read(&self, unit: u32, loc: Loc, buf: &mut [u8]) -> Result<(), ExecError> {
         let mut done = 0u64;
         while (done as usize) < buf.len() {
-            let (mem, off, n) = self.resolve(unit, loc.offset(done), buf.len() as u64 - done, false)?;
+            let (mem, off, n) =
+                self.resolve(unit, loc.offset(done), buf.len() as u64 - done, false)?;
             mem.read(off, &mut buf[done as usize..(done + n) as usize]);
             done += n;
         }
@@ -115,7 +126,8 @@ impl ChanCtx<'_> {
     pub fn write(&self, unit: u32, loc: Loc, buf: &[u8]) -> Result<(), ExecError> {
         let mut done = 0u64;
         while (done as usize) < buf.len() {
-            let (mem, off, n) = self.resolve(unit, loc.offset(done), buf.len() as u64 - done, true)?;
+            let (mem, off, n) =
+                self.resolve(unit, loc.offset(done), buf.len() as u64 - done, true)?;
             mem.write(off, &buf[done as usize..(done + n) as usize]);
             done += n;
         }
@@ -142,7 +154,13 @@ impl ChanCtx<'_> {
     }
 
     /// Writes a semaphore/report: payload only, or {payload, 0, time_lo, time_hi}.
-    pub fn release(&self, unit: u32, va: u64, payload: u32, four_words: bool) -> Result<(), ExecError> {
+    pub fn release(
+        &self,
+        unit: u32,
+        va: u64,
+        payload: u32,
+        four_words: bool,
+    ) -> Result<(), ExecError> {
         Counters::inc(&self.gpu.counters.semaphore_releases);
         if four_words {
             let t = self.time_ns();
@@ -222,7 +240,10 @@ struct Channel {
 
 impl Channel {
     fn reset(&mut self, gen: u64) {
-        *self = Channel { gen, ..Channel::default() };
+        *self = Channel {
+            gen,
+            ..Channel::default()
+        };
     }
 }
 
@@ -266,8 +287,15 @@ pub(crate) fn run(gpu: Arc<Inner>) {
                 }
                 // Idle, or only blocked channels: wait for news (poll acquires and the alarm).
                 let blocked = chans.iter().any(|c| c.active && c.stalled && !c.faulted);
-                let wait = if blocked || alarm_armed { Duration::from_micros(200) } else { Duration::from_millis(100) };
-                let (g, _) = gpu.work.wait_timeout(r, wait).unwrap_or_else(|e| e.into_inner());
+                let wait = if blocked || alarm_armed {
+                    Duration::from_micros(200)
+                } else {
+                    Duration::from_millis(100)
+                };
+                let (g, _) = gpu
+                    .work
+                    .wait_timeout(r, wait)
+                    .unwrap_or_else(|e| e.into_inner());
                 r = g;
                 for c in chans.iter_mut() {
                     c.stalled = false;
@@ -277,7 +305,10 @@ pub(crate) fn run(gpu: Arc<Inner>) {
         let started = Instant::now();
         let ch = &mut chans[pick.chid as usize];
         let end = run_slice(&gpu, ch, &pick, started + gpu.cfg.timeslice);
-        Counters::add(&gpu.counters.busy_ns_pfifo, started.elapsed().as_nanos() as u64);
+        Counters::add(
+            &gpu.counters.busy_ns_pfifo,
+            started.elapsed().as_nanos() as u64,
+        );
         // Another channel may have released what a blocked one waits for: retry them.
         let progressed = !matches!(end, SliceEnd::Stalled);
         for (chid, c) in chans.iter_mut().enumerate() {
@@ -289,7 +320,11 @@ pub(crate) fn run(gpu: Arc<Inner>) {
         let mut r = gpu.lock_regs();
         r.pfifo.running = None;
         let status = &mut r.pfifo.chan_status[pick.chid as usize];
-        *status = if ch.loaded.is_some() { pfifo::CHAN_STATE_LOADED } else { 0 };
+        *status = if ch.loaded.is_some() {
+            pfifo::CHAN_STATE_LOADED
+        } else {
+            0
+        };
         match end {
             SliceEnd::Idle => ch.active = false,
             SliceEnd::Stalled => {
@@ -300,7 +335,10 @@ pub(crate) fn run(gpu: Arc<Inner>) {
             SliceEnd::Stopped(err, method, subch, data) => {
                 ch.faulted = true;
                 ch.active = false;
-                let inst = ch.loaded.map(|l| l.inst).or_else(|| chan_inst_pa(pick.chan_inst));
+                let inst = ch
+                    .loaded
+                    .map(|l| l.inst)
+                    .or_else(|| chan_inst_pa(pick.chan_inst));
                 report_error(&gpu, &mut r, pick.chid, inst, err, method, subch, data);
             }
         }
@@ -309,7 +347,10 @@ pub(crate) fn run(gpu: Arc<Inner>) {
 }
 
 fn chan_inst_pa(word: u32) -> Option<PhysAddr> {
-    PhysAddr::from_target(word >> pfifo::CHAN_INST_TARGET_SHIFT, ((word & pfifo::CHAN_INST_ADDR_MASK) as u64) << 12)
+    PhysAddr::from_target(
+        word >> pfifo::CHAN_INST_TARGET_SHIFT,
+        ((word & pfifo::CHAN_INST_ADDR_MASK) as u64) << 12,
+    )
 }
 
 fn take_doorbells(r: &mut Regs, chans: &mut [Channel]) {
@@ -346,20 +387,35 @@ fn choose(r: &mut Regs, chans: &mut [Channel], next: &mut usize) -> Option<Pick>
         }
         *next = (idx + 1) % n;
         r.pfifo.running = Some(chid);
-        return Some(Pick { chid, chan_inst: word, vm_gen: r.vm_gen, big_shift: r.big_page_shift() });
+        return Some(Pick {
+            chid,
+            chan_inst: word,
+            vm_gen: r.vm_gen,
+            big_shift: r.big_page_shift(),
+        });
     }
     None
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report_error(gpu: &Inner, r: &mut Regs, chid: u32, inst: Option<PhysAddr>, err: ExecError, method: u32, subch: u32, data: u32) {
+fn report_error(
+    gpu: &Inner,
+    r: &mut Regs,
+    chid: u32,
+    inst: Option<PhysAddr>,
+    err: ExecError,
+    method: u32,
+    subch: u32,
+    data: u32,
+) {
     match err {
         ExecError::Mmu { unit, fault } => gpu.record_vm_fault(r, unit, inst, fault),
         ExecError::Pbdma { bits } => {
             Counters::inc(&gpu.counters.channel_errors);
             let pb = &mut r.pfifo.pbdma[0];
             pb.intr |= bits;
-            pb.method = (method & pfifo::PBDMA_METHOD_ADDR_MASK) | subch << pfifo::PBDMA_METHOD_SUBCH_SHIFT;
+            pb.method =
+                (method & pfifo::PBDMA_METHOD_ADDR_MASK) | subch << pfifo::PBDMA_METHOD_SUBCH_SHIFT;
             pb.data = data;
             pb.chid = chid;
         }
@@ -370,7 +426,8 @@ fn report_error(gpu: &Inner, r: &mut Regs, chid: u32, inst: Option<PhysAddr>, er
             g.data_error = code;
             g.trapped_addr = method | subch << 16;
             g.trapped_data = data;
-            g.intr_inst = inst.map_or(0, |p| (p.addr >> 12) as u32) & pgraph::INTR_CHANNEL_INST_MASK;
+            g.intr_inst =
+                inst.map_or(0, |p| (p.addr >> 12) as u32) & pgraph::INTR_CHANNEL_INST_MASK;
         }
     }
     gpu.update_irq(r);
@@ -381,7 +438,11 @@ const PBDMA_UNIT: u32 = pfifo::FAULT_UNIT_PFIFO;
 fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
     let bad = |bits| ExecError::Pbdma { bits };
     let inst = chan_inst_pa(chan_inst).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))?;
-    let rd = |off: u32| gpu.bus.read32(inst.offset(off as u64)).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
+    let rd = |off: u32| {
+        gpu.bus
+            .read32(inst.offset(off as u64))
+            .ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))
+    };
     if rd(ramfc::SIGNATURE)? & ramfc::SIGNATURE_MASK != ramfc::SIGNATURE_VALUE {
         return Err(bad(pfifo::PBDMA_INTR_SIG_MISMATCH));
     }
@@ -400,7 +461,11 @@ fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
     }
     let vm = VmContext::load(&gpu.bus, inst).ok_or(ExecError::Mmu {
         unit: PBDMA_UNIT,
-        fault: Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va: 0, write: false },
+        fault: Fault {
+            reason: mmu::FAULT_PT_NOT_PRESENT,
+            va: 0,
+            write: false,
+        },
     })?;
     Ok(Loaded {
         inst,
@@ -425,7 +490,9 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
             Err(e) => return stop(e),
         }
     }
-    let Some(mut l) = ch.loaded else { return SliceEnd::Idle };
+    let Some(mut l) = ch.loaded else {
+        return SliceEnd::Idle;
+    };
     if l.vm_gen != pick.vm_gen {
         // A TLB flush happened since the last slice: re-read the VM context.
         match VmContext::load(&gpu.bus, l.inst) {
@@ -433,21 +500,34 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
             None => {
                 return stop(ExecError::Mmu {
                     unit: PBDMA_UNIT,
-                    fault: Fault { reason: mmu::FAULT_PT_NOT_PRESENT, va: 0, write: false },
+                    fault: Fault {
+                        reason: mmu::FAULT_PT_NOT_PRESENT,
+                        va: 0,
+                        write: false,
+                    },
                 })
             }
         }
         l.vm_gen = pick.vm_gen;
         ch.loaded = Some(l);
     }
-    let ctx = ChanCtx { gpu, inst: l.inst, vm: l.vm, big_shift: pick.big_shift };
+    let ctx = ChanCtx {
+        gpu,
+        inst: l.inst,
+        vm: l.vm,
+        big_shift: pick.big_shift,
+    };
     let mut budget_check = 0u32;
     loop {
         if ch.seg.is_none() {
             let Some(put) = gpu.bus.read32(l.userd.offset(userd::GP_PUT as u64)) else {
                 return stop(ExecError::Mmu {
                     unit: PBDMA_UNIT,
-                    fault: Fault { reason: mmu::FAULT_BAD_PHYSICAL, va: l.userd.addr, write: false },
+                    fault: Fault {
+                        reason: mmu::FAULT_BAD_PHYSICAL,
+                        va: l.userd.addr,
+                        write: false,
+                    },
                 });
             };
             let l = ch.loaded.as_mut().expect("loaded above");
@@ -455,7 +535,11 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
                 return SliceEnd::Idle;
             }
             let mut e = [0u8; 8];
-            if let Err(err) = ctx.read(PBDMA_UNIT, Loc::Virt(l.gp_base + l.gp_get as u64 * gpfifo::ENTRY_SIZE), &mut e) {
+            if let Err(err) = ctx.read(
+                PBDMA_UNIT,
+                Loc::Virt(l.gp_base + l.gp_get as u64 * gpfifo::ENTRY_SIZE),
+                &mut e,
+            ) {
                 return stop(err);
             }
             let w0 = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
@@ -463,18 +547,29 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
             let len = (w1 >> gpfifo::W1_LENGTH_SHIFT) & gpfifo::W1_LENGTH_MASK;
             if len == 0 {
                 if w1 & gpfifo::W1_ADDR_HI_MASK != gpfifo::CONTROL_OPCODE_NOP {
-                    return stop(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_IB_ENTRY_INVALID });
+                    return stop(ExecError::Pbdma {
+                        bits: pfifo::PBDMA_INTR_IB_ENTRY_INVALID,
+                    });
                 }
                 finish_entry(gpu, l, None);
                 continue;
             }
-            let va = (w0 & gpfifo::W0_ADDR_MASK) as u64 | ((w1 & gpfifo::W1_ADDR_HI_MASK) as u64) << 32;
+            let va =
+                (w0 & gpfifo::W0_ADDR_MASK) as u64 | ((w1 & gpfifo::W1_ADDR_HI_MASK) as u64) << 32;
             let mut bytes = vec![0u8; len as usize * 4];
             if let Err(err) = ctx.read(PBDMA_UNIT, Loc::Virt(va), &mut bytes) {
                 return stop(err);
             }
-            let words = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            ch.seg = Some(Segment { va, words, pos: 0, main_level: w1 & gpfifo::W1_LEVEL_SUBROUTINE == 0 });
+            let words = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            ch.seg = Some(Segment {
+                va,
+                words,
+                pos: 0,
+                main_level: w1 & gpfifo::W1_LEVEL_SUBROUTINE == 0,
+            });
         }
         // Execute the segment's words.
         loop {
@@ -512,17 +607,21 @@ fn finish_entry(gpu: &Inner, l: &mut Loaded, seg: Option<&Segment>) {
     l.gp_get = (l.gp_get + 1) & l.gp_mask;
     if let Some(seg) = seg {
         let end = seg.va + seg.words.len() as u64 * 4;
-        gpu.bus.write32(l.userd.offset(userd::GET as u64), end as u32);
-        gpu.bus.write32(l.userd.offset(userd::GET_HI as u64), (end >> 32) as u32);
+        gpu.bus
+            .write32(l.userd.offset(userd::GET as u64), end as u32);
+        gpu.bus
+            .write32(l.userd.offset(userd::GET_HI as u64), (end >> 32) as u32);
         if seg.main_level {
-            gpu.bus.write32(l.userd.offset(userd::TOP_LEVEL_GET as u64), end as u32);
+            gpu.bus
+                .write32(l.userd.offset(userd::TOP_LEVEL_GET as u64), end as u32);
             gpu.bus.write32(
                 l.userd.offset(userd::TOP_LEVEL_GET_HI as u64),
                 (end >> 32) as u32 | userd::TOP_LEVEL_GET_HI_VALID,
             );
         }
     }
-    gpu.bus.write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);
+    gpu.bus
+        .write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);
 }
 
 type StepError = (ExecError, u32, u32, u32);
@@ -558,8 +657,22 @@ fn step(ch: &mut Channel, ctx: &ChanCtx) -> Result<Flow, StepError> {
     let tert = (word >> pushbuf::TERT_SHIFT) & pushbuf::TERT_MASK;
     let old_count = (word >> pushbuf::OLD_COUNT_SHIFT) & pushbuf::OLD_COUNT_MASK;
     let old_mthd = word & pushbuf::OLD_METHOD_MASK;
-    let illegal = Err((ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_CMD }, 0, 0, word));
-    let start = |mode, method, count| (count > 0).then_some(Pending { method, subch, remaining: count, mode });
+    let illegal = Err((
+        ExecError::Pbdma {
+            bits: pfifo::PBDMA_INTR_ILLEGAL_CMD,
+        },
+        0,
+        0,
+        word,
+    ));
+    let start = |mode, method, count| {
+        (count > 0).then_some(Pending {
+            method,
+            subch,
+            remaining: count,
+            mode,
+        })
+    };
     let pending = match opcode {
         pushbuf::OP_GRP0 if word == 0 => None,
         pushbuf::OP_GRP0 if tert == 0 => start(Mode::Increasing, old_mthd, old_count),
@@ -587,25 +700,44 @@ fn step(ch: &mut Channel, ctx: &ChanCtx) -> Result<Flow, StepError> {
     Ok(Flow::Done)
 }
 
-fn method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32) -> Result<Flow, StepError> {
+fn method(
+    ch: &mut Channel,
+    ctx: &ChanCtx,
+    subch: u32,
+    mthd: u32,
+    data: u32,
+) -> Result<Flow, StepError> {
     Counters::inc(&ctx.gpu.counters.methods);
     let wrap = |e: ExecError| (e, mthd, subch, data);
     if mthd < pushbuf::HOST_METHOD_END {
         return host_method(ch, ctx, subch, mthd, data).map_err(wrap);
     }
     match ch.subch[subch as usize].as_mut() {
-        None => Err(wrap(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_EMPTY_SUBC })),
+        None => Err(wrap(ExecError::Pbdma {
+            bits: pfifo::PBDMA_INTR_EMPTY_SUBC,
+        })),
         Some(obj) => obj.method(ctx, mthd, data).map_err(wrap),
     }
 }
 
-fn host_method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32) -> Result<Flow, ExecError> {
-    let illegal = ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_MTHD };
+fn host_method(
+    ch: &mut Channel,
+    ctx: &ChanCtx,
+    subch: u32,
+    mthd: u32,
+    data: u32,
+) -> Result<Flow, ExecError> {
+    let illegal = ExecError::Pbdma {
+        bits: pfifo::PBDMA_INTR_ILLEGAL_MTHD,
+    };
     match mthd {
         host::SET_OBJECT => {
             let cls = data & class::OBJECT_CLASS_MASK;
             let engine = (data >> class::OBJECT_ENGINE_SHIFT) & class::OBJECT_ENGINE_MASK;
-            let obj = Object::new(cls, engine).ok_or(ExecError::Pgraph { bit: pgraph::INTR_ILLEGAL_CLASS, code: 0 })?;
+            let obj = Object::new(cls, engine).ok_or(ExecError::Pgraph {
+                bit: pgraph::INTR_ILLEGAL_CLASS,
+                code: 0,
+            })?;
             ch.subch[subch as usize] = Some(obj);
         }
         host::NOP | host::FB_FLUSH | host::CRC_CHECK => {}
@@ -621,7 +753,8 @@ fn host_method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32
                 let a = ch.mem_op_a;
                 let pdb = PhysAddr::from_target(
                     a >> host::MEM_OP_A_TLB_TARGET_SHIFT,
-                    (((a >> host::MEM_OP_A_TLB_PDB_SHIFT) & host::MEM_OP_A_TLB_PDB_MASK) as u64) << 12,
+                    (((a >> host::MEM_OP_A_TLB_PDB_SHIFT) & host::MEM_OP_A_TLB_PDB_MASK) as u64)
+                        << 12,
                 );
                 let all = data & host::MEM_OP_B_TLB_ALL_PDB != 0;
                 let mut r = ctx.gpu.lock_regs();
@@ -640,14 +773,22 @@ fn host_method(ch: &mut Channel, ctx: &ChanCtx, subch: u32, mthd: u32, data: u32
 
 fn semaphore(ch: &mut Channel, ctx: &ChanCtx, data: u32) -> Result<Flow, ExecError> {
     if ch.sem_addr_lo & 3 != 0 {
-        return Err(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_SEM });
+        return Err(ExecError::Pbdma {
+            bits: pfifo::PBDMA_INTR_ILLEGAL_SEM,
+        });
     }
-    let va = (ch.sem_addr_hi as u64) << 32 | (ch.sem_addr_lo & host::SEMAPHORE_B_ADDR_LO_MASK) as u64;
+    let va =
+        (ch.sem_addr_hi as u64) << 32 | (ch.sem_addr_lo & host::SEMAPHORE_B_ADDR_LO_MASK) as u64;
     let payload = ch.sem_payload;
     let unit = PBDMA_UNIT;
     match data & host::SEMAPHORE_D_OP_MASK {
         host::SEM_OP_RELEASE => {
-            ctx.release(unit, va, payload, data & host::SEMAPHORE_D_RELEASE_SIZE_4 == 0)?;
+            ctx.release(
+                unit,
+                va,
+                payload,
+                data & host::SEMAPHORE_D_RELEASE_SIZE_4 == 0,
+            )?;
             Ok(Flow::Done)
         }
         op @ (host::SEM_OP_ACQUIRE | host::SEM_OP_ACQ_GEQ | host::SEM_OP_ACQ_AND) => {
@@ -664,6 +805,8 @@ fn semaphore(ch: &mut Channel, ctx: &ChanCtx, data: u32) -> Result<Flow, ExecErr
                 Ok(Flow::Stall)
             }
         }
-        _ => Err(ExecError::Pbdma { bits: pfifo::PBDMA_INTR_ILLEGAL_SEM }),
+        _ => Err(ExecError::Pbdma {
+            bits: pfifo::PBDMA_INTR_ILLEGAL_SEM,
+        }),
     }
 }

@@ -97,7 +97,12 @@ impl Backend {
 }
 
 impl ServerBackend for Backend {
-    fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> Result<(), std::io::Error> {
+    fn region_read(
+        &mut self,
+        region: u32,
+        offset: u64,
+        data: &mut [u8],
+    ) -> Result<(), std::io::Error> {
         match (region, bar_of(region)) {
             (VFIO_PCI_CONFIG_REGION_INDEX, _) => self.gpu.config_read(offset, data),
             (_, Some(Bar::Bar0)) => self.bar0_read(offset, data),
@@ -107,7 +112,12 @@ impl ServerBackend for Backend {
         Ok(())
     }
 
-    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+    fn region_write(
+        &mut self,
+        region: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), std::io::Error> {
         match (region, bar_of(region)) {
             (VFIO_PCI_CONFIG_REGION_INDEX, _) => {
                 self.gpu.config_write(offset, data);
@@ -123,7 +133,10 @@ impl ServerBackend for Backend {
                 if data.len().is_multiple_of(4) && offset.is_multiple_of(4) {
                     self.gpu.bar_write(Bar::Bar0, offset, data);
                 } else {
-                    warn!("dropped {}-byte BAR0 write at {offset:#x} (32-bit only)", data.len());
+                    warn!(
+                        "dropped {}-byte BAR0 write at {offset:#x} (32-bit only)",
+                        data.len()
+                    );
                 }
             }
             (_, Some(bar)) => self.gpu.bar_write(bar, offset, data),
@@ -132,17 +145,33 @@ impl ServerBackend for Backend {
         Ok(())
     }
 
-    fn dma_map(&mut self, _flags: DmaMapFlags, offset: u64, address: u64, size: u64, fd: Option<File>) -> Result<(), std::io::Error> {
+    fn dma_map(
+        &mut self,
+        _flags: DmaMapFlags,
+        offset: u64,
+        address: u64,
+        size: u64,
+        fd: Option<File>,
+    ) -> Result<(), std::io::Error> {
         let Some(fd) = fd else {
             // Without an fd the crate cannot give us the memory (no DMA_READ/WRITE support).
-            warn!("DMA_MAP of {address:#x}+{size:#x} without an fd: guest RAM must be a shared memfd");
+            warn!(
+                "DMA_MAP of {address:#x}+{size:#x} without an fd: guest RAM must be a shared memfd"
+            );
             return Ok(());
         };
         let mem = HostMemory::from_file(&fd, offset, size)?;
-        self.gpu.dma_map(address, Arc::new(mem)).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        self.gpu
+            .dma_map(address, Arc::new(mem))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
     }
 
-    fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> Result<(), std::io::Error> {
+    fn dma_unmap(
+        &mut self,
+        flags: DmaUnmapFlags,
+        address: u64,
+        size: u64,
+    ) -> Result<(), std::io::Error> {
         if flags.contains(DmaUnmapFlags::UNMAP_ALL) {
             self.gpu.dma_unmap_all();
         } else {
@@ -157,12 +186,23 @@ impl ServerBackend for Backend {
         Ok(())
     }
 
-    fn set_irqs(&mut self, index: u32, flags: u32, _start: u32, count: u32, fds: Vec<File>) -> Result<(), std::io::Error> {
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        flags: u32,
+        _start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> Result<(), std::io::Error> {
         let mut irq = self.lock_irq();
         let action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
         match (index, action) {
             (VFIO_PCI_MSI_IRQ_INDEX | VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER) => {
-                let fd = if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 && count > 0 { fds.into_iter().next() } else { None };
+                let fd = if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 && count > 0 {
+                    fds.into_iter().next()
+                } else {
+                    None
+                };
                 if index == VFIO_PCI_MSI_IRQ_INDEX {
                     irq.msi = fd;
                 } else {
@@ -183,7 +223,11 @@ impl ServerBackend for Backend {
 }
 
 fn region(index: u32, size: u64) -> ServerRegion {
-    let flags = if size > 0 { VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE } else { 0 };
+    let flags = if size > 0 {
+        VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+    } else {
+        0
+    };
     ServerRegion {
         region_info: vfio_region_info {
             argsz: std::mem::size_of::<vfio_region_info>() as u32,
@@ -208,14 +252,22 @@ fn regions() -> Vec<ServerRegion> {
 }
 
 fn irqs() -> Vec<IrqInfo> {
-    let none = |index| IrqInfo { index, flags: 0, count: 0 };
+    let none = |index| IrqInfo {
+        index,
+        flags: 0,
+        count: 0,
+    };
     vec![
         IrqInfo {
             index: VFIO_PCI_INTX_IRQ_INDEX,
             flags: VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED,
             count: 1,
         },
-        IrqInfo { index: VFIO_PCI_MSI_IRQ_INDEX, flags: VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE, count: 1 },
+        IrqInfo {
+            index: VFIO_PCI_MSI_IRQ_INDEX,
+            flags: VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE,
+            count: 1,
+        },
         none(VFIO_PCI_MSIX_IRQ_INDEX),
         none(VFIO_PCI_ERR_IRQ_INDEX),
         none(VFIO_PCI_REQ_IRQ_INDEX),
@@ -240,11 +292,17 @@ impl GpuServer {
         let irq = Arc::new(Mutex::new(IrqRoute::default()));
         let route = irq.clone();
         self.gpu.set_irq_notifier(Some(Arc::new(move |level| {
-            route.lock().unwrap_or_else(|e| e.into_inner()).on_level(level);
+            route
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .on_level(level);
         })));
         // Without a config-space write the client starts with bus mastering off.
         self.gpu.config_write(0x04, &[0, 0]);
-        let mut backend = Backend { gpu: self.gpu.clone(), irq };
+        let mut backend = Backend {
+            gpu: self.gpu.clone(),
+            irq,
+        };
         let res = self.server.run(&mut backend).map_err(|e| format!("{e:?}"));
         self.gpu.set_irq_notifier(None);
         res

@@ -31,9 +31,18 @@ fn setup(len: u64) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
     let mut ch = rig.channel(6);
     let pages = len.div_ceil(0x1000);
     let map = |base_va: u64, rig: &Rig, ch: &mut Chan| {
-        let phys: Vec<u64> = (0..pages).map(|_| rig.alloc(0x1000, 0x1000)).rev().collect();
+        let phys: Vec<u64> = (0..pages)
+            .map(|_| rig.alloc(0x1000, 0x1000))
+            .rev()
+            .collect();
         for (i, pa) in phys.iter().enumerate() {
-            ch.vm.map(rig, base_va + i as u64 * 0x1000, *pa, vm::PTE_APER_VRAM, false);
+            ch.vm.map(
+                rig,
+                base_va + i as u64 * 0x1000,
+                *pa,
+                vm::PTE_APER_VRAM,
+                false,
+            );
         }
         phys
     };
@@ -41,7 +50,18 @@ fn setup(len: u64) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
     let dst = map(DST_VA, &rig, &mut ch);
     let sem = ch.vm.buffer(&rig, SEM_VA, 0x1000);
     rig.flush(ch.vm.pd, false);
-    ch.push(&rig, &[incr(CE, 0, &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)]), incr(M2MF, 0, &[class::M2MF])].concat());
+    ch.push(
+        &rig,
+        &[
+            incr(
+                CE,
+                0,
+                &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)],
+            ),
+            incr(M2MF, 0, &[class::M2MF]),
+        ]
+        .concat(),
+    );
     ch.wait(&rig);
     (rig, ch, src, dst, sem)
 }
@@ -49,7 +69,9 @@ fn setup(len: u64) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
 fn write_virt(rig: &Rig, phys: &[u64], off: u64, data: &[u8]) {
     for (i, b) in data.iter().enumerate() {
         let o = off + i as u64;
-        rig.gpu.vram().write(phys[(o / 0x1000) as usize] + o % 0x1000, &[*b]);
+        rig.gpu
+            .vram()
+            .write(phys[(o / 0x1000) as usize] + o % 0x1000, &[*b]);
     }
 }
 
@@ -58,15 +80,34 @@ fn read_virt(rig: &Rig, phys: &[u64], off: u64, len: usize) -> Vec<u8> {
         .map(|i| {
             let o = off + i;
             let mut b = [0u8];
-            rig.gpu.vram().read(phys[(o / 0x1000) as usize] + o % 0x1000, &mut b);
+            rig.gpu
+                .vram()
+                .read(phys[(o / 0x1000) as usize] + o % 0x1000, &mut b);
             b[0]
         })
         .collect()
 }
 
-fn ce_copy(src: u64, dst: u64, pitch_in: u32, pitch_out: u32, line: u32, count: u32, launch: u32) -> Vec<u32> {
+fn ce_copy(
+    src: u64,
+    dst: u64,
+    pitch_in: u32,
+    pitch_out: u32,
+    line: u32,
+    count: u32,
+    launch: u32,
+) -> Vec<u32> {
     [
-        incr(CE, copy::OFFSET_IN_UPPER, &[(src >> 32) as u32, src as u32, (dst >> 32) as u32, dst as u32]),
+        incr(
+            CE,
+            copy::OFFSET_IN_UPPER,
+            &[
+                (src >> 32) as u32,
+                src as u32,
+                (dst >> 32) as u32,
+                dst as u32,
+            ],
+        ),
         incr(CE, copy::PITCH_IN, &[pitch_in, pitch_out, line, count]),
         incr(CE, copy::LAUNCH_DMA, &[launch]),
     ]
@@ -81,7 +122,18 @@ fn copy_engine_linear_and_pitched_copies_are_byte_exact() {
     write_virt(&rig, &src, 0, &data);
 
     // One line of 40000 bytes from an odd offset to another odd offset (crosses pages).
-    ch.push(&rig, &ce_copy(SRC_VA + 3, DST_VA + 1001, 0, 0, 40000, 0, copy::LAUNCH_COPY_PITCH & !copy::LAUNCH_MULTI_LINE));
+    ch.push(
+        &rig,
+        &ce_copy(
+            SRC_VA + 3,
+            DST_VA + 1001,
+            0,
+            0,
+            40000,
+            0,
+            copy::LAUNCH_COPY_PITCH & !copy::LAUNCH_MULTI_LINE,
+        ),
+    );
     ch.wait(&rig);
     assert_eq!(read_virt(&rig, &dst, 1001, 40000), data[3..40003]);
     assert_eq!(read_virt(&rig, &dst, 1000, 1), [0]);
@@ -91,15 +143,33 @@ fn copy_engine_linear_and_pitched_copies_are_byte_exact() {
     // and a non-stall interrupt.
     let clear = vec![0u8; len as usize];
     write_virt(&rig, &dst, 0, &clear);
-    let sem_setup = incr(CE, copy::SET_SEMAPHORE_A, &[(SEM_VA >> 32) as u32, SEM_VA as u32, 0x5e11]);
+    let sem_setup = incr(
+        CE,
+        copy::SET_SEMAPHORE_A,
+        &[(SEM_VA >> 32) as u32, SEM_VA as u32, 0x5e11],
+    );
     let launch = copy::LAUNCH_COPY_PITCH
         | copy::SEMAPHORE_FOUR_WORD << copy::LAUNCH_SEMAPHORE_SHIFT
         | 2 << copy::LAUNCH_INTERRUPT_SHIFT;
-    ch.push(&rig, &[sem_setup, ce_copy(SRC_VA, DST_VA, 600, 333, 300, 100, launch)].concat());
+    ch.push(
+        &rig,
+        &[
+            sem_setup,
+            ce_copy(SRC_VA, DST_VA, 600, 333, 300, 100, launch),
+        ]
+        .concat(),
+    );
     ch.wait(&rig);
     for line in 0..100usize {
-        assert_eq!(read_virt(&rig, &dst, line as u64 * 333, 300), data[line * 600..line * 600 + 300], "line {line}");
-        assert_eq!(read_virt(&rig, &dst, line as u64 * 333 + 300, 33), vec![0u8; 33]);
+        assert_eq!(
+            read_virt(&rig, &dst, line as u64 * 333, 300),
+            data[line * 600..line * 600 + 300],
+            "line {line}"
+        );
+        assert_eq!(
+            read_virt(&rig, &dst, line as u64 * 333 + 300, 33),
+            vec![0u8; 33]
+        );
     }
     assert_eq!((rig.r32(sem), rig.r32(sem + 4)), (0x5e11, 0));
     assert_ne!(rig.r32(sem + 8) | rig.r32(sem + 12), 0, "timestamp written");
@@ -114,8 +184,24 @@ fn copy_engine_physical_addressing_reaches_sysmem_and_vram() {
     let data = pattern(0x3000, 2);
     write_virt(&rig, &src, 0, &data);
     // Virtual VRAM -> physical sysmem (noncoherent target), then physical sysmem -> physical VRAM.
-    let to_sys = copy::ADDR_DST_PHYSICAL | copy::PHYS_TARGET_NONCOHERENT_SYSMEM << copy::ADDR_DST_TARGET_SHIFT;
-    ch.push(&rig, &[incr(CE, copy::ADDRESSING_MODE, &[to_sys]), ce_copy(SRC_VA, SYS_IOVA + 0x100, 0, 0, 0x3000, 1, copy::LAUNCH_COPY_PITCH)].concat());
+    let to_sys = copy::ADDR_DST_PHYSICAL
+        | copy::PHYS_TARGET_NONCOHERENT_SYSMEM << copy::ADDR_DST_TARGET_SHIFT;
+    ch.push(
+        &rig,
+        &[
+            incr(CE, copy::ADDRESSING_MODE, &[to_sys]),
+            ce_copy(
+                SRC_VA,
+                SYS_IOVA + 0x100,
+                0,
+                0,
+                0x3000,
+                1,
+                copy::LAUNCH_COPY_PITCH,
+            ),
+        ]
+        .concat(),
+    );
     ch.wait(&rig);
     let mut got = vec![0u8; 0x3000];
     rig.sys.read(0x100, &mut got);
@@ -125,7 +211,22 @@ fn copy_engine_physical_addressing_reaches_sysmem_and_vram() {
         | copy::PHYS_TARGET_COHERENT_SYSMEM << copy::ADDR_SRC_TARGET_SHIFT
         | copy::ADDR_DST_PHYSICAL
         | copy::PHYS_TARGET_LOCAL_FB << copy::ADDR_DST_TARGET_SHIFT;
-    ch.push(&rig, &[incr(CE, copy::ADDRESSING_MODE, &[sys_to_vram]), ce_copy(SYS_IOVA + 0x100, vram_dst, 0, 0, 0x3000, 1, copy::LAUNCH_COPY_PITCH)].concat());
+    ch.push(
+        &rig,
+        &[
+            incr(CE, copy::ADDRESSING_MODE, &[sys_to_vram]),
+            ce_copy(
+                SYS_IOVA + 0x100,
+                vram_dst,
+                0,
+                0,
+                0x3000,
+                1,
+                copy::LAUNCH_COPY_PITCH,
+            ),
+        ]
+        .concat(),
+    );
     ch.wait(&rig);
     let mut back = vec![0u8; 0x3000];
     rig.gpu.vram().read(vram_dst, &mut back);
@@ -136,12 +237,21 @@ fn copy_engine_physical_addressing_reaches_sysmem_and_vram() {
 fn copy_fault_reports_pcopy0_and_stops_the_channel() {
     let (rig, mut ch, _src, dst, _sem) = setup(0x2000);
     // Source runs off the end of the mapping after 0x2000 bytes.
-    ch.push(&rig, &ce_copy(SRC_VA, DST_VA, 0, 0, 0x3000, 1, copy::LAUNCH_COPY_PITCH));
+    ch.push(
+        &rig,
+        &ce_copy(SRC_VA, DST_VA, 0, 0, 0x3000, 1, copy::LAUNCH_COPY_PITCH),
+    );
     rig.wait_intr();
     let unit = pfifo::FAULT_UNIT_PCOPY0;
     assert_eq!(rig.reg(pfifo::VM_FAULT_UNITS), 1 << unit);
-    assert_eq!(rig.reg(pfifo::vm_fault_addr_lo(unit)), (SRC_VA + 0x2000) as u32);
-    assert_eq!(rig.reg(pfifo::vm_fault_info(unit)) & pfifo::VM_FAULT_INFO_WRITE, 0);
+    assert_eq!(
+        rig.reg(pfifo::vm_fault_addr_lo(unit)),
+        (SRC_VA + 0x2000) as u32
+    );
+    assert_eq!(
+        rig.reg(pfifo::vm_fault_info(unit)) & pfifo::VM_FAULT_INFO_WRITE,
+        0
+    );
     // What was copied before the fault stays copied (zeros here), nothing beyond.
     assert_eq!(read_virt(&rig, &dst, 0, 4), [0; 4]);
     assert_ne!(ch.gp_get(&rig), ch.put);
@@ -150,10 +260,16 @@ fn copy_fault_reports_pcopy0_and_stops_the_channel() {
     let ro = rig.alloc(0x1000, 0x1000);
     ch.vm.map(&rig, 0x3800_0000, ro, vm::PTE_APER_VRAM, true);
     rig.flush(ch.vm.pd, false);
-    ch.push(&rig, &ce_copy(SRC_VA, 0x3800_0000, 0, 0, 16, 1, copy::LAUNCH_COPY_PITCH));
+    ch.push(
+        &rig,
+        &ce_copy(SRC_VA, 0x3800_0000, 0, 0, 16, 1, copy::LAUNCH_COPY_PITCH),
+    );
     rig.wait_intr();
     let info = rig.reg(pfifo::vm_fault_info(pfifo::FAULT_UNIT_PCOPY0));
-    assert_eq!(info & pfifo::VM_FAULT_INFO_REASON_MASK, mmu::FAULT_PAGE_READ_ONLY);
+    assert_eq!(
+        info & pfifo::VM_FAULT_INFO_REASON_MASK,
+        mmu::FAULT_PAGE_READ_ONLY
+    );
     assert_ne!(info & pfifo::VM_FAULT_INFO_WRITE, 0);
 }
 
@@ -166,7 +282,11 @@ fn m2mf_copy_inline_upload_semaphore_and_notify() {
     // Gdev-style linear copy: 5 lines of 4 KiB with a one-word semaphore release.
     let pb = [
         incr(M2MF, m2mf::OFFSET_OUT_UPPER, &[0, DST_VA as u32 + 8]),
-        incr(M2MF, m2mf::OFFSET_IN_UPPER, &[0, SRC_VA as u32 + 4, 4096, 4096, 4096, 5]),
+        incr(
+            M2MF,
+            m2mf::OFFSET_IN_UPPER,
+            &[0, SRC_VA as u32 + 4, 4096, 4096, 4096, 5],
+        ),
         incr(M2MF, m2mf::SET_SEMAPHORE_A, &[0, SEM_VA as u32, 77]),
         incr(M2MF, m2mf::LAUNCH_DMA, &[m2mf::LAUNCH_COPY_PITCH_RELEASE]),
     ]
@@ -183,16 +303,33 @@ fn m2mf_copy_inline_upload_semaphore_and_notify() {
         incr(M2MF, m2mf::PITCH_OUT, &[16]),
         incr(M2MF, m2mf::LINE_LENGTH_IN, &[5, 2]),
         incr(M2MF, m2mf::LAUNCH_DMA, &[m2mf::LAUNCH_INLINE_PITCH]),
-        nonincr(M2MF, m2mf::LOAD_INLINE_DATA, &[0x4433_2211, 0x0000_0055, 0x0000_aa99, 0xddcc_bbee]),
+        nonincr(
+            M2MF,
+            m2mf::LOAD_INLINE_DATA,
+            &[0x4433_2211, 0x0000_0055, 0x0000_aa99, 0xddcc_bbee],
+        ),
     ]
     .concat();
     ch.push(&rig, &up);
     ch.wait(&rig);
-    assert_eq!(read_virt(&rig, &dst, 0x5800, 8), [0x11, 0x22, 0x33, 0x44, 0x55, 0, 0, 0]);
-    assert_eq!(read_virt(&rig, &dst, 0x5810, 8), [0x99, 0xaa, 0, 0, 0xee, 0, 0, 0]);
+    assert_eq!(
+        read_virt(&rig, &dst, 0x5800, 8),
+        [0x11, 0x22, 0x33, 0x44, 0x55, 0, 0, 0]
+    );
+    assert_eq!(
+        read_virt(&rig, &dst, 0x5810, 8),
+        [0x99, 0xaa, 0, 0, 0xee, 0, 0, 0]
+    );
 
     // NOTIFY with WRITE_THEN_AWAKEN: notifier written, PGRAPH NOTIFY raised.
-    ch.push(&rig, &incr(M2MF, m2mf::SET_NOTIFY_A, &[0, SEM_VA as u32 + 0x100, m2mf::NOTIFY_WRITE_THEN_AWAKEN]));
+    ch.push(
+        &rig,
+        &incr(
+            M2MF,
+            m2mf::SET_NOTIFY_A,
+            &[0, SEM_VA as u32 + 0x100, m2mf::NOTIFY_WRITE_THEN_AWAKEN],
+        ),
+    );
     ch.wait(&rig);
     assert_ne!(rig.wait_intr() & pmc::INTR_PGRAPH, 0);
     assert_eq!(rig.reg(pgraph::INTR), pgraph::INTR_NOTIFY);

@@ -42,10 +42,16 @@ fn mmu_fault_stops_only_its_channel() {
     assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_VM_FAULT, 0);
     let unit = pfifo::FAULT_UNIT_PFIFO;
     assert_eq!(rig.reg(pfifo::VM_FAULT_UNITS), 1 << unit);
-    assert_eq!(rig.reg(pfifo::vm_fault_inst(unit)), (bad.vm.inst >> 12) as u32);
+    assert_eq!(
+        rig.reg(pfifo::vm_fault_inst(unit)),
+        (bad.vm.inst >> 12) as u32
+    );
     assert_eq!(rig.reg(pfifo::vm_fault_addr_lo(unit)), 0x7700_0000);
     let info = rig.reg(pfifo::vm_fault_info(unit));
-    assert_eq!(info & pfifo::VM_FAULT_INFO_REASON_MASK, mmu::FAULT_PT_NOT_PRESENT);
+    assert_eq!(
+        info & pfifo::VM_FAULT_INFO_REASON_MASK,
+        mmu::FAULT_PT_NOT_PRESENT
+    );
     assert_ne!(info & pfifo::VM_FAULT_INFO_WRITE, 0);
     rig.set(pfifo::VM_FAULT_UNITS, 1 << unit);
     assert!(!rig.gpu.irq_line());
@@ -72,7 +78,10 @@ fn illegal_method_class_subchannel_and_command() {
         assert_eq!(rig.reg(pfifo::PBDMA_INTR_UNITS), 1);
         let base = pfifo::pbdma_base(0);
         assert_eq!(rig.reg(base + pfifo::PBDMA_INTR), bit);
-        assert_eq!(rig.reg(base + pfifo::PBDMA_METHOD), method | subch << pfifo::PBDMA_METHOD_SUBCH_SHIFT);
+        assert_eq!(
+            rig.reg(base + pfifo::PBDMA_METHOD),
+            method | subch << pfifo::PBDMA_METHOD_SUBCH_SHIFT
+        );
         assert_eq!(rig.reg(base + pfifo::PBDMA_DATA), data);
         assert_eq!(rig.reg(base + pfifo::PBDMA_CHID), bad.chid);
         rig.set(base + pfifo::PBDMA_INTR, bit);
@@ -80,17 +89,35 @@ fn illegal_method_class_subchannel_and_command() {
         only_bad_is_stopped(&rig, &mut bad, &mut good, sem);
     };
     // Unknown host method.
-    check_pbdma(incr(0, 0x0c4, &[7]), pfifo::PBDMA_INTR_ILLEGAL_MTHD, 0x0c4, 0, 7);
+    check_pbdma(
+        incr(0, 0x0c4, &[7]),
+        pfifo::PBDMA_INTR_ILLEGAL_MTHD,
+        0x0c4,
+        0,
+        7,
+    );
     // Method the class does not define (M2MF has nothing at 0x1000).
     let mut pb = incr(2, 0, &[class::M2MF]);
     pb.extend(incr(2, 0x1000, &[3]));
     check_pbdma(pb, pfifo::PBDMA_INTR_ILLEGAL_MTHD, 0x1000, 2, 3);
     // A method on a subchannel with no object.
-    check_pbdma(incr(5, m2mf::LAUNCH_DMA, &[1]), pfifo::PBDMA_INTR_EMPTY_SUBC, m2mf::LAUNCH_DMA, 5, 1);
+    check_pbdma(
+        incr(5, m2mf::LAUNCH_DMA, &[1]),
+        pfifo::PBDMA_INTR_EMPTY_SUBC,
+        m2mf::LAUNCH_DMA,
+        5,
+        1,
+    );
     // Reserved header opcode.
     check_pbdma(vec![6 << 29], pfifo::PBDMA_INTR_ILLEGAL_CMD, 0, 0, 6 << 29);
     // Misaligned semaphore address.
-    check_pbdma(incr(0, host::SEMAPHORE_A, &[0, 0x2000_0002, 1, 2]), pfifo::PBDMA_INTR_ILLEGAL_SEM, host::SEMAPHORE_D, 0, 2);
+    check_pbdma(
+        incr(0, host::SEMAPHORE_A, &[0, 0x2000_0002, 1, 2]),
+        pfifo::PBDMA_INTR_ILLEGAL_SEM,
+        host::SEMAPHORE_D,
+        0,
+        2,
+    );
 
     // Unknown class: PGRAPH ILLEGAL_CLASS with the trapped method/data and channel instance.
     let (rig, mut bad, mut good, sem) = two_channels();
@@ -99,7 +126,10 @@ fn illegal_method_class_subchannel_and_command() {
     assert_eq!(rig.reg(pgraph::INTR), pgraph::INTR_ILLEGAL_CLASS);
     assert_eq!(rig.reg(pgraph::TRAPPED_ADDR), 1 << 16);
     assert_eq!(rig.reg(pgraph::TRAPPED_DATA), 0x9097);
-    assert_eq!(rig.reg(pgraph::INTR_CHANNEL_INST), (bad.vm.inst >> 12) as u32);
+    assert_eq!(
+        rig.reg(pgraph::INTR_CHANNEL_INST),
+        (bad.vm.inst >> 12) as u32
+    );
     rig.set(pgraph::INTR, pgraph::INTR_ILLEGAL_CLASS);
     assert!(!rig.gpu.irq_line());
     only_bad_is_stopped(&rig, &mut bad, &mut good, sem);
@@ -119,13 +149,19 @@ fn bad_ramfc_signature_and_channel_table_errors() {
     rig.set(pfifo::chan_inst(7), pfifo::chan_inst_value(ch.vm.inst));
     ch.push(&rig, &sem_release(SEM_VA, 1, true));
     rig.wait_intr();
-    assert_eq!(rig.reg(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR), pfifo::PBDMA_INTR_SIG_MISMATCH);
+    assert_eq!(
+        rig.reg(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR),
+        pfifo::PBDMA_INTR_SIG_MISMATCH
+    );
 
     // POLL_ENABLE without a poll area: CHAN_TABLE_ERROR NO_POLL.
     let rig = Rig::new();
     rig.set(pfifo::chan_inst(1), pfifo::chan_inst_value(0x10_0000));
     assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_CHAN_TABLE_ERROR, 0);
-    assert_eq!(rig.reg(pfifo::CHAN_TABLE_ERROR), pfifo::CHAN_TABLE_ERROR_NO_POLL);
+    assert_eq!(
+        rig.reg(pfifo::CHAN_TABLE_ERROR),
+        pfifo::CHAN_TABLE_ERROR_NO_POLL
+    );
     // A malformed runlist entry: SCHED_ERROR, the entry is skipped.
     rig.w32(0x20_0000, 200);
     rig.w32(0x20_0004, pfifo::RUNLIST_ENTRY_WORD1);

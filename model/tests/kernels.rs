@@ -40,7 +40,14 @@ impl Gpu {
         rig.flush(ch.vm.pd, false);
         ch.push(&rig, &incr(SUBCH, 0, &[class::COMPUTE]));
         ch.wait(&rig);
-        Gpu { rig, ch, code_pa, sem_pa, next_va: DATA_VA, seq: 0 }
+        Gpu {
+            rig,
+            ch,
+            code_pa,
+            sem_pa,
+            next_va: DATA_VA,
+            seq: 0,
+        }
     }
 
     fn buf(&mut self, bytes: u64) -> Buf {
@@ -64,33 +71,58 @@ impl Gpu {
     }
 
     fn f32s(&self, b: Buf, n: usize) -> Vec<f32> {
-        (0..n).map(|i| f32::from_bits(self.rig.r32(b.pa + 4 * i as u64))).collect()
+        (0..n)
+            .map(|i| f32::from_bits(self.rig.r32(b.pa + 4 * i as u64)))
+            .collect()
     }
 
     fn i32s(&self, b: Buf, n: usize) -> Vec<i32> {
-        (0..n).map(|i| self.rig.r32(b.pa + 4 * i as u64) as i32).collect()
+        (0..n)
+            .map(|i| self.rig.r32(b.pa + 4 * i as u64) as i32)
+            .collect()
     }
 
     /// Gdev's launch sequence with the tag at the code address; waits for the report.
     fn launch(&mut self, kernel: u32, params: &[u32], grid: (u32, u32), block: (u32, u32)) {
         let tag = [k::TAG_MAGIC, kernel, k::TAG_ABI_VERSION, 0];
         for (i, w) in tag.iter().enumerate() {
-            self.rig.w32(self.code_pa + CODE_START as u64 + 4 * i as u64, *w);
+            self.rig
+                .w32(self.code_pa + CODE_START as u64 + 4 * i as u64, *w);
         }
         self.seq += 1;
         let mut cb = vec![0u32; (k::PARAM_BASE / 4) as usize];
         cb.extend_from_slice(params);
         let s = SUBCH;
         let pb = [
-            incr(s, compute::SET_PROGRAM_REGION_A, &[(CODE_VA >> 32) as u32, CODE_VA as u32]),
+            incr(
+                s,
+                compute::SET_PROGRAM_REGION_A,
+                &[(CODE_VA >> 32) as u32, CODE_VA as u32],
+            ),
             incr(s, compute::SET_CTA_PROGRAM_START, &[CODE_START]),
-            incr(s, compute::SET_CONSTANT_BUFFER_SELECTOR_A, &[CB_SIZE, (CB_VA >> 32) as u32, CB_VA as u32]),
-            incr(s, compute::BIND_CONSTANT_BUFFER, &[k::PARAM_CB_SLOT << compute::BIND_SLOT_SHIFT | compute::BIND_VALID]),
+            incr(
+                s,
+                compute::SET_CONSTANT_BUFFER_SELECTOR_A,
+                &[CB_SIZE, (CB_VA >> 32) as u32, CB_VA as u32],
+            ),
+            incr(
+                s,
+                compute::BIND_CONSTANT_BUFFER,
+                &[k::PARAM_CB_SLOT << compute::BIND_SLOT_SHIFT | compute::BIND_VALID],
+            ),
             incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
             nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
             incr(s, compute::INVALIDATE_SHADER_CACHES_NO_WFI, &[0x1000]),
-            incr(s, compute::SET_CTA_RASTER_SIZE_A, &[grid.1 << 16 | grid.0, 1]),
-            incr(s, compute::SET_CTA_THREAD_DIMENSION_A, &[block.1 << 16 | block.0, 1]),
+            incr(
+                s,
+                compute::SET_CTA_RASTER_SIZE_A,
+                &[grid.1 << 16 | grid.0, 1],
+            ),
+            incr(
+                s,
+                compute::SET_CTA_THREAD_DIMENSION_A,
+                &[block.1 << 16 | block.0, 1],
+            ),
             incr(s, compute::SET_CTA_THREAD_COUNT, &[block.0 * block.1]),
             incr(s, compute::SET_GRID_PARAM, &[1]),
             incr(s, compute::SET_LAUNCH_ID, &[0]),
@@ -101,13 +133,26 @@ impl Gpu {
             incr(s, compute::END_GRID, &[0]),
             incr(s, compute::WAIT_REF_COUNT, &[1]),
             incr(s, compute::WAIT_FOR_IDLE, &[0]),
-            incr(s, compute::SET_REPORT_SEMAPHORE_A, &[(SEM_VA >> 32) as u32, SEM_VA as u32, self.seq, compute::REPORT_ONE_WORD]),
+            incr(
+                s,
+                compute::SET_REPORT_SEMAPHORE_A,
+                &[
+                    (SEM_VA >> 32) as u32,
+                    SEM_VA as u32,
+                    self.seq,
+                    compute::REPORT_ONE_WORD,
+                ],
+            ),
         ]
         .concat();
         self.ch.push(&self.rig, &pb);
         self.ch.wait(&self.rig);
         assert_eq!(self.rig.r32(self.sem_pa), self.seq);
-        assert!(!self.rig.gpu.irq_line(), "unexpected interrupt {:#x}", self.rig.reg(pmc::INTR_HOST));
+        assert!(
+            !self.rig.gpu.irq_line(),
+            "unexpected interrupt {:#x}",
+            self.rig.reg(pmc::INTR_HOST)
+        );
     }
 }
 
@@ -132,24 +177,53 @@ fn fill_add_and_mmul() {
     let mut g = Gpu::new();
     let n = 1000usize;
     let dst = g.buf(4 * n as u64 + 64);
-    g.launch(k::KERNEL_FILL, &[ptr(dst).as_slice(), &[n as u32, 0xfeed_f00d]].concat(), (8, 1), (128, 1));
-    assert!(g.i32s(dst, n + 1)[..n].iter().all(|v| *v as u32 == 0xfeed_f00d));
+    g.launch(
+        k::KERNEL_FILL,
+        &[ptr(dst).as_slice(), &[n as u32, 0xfeed_f00d]].concat(),
+        (8, 1),
+        (128, 1),
+    );
+    assert!(g.i32s(dst, n + 1)[..n]
+        .iter()
+        .all(|v| *v as u32 == 0xfeed_f00d));
     assert_eq!(g.rig.r32(dst.pa + 4 * n as u64), 0, "no store beyond count");
 
-    let (a, b, c) = (g.buf(4 * n as u64), g.buf(4 * n as u64), g.buf(4 * n as u64));
+    let (a, b, c) = (
+        g.buf(4 * n as u64),
+        g.buf(4 * n as u64),
+        g.buf(4 * n as u64),
+    );
     let (av, bv) = (rand_f32(n, 1, -10.0, 10.0), rand_f32(n, 2, -10.0, 10.0));
     g.upload_f32(a, &av);
     g.upload_f32(b, &bv);
-    g.launch(k::KERNEL_ADD, &[ptr(a), ptr(b), ptr(c), [n as u32, 0]].concat()[..7], (4, 1), (256, 1));
+    g.launch(
+        k::KERNEL_ADD,
+        &[ptr(a), ptr(b), ptr(c), [n as u32, 0]].concat()[..7],
+        (4, 1),
+        (256, 1),
+    );
     let want: Vec<f32> = av.iter().zip(&bv).map(|(x, y)| x + y).collect();
     assert_eq!(g.f32s(c, n), want);
 
     let (m, nn, kk) = (37usize, 29usize, 41usize);
-    let (ma, mb, mc) = (g.buf((4 * m * kk) as u64), g.buf((4 * kk * nn) as u64), g.buf((4 * m * nn) as u64));
-    let (va, vb) = (rand_f32(m * kk, 3, -1.0, 1.0), rand_f32(kk * nn, 4, -1.0, 1.0));
+    let (ma, mb, mc) = (
+        g.buf((4 * m * kk) as u64),
+        g.buf((4 * kk * nn) as u64),
+        g.buf((4 * m * nn) as u64),
+    );
+    let (va, vb) = (
+        rand_f32(m * kk, 3, -1.0, 1.0),
+        rand_f32(kk * nn, 4, -1.0, 1.0),
+    );
     g.upload_f32(ma, &va);
     g.upload_f32(mb, &vb);
-    let params = [ptr(ma).as_slice(), &ptr(mb), &ptr(mc), &[m as u32, nn as u32, kk as u32]].concat();
+    let params = [
+        ptr(ma).as_slice(),
+        &ptr(mb),
+        &ptr(mc),
+        &[m as u32, nn as u32, kk as u32],
+    ]
+    .concat();
     g.launch(k::KERNEL_MMUL, &params, (2, 3), (16, 16));
     let mut want = vec![0f32; m * nn];
     for r in 0..m {
@@ -165,7 +239,12 @@ fn fill_add_and_mmul() {
 }
 
 fn clamp_nb(r: usize, c: usize, rows: usize, cols: usize) -> [usize; 4] {
-    [r.saturating_sub(1) * cols + c, (r + 1).min(rows - 1) * cols + c, r * cols + c.saturating_sub(1), r * cols + (c + 1).min(cols - 1)]
+    [
+        r.saturating_sub(1) * cols + c,
+        (r + 1).min(rows - 1) * cols + c,
+        r * cols + c.saturating_sub(1),
+        r * cols + (c + 1).min(cols - 1),
+    ]
 }
 
 #[test]
@@ -174,7 +253,11 @@ fn hotspot_iterations_match_reference() {
     let (rows, cols) = (45usize, 70usize);
     let power = rand_f32(rows * cols, 5, 0.0, 0.5);
     let mut temp = rand_f32(rows * cols, 6, 320.0, 340.0);
-    let (bp, b0, b1) = (g.buf((4 * rows * cols) as u64), g.buf((4 * rows * cols) as u64), g.buf((4 * rows * cols) as u64));
+    let (bp, b0, b1) = (
+        g.buf((4 * rows * cols) as u64),
+        g.buf((4 * rows * cols) as u64),
+        g.buf((4 * rows * cols) as u64),
+    );
     g.upload_f32(bp, &power);
     g.upload_f32(b0, &temp);
     let (sdc, rx1, ry1, rz1, amb) = (0.7f32, 1.0 / 2.5f32, 1.0 / 1.5f32, 1.0 / 40.0f32, 80.0f32);
@@ -184,17 +267,33 @@ fn hotspot_iterations_match_reference() {
             ptr(bp).as_slice(),
             &ptr(bufs[0]),
             &ptr(bufs[1]),
-            &[rows as u32, cols as u32, sdc.to_bits(), rx1.to_bits(), ry1.to_bits(), rz1.to_bits(), amb.to_bits()],
+            &[
+                rows as u32,
+                cols as u32,
+                sdc.to_bits(),
+                rx1.to_bits(),
+                ry1.to_bits(),
+                rz1.to_bits(),
+                amb.to_bits(),
+            ],
         ]
         .concat();
-        g.launch(k::KERNEL_HOTSPOT, &params, ((cols as u32).div_ceil(16), (rows as u32).div_ceil(16)), (16, 16));
+        g.launch(
+            k::KERNEL_HOTSPOT,
+            &params,
+            ((cols as u32).div_ceil(16), (rows as u32).div_ceil(16)),
+            (16, 16),
+        );
         let mut next = vec![0f32; rows * cols];
         for r in 0..rows {
             for c in 0..cols {
                 let i = r * cols + c;
                 let [n, s, w, e] = clamp_nb(r, c, rows, cols).map(|j| temp[j]);
                 let t = temp[i];
-                let v = power[i] + ((s + n) - 2.0 * t) * ry1 + ((e + w) - 2.0 * t) * rx1 + (amb - t) * rz1;
+                let v = power[i]
+                    + ((s + n) - 2.0 * t) * ry1
+                    + ((e + w) - 2.0 * t) * rx1
+                    + (amb - t) * rz1;
                 next[i] = t + sdc * v;
             }
         }
@@ -223,9 +322,19 @@ fn lud_blocked_decomposition_matches_reference() {
         reference_lud(&mut a, dim, off, k::KERNEL_LUD_DIAGONAL, 0);
         let g_rest = ((dim - off) / bs) as u32 - 1;
         if g_rest > 0 {
-            g.launch(k::KERNEL_LUD_PERIMETER, &params, (g_rest, 1), (2 * bs as u32, 1));
+            g.launch(
+                k::KERNEL_LUD_PERIMETER,
+                &params,
+                (g_rest, 1),
+                (2 * bs as u32, 1),
+            );
             reference_lud(&mut a, dim, off, k::KERNEL_LUD_PERIMETER, g_rest as usize);
-            g.launch(k::KERNEL_LUD_INTERNAL, &params, (g_rest, g_rest), (bs as u32, bs as u32));
+            g.launch(
+                k::KERNEL_LUD_INTERNAL,
+                &params,
+                (g_rest, g_rest),
+                (bs as u32, bs as u32),
+            );
             reference_lud(&mut a, dim, off, k::KERNEL_LUD_INTERNAL, g_rest as usize);
         }
         off += bs;
@@ -303,7 +412,13 @@ fn srad_two_kernels_match_reference() {
         g.launch(k::KERNEL_SRAD_1, &params, grid, (16, 16));
         g.launch(k::KERNEL_SRAD_2, &params, grid, (16, 16));
         // Reference.
-        let (mut c, mut dn, mut ds, mut dw, mut de) = (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let (mut c, mut dn, mut ds, mut dw, mut de) = (
+            vec![0f32; n],
+            vec![0f32; n],
+            vec![0f32; n],
+            vec![0f32; n],
+            vec![0f32; n],
+        );
         for r in 0..rows {
             for col in 0..cols {
                 let i = r * cols + col;
@@ -313,7 +428,8 @@ fn srad_two_kernels_match_reference() {
                 ds[i] = j[si] - jc;
                 dw[i] = j[wi] - jc;
                 de[i] = j[ei] - jc;
-                let g2 = (dn[i] * dn[i] + ds[i] * ds[i] + dw[i] * dw[i] + de[i] * de[i]) / (jc * jc);
+                let g2 =
+                    (dn[i] * dn[i] + ds[i] * ds[i] + dw[i] * dw[i] + de[i] * de[i]) / (jc * jc);
                 let l = (dn[i] + ds[i] + dw[i] + de[i]) / jc;
                 let num = (0.5 * g2) - ((1.0 / 16.0) * (l * l));
                 let den = 1.0 + (0.25 * l);
@@ -342,21 +458,44 @@ fn needle_two_kernels_match_reference() {
     let width = 4usize;
     let cols = width * bs + 1;
     let penalty = 10i32;
-    let reference: Vec<i32> = rand_f32(cols * cols, 9, -10.0, 10.0).iter().map(|x| *x as i32).collect();
+    let reference: Vec<i32> = rand_f32(cols * cols, 9, -10.0, 10.0)
+        .iter()
+        .map(|x| *x as i32)
+        .collect();
     let mut items = vec![0i32; cols * cols];
     for i in 0..cols {
         items[i] = -(i as i32) * penalty;
         items[i * cols] = -(i as i32) * penalty;
     }
-    let (rb, ib) = (g.buf((4 * cols * cols) as u64), g.buf((4 * cols * cols) as u64));
+    let (rb, ib) = (
+        g.buf((4 * cols * cols) as u64),
+        g.buf((4 * cols * cols) as u64),
+    );
     g.upload_i32(rb, &reference);
     g.upload_i32(ib, &items);
-    let params = |it: usize| [ptr(rb).as_slice(), &ptr(ib), &[cols as u32, penalty as u32, it as u32, width as u32]].concat();
+    let params = |it: usize| {
+        [
+            ptr(rb).as_slice(),
+            &ptr(ib),
+            &[cols as u32, penalty as u32, it as u32, width as u32],
+        ]
+        .concat()
+    };
     for it in 1..=width {
-        g.launch(k::KERNEL_NEEDLE_1, &params(it), (it as u32, 1), (bs as u32, 1));
+        g.launch(
+            k::KERNEL_NEEDLE_1,
+            &params(it),
+            (it as u32, 1),
+            (bs as u32, 1),
+        );
     }
     for it in (1..width).rev() {
-        g.launch(k::KERNEL_NEEDLE_2, &params(it), (it as u32, 1), (bs as u32, 1));
+        g.launch(
+            k::KERNEL_NEEDLE_2,
+            &params(it),
+            (it as u32, 1),
+            (bs as u32, 1),
+        );
     }
     // Reference: the whole matrix in row-major order (same dependencies).
     for r in 1..cols {
@@ -385,8 +524,14 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
     g.ch.push(&g.rig, &pb);
     assert_ne!(g.rig.wait_intr() & pmc::INTR_PGRAPH, 0);
     assert_eq!(g.rig.reg(pgraph::INTR), pgraph::INTR_DATA_ERROR);
-    assert_eq!(g.rig.reg(pgraph::DATA_ERROR_CODE), pgraph::DATA_ERROR_BAD_KERNEL_TAG);
-    assert_eq!(g.rig.reg(pgraph::TRAPPED_ADDR), compute::LAUNCH | SUBCH << 16);
+    assert_eq!(
+        g.rig.reg(pgraph::DATA_ERROR_CODE),
+        pgraph::DATA_ERROR_BAD_KERNEL_TAG
+    );
+    assert_eq!(
+        g.rig.reg(pgraph::TRAPPED_ADDR),
+        compute::LAUNCH | SUBCH << 16
+    );
 
     // A fill whose buffer ends early: MMU fault of PGRAPH at the first unmapped page; the
     // stores before it happened.
@@ -403,7 +548,11 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
     let pb = [
         incr(s, compute::SET_PROGRAM_REGION_A, &[0, CODE_VA as u32]),
         incr(s, compute::SET_CTA_PROGRAM_START, &[CODE_START]),
-        incr(s, compute::SET_CONSTANT_BUFFER_SELECTOR_A, &[CB_SIZE, 0, CB_VA as u32]),
+        incr(
+            s,
+            compute::SET_CONSTANT_BUFFER_SELECTOR_A,
+            &[CB_SIZE, 0, CB_VA as u32],
+        ),
         incr(s, compute::BIND_CONSTANT_BUFFER, &[compute::BIND_VALID]),
         incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
         nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
@@ -415,8 +564,18 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
     g.ch.push(&g.rig, &pb);
     g.rig.wait_intr();
     let unit = pfifo::FAULT_UNIT_PGRAPH;
-    assert_eq!(g.rig.reg(pfifo::VM_FAULT_UNITS), 1 << unit, "pgraph {:#x} code {:#x} pbdma {:#x}", g.rig.reg(pgraph::INTR), g.rig.reg(pgraph::DATA_ERROR_CODE), g.rig.reg(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR));
-    assert_eq!(g.rig.reg(pfifo::vm_fault_addr_lo(unit)), (dst.va + 0x1000) as u32);
+    assert_eq!(
+        g.rig.reg(pfifo::VM_FAULT_UNITS),
+        1 << unit,
+        "pgraph {:#x} code {:#x} pbdma {:#x}",
+        g.rig.reg(pgraph::INTR),
+        g.rig.reg(pgraph::DATA_ERROR_CODE),
+        g.rig.reg(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR)
+    );
+    assert_eq!(
+        g.rig.reg(pfifo::vm_fault_addr_lo(unit)),
+        (dst.va + 0x1000) as u32
+    );
     assert_eq!(g.rig.r32(dst.pa + 0xffc), 7);
     assert_ne!(g.ch.gp_get(&g.rig), g.ch.put);
 }

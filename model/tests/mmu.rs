@@ -16,10 +16,19 @@ fn bar1_rig(limit: u64) -> (Rig, Vm) {
 }
 
 fn fault_reason(rig: &Rig, unit: u32) -> (u32, u64, bool) {
-    assert_ne!(rig.reg(pfifo::VM_FAULT_UNITS) & (1 << unit), 0, "no fault recorded for unit {unit}");
+    assert_ne!(
+        rig.reg(pfifo::VM_FAULT_UNITS) & (1 << unit),
+        0,
+        "no fault recorded for unit {unit}"
+    );
     let info = rig.reg(pfifo::vm_fault_info(unit));
-    let va = rig.reg(pfifo::vm_fault_addr_lo(unit)) as u64 | (rig.reg(pfifo::vm_fault_addr_hi(unit)) as u64) << 32;
-    (info & pfifo::VM_FAULT_INFO_REASON_MASK, va, info & pfifo::VM_FAULT_INFO_WRITE != 0)
+    let va = rig.reg(pfifo::vm_fault_addr_lo(unit)) as u64
+        | (rig.reg(pfifo::vm_fault_addr_hi(unit)) as u64) << 32;
+    (
+        info & pfifo::VM_FAULT_INFO_REASON_MASK,
+        va,
+        info & pfifo::VM_FAULT_INFO_WRITE != 0,
+    )
 }
 
 fn ack_faults(rig: &Rig) {
@@ -31,8 +40,20 @@ fn small_pages_vram_and_sysmem() {
     let (rig, mut vm) = bar1_rig(pci::BAR1_SIZE - 1);
     let pa = rig.alloc(0x2000, 0x1000);
     vm.map(&rig, 0x5000, pa + 0x1000, vm::PTE_APER_VRAM, false);
-    vm.map(&rig, 0x6000, SYS_IOVA + 0x3000, vm::PTE_APER_SYS_COHERENT, false);
-    vm.map(&rig, 0x7000, SYS_IOVA + 0x4000, vm::PTE_APER_SYS_NONCOHERENT, false);
+    vm.map(
+        &rig,
+        0x6000,
+        SYS_IOVA + 0x3000,
+        vm::PTE_APER_SYS_COHERENT,
+        false,
+    );
+    vm.map(
+        &rig,
+        0x7000,
+        SYS_IOVA + 0x4000,
+        vm::PTE_APER_SYS_NONCOHERENT,
+        false,
+    );
     rig.flush(vm.pd, true);
 
     rig.w32(pa + 0x1000 + 0x44, 0xdead_beef);
@@ -51,7 +72,10 @@ fn small_pages_vram_and_sysmem() {
     let mut back = vec![0u8; 64];
     rig.gpu.bar_read(Bar::Bar1, 0x6000 - 32, &mut back);
     assert_eq!(back, data);
-    assert_eq!(rig.sys.read32(0x3000), Some(u32::from_le_bytes([32, 33, 34, 35])));
+    assert_eq!(
+        rig.sys.read32(0x3000),
+        Some(u32::from_le_bytes([32, 33, 34, 35]))
+    );
     assert_eq!(rig.reg(pfifo::VM_FAULT_UNITS), 0);
 }
 
@@ -60,7 +84,13 @@ fn big_pages_128k_and_64k() {
     let (rig, mut vm) = bar1_rig(pci::BAR1_SIZE - 1);
     let big = rig.alloc(0x40000, 0x20000);
     vm.map_big(&rig, 0x0400_0000, big, vm::PTE_APER_VRAM, false);
-    vm.map_big(&rig, 0x0402_0000, SYS_IOVA + 0x20000, vm::PTE_APER_SYS_COHERENT, false);
+    vm.map_big(
+        &rig,
+        0x0402_0000,
+        SYS_IOVA + 0x20000,
+        vm::PTE_APER_SYS_COHERENT,
+        false,
+    );
     rig.flush(vm.pd, true);
     rig.w32(big + 0x1_2344, 0xabcd_0123);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x0401_2344), 0xabcd_0123);
@@ -68,7 +98,10 @@ fn big_pages_128k_and_64k() {
     assert_eq!(rig.sys.read32(0x3_fff0), Some(9));
     // Beyond the two big pages: not present.
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x0404_0000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1), (mmu::FAULT_PAGE_NOT_PRESENT, 0x0404_0000, false));
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1),
+        (mmu::FAULT_PAGE_NOT_PRESENT, 0x0404_0000, false)
+    );
     ack_faults(&rig);
 
     // A small PTE overrides the big page for its 4 KiB (dual PDE).
@@ -106,8 +139,15 @@ fn limits_read_only_and_missing_tables() {
     rig.w32(pa + 8, 0x1234);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x1008), 0x1234);
     rig.gpu.bar_write32(Bar::Bar1, 0x1008, 0x9999);
-    assert_eq!(rig.r32(pa + 8), 0x1234, "a read-only page must not be written");
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1), (mmu::FAULT_PAGE_READ_ONLY, 0x1008, true));
+    assert_eq!(
+        rig.r32(pa + 8),
+        0x1234,
+        "a read-only page must not be written"
+    );
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1),
+        (mmu::FAULT_PAGE_READ_ONLY, 0x1008, true)
+    );
     // The fault raised PFIFO's VM_FAULT interrupt up to the PMC line.
     assert_ne!(rig.wait_intr() & pmc::INTR_PFIFO, 0);
     assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_VM_FAULT, 0);
@@ -117,29 +157,47 @@ fn limits_read_only_and_missing_tables() {
 
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x00ff_fffc), 0);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x0100_0000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_VM_LIMIT_EXCEEDED);
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+        mmu::FAULT_VM_LIMIT_EXCEEDED
+    );
     ack_faults(&rig);
     // An address with no PTE, then with no PDE at all.
     rig.w32(vm.inst + inst::LIMIT_LO as u64, (pci::BAR1_SIZE - 1) as u32);
     rig.flush(vm.pd, true);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x0400_0000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_PAGE_NOT_PRESENT);
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+        mmu::FAULT_PAGE_NOT_PRESENT
+    );
     ack_faults(&rig);
     let pde0 = rig.gpu.vram().read64(vm.pd).unwrap();
     rig.w64(vm.pd, 0);
     rig.flush(vm.pd, true);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x1000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_PT_NOT_PRESENT);
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+        mmu::FAULT_PT_NOT_PRESENT
+    );
     rig.w64(vm.pd, pde0);
     rig.flush(vm.pd, true);
     ack_faults(&rig);
     // PTE pointing beyond VRAM, and at an unmapped bus address.
     vm.map(&rig, 0x3000, rig.gpu.vram().len(), vm::PTE_APER_VRAM, false);
-    vm.map(&rig, 0x4000, SYS_IOVA + SYS_SIZE, vm::PTE_APER_SYS_COHERENT, false);
+    vm.map(
+        &rig,
+        0x4000,
+        SYS_IOVA + SYS_SIZE,
+        vm::PTE_APER_SYS_COHERENT,
+        false,
+    );
     rig.flush(vm.pd, true);
     for va in [0x3000, 0x4000] {
         assert_eq!(rig.gpu.bar_read32(Bar::Bar1, va), bad::VM_FAULT);
-        assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_BAD_PHYSICAL);
+        assert_eq!(
+            fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+            mmu::FAULT_BAD_PHYSICAL
+        );
         ack_faults(&rig);
     }
 }
@@ -156,7 +214,10 @@ fn pde_size_field_shrinks_the_small_table() {
     rig.flush(vm.pd, true);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x10_0000), 5);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x7f0_0000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_PT_TOO_SHORT);
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+        mmu::FAULT_PT_TOO_SHORT
+    );
 }
 
 #[test]
@@ -184,7 +245,10 @@ fn tlb_keeps_stale_translations_until_flushed() {
     // Unmapping without a flush keeps the page reachable; ALL_PDB flush removes it.
     vm.unmap(&rig, 0x8000);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x2e3);
-    rig.set(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_ALL_PDB);
+    rig.set(
+        mmu::INVALIDATE,
+        mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_ALL_PDB,
+    );
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), bad::VM_FAULT);
 
     // Making a page read-only takes effect only after the flush.
@@ -203,7 +267,10 @@ fn tlb_keeps_stale_translations_until_flushed() {
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x9000), 2);
     rig.flush(vm.pd, true);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x9000), bad::VM_FAULT);
-    assert_eq!(fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0, mmu::FAULT_VM_LIMIT_EXCEEDED);
+    assert_eq!(
+        fault_reason(&rig, pfifo::FAULT_UNIT_BAR1).0,
+        mmu::FAULT_VM_LIMIT_EXCEEDED
+    );
     assert!(rig.gpu.counters().tlb_flushes >= 6);
 }
 
@@ -222,10 +289,16 @@ fn bar3_direct_mode_and_pramin() {
     let mut vm = Vm::new(&rig, pci::BAR3_SIZE - 1);
     let pa = rig.alloc(0x1000, 0x1000);
     vm.map(&rig, 0x2000, pa, vm::PTE_APER_VRAM, false);
-    rig.set(pbus::BAR3_INST, pbus::bar_inst_value(vm.inst) | pbus::BAR_INST_UNK30);
+    rig.set(
+        pbus::BAR3_INST,
+        pbus::bar_inst_value(vm.inst) | pbus::BAR_INST_UNK30,
+    );
     rig.flush(vm.pd, true);
     rig.gpu.bar_write32(Bar::Bar3, 0x2010, 0x3333);
     assert_eq!(rig.r32(pa + 0x10), 0x3333);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar3, 0x3000), bad::VM_FAULT);
-    assert_ne!(rig.reg(pfifo::VM_FAULT_UNITS) & (1 << pfifo::FAULT_UNIT_BAR3), 0);
+    assert_ne!(
+        rig.reg(pfifo::VM_FAULT_UNITS) & (1 << pfifo::FAULT_UNIT_BAR3),
+        0
+    );
 }

@@ -28,7 +28,10 @@ fn doorbell_runs_methods_and_writes_gp_get() {
     assert_eq!(rig.r32(sem + 0x10), 0x1234);
     assert_eq!(rig.r32(sem + 0x14), 0);
     let t = rig.r32(sem + 0x18) as u64 | (rig.r32(sem + 0x1c) as u64) << 32;
-    assert!(t >= before && t & 0x1f == 0, "timestamp {t} before {before}");
+    assert!(
+        t >= before && t & 0x1f == 0,
+        "timestamp {t} before {before}"
+    );
     // Short release: payload only.
     ch.push(&rig, &sem_release(SEM_VA + 0x40, 7, true));
     ch.wait(&rig);
@@ -37,9 +40,15 @@ fn doorbell_runs_methods_and_writes_gp_get() {
     let end = PB_VA as u32 + 256 + 5 * 4;
     assert_eq!(rig.r32(ch.userd + userd::GET as u64), end);
     assert_eq!(rig.r32(ch.userd + userd::TOP_LEVEL_GET as u64), end);
-    assert_ne!(rig.r32(ch.userd + userd::TOP_LEVEL_GET_HI as u64) & userd::TOP_LEVEL_GET_HI_VALID, 0);
+    assert_ne!(
+        rig.r32(ch.userd + userd::TOP_LEVEL_GET_HI as u64) & userd::TOP_LEVEL_GET_HI_VALID,
+        0
+    );
     let c = rig.gpu.counters();
-    assert_eq!((c.gp_entries, c.methods, c.doorbells, c.semaphore_releases), (2, 8, 2, 2));
+    assert_eq!(
+        (c.gp_entries, c.methods, c.doorbells, c.semaphore_releases),
+        (2, 8, 2, 2)
+    );
     // SET_REFERENCE is visible in USERD.
     ch.push(&rig, &incr(0, host::SET_REFERENCE, &[0xabc]));
     ch.wait(&rig);
@@ -94,10 +103,15 @@ fn every_header_kind_decodes() {
     let va = SEM_VA + 0x100;
     let short_release = host::SEM_OP_RELEASE | host::SEMAPHORE_D_RELEASE_SIZE_4;
     let mut pb = vec![0u32; 4]; // NOPs (all-zero words)
-    // Subdevice-mask operations (GRP0, TERT 1..3) are no-ops.
+                                // Subdevice-mask operations (GRP0, TERT 1..3) are no-ops.
     pb.extend([1 << 16 | 0x10, 2 << 16, 3 << 16]);
     // INCREASE_ONCE: A then B, B.
-    pb.extend([pushbuf::incr_once(0, host::SEMAPHORE_A, 3), (va >> 32) as u32, 0, va as u32]);
+    pb.extend([
+        pushbuf::incr_once(0, host::SEMAPHORE_A, 3),
+        (va >> 32) as u32,
+        0,
+        va as u32,
+    ]);
     // NON_INCREASING: C written twice, last wins.
     pb.extend(nonincr(0, host::SEMAPHORE_C, &[0x111, 0x222]));
     pb.extend(incr(0, host::SEMAPHORE_D, &[short_release]));
@@ -113,11 +127,25 @@ fn every_header_kind_decodes() {
     pb.extend([7 << 29, 6 << 29]);
     ch.push(&rig, &pb);
     ch.wait(&rig);
-    assert_eq!([rig.r32(sem + 0x100), rig.r32(sem + 0x104), rig.r32(sem + 0x108)], [0x222, 0x1abc, 0x444]);
+    assert_eq!(
+        [
+            rig.r32(sem + 0x100),
+            rig.r32(sem + 0x104),
+            rig.r32(sem + 0x108)
+        ],
+        [0x222, 0x1abc, 0x444]
+    );
     assert_eq!(rig.reg(pfifo::PBDMA_INTR_UNITS), 0);
     // Zero-length GPFIFO entry with the NOP opcode, and a method split across two segments.
     ch.queue(&rig, &[]);
-    ch.queue(&rig, &[pushbuf::incr(0, host::SEMAPHORE_A, 4), (va >> 32) as u32, (va + 12) as u32]);
+    ch.queue(
+        &rig,
+        &[
+            pushbuf::incr(0, host::SEMAPHORE_A, 4),
+            (va >> 32) as u32,
+            (va + 12) as u32,
+        ],
+    );
     ch.push(&rig, &[0x99, short_release]);
     ch.wait(&rig);
     assert_eq!(rig.r32(sem + 0x10c), 0x99);
@@ -141,7 +169,10 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
     a.push(&rig, &pb);
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!((a.gp_get(&rig), rig.r32(shared + 0x20)), (0, 0));
-    assert_ne!(rig.reg(pfifo::chan_state(1)) & pfifo::CHAN_STATE_ACQUIRE_PENDING, 0);
+    assert_ne!(
+        rig.reg(pfifo::chan_state(1)) & pfifo::CHAN_STATE_ACQUIRE_PENDING,
+        0
+    );
     assert!(!rig.gpu.irq_line());
 
     b.push(&rig, &sem_release(SEM_VA, 5, true));
@@ -157,9 +188,15 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
 
     // ACQ_GEQ and ACQ_AND.
     let d_geq = host::SEM_OP_ACQ_GEQ;
-    a.push(&rig, &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 4, d_geq]));
+    a.push(
+        &rig,
+        &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 4, d_geq]),
+    );
     a.wait(&rig);
-    a.push(&rig, &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 6, d_geq]));
+    a.push(
+        &rig,
+        &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 6, d_geq]),
+    );
     std::thread::sleep(Duration::from_millis(20));
     assert_ne!(a.gp_get(&rig), a.put);
     b.push(&rig, &sem_release(SEM_VA, 0x8000_0006, true));
@@ -167,7 +204,14 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
     assert_ne!(a.gp_get(&rig), a.put, "GEQ compares as signed difference");
     b.push(&rig, &sem_release(SEM_VA, 6, true));
     a.wait(&rig);
-    a.push(&rig, &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 2, host::SEM_OP_ACQ_AND]));
+    a.push(
+        &rig,
+        &incr(
+            0,
+            host::SEMAPHORE_A,
+            &[0, SEM_VA as u32, 2, host::SEM_OP_ACQ_AND],
+        ),
+    );
     a.wait(&rig);
     // The interrupt is masked by PMC INTR_EN.
     rig.set(pmc::INTR_EN_HOST, 0);
@@ -192,7 +236,11 @@ fn kick_and_time_slicing() {
     busy.push(&rig, &incr(1, 0, &[class::M2MF]));
     let copy: Vec<u32> = [
         incr(1, m2mf::OFFSET_OUT_UPPER, &[0, 0x3100_0000]),
-        incr(1, m2mf::OFFSET_IN_UPPER, &[0, 0x3000_0000, 4096, 4096, 4096, 64]),
+        incr(
+            1,
+            m2mf::OFFSET_IN_UPPER,
+            &[0, 0x3000_0000, 4096, 4096, 4096, 64],
+        ),
         incr(1, m2mf::LAUNCH_DMA, &[m2mf::LAUNCH_COPY_PITCH]),
     ]
     .concat();
@@ -204,7 +252,11 @@ fn kick_and_time_slicing() {
     small.push(&rig, &sem_release(SEM_VA, 42, true));
     small.wait(&rig);
     assert_eq!(rig.r32(sem), 42);
-    assert_ne!(busy.gp_get(&rig), busy.put, "the small channel should not wait for the busy one");
+    assert_ne!(
+        busy.gp_get(&rig),
+        busy.put,
+        "the small channel should not wait for the busy one"
+    );
     busy.wait(&rig);
     // Kick: reads back the chid once it is not executing.
     rig.set(pfifo::KICK, 10);

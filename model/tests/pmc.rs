@@ -6,7 +6,11 @@ use gf100_model::gpuvm_uapi::gf100::*;
 use gf100_model::{Bar, Gpu, ModelConfig};
 
 fn gpu(vram: u64) -> std::sync::Arc<Gpu> {
-    Gpu::new(ModelConfig { vram_bytes: vram, ..ModelConfig::default() }).unwrap()
+    Gpu::new(ModelConfig {
+        vram_bytes: vram,
+        ..ModelConfig::default()
+    })
+    .unwrap()
 }
 
 fn rd(g: &Gpu, off: u32) -> u32 {
@@ -21,15 +25,24 @@ fn wr(g: &Gpu, off: u32, v: u32) {
 fn identity_endian_and_unit_enable() {
     let g = gpu(64 << 20);
     let boot0 = rd(&g, pmc::BOOT_0);
-    assert_eq!((boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK, pmc::CHIPSET_GF100);
+    assert_eq!(
+        (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK,
+        pmc::CHIPSET_GF100
+    );
     assert_eq!(boot0 & pmc::BOOT_0_STEPPING_MASK, pci::REVISION as u32);
-    assert_eq!((boot0 >> 15) & 0x1f, (pci::DEVICE_QUADRO_6000 & 0x1f) as u32);
+    assert_eq!(
+        (boot0 >> 15) & 0x1f,
+        (pci::DEVICE_QUADRO_6000 & 0x1f) as u32
+    );
     assert_eq!(rd(&g, pmc::ENDIAN), 0);
     wr(&g, pmc::ENDIAN, pmc::ENDIAN_BIG);
     assert_eq!(rd(&g, pmc::ENDIAN), pmc::ENDIAN_BIG);
     wr(&g, pmc::ENDIAN, pmc::ENDIAN_BIG);
     assert_eq!(rd(&g, pmc::ENDIAN), 0);
-    assert_eq!(rd(&g, pstraps::STRAPS) & pstraps::CRYSTAL_MASK, pstraps::CRYSTAL_27MHZ);
+    assert_eq!(
+        rd(&g, pstraps::STRAPS) & pstraps::CRYSTAL_MASK,
+        pstraps::CRYSTAL_27MHZ
+    );
 
     // Units are disabled at reset.
     assert_eq!(rd(&g, pfifo::INTR_EN), bad::UNIT_DISABLED);
@@ -46,7 +59,10 @@ fn identity_endian_and_unit_enable() {
     assert_eq!(rd(&g, pfifo::INTR_EN), 0);
     // SUBFIFO_ENABLE keeps the bits of the 3 PBDMAs.
     wr(&g, pfifo::SUBFIFO_ENABLE, 0xffff_ffff);
-    assert_eq!(rd(&g, pfifo::SUBFIFO_ENABLE).count_ones(), pfifo::PBDMA_COUNT);
+    assert_eq!(
+        rd(&g, pfifo::SUBFIFO_ENABLE).count_ones(),
+        pfifo::PBDMA_COUNT
+    );
 }
 
 #[test]
@@ -56,18 +72,32 @@ fn vram_geometry_registers() {
         // Modern nouveau: FBP count, disabled mask, per-partition MiB.
         let n = rd(&g, pfb::FBP_COUNT);
         let disabled = rd(&g, pfb::FBP_DISABLED_MASK);
-        let total: u64 = (0..n).filter(|i| disabled & (1 << i) == 0).map(|i| rd(&g, pfb::part_mib(i)) as u64).sum();
+        let total: u64 = (0..n)
+            .filter(|i| disabled & (1 << i) == 0)
+            .map(|i| rd(&g, pfb::part_mib(i)) as u64)
+            .sum();
         assert_eq!((n, total), (parts, mib), "{mib} MiB");
         // Old nouveau: partition count and broadcast size.
-        assert_eq!(rd(&g, pfb::PART_COUNT) as u64 * rd(&g, pfb::PART_MIB_BROADCAST) as u64, mib);
+        assert_eq!(
+            rd(&g, pfb::PART_COUNT) as u64 * rd(&g, pfb::PART_MIB_BROADCAST) as u64,
+            mib
+        );
         if mib == 6144 {
             // The whole 6 GiB is addressable (PRAMIN at the very end).
-            wr(&g, pbus::PRAMIN_BASE, (((mib << 20) - (1 << 20)) >> 16) as u32);
+            wr(
+                &g,
+                pbus::PRAMIN_BASE,
+                (((mib << 20) - (1 << 20)) >> 16) as u32,
+            );
             wr(&g, pbus::PRAMIN_WINDOW + 0xffffc, 0x6666);
             assert_eq!(g.vram().read32((mib << 20) - 4), Some(0x6666));
         }
     }
-    assert!(Gpu::new(ModelConfig { vram_bytes: 3 << 10, ..ModelConfig::default() }).is_err());
+    assert!(Gpu::new(ModelConfig {
+        vram_bytes: 3 << 10,
+        ..ModelConfig::default()
+    })
+    .is_err());
 }
 
 #[test]
@@ -84,7 +114,11 @@ fn ptimer_counts_nanoseconds_and_alarm_interrupts() {
     let a = read();
     std::thread::sleep(Duration::from_millis(20));
     let b = read();
-    assert!(b - a >= 19_000_000 && b - a < 2_000_000_000, "20 ms measured as {} ns", b - a);
+    assert!(
+        b - a >= 19_000_000 && b - a < 2_000_000_000,
+        "20 ms measured as {} ns",
+        b - a
+    );
     assert_eq!(a & 0x1f, 0);
     // Setting the time.
     wr(&g, ptimer::TIME_HIGH, 0x10);

@@ -32,11 +32,20 @@ fn serve(name: &str, vram: u64) -> Served {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("gpu.sock");
     let _ = std::fs::remove_file(&sock);
-    let gpu = Gpu::new(ModelConfig { vram_bytes: vram, ..ModelConfig::default() }).unwrap();
+    let gpu = Gpu::new(ModelConfig {
+        vram_bytes: vram,
+        ..ModelConfig::default()
+    })
+    .unwrap();
     let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
     let thread = std::thread::spawn(move || server.serve());
     let client = Client::new(&sock).unwrap();
-    Served { dir, gpu, thread, client }
+    Served {
+        dir,
+        gpu,
+        thread,
+        client,
+    }
 }
 
 impl Served {
@@ -56,35 +65,72 @@ fn serves_one_client_then_returns() {
     let cfg = VFIO_PCI_CONFIG_REGION_INDEX;
     assert_eq!(rd32(&mut c, cfg, 0), 0x06d8_10de);
     assert_eq!(rd32(&mut c, cfg, 8) >> 8, pci::CLASS_CODE);
-    for (off, size) in [(pci::CFG_BAR0, pci::BAR0_SIZE), (pci::CFG_BAR1_LO, pci::BAR1_SIZE), (pci::CFG_BAR3_LO, pci::BAR3_SIZE)] {
+    for (off, size) in [
+        (pci::CFG_BAR0, pci::BAR0_SIZE),
+        (pci::CFG_BAR1_LO, pci::BAR1_SIZE),
+        (pci::CFG_BAR3_LO, pci::BAR3_SIZE),
+    ] {
         wr32(&mut c, cfg, off as u64, 0xffff_ffff);
         let v = rd32(&mut c, cfg, off as u64) & !0xf;
         assert_eq!((!v).wrapping_add(1) as u64, size);
     }
-    assert_eq!(c.region(VFIO_PCI_BAR1_REGION_INDEX).unwrap().size, pci::BAR1_SIZE);
-    assert_eq!(c.region(VFIO_PCI_BAR3_REGION_INDEX).unwrap().size, pci::BAR3_SIZE);
+    assert_eq!(
+        c.region(VFIO_PCI_BAR1_REGION_INDEX).unwrap().size,
+        pci::BAR1_SIZE
+    );
+    assert_eq!(
+        c.region(VFIO_PCI_BAR3_REGION_INDEX).unwrap().size,
+        pci::BAR3_SIZE
+    );
     let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
-    assert_eq!(rd32(&mut c, bar0, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(
+        rd32(&mut c, bar0, pmc::BOOT_0 as u64),
+        pmc::BOOT_0_QUADRO_6000
+    );
     // PRAMIN window onto VRAM 0x300000.
     wr32(&mut c, bar0, pbus::PRAMIN_BASE as u64, 0x30);
     wr32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x10, 0xcafe_f00d);
     assert_eq!(gpu.vram().read32(0x300010), Some(0xcafe_f00d));
     // BAR1 with its VM disabled is VRAM itself.
-    assert_eq!(rd32(&mut c, VFIO_PCI_BAR1_REGION_INDEX, 0x300010), 0xcafe_f00d);
+    assert_eq!(
+        rd32(&mut c, VFIO_PCI_BAR1_REGION_INDEX, 0x300010),
+        0xcafe_f00d
+    );
 
     // DMA map of a shared memory region; the GPU sees it at the bus address.
     let ram = HostMemory::new("guest-ram", 1 << 20).unwrap();
     ram.write32(0x40, 0x1234_5678);
-    c.dma_map(0, 0x8000_0000, 1 << 20, std::os::fd::AsRawFd::as_raw_fd(ram.file().unwrap())).unwrap();
+    c.dma_map(
+        0,
+        0x8000_0000,
+        1 << 20,
+        std::os::fd::AsRawFd::as_raw_fd(ram.file().unwrap()),
+    )
+    .unwrap();
     wr32(&mut c, cfg, 0x04, 0x0006); // memory + bus master
-    wr32(&mut c, bar0, pbus::PRAMIN_BASE as u64, 0x8000 | 2 << pbus::PRAMIN_BASE_TARGET_SHIFT);
-    assert_eq!(rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40), 0x1234_5678);
+    wr32(
+        &mut c,
+        bar0,
+        pbus::PRAMIN_BASE as u64,
+        0x8000 | 2 << pbus::PRAMIN_BASE_TARGET_SHIFT,
+    );
+    assert_eq!(
+        rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40),
+        0x1234_5678
+    );
     // Bus mastering off: system memory is unreachable.
     wr32(&mut c, cfg, 0x04, 0x0002);
-    assert_eq!(rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40), 0xbad0_ac00);
+    assert_eq!(
+        rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40),
+        0xbad0_ac00
+    );
     Served { client: c, ..s }.finish();
     let c = gpu.counters();
-    assert_eq!((c.bar0_reads, c.bar0_writes, c.bar1_reads, c.dma_maps), (3, 3, 1, 1), "{c:?}");
+    assert_eq!(
+        (c.bar0_reads, c.bar0_writes, c.bar1_reads, c.dma_maps),
+        (3, 3, 1, 1),
+        "{c:?}"
+    );
     // The GPU outlives its server.
     assert_eq!(gpu.bar_read32(Bar::Bar0, 0), pmc::BOOT_0_QUADRO_6000);
 }
@@ -113,8 +159,10 @@ fn msi_and_intx_reach_their_eventfds() {
     let (bar0, cfg) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX);
     let trigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
     let (mut msi, mut intx) = (eventfd(), eventfd());
-    c.set_irqs(VFIO_PCI_MSI_IRQ_INDEX, trigger, 0, 1, &[msi.as_raw_fd()]).unwrap();
-    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, trigger, 0, 1, &[intx.as_raw_fd()]).unwrap();
+    c.set_irqs(VFIO_PCI_MSI_IRQ_INDEX, trigger, 0, 1, &[msi.as_raw_fd()])
+        .unwrap();
+    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, trigger, 0, 1, &[intx.as_raw_fd()])
+        .unwrap();
     wr32(&mut c, bar0, pmc::INTR_EN_HOST as u64, pmc::INTR_EN_SW);
     let pulse = |c: &mut Client| {
         wr32(c, bar0, pmc::INTR_HOST as u64, 0);
@@ -122,7 +170,8 @@ fn msi_and_intx_reach_their_eventfds() {
     };
 
     // MSI enabled: one message per rising edge, nothing on INTx.
-    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[1, 0]).unwrap();
+    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[1, 0])
+        .unwrap();
     pulse(&mut c);
     assert_eq!((take(&mut msi), take(&mut intx)), (1, 0));
     // The rearm register re-sends while the line is still asserted.
@@ -130,15 +179,30 @@ fn msi_and_intx_reach_their_eventfds() {
     assert_eq!(take(&mut msi), 1);
 
     // MSI disabled: INTx, auto-masked after one trigger, re-sent on UNMASK while asserted.
-    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[0, 0]).unwrap();
+    c.region_write(cfg, pci::CAP_MSI as u64 + 2, &[0, 0])
+        .unwrap();
     pulse(&mut c);
     assert_eq!((take(&mut msi), take(&mut intx)), (0, 1));
     pulse(&mut c);
     assert_eq!(take(&mut intx), 0, "masked until UNMASK");
-    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, &[]).unwrap();
+    c.set_irqs(
+        VFIO_PCI_INTX_IRQ_INDEX,
+        VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+        0,
+        1,
+        &[],
+    )
+    .unwrap();
     assert_eq!(take(&mut intx), 1);
     wr32(&mut c, bar0, pmc::INTR_HOST as u64, 0);
-    c.set_irqs(VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, &[]).unwrap();
+    c.set_irqs(
+        VFIO_PCI_INTX_IRQ_INDEX,
+        VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+        0,
+        1,
+        &[],
+    )
+    .unwrap();
     assert_eq!(take(&mut intx), 0, "deasserted line: nothing to deliver");
     Served { client: c, ..s }.finish();
 }
@@ -150,30 +214,52 @@ fn binary_serves_writes_stats_and_exits_zero() {
     let (sock, stats) = (dir.join("gpu.sock"), dir.join("stats.json"));
     let _ = std::fs::remove_file(&sock);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model"))
-        .args(["--socket", sock.to_str().unwrap(), "--vram-mib", "6144", "--stats", stats.to_str().unwrap()])
+        .args([
+            "--socket",
+            sock.to_str().unwrap(),
+            "--vram-mib",
+            "6144",
+            "--stats",
+            stats.to_str().unwrap(),
+        ])
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !sock.exists() {
-        assert!(std::time::Instant::now() < deadline, "socket never appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socket never appeared"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let mut c = Client::new(&sock).unwrap();
-    assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(
+        rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::BOOT_0 as u64),
+        pmc::BOOT_0_QUADRO_6000
+    );
     assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, 0x022438), 6);
     drop(c);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "server did not exit after the client left");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after the client left"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     assert!(status.success());
     let json = std::fs::read_to_string(&stats).unwrap();
-    assert!(json.contains("\"vram_bytes\": 6442450944") && json.contains("\"bar0_reads\": 2"), "{json}");
+    assert!(
+        json.contains("\"vram_bytes\": 6442450944") && json.contains("\"bar0_reads\": 2"),
+        "{json}"
+    );
     // Bad arguments: clear error, non-zero exit.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model")).args(["--vram-mib", "x"]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model"))
+        .args(["--vram-mib", "x"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vram-mib"));
     let _ = std::fs::remove_dir_all(&dir);

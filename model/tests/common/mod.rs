@@ -35,10 +35,22 @@ impl Rig {
     }
 
     pub fn with_vram(vram: u64) -> Rig {
-        let gpu = Gpu::new(ModelConfig { vram_bytes: vram, ..ModelConfig::default() }).unwrap();
+        let gpu = Gpu::new(ModelConfig {
+            vram_bytes: vram,
+            ..ModelConfig::default()
+        })
+        .unwrap();
         let sys = Arc::new(HostMemory::new("rig-sys", SYS_SIZE).unwrap());
         gpu.dma_map(SYS_IOVA, sys.clone()).unwrap();
-        let rig = Rig { gpu, next: std::cell::Cell::new(1 << 20), sys, bar1: None, userd_pa: 0, runlist_pa: 0, runlist: vec![] };
+        let rig = Rig {
+            gpu,
+            next: std::cell::Cell::new(1 << 20),
+            sys,
+            bar1: None,
+            userd_pa: 0,
+            runlist_pa: 0,
+            runlist: vec![],
+        };
         rig.set(pmc::ENABLE, pmc::ENABLE_ALL);
         rig.set(pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
         rig.set(pfifo::CTRL, pfifo::CTRL_ENABLE);
@@ -80,9 +92,19 @@ impl Rig {
     /// The TLB flush protocol of §6.2 for one PD.
     pub fn flush(&self, pd: u64, hub_only: bool) {
         assert_ne!(self.reg(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK, 0);
-        self.set(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(pd, target::VRAM));
-        let hub = if hub_only { mmu::INVALIDATE_HUB_ONLY } else { 0 };
-        self.set(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL | hub);
+        self.set(
+            mmu::INVALIDATE_PDB,
+            mmu::invalidate_pdb_value(pd, target::VRAM),
+        );
+        let hub = if hub_only {
+            mmu::INVALIDATE_HUB_ONLY
+        } else {
+            0
+        };
+        self.set(
+            mmu::INVALIDATE,
+            mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL | hub,
+        );
         assert_ne!(self.reg(mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
     }
 
@@ -91,11 +113,20 @@ impl Rig {
         let mut vm = Vm::new(self, pci::BAR1_SIZE - 1);
         self.userd_pa = self.alloc(pfifo::CHANNELS as u64 * userd::SIZE, 0x1000);
         for c in 0..pfifo::CHANNELS as u64 {
-            vm.map(self, USERD_BAR1_VA + c * 0x1000, self.userd_pa + c * 0x1000, vm::PTE_APER_VRAM, false);
+            vm.map(
+                self,
+                USERD_BAR1_VA + c * 0x1000,
+                self.userd_pa + c * 0x1000,
+                vm::PTE_APER_VRAM,
+                false,
+            );
         }
         self.set(pbus::BAR1_INST, pbus::bar_inst_value(vm.inst));
         self.flush(vm.pd, true);
-        self.set(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (USERD_BAR1_VA >> 12) as u32);
+        self.set(
+            pfifo::USERD_POLL_BASE,
+            pfifo::USERD_POLL_ENABLE | (USERD_BAR1_VA >> 12) as u32,
+        );
         self.runlist_pa = self.alloc(0x1000, 0x1000);
         self.bar1 = Some(vm);
     }
@@ -103,13 +134,25 @@ impl Rig {
     pub fn commit_runlist(&self) {
         for (i, c) in self.runlist.iter().enumerate() {
             self.w32(self.runlist_pa + 8 * i as u64, *c);
-            self.w32(self.runlist_pa + 8 * i as u64 + 4, pfifo::RUNLIST_ENTRY_WORD1);
+            self.w32(
+                self.runlist_pa + 8 * i as u64 + 4,
+                pfifo::RUNLIST_ENTRY_WORD1,
+            );
         }
         self.set(pfifo::RUNLIST_BASE, (self.runlist_pa >> 12) as u32);
-        self.set(pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | self.runlist.len() as u32);
-        assert_eq!(self.reg(pfifo::RUNLIST_STATUS) & pfifo::RUNLIST_STATUS_PENDING, 0);
+        self.set(
+            pfifo::RUNLIST_SUBMIT,
+            pfifo::RUNLIST_COMMIT_UNK | self.runlist.len() as u32,
+        );
+        assert_eq!(
+            self.reg(pfifo::RUNLIST_STATUS) & pfifo::RUNLIST_STATUS_PENDING,
+            0
+        );
         // The update-complete event, acknowledged like nouveau's handler does.
-        assert_ne!(self.reg(pfifo::INTR_RUNLIST_STATUS) & pfifo::INTR_RUNLIST_DONE, 0);
+        assert_ne!(
+            self.reg(pfifo::INTR_RUNLIST_STATUS) & pfifo::INTR_RUNLIST_DONE,
+            0
+        );
         assert_ne!(self.reg(pfifo::INTR) & pfifo::INTR_RUNLIST, 0);
         self.set(pfifo::INTR_RUNLIST_STATUS, pfifo::INTR_RUNLIST_DONE);
         self.set(pfifo::INTR, pfifo::INTR_RUNLIST);
@@ -137,7 +180,10 @@ impl Rig {
             (ramfc::SIGNATURE, ramfc::SIGNATURE_VALUE),
             (ramfc::ACQUIRE, ramfc::ACQUIRE_VALUE),
             (ramfc::GP_BASE, GPFIFO_VA as u32),
-            (ramfc::GP_BASE_HI, ramfc::gp_base_hi_value(GPFIFO_VA, GP_ORDER)),
+            (
+                ramfc::GP_BASE_HI,
+                ramfc::gp_base_hi_value(GPFIFO_VA, GP_ORDER),
+            ),
             (ramfc::UNK54, ramfc::UNK54_VALUE),
             (ramfc::PB_HEADER, ramfc::PB_HEADER_VALUE),
             (ramfc::SUBDEVICE, ramfc::SUBDEVICE_VALUE),
@@ -156,7 +202,15 @@ impl Rig {
             self.runlist.push(chid);
         }
         self.commit_runlist();
-        Chan { chid, vm, userd, gp_pa, pb_pa, put: 0, pb_off: 0 }
+        Chan {
+            chid,
+            vm,
+            userd,
+            gp_pa,
+            pb_pa,
+            put: 0,
+            pb_off: 0,
+        }
     }
 
     /// Waits for the interrupt line and returns PMC INTR_HOST.
@@ -186,7 +240,13 @@ impl Vm {
         rig.w32(inst + inst::PDB_HI as u64, (pd >> 32) as u32);
         rig.w32(inst + inst::LIMIT_LO as u64, limit as u32);
         rig.w32(inst + inst::LIMIT_HI as u64, (limit >> 32) as u32);
-        Vm { inst, pd, spts: HashMap::new(), lpts: HashMap::new(), big_shift: vm::BIG_PAGE_SHIFT_128K }
+        Vm {
+            inst,
+            pd,
+            spts: HashMap::new(),
+            lpts: HashMap::new(),
+            big_shift: vm::BIG_PAGE_SHIFT_128K,
+        }
     }
 
     fn pde_shift(&self) -> u32 {
@@ -198,9 +258,17 @@ impl Vm {
         let lpt = self.lpts.get(&index).copied();
         let pde = vm::pde(
             lpt.unwrap_or(0),
-            if lpt.is_some() { vm::PDE_APER_VRAM } else { vm::PDE_APER_NONE },
+            if lpt.is_some() {
+                vm::PDE_APER_VRAM
+            } else {
+                vm::PDE_APER_NONE
+            },
             spt.unwrap_or(0),
-            if spt.is_some() { vm::PDE_APER_VRAM } else { vm::PDE_APER_NONE },
+            if spt.is_some() {
+                vm::PDE_APER_VRAM
+            } else {
+                vm::PDE_APER_NONE
+            },
         );
         rig.w64(self.pd + index * 8, pde);
     }
@@ -317,14 +385,23 @@ impl Chan {
         }
         self.put = 0;
         self.pb_off = 0;
-        rig.set(pfifo::chan_inst(self.chid), pfifo::chan_inst_value(self.vm.inst));
+        rig.set(
+            pfifo::chan_inst(self.chid),
+            pfifo::chan_inst_value(self.vm.inst),
+        );
     }
 
     /// Waits until PFIFO consumed everything submitted.
     pub fn wait(&self, rig: &Rig) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.gp_get(rig) != self.put {
-            assert!(Instant::now() < deadline, "channel {} stuck at GP_GET {} (PUT {})", self.chid, self.gp_get(rig), self.put);
+            assert!(
+                Instant::now() < deadline,
+                "channel {} stuck at GP_GET {} (PUT {})",
+                self.chid,
+                self.gp_get(rig),
+                self.put
+            );
             std::thread::sleep(Duration::from_micros(50));
         }
     }
@@ -345,12 +422,25 @@ pub fn nonincr(subch: u32, mthd: u32, data: &[u32]) -> Vec<u32> {
 
 /// Host semaphore release of `payload` at `va` (16-byte form unless `short`).
 pub fn sem_release(va: u64, payload: u32, short: bool) -> Vec<u32> {
-    let d = host::SEM_OP_RELEASE | if short { host::SEMAPHORE_D_RELEASE_SIZE_4 } else { 0 };
-    incr(0, host::SEMAPHORE_A, &[(va >> 32) as u32, va as u32, payload, d])
+    let d = host::SEM_OP_RELEASE
+        | if short {
+            host::SEMAPHORE_D_RELEASE_SIZE_4
+        } else {
+            0
+        };
+    incr(
+        0,
+        host::SEMAPHORE_A,
+        &[(va >> 32) as u32, va as u32, payload, d],
+    )
 }
 
 pub fn sem_acquire(va: u64, payload: u32) -> Vec<u32> {
-    incr(0, host::SEMAPHORE_A, &[(va >> 32) as u32, va as u32, payload, host::SEM_OP_ACQUIRE])
+    incr(
+        0,
+        host::SEMAPHORE_A,
+        &[(va >> 32) as u32, va as u32, payload, host::SEM_OP_ACQUIRE],
+    )
 }
 
 /// Polls `f` until true (10 s limit).
