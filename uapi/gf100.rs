@@ -208,7 +208,8 @@ pub mod mmu {
     pub const INVALIDATE_HUB_ONLY: u32 = 1 << 2;
 
     pub const fn invalidate_pdb_value(pd_addr: u64, target: u32) -> u32 {
-        ((pd_addr >> 12) as u32) << INVALIDATE_PDB_ADDR_SHIFT | (target & INVALIDATE_PDB_TARGET_MASK)
+        ((pd_addr >> 12) as u32) << INVALIDATE_PDB_ADDR_SHIFT
+            | (target & INVALIDATE_PDB_TARGET_MASK)
     }
 
     /// MMU fault reasons (§7.3), reported in `pfifo::VM_FAULT_INFO` bits 0-3.
@@ -270,8 +271,16 @@ pub mod vm {
     /// `pde = (lpt >> 8) | lpt_aper | ((spt >> 8) | spt_aper) << 32`; pass aper 0 to leave
     /// a half absent.
     pub const fn pde(lpt_addr: u64, lpt_aper: u64, spt_addr: u64, spt_aper: u64) -> u64 {
-        let big = if lpt_aper == PDE_APER_NONE { 0 } else { (lpt_addr >> 8) | lpt_aper };
-        let small = if spt_aper == PDE_APER_NONE { 0 } else { (spt_addr >> 8) | spt_aper };
+        let big = if lpt_aper == PDE_APER_NONE {
+            0
+        } else {
+            (lpt_addr >> 8) | lpt_aper
+        };
+        let small = if spt_aper == PDE_APER_NONE {
+            0
+        } else {
+            (spt_addr >> 8) | spt_aper
+        };
         (big & 0xffff_ffff) | (small & 0xffff_ffff) << 32
     }
 
@@ -300,9 +309,17 @@ pub mod vm {
 
     /// `pte = (phys >> 8) | VALID | ro | aper << 33 | kind << 36` (+ VOL for coherent sysmem).
     pub const fn pte(phys: u64, aper: u64, read_only: bool, kind: u64) -> u64 {
-        let vol = if aper == PTE_APER_SYS_COHERENT { PTE_VOL } else { 0 };
+        let vol = if aper == PTE_APER_SYS_COHERENT {
+            PTE_VOL
+        } else {
+            0
+        };
         let ro = if read_only { PTE_READ_ONLY } else { 0 };
-        (phys >> 8) | PTE_VALID | ro | vol | (aper & PTE_APER_MASK) << PTE_APER_SHIFT
+        (phys >> 8)
+            | PTE_VALID
+            | ro
+            | vol
+            | (aper & PTE_APER_MASK) << PTE_APER_SHIFT
             | (kind & PTE_KIND_MASK) << PTE_KIND_SHIFT
     }
 }
@@ -377,7 +394,8 @@ pub mod ramfc {
     pub const UNKFC_VALUE: u32 = 0x1000_0010;
 
     pub const fn gp_base_hi_value(gpfifo_va: u64, order: u32) -> u32 {
-        ((gpfifo_va >> 32) as u32 & GP_BASE_HI_ADDR_MASK) | (order & GP_BASE_HI_ORDER_MASK) << GP_BASE_HI_ORDER_SHIFT
+        ((gpfifo_va >> 32) as u32 & GP_BASE_HI_ADDR_MASK)
+            | (order & GP_BASE_HI_ORDER_MASK) << GP_BASE_HI_ORDER_SHIFT
     }
 }
 
