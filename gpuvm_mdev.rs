@@ -1,11 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 //! gpuvm: full GPU virtualization of an NVIDIA Fermi GF100 as an mdev/VFIO parent driver.
 //!
-//! This file is the crate root: the PCI driver that owns each GF100 it finds. Hardware facts
-//! come from `uapi/` (shared with the GF100 model and the guest driver); FFI lives in `rust/`.
+//! The crate root: the PCI driver that owns each GF100 it finds, makes it an mdev parent
+//! offering vGPU types by share (`gpuvm-1`, `-2`, `-4`, `-8`), and the per-GPU and per-vGPU
+//! sysfs files. The vGPU device itself is in `vgpu.rs`; hardware facts come from `uapi/`
+//! (shared with the GF100 model and the guest driver); FFI lives only in `rust/`.
 
-use gf100::pmc;
-use kernel::{device::Core, io::Io, pci, prelude::*};
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicU32, Ordering},
+};
+use gf100::{pfb, pmc};
+use kernel::{
+    device::Core,
+    io::Io,
+    new_mutex, pci,
+    prelude::*,
+    str::Formatter,
+    sync::{aref::ARef, Arc, Mutex},
+};
+use partition::{Pools, Slice, UnitMap, SHARES, UNITS};
+use rust_sysfs::{Attr, AttrGroup, AttrList, BoundDriverData, DeviceAttribute, GroupList, GroupsRegistration};
 
 // uapi/ is the shared hardware contract; the module uses the part it needs.
 #[path = "uapi/gf100.rs"]
@@ -14,10 +29,26 @@ mod gf100;
 #[path = "uapi/pci_ids.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod pci_ids;
+
+#[path = "shadow/partition.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod partition;
+#[path = "shadow/pci_config.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod pci_config;
+
 #[path = "rust/bindings.rs"]
 mod bindings;
+#[path = "rust/eventfd.rs"]
+mod eventfd;
+#[path = "rust/mdev.rs"]
+mod mdev;
+#[path = "rust/sysfs.rs"]
+mod rust_sysfs;
 #[path = "rust/vfio.rs"]
 mod vfio;
+
+mod vgpu;
 
 module! {
     type: GpuvmModule,
@@ -27,14 +58,113 @@ module! {
     license: "GPL",
 }
 
-/// BAR0 (the register aperture) is 32 MiB on every GF100.
-type Bar0<'bound> = pci::Bar<'bound, { gf100::pci::BAR0_SIZE as usize }>;
+/// VRAM the host keeps for its own structures (instance blocks, BAR page tables, USERD,
+/// shadow page tables); the rest is cut into vGPU units.
+const HOST_VRAM_RESERVED: u64 = 64 << 20;
+/// Channels 0..GUEST_CHANNELS go to vGPUs; the rest stay with the host.
+const GUEST_CHANNELS: u32 = 120;
 
-/// One physical GF100 owned by this driver.
-struct GpuvmGpu<'bound> {
-    pdev: &'bound pci::Device,
-    _bar0: Bar0<'bound>,
-    chipset: u32,
+/// What every vGPU of a GPU shares: identity, geometry, and the allocation map.
+#[pin_data]
+pub(crate) struct GpuShared {
+    pdev: ARef<pci::Device>,
+    pub(crate) boot0: u32,
+    vram_bytes: u64,
+    pub(crate) pools: Pools,
+    #[pin]
+    units: Mutex<UnitMap>,
+    vgpus: AtomicU32,
+}
+
+impl GpuShared {
+    fn alloc_slice(&self, share: u32) -> Result<Slice> {
+        let units = UnitMap::units_for(share).ok_or(EINVAL)?;
+        let first = self.units.lock().alloc(share).ok_or(ENOSPC)?;
+        self.vgpus.fetch_add(1, Ordering::Relaxed);
+        Ok(self.pools.slice(first, units))
+    }
+
+    /// Gives a vGPU's slice back (called when the vGPU's device state is dropped).
+    pub(crate) fn release_slice(&self, slice: &Slice) {
+        if self.units.lock().free(slice.first_unit, slice.units) {
+            self.vgpus.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            dev_err!(self.pdev.as_ref(), "slice {:?} was not allocated: accounting bug\n", slice.first_unit);
+        }
+    }
+}
+
+/// The mdev side: types by share, vGPU creation and removal.
+struct VgpuDriver;
+
+/// What an mdev holds while it exists: its VFIO registration (device files).
+struct VgpuHandle {
+    reg: vfio::Registration<vgpu::Vgpu>,
+}
+
+static MDEV_DRIVER: mdev::DriverSlot = mdev::DriverSlot::new();
+
+impl mdev::Driver for VgpuDriver {
+    type ParentData = Arc<GpuShared>;
+    type TypeData = u32;
+    type Data = VgpuHandle;
+
+    const DEVICE_API: &'static CStr = c"vfio-pci";
+    const DEV_GROUPS: Option<&'static GroupList<2>> = Some(&VGPU_GROUPS);
+
+    fn probe(mdev: &mdev::Device, gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>) -> Result<Pin<KBox<VgpuHandle>>> {
+        let share = *mtype.data();
+        let slice = gpu.alloc_slice(share).inspect_err(|_| {
+            dev_info!(mdev.as_bound(), "no room for a gpuvm-{} vGPU (ENOSPC)\n", share);
+        })?;
+        // From here on the slice is owned by the vGPU state and freed when it drops.
+        let dev = vfio::Device::new(mdev.as_bound(), vgpu::Vgpu::new(gpu.clone(), share, slice))?;
+        let reg = vfio::Registration::new(dev)?;
+        dev_info!(
+            mdev.as_bound(),
+            "vGPU gpuvm-{}: VRAM {} MiB at {:#x}, channels {}..{}\n",
+            share,
+            slice.vram_size >> 20,
+            slice.vram_base,
+            slice.first_channel,
+            slice.first_channel + slice.channels - 1
+        );
+        Ok(KBox::pin(VgpuHandle { reg }, GFP_KERNEL)?)
+    }
+
+    fn remove(mdev: &mdev::Device, data: Pin<KBox<VgpuHandle>>) {
+        // Dropping the registration waits until userspace closed the device.
+        drop(data);
+        dev_info!(mdev.as_bound(), "vGPU removed\n");
+    }
+
+    fn available(gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>) -> u32 {
+        gpu.units.lock().available(*mtype.data())
+    }
+
+    fn describe(gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>, f: &mut Formatter<'_>) -> Result {
+        let share = *mtype.data();
+        let units = UNITS / share;
+        writeln!(
+            f,
+            "1/{} of a GF100: VRAM {} MiB, channels {}, BAR1 {} MiB, BAR3 {} MiB",
+            share,
+            (units as u64 * gpu.pools.vram_per_unit) >> 20,
+            units * gpu.pools.channels_per_unit,
+            (gf100::pci::BAR1_SIZE / share as u64) >> 20,
+            (gf100::pci::BAR3_SIZE / share as u64) >> 20
+        )
+        .map_err(|_| EINVAL)
+    }
+}
+
+/// One physical GF100 owned by this driver. Field order is drop order: sysfs files first,
+/// then the mdev parent (which removes every vGPU), then the shared state and the BAR.
+struct GpuvmGpu {
+    _attrs: GroupsRegistration,
+    _parent: Pin<KBox<mdev::Parent<VgpuDriver>>>,
+    shared: Arc<GpuShared>,
+    _bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
 }
 
 struct GpuvmPciDriver;
@@ -60,9 +190,24 @@ kernel::pci_device_table!(
     ]
 );
 
+/// The mdev types, one per share.
+const TYPE_NAMES: [(&CStr, &CStr); 4] =
+    [(c"1", c"gpuvm-1"), (c"2", c"gpuvm-2"), (c"4", c"gpuvm-4"), (c"8", c"gpuvm-8")];
+
+/// VRAM in bytes from the PFB partition registers (the way nouveau sizes GF100 VRAM).
+fn vram_bytes(bar0: &pci::Bar<'_, { gf100::pci::BAR0_SIZE as usize }>) -> u64 {
+    let parts = bar0.read32(pfb::FBP_COUNT as usize).min(pfb::MAX_PARTS);
+    let disabled = bar0.read32(pfb::FBP_DISABLED_MASK as usize);
+    (0..parts)
+        .filter(|p| disabled & (1 << p) == 0)
+        .map(|p| bar0.read32(pfb::part_mib(p) as usize) as u64)
+        .sum::<u64>()
+        << 20
+}
+
 impl pci::Driver for GpuvmPciDriver {
     type IdInfo = ();
-    type Data<'bound> = GpuvmGpu<'bound>;
+    type Data<'bound> = GpuvmGpu;
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
@@ -76,33 +221,160 @@ impl pci::Driver for GpuvmPciDriver {
         let boot0 = bar0.read32(pmc::BOOT_0 as usize);
         let chipset = (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK;
         if chipset != pmc::CHIPSET_GF100 {
-            dev_err!(
-                pdev,
-                "BOOT_0 {:#010x} reports chipset {:#x}, not GF100 ({:#x}): refusing\n",
-                boot0,
-                chipset,
-                pmc::CHIPSET_GF100
-            );
+            dev_err!(pdev, "BOOT_0 {:#010x} reports chipset {:#x}, not GF100 ({:#x}): refusing\n", boot0, chipset, pmc::CHIPSET_GF100);
             return Err(ENODEV);
         }
-        dev_info!(pdev, "GF100 chipset {:#x} (BOOT_0 {:#010x})\n", chipset, boot0);
-        Ok(GpuvmGpu { pdev, _bar0: bar0, chipset })
+        let vram = vram_bytes(&bar0);
+        let Some(pools) = Pools::new(vram, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS) else {
+            dev_err!(pdev, "VRAM of {} MiB is too small to partition: refusing\n", vram >> 20);
+            return Err(ENODEV);
+        };
+        dev_info!(pdev, "GF100 chipset {:#x} (BOOT_0 {:#010x}), VRAM {} MiB\n", chipset, boot0, vram >> 20);
+        let plain: &pci::Device = pdev;
+        let shared = Arc::pin_init(
+            try_pin_init!(GpuShared {
+                pdev: plain.into(),
+                boot0,
+                vram_bytes: vram,
+                pools,
+                units <- new_mutex!(UnitMap::default()),
+                vgpus: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut types = KVec::with_capacity(SHARES.len(), GFP_KERNEL)?;
+        for (share, (sysfs_name, pretty_name)) in SHARES.into_iter().zip(TYPE_NAMES) {
+            types.push(mdev::TypeDesc { sysfs_name, pretty_name, data: share }, GFP_KERNEL)?;
+        }
+        let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
+        let attrs = GroupsRegistration::new(pdev.as_ref(), &GPU_GROUPS)?;
+        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, shared, _bar0: bar0.into_devres()? })
     }
 }
 
-impl Drop for GpuvmGpu<'_> {
+impl Drop for GpuvmGpu {
     fn drop(&mut self) {
-        dev_info!(self.pdev, "released (chipset {:#x})\n", self.chipset);
+        dev_info!(self.shared.pdev.as_ref(), "released (chipset {:#x})\n", pmc::CHIPSET_GF100);
     }
 }
 
+// ---- sysfs: <pci device>/gpuvm/ (documented in uapi/sysfs-gpuvm)
+
+/// Declares read-only attributes: `name: Target => |data| value`.
+macro_rules! ro_attrs {
+    ($target:ty; $($ty:ident $name:literal => |$d:ident| $val:expr;)*) => {$(
+        struct $ty;
+        impl Attr<$target> for $ty {
+            fn show($d: <$target as rust_sysfs::AttrTarget>::Data<'_>, f: &mut Formatter<'_>) -> Result {
+                writeln!(f, "{}", $val).map_err(|_| EINVAL)
+            }
+        }
+    )*};
+}
+
+type GpuAttrs = BoundDriverData<GpuvmGpu>;
+
+ro_attrs! { GpuAttrs;
+    GpuVramTotal "vram_total_mib" => |g| (g.shared.pools.vram_per_unit * UNITS as u64) >> 20;
+    GpuVramFree "vram_free_mib" => |g| (g.shared.pools.vram_per_unit * g.shared.units.lock().free_units() as u64) >> 20;
+    GpuChannelsTotal "channels_total" => |g| g.shared.pools.channels_per_unit * UNITS;
+    GpuChannelsFree "channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
+    GpuVgpus "vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
+    GpuVramBytes "vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
+}
+
+static GPU_VRAM_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramTotal>(c"vram_total_mib");
+static GPU_VRAM_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramFree>(c"vram_free_mib");
+static GPU_CHANNELS_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsTotal>(c"channels_total");
+static GPU_CHANNELS_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsFree>(c"channels_free");
+static GPU_VGPUS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVgpus>(c"vgpus");
+static GPU_VRAM_PHYSICAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramBytes>(c"vram_physical_mib");
+static GPU_ATTR_LIST: AttrList<7> = AttrList::new([
+    GPU_VRAM_TOTAL.attr(),
+    GPU_VRAM_FREE.attr(),
+    GPU_CHANNELS_TOTAL.attr(),
+    GPU_CHANNELS_FREE.attr(),
+    GPU_VGPUS.attr(),
+    GPU_VRAM_PHYSICAL.attr(),
+    core::ptr::null_mut(),
+]);
+static GPU_GROUP: AttrGroup = AttrGroup::new(Some(c"gpuvm"), &GPU_ATTR_LIST);
+static GPU_GROUPS: GroupList<2> = GroupList::new([GPU_GROUP.as_ptr(), core::ptr::null()]);
+
+// ---- sysfs: /sys/bus/mdev/devices/<uuid>/gpuvm/
+
+type VgpuAttrs = mdev::MdevData<VgpuDriver>;
+
+ro_attrs! { VgpuAttrs;
+    VgpuType "type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
+    VgpuVramMib "vram_mib" => |h| h.reg.device().slice.vram_size >> 20;
+    VgpuVramBase "vram_base_mib" => |h| h.reg.device().slice.vram_base >> 20;
+    VgpuChannels "channels" => |h| h.reg.device().slice.channels;
+    VgpuFirstChannel "first_channel" => |h| h.reg.device().slice.first_channel;
+    VgpuBar1 "bar1_mib" => |h| h.reg.device().bar1_size >> 20;
+    VgpuBar3 "bar3_mib" => |h| h.reg.device().bar3_size >> 20;
+    VgpuMmioTraps "mmio_traps" => |h| h.reg.device().counters.mmio_traps.load(Ordering::Relaxed);
+    VgpuMmioDenied "mmio_denied" => |h| h.reg.device().counters.mmio_denied.load(Ordering::Relaxed);
+    VgpuResets "resets" => |h| h.reg.device().counters.resets.load(Ordering::Relaxed);
+}
+
+/// Scheduling weight, 1..=100.
+struct VgpuWeight;
+impl Attr<VgpuAttrs> for VgpuWeight {
+    fn show(h: &VgpuHandle, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", h.reg.device().weight.load(Ordering::Relaxed)).map_err(|_| EINVAL)
+    }
+    fn store(h: &VgpuHandle, input: &[u8]) -> Result {
+        let w = rust_sysfs::parse_u32(input)?;
+        if !(1..=vgpu::WEIGHT_MAX).contains(&w) {
+            return Err(EINVAL);
+        }
+        h.reg.device().weight.store(w, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+static VGPU_TYPE: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuType>(c"type");
+static VGPU_VRAM_MIB: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuVramMib>(c"vram_mib");
+static VGPU_VRAM_BASE: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuVramBase>(c"vram_base_mib");
+static VGPU_CHANNELS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuChannels>(c"channels");
+static VGPU_FIRST_CHANNEL: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuFirstChannel>(c"first_channel");
+static VGPU_BAR1: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuBar1>(c"bar1_mib");
+static VGPU_BAR3: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuBar3>(c"bar3_mib");
+static VGPU_MMIO_TRAPS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuMmioTraps>(c"mmio_traps");
+static VGPU_MMIO_DENIED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuMmioDenied>(c"mmio_denied");
+static VGPU_RESETS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuResets>(c"resets");
+static VGPU_WEIGHT: DeviceAttribute = DeviceAttribute::rw::<VgpuAttrs, VgpuWeight>(c"weight");
+static VGPU_ATTR_LIST: AttrList<12> = AttrList::new([
+    VGPU_TYPE.attr(),
+    VGPU_VRAM_MIB.attr(),
+    VGPU_VRAM_BASE.attr(),
+    VGPU_CHANNELS.attr(),
+    VGPU_FIRST_CHANNEL.attr(),
+    VGPU_BAR1.attr(),
+    VGPU_BAR3.attr(),
+    VGPU_MMIO_TRAPS.attr(),
+    VGPU_MMIO_DENIED.attr(),
+    VGPU_RESETS.attr(),
+    VGPU_WEIGHT.attr(),
+    core::ptr::null_mut(),
+]);
+static VGPU_GROUP: AttrGroup = AttrGroup::new(Some(c"gpuvm"), &VGPU_ATTR_LIST);
+static VGPU_GROUPS: GroupList<2> = GroupList::new([VGPU_GROUP.as_ptr(), core::ptr::null()]);
+
+// ---- module
+
+/// Field order is drop order: the PCI driver (and with it every parent and vGPU) goes before
+/// the mdev driver those parents point at.
 struct GpuvmModule {
     _pci: Pin<KBox<kernel::driver::Registration<pci::Adapter<GpuvmPciDriver>>>>,
+    _mdev: Pin<KBox<mdev::DriverRegistration<VgpuDriver>>>,
 }
 
 impl kernel::Module for GpuvmModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let mdev = KBox::pin_init(mdev::DriverRegistration::new(c"gpuvm", module, &MDEV_DRIVER), GFP_KERNEL)?;
         let pci = KBox::pin_init(kernel::driver::Registration::new(c"gpuvm", module), GFP_KERNEL)?;
-        Ok(GpuvmModule { _pci: pci })
+        Ok(GpuvmModule { _pci: pci, _mdev: mdev })
     }
 }

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The mediated-device bus: `struct mdev_driver`, `struct mdev_parent`, `struct mdev_type`,
+//! `struct mdev_device` (C header: `include/linux/mdev.h`).
+//!
+//! A [`Driver`] is registered once ([`DriverRegistration`], which also fills a
+//! [`DriverSlot`] so PCI probe code can find it); each physical device becomes a [`Parent`]
+//! offering a fixed list of types. Creating an mdev through sysfs calls [`Driver::probe`],
+//! whose result is kept as the mdev's driver data until [`Driver::remove`].
+
+#![allow(unreachable_pub, dead_code)]
+
+use crate::{bindings as sys, rust_sysfs as sysfs};
+use core::{
+    marker::PhantomData,
+    pin::Pin,
+    sync::atomic::{AtomicPtr, Ordering},
+};
+use kernel::{
+    device,
+    error::{from_result, to_result},
+    ffi,
+    prelude::*,
+    str::Formatter,
+    sync::aref::ARef,
+    types::{ForeignOwnable, Opaque},
+    ThisModule,
+};
+
+/// A mediated device (`struct mdev_device`), seen during probe/remove.
+#[repr(transparent)]
+pub struct Device(Opaque<sys::mdev_device>);
+
+impl Device {
+    fn as_raw(&self) -> *mut sys::mdev_device {
+        self.0.get()
+    }
+
+    /// # Safety
+    /// `ptr` must point to a live `mdev_device` for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut sys::mdev_device) -> &'a Self {
+        // SAFETY: `Device` is a transparent wrapper.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The UUID written to `create`.
+    pub fn uuid(&self) -> [u8; 16] {
+        // SAFETY: set before the device is added, never changed.
+        unsafe { (*self.as_raw()).uuid.b }
+    }
+
+    /// The mdev's `struct device`, bound to our driver while probe/remove run.
+    pub fn as_bound(&self) -> &device::Device<device::Bound> {
+        // SAFETY: `dev` is embedded in the live mdev; probe and remove run with it bound.
+        unsafe { device::Device::from_raw(&raw mut (*self.as_raw()).dev) }
+    }
+}
+
+/// One mdev type (a directory under `mdev_supported_types/`) carrying driver data `D`.
+/// The core embeds a kobject, so a type never moves while its parent is registered.
+#[repr(C)]
+pub struct Type<D> {
+    raw: Opaque<sys::mdev_type>,
+    data: D,
+}
+
+impl<D> Type<D> {
+    /// # Safety
+    /// `ptr` must be the `mdev_type` of a live `Type<D>`.
+    unsafe fn from_raw<'a>(ptr: *mut sys::mdev_type) -> &'a Self {
+        // SAFETY: per the safety requirements.
+        unsafe { &*kernel::container_of!(Opaque::cast_from(ptr), Self, raw) }
+    }
+
+    /// The driver's data for this type.
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+}
+
+/// A type to offer: directory `<parent driver>-<sysfs_name>`, `name` shows `pretty_name`.
+pub struct TypeDesc<D> {
+    /// Directory name suffix.
+    pub sysfs_name: &'static CStr,
+    /// Human-readable name.
+    pub pretty_name: &'static CStr,
+    /// Driver data.
+    pub data: D,
+}
+
+/// An mdev vendor driver.
+pub trait Driver: Sized + 'static {
+    /// Per parent (the physical device).
+    type ParentData: Send + Sync;
+    /// Per type.
+    type TypeData: Send + Sync;
+    /// Per mdev, from probe to remove.
+    type Data: Send + Sync;
+
+    /// `device_api` in sysfs, e.g. `c"vfio-pci"`.
+    const DEVICE_API: &'static CStr;
+    /// Attribute groups created on every bound mdev; their callbacks get `&Self::Data`.
+    const DEV_GROUPS: Option<&'static sysfs::GroupList<2>> = None;
+
+    /// A new mdev of `mtype` on `parent` (runs under the mdev's device lock).
+    fn probe(mdev: &Device, parent: &Self::ParentData, mtype: &Type<Self::TypeData>) -> Result<Pin<KBox<Self::Data>>>;
+    /// The mdev goes away; `data` is what probe returned.
+    fn remove(mdev: &Device, data: Pin<KBox<Self::Data>>);
+    /// `available_instances` of `mtype`.
+    fn available(parent: &Self::ParentData, mtype: &Type<Self::TypeData>) -> u32;
+    /// `description` of `mtype`.
+    fn describe(parent: &Self::ParentData, mtype: &Type<Self::TypeData>, f: &mut Formatter<'_>) -> Result;
+}
+
+/// Where a registered driver can be found by code that registers parents later.
+pub struct DriverSlot(AtomicPtr<sys::mdev_driver>);
+
+impl DriverSlot {
+    /// An empty slot, for a `static`.
+    pub const fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+}
+
+/// A registered `struct mdev_driver`, unregistered on drop.
+///
+/// Every [`Parent`] using it must be dropped first (the module drops its PCI driver, which
+/// owns the parents, before this registration).
+#[pin_data(PinnedDrop)]
+pub struct DriverRegistration<T: Driver> {
+    #[pin]
+    raw: Opaque<sys::mdev_driver>,
+    slot: &'static DriverSlot,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: registration state is only touched at registration and in drop.
+unsafe impl<T: Driver> Send for DriverRegistration<T> {}
+// SAFETY: `&Self` exposes nothing mutable.
+unsafe impl<T: Driver> Sync for DriverRegistration<T> {}
+
+impl<T: Driver> DriverRegistration<T> {
+    /// Registers the driver as `name` and publishes it in `slot`.
+    pub fn new(name: &'static CStr, module: &'static ThisModule, slot: &'static DriverSlot) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            raw <- Opaque::try_ffi_init(|p: *mut sys::mdev_driver| {
+                // SAFETY: `p` is valid for writes and stays pinned until `PinnedDrop`.
+                unsafe {
+                    p.write(pin_init::zeroed());
+                    (*p).device_api = T::DEVICE_API.as_char_ptr();
+                    (*p).probe = Some(Self::probe_cb);
+                    (*p).remove = Some(Self::remove_cb);
+                    (*p).get_available = Some(Self::get_available_cb);
+                    (*p).show_description = Some(Self::show_description_cb);
+                    (*p).driver.name = name.as_char_ptr();
+                    (*p).driver.mod_name = name.as_char_ptr();
+                    // VFIO takes a module reference while a device fd is open.
+                    (*p).driver.owner = module.as_ptr();
+                    // Unbinding an mdev by hand would leave it driverless for good.
+                    (*p).driver.suppress_bind_attrs = true;
+                    if let Some(g) = T::DEV_GROUPS {
+                        (*p).driver.dev_groups = g.as_ptr();
+                    }
+                    to_result(sys::mdev_register_driver(p))?;
+                }
+                slot.0.store(p, Ordering::Release);
+                Ok::<(), Error>(())
+            }),
+            slot,
+            _p: PhantomData,
+        })
+    }
+
+    unsafe extern "C" fn probe_cb(mdev: *mut sys::mdev_device) -> ffi::c_int {
+        // SAFETY: the bus probes a live device under its device lock.
+        let dev = unsafe { Device::from_raw(mdev) };
+        // SAFETY: probe runs while the type's parent is registered (mdev_device_create() holds
+        // `unreg_sem`); `type_` was set by the core.
+        let (parent, mtype) = unsafe { Parent::<T>::from_type((*mdev).type_) };
+        from_result(|| {
+            let data = T::probe(dev, &parent.data, mtype)?;
+            let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
+            // SAFETY: the pointer comes back in `remove_cb` exactly once.
+            unsafe { sys::dev_set_drvdata(raw_dev, data.into_foreign().cast()) };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn remove_cb(mdev: *mut sys::mdev_device) {
+        // SAFETY: remove follows a successful probe on the same live device.
+        let dev = unsafe { Device::from_raw(mdev) };
+        let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
+        // SAFETY: `dev_groups` files are gone before remove runs, so nobody borrows the data;
+        // the pointer came from `into_foreign()` in `probe_cb`.
+        let data = unsafe {
+            let p = sys::dev_get_drvdata(raw_dev);
+            sys::dev_set_drvdata(raw_dev, core::ptr::null_mut());
+            <Pin<KBox<T::Data>> as ForeignOwnable>::from_foreign(p.cast())
+        };
+        T::remove(dev, data);
+    }
+
+    unsafe extern "C" fn get_available_cb(mtype: *mut sys::mdev_type) -> ffi::c_uint {
+        // SAFETY: a type's sysfs files exist only while its parent is registered.
+        let (parent, t) = unsafe { Parent::<T>::from_type(mtype) };
+        T::available(&parent.data, t)
+    }
+
+    unsafe extern "C" fn show_description_cb(mtype: *mut sys::mdev_type, buf: *mut ffi::c_char) -> isize {
+        // SAFETY: as in `get_available_cb`; sysfs buffers are PAGE_SIZE bytes.
+        let (parent, t, buf) = unsafe {
+            let (p, t) = Parent::<T>::from_type(mtype);
+            (p, t, core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE))
+        };
+        let mut f = Formatter::new(buf);
+        match T::describe(&parent.data, t, &mut f) {
+            Ok(()) => f.bytes_written() as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for DriverRegistration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        self.slot.0.store(core::ptr::null_mut(), Ordering::Release);
+        // SAFETY: registered in `new`.
+        unsafe { sys::mdev_unregister_driver(self.raw.get()) };
+    }
+}
+
+/// Attribute target for mdev `dev_groups`: callbacks get the driver's per-mdev data.
+pub struct MdevData<T: Driver>(PhantomData<T>);
+
+impl<T: Driver> sysfs::AttrTarget for MdevData<T> {
+    type Data<'a> = &'a T::Data;
+    unsafe fn data<'a>(dev: *mut sys::device) -> Option<&'a T::Data> {
+        // SAFETY: `dev_groups` files exist only between a successful probe (drvdata set) and
+        // remove (files removed first, callbacks drained), so a non-null drvdata is our data.
+        let p = unsafe { sys::dev_get_drvdata(dev) };
+        // SAFETY: see above; the data outlives the callback.
+        (!p.is_null()).then(|| unsafe { &*p.cast::<T::Data>() })
+    }
+}
+
+/// A registered `struct mdev_parent`: `dev` offers the types; dropping it removes every mdev
+/// of this parent (their `remove` runs) and the `mdev_supported_types` tree.
+#[repr(C)]
+pub struct Parent<T: Driver> {
+    raw: Opaque<sys::mdev_parent>,
+    registered: bool,
+    types: KVec<KBox<Type<T::TypeData>>>,
+    type_ptrs: KVec<*mut sys::mdev_type>,
+    data: T::ParentData,
+    dev: ARef<device::Device>,
+}
+
+// SAFETY: the raw pointers point into memory `self` owns.
+unsafe impl<T: Driver> Send for Parent<T> {}
+// SAFETY: `&Parent` only gives out `&T::ParentData` (Sync) and the types.
+unsafe impl<T: Driver> Sync for Parent<T> {}
+
+impl<T: Driver> Parent<T> {
+    /// Registers `dev` as a parent of the driver in `slot`, offering `types`.
+    pub fn register(
+        dev: &device::Device<device::Bound>,
+        slot: &'static DriverSlot,
+        types: KVec<TypeDesc<T::TypeData>>,
+        data: T::ParentData,
+    ) -> Result<Pin<KBox<Self>>> {
+        let driver = slot.0.load(Ordering::Acquire);
+        if driver.is_null() {
+            return Err(ENODEV);
+        }
+        let mut boxed = KVec::with_capacity(types.len(), GFP_KERNEL)?;
+        let mut ptrs = KVec::with_capacity(types.len(), GFP_KERNEL)?;
+        for d in types {
+            let mut raw: sys::mdev_type = pin_init::zeroed();
+            raw.sysfs_name = d.sysfs_name.as_char_ptr();
+            raw.pretty_name = d.pretty_name.as_char_ptr();
+            let t = KBox::new(Type { raw: Opaque::new(raw), data: d.data }, GFP_KERNEL)?;
+            ptrs.push(t.raw.get(), GFP_KERNEL)?;
+            boxed.push(t, GFP_KERNEL)?;
+        }
+        let plain: &device::Device = dev;
+        let mut this = KBox::pin(
+            Self { raw: Opaque::uninit(), registered: false, types: boxed, type_ptrs: ptrs, data, dev: plain.into() },
+            GFP_KERNEL,
+        )?;
+        let dev_raw = core::ptr::from_ref(plain).cast_mut().cast::<sys::device>();
+        // SAFETY: `this` is pinned and owns the types; `dev` is referenced by `this.dev`; the
+        // driver stays registered longer than any parent (see `DriverRegistration`).
+        to_result(unsafe {
+            sys::mdev_register_parent(
+                this.raw.get(),
+                dev_raw,
+                driver,
+                this.type_ptrs.as_ptr().cast_mut(),
+                this.type_ptrs.len() as u32,
+            )
+        })?;
+        // SAFETY: only a plain field is changed; nothing moves out of the pin.
+        unsafe { this.as_mut().get_unchecked_mut().registered = true };
+        Ok(this)
+    }
+
+    /// The driver's parent data.
+    pub fn data(&self) -> &T::ParentData {
+        &self.data
+    }
+
+    /// # Safety
+    /// `mtype` must belong to a live, registered `Parent<T>`.
+    unsafe fn from_type<'a>(mtype: *mut sys::mdev_type) -> (&'a Self, &'a Type<T::TypeData>) {
+        // SAFETY: per the safety requirements; `mtype->parent` was set by the core.
+        unsafe {
+            let p = (*mtype).parent;
+            (&*kernel::container_of!(Opaque::cast_from(p), Self, raw), Type::from_raw(mtype))
+        }
+    }
+}
+
+impl<T: Driver> Drop for Parent<T> {
+    fn drop(&mut self) {
+        if self.registered {
+            // SAFETY: registered in `register`; removes every child mdev synchronously.
+            unsafe { sys::mdev_unregister_parent(self.raw.get()) };
+        }
+    }
+}
