@@ -8,7 +8,7 @@ use gpuvm_uapi::gf100::{class, compute, copy, m2mf, pfifo, pgraph};
 use crate::bus::PhysAddr;
 use crate::counters::Counters;
 use crate::kernels;
-use crate::pfifo::{ChanCtx, ExecError, Flow, Loc};
+use crate::pfifo::{ChanCtx, ExecError, Flow, Loc, ENGINE_CE0, ENGINE_CE1, ENGINE_GR};
 
 pub(crate) enum Object {
     M2mf(Box<M2mf>),
@@ -155,6 +155,7 @@ impl M2mf {
         if launch & m2mf::LAUNCH_SRC_PITCH == 0 {
             return Err(unsupported());
         }
+        let _gr = ctx.engine(ENGINE_GR);
         let started = Instant::now();
         let src = addr40(self.in_hi, self.in_lo);
         let unit = pfifo::FAULT_UNIT_PGRAPH;
@@ -180,6 +181,7 @@ impl M2mf {
         let Some(up) = self.inline.as_mut() else {
             return Err(illegal());
         };
+        let _gr = ctx.engine(ENGINE_GR);
         let n = (up.line_length - up.col).min(4);
         let va = up
             .dst
@@ -306,6 +308,11 @@ impl Copy {
             } else {
                 1
             };
+            let _ce = ctx.engine(if self.unit == pfifo::FAULT_UNIT_PCOPY0 {
+                ENGINE_CE0
+            } else {
+                ENGINE_CE1
+            });
             let started = Instant::now();
             let res = (0..lines).try_for_each(|line| {
                 let d = dst.offset(line * self.pitch_out as u64);
@@ -462,13 +469,15 @@ impl Compute {
                 }
             }
             compute::LAUNCH => {
+                let _gr = ctx.engine(ENGINE_GR);
+                // Counted when the grid starts (observers can tell a running kernel).
+                Counters::inc(&ctx.gpu.counters.kernels_launched);
                 let started = Instant::now();
                 let res = kernels::launch(ctx, self);
                 Counters::add(
                     &ctx.gpu.counters.busy_ns_pgraph,
                     started.elapsed().as_nanos() as u64,
                 );
-                Counters::inc(&ctx.gpu.counters.kernels_launched);
                 res?;
             }
             _ => return Err(illegal()),

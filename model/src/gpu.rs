@@ -38,6 +38,10 @@ pub struct ModelConfig {
     pub vram_bytes: u64,
     /// How long PFIFO runs one channel before switching to the next runnable one.
     pub timeslice: Duration,
+    /// PBDMA worker threads: how many channels execute at once (each engine still serves
+    /// one channel at a time). GF100 has 3 PBDMAs; the default is 2 (one per host core
+    /// of the target machine); at most 3.
+    pub pbdma_threads: usize,
 }
 
 impl Default for ModelConfig {
@@ -45,6 +49,7 @@ impl Default for ModelConfig {
         ModelConfig {
             vram_bytes: 1 << 30,
             timeslice: Duration::from_millis(2),
+            pbdma_threads: 2,
         }
     }
 }
@@ -147,10 +152,18 @@ pub(crate) struct PfifoRegs {
     pub chan_gen: [u64; pfifo::CHANNELS as usize],
     /// Status bits PFIFO maintains (LOADED, ACQUIRE_PENDING, PENDING).
     pub chan_status: [u32; pfifo::CHANNELS as usize],
-    /// Doorbells not yet seen by the PFIFO thread (bit = chid).
+    /// Doorbells not yet taken by a PBDMA worker (bit = chid).
     pub doorbells: u128,
-    /// The channel PFIFO is executing right now.
-    pub running: Option<u32>,
+    /// Channels a PBDMA worker is executing right now.
+    pub running: u128,
+    /// Channels with work (a doorbell was taken and they have not gone idle since).
+    pub active: u128,
+    /// Channels blocked on a semaphore acquire (retried after progress elsewhere).
+    pub stalled: u128,
+    /// Round-robin position in the runlist.
+    pub next: usize,
+    /// Channels stopped by an error until their CHAN word is written again.
+    pub faulted: u128,
 }
 
 impl Default for PfifoRegs {
@@ -181,7 +194,11 @@ impl Default for PfifoRegs {
             chan_gen: [0; 128],
             chan_status: [0; 128],
             doorbells: 0,
-            running: None,
+            running: 0,
+            active: 0,
+            stalled: 0,
+            next: 0,
+            faulted: 0,
         }
     }
 }
@@ -320,7 +337,7 @@ fn unit_enable_bit(off: u32) -> Option<u32> {
     }
 }
 
-/// Shared state of one GPU; the PFIFO thread holds an `Arc` of it.
+/// Shared state of one GPU; each PBDMA worker thread holds an `Arc` of it.
 pub(crate) struct Inner {
     pub cfg: ModelConfig,
     pub bus: PhysBus,
@@ -329,6 +346,8 @@ pub(crate) struct Inner {
     pub work: Condvar,
     pub tlb: Mutex<Tlb>,
     pub config: Mutex<ConfigSpace>,
+    /// Held while an engine executes work: PGRAPH (M2MF, compute), PCOPY0, PCOPY1.
+    pub engines: [Mutex<()>; 3],
     irq: IrqLine,
     pub counters: Counters,
     start: Instant,
@@ -376,7 +395,7 @@ impl Inner {
         }
     }
 
-    /// Polls the PTIMER alarm (called periodically by the PFIFO thread).
+    /// Polls the PTIMER alarm (called periodically by the PBDMA workers).
     pub fn poll_alarm(&self, r: &mut Regs) -> bool {
         self.check_alarm(r);
         r.pt_alarm_armed
@@ -654,7 +673,7 @@ impl Inner {
             pfifo::ENG_FAULT => p.eng_fault,
             pfifo::ENG_FREEZE => p.eng_freeze,
             pfifo::KICK => {
-                if p.running == Some(p.kick) {
+                if p.running & 1u128 << p.kick != 0 {
                     p.kick | pfifo::KICK_PENDING
                 } else {
                     p.kick
@@ -662,7 +681,7 @@ impl Inner {
             }
             o if (pfifo::eng_state(0)..pfifo::eng_state(6)).contains(&o) => {
                 match (o - pfifo::eng_state(0)) / 4 {
-                    0 => p.running.map_or(0, |c| 1 << 31 | c),
+                    0 if p.running != 0 => 1 << 31 | p.running.trailing_zeros(),
                     _ => 0,
                 }
             }
@@ -921,6 +940,10 @@ impl Inner {
         r.pfifo.chan_inst[chid] = v;
         r.pfifo.chan_gen[chid] += 1;
         r.pfifo.chan_status[chid] = 0;
+        let others = !(1u128 << chid);
+        r.pfifo.active &= others;
+        r.pfifo.stalled &= others;
+        r.pfifo.faulted &= others;
         if v & pfifo::CHAN_INST_VALID != 0 {
             if (v >> pfifo::CHAN_INST_TARGET_SHIFT) & 3 != gpuvm_uapi::gf100::target::VRAM {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
@@ -1011,7 +1034,7 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    /// Creates the GPU (VRAM zero-filled) and starts its engine thread.
+    /// Creates the GPU (VRAM zero-filled) and starts its PBDMA/engine threads.
     pub fn new(cfg: ModelConfig) -> std::io::Result<Arc<Gpu>> {
         if cfg.vram_bytes == 0
             || !cfg.vram_bytes.is_multiple_of(1 << 20)
@@ -1031,6 +1054,7 @@ impl Gpu {
             work: Condvar::new(),
             tlb: Mutex::new(Tlb::default()),
             config: Mutex::new(ConfigSpace::new()),
+            engines: Default::default(),
             irq: IrqLine::default(),
             counters: Counters::default(),
             start: Instant::now(),
@@ -1038,13 +1062,23 @@ impl Gpu {
         });
         // In-process users have no config-space setup step: start with bus mastering on.
         inner.bus.set_bus_master(true);
-        let worker = inner.clone();
-        let pfifo = std::thread::Builder::new()
-            .name("gf100-pfifo".into())
-            .spawn(move || crate::pfifo::run(worker))?;
+        let channels = Arc::new(crate::pfifo::Channels::new());
+        let mut threads = Vec::new();
+        for i in 0..inner
+            .cfg
+            .pbdma_threads
+            .clamp(1, pfifo::PBDMA_COUNT as usize)
+        {
+            let (worker, channels) = (inner.clone(), channels.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("gf100-pbdma{i}"))
+                    .spawn(move || crate::pfifo::run(worker, channels))?,
+            );
+        }
         Ok(Arc::new(Gpu {
             inner,
-            threads: Mutex::new(vec![pfifo]),
+            threads: Mutex::new(threads),
             stopped: AtomicBool::new(false),
         }))
     }
@@ -1276,7 +1310,7 @@ impl Gpu {
         self.inner.work.notify_all();
     }
 
-    /// Stops the engine thread (idempotent). Further register accesses still work but no
+    /// Stops the engine threads (idempotent). Further register accesses still work but no
     /// channel executes.
     pub fn shutdown(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {

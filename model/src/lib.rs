@@ -22,7 +22,7 @@
 //! gpu.shutdown(); // also on drop
 //! ```
 //!
-//! - [`Gpu::new`] creates VRAM (memfd, sparse, zero) and starts the PFIFO/engine thread.
+//! - [`Gpu::new`] creates VRAM (memfd, sparse, zero) and starts the PBDMA/engine threads.
 //! - [`Gpu::bar_read32`]/[`Gpu::bar_write32`]/[`Gpu::bar_read`]/[`Gpu::bar_write`]: BAR0
 //!   registers (32-bit), BAR1/BAR3 windows (any size, translated through the BAR VMs).
 //! - [`Gpu::config_read`]/[`Gpu::config_write`]: PCI config space (BAR sizing, MSI).
@@ -44,8 +44,9 @@
 //!   `bar0_unknown`); registers of a unit disabled in PMC_ENABLE read `0xbad0da00`; failed
 //!   BAR1/BAR3/PRAMIN reads return `0xbad0ac00` and raise a VM fault. Interrupt enables reset
 //!   to 0; PMC_ENABLE resets to 0.
-//! - Engines (M2MF, copy, compute) execute on the PFIFO thread, asynchronously to MMIO; PFIFO
-//!   time-slices channels round-robin (`ModelConfig::timeslice`).
+//! - Engines (M2MF, copy, compute) execute on PBDMA worker threads (`pbdma_threads`),
+//!   asynchronously to MMIO; each engine serves one channel at a time, different engines run
+//!   in parallel; PFIFO time-slices channels round-robin (`ModelConfig::timeslice`).
 //! - The other uncertainty choices are documented in `uapi/gf100.rs` ("Choice") and in the
 //!   module docs of [`mmu`] and `pfifo`.
 

@@ -1,10 +1,13 @@
-//! PFIFO: the scheduler thread, GPFIFO fetch, pushbuffer decoding and the host class (0x906f).
+//! PFIFO: the PBDMA worker threads, GPFIFO fetch, pushbuffer decoding and the host class
+//! (0x906f).
 //!
-//! One thread executes every channel: it picks runnable channels from the committed runlist
-//! round-robin, runs each for at most one timeslice (or until it idles or blocks on a
-//! semaphore acquire), and executes engine work (M2MF, copy, compute) inline. Engines thus run
-//! asynchronously to MMIO, and a long kernel delays other channels as on real Fermi (which
-//! cannot preempt a running grid either).
+//! `ModelConfig::pbdma_threads` workers (default 2) share the committed runlist: each picks
+//! the next runnable channel with work round-robin, runs it for at most one timeslice (or
+//! until it idles or blocks on a semaphore acquire), and executes its engine work (M2MF,
+//! copy, compute) itself while holding that engine's lock. So engines run asynchronously to
+//! MMIO, a copy on one channel overlaps a kernel on another (PGRAPH and PCOPY are separate
+//! engines), each engine serves one channel at a time, and a long kernel is not preempted
+//! (as on Fermi).
 //!
 //! Channel life cycle (model choices, see uapi/gf100.rs): writing CHAN_TABLE[c].CHAN drops
 //! any state PFIFO had for c; on its first timeslice PFIFO loads RAMFC (USERD address,
@@ -14,7 +17,7 @@
 //! from USERD and executes entries until GP_GET == GP_PUT, writing GP_GET back after each
 //! entry. Any channel error stops the channel until its CHAN word is written again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gpuvm_uapi::gf100::{class, gpfifo, host, mmu, pfifo, pgraph, pushbuf, ramfc, report, userd};
@@ -69,6 +72,11 @@ impl Loc {
     }
 }
 
+/// Indices of `Inner::engines`.
+pub(crate) const ENGINE_GR: usize = 0;
+pub(crate) const ENGINE_CE0: usize = 1;
+pub(crate) const ENGINE_CE1: usize = 2;
+
 /// What an engine needs to touch memory on behalf of a channel.
 pub(crate) struct ChanCtx<'a> {
     pub gpu: &'a Inner,
@@ -78,6 +86,13 @@ pub(crate) struct ChanCtx<'a> {
 }
 
 impl ChanCtx<'_> {
+    /// Exclusive use of an engine (`ENGINE_*`) while it executes work for this channel.
+    pub fn engine(&self, engine: usize) -> std::sync::MutexGuard<'_, ()> {
+        self.gpu.engines[engine]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn time_ns(&self) -> u64 {
         let r = self.gpu.lock_regs();
         self.gpu.time_ns(&r)
@@ -221,14 +236,13 @@ struct Loaded {
     gp_get: u32,
 }
 
+/// PFIFO's execution state of one channel (its scheduling state lives in `PfifoRegs`).
 #[derive(Default)]
 struct Channel {
+    /// The CHAN-word generation and PFIFO epoch this state belongs to.
     gen: u64,
+    epoch: u64,
     loaded: Option<Loaded>,
-    faulted: bool,
-    /// Saw a doorbell (or has unfinished work): worth scheduling.
-    active: bool,
-    stalled: bool,
     seg: Option<Segment>,
     pending: Option<Pending>,
     subch: [Option<Object>; 8],
@@ -238,12 +252,18 @@ struct Channel {
     mem_op_a: u32,
 }
 
-impl Channel {
-    fn reset(&mut self, gen: u64) {
-        *self = Channel {
-            gen,
-            ..Channel::default()
-        };
+/// Every channel's execution state, shared by the PBDMA workers. A worker locks a channel
+/// only after marking it running (under the register lock), so the locks never contend;
+/// lock order is channel -> engine -> registers.
+pub(crate) struct Channels(Vec<Mutex<Channel>>);
+
+impl Channels {
+    pub fn new() -> Channels {
+        Channels(
+            (0..pfifo::CHANNELS)
+                .map(|_| Mutex::new(Channel::default()))
+                .collect(),
+        )
     }
 }
 
@@ -258,15 +278,14 @@ enum SliceEnd {
 struct Pick {
     chid: u32,
     chan_inst: u32,
+    chan_gen: u64,
+    epoch: u64,
     vm_gen: u64,
     big_shift: u32,
 }
 
-/// The PFIFO thread.
-pub(crate) fn run(gpu: Arc<Inner>) {
-    let mut chans: Vec<Channel> = (0..pfifo::CHANNELS).map(|_| Channel::default()).collect();
-    let mut epoch = 0u64;
-    let mut next = 0usize;
+/// One PBDMA worker thread: picks a runnable channel, runs its timeslice, repeats.
+pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
     loop {
         let pick = {
             let mut r = gpu.lock_regs();
@@ -274,73 +293,82 @@ pub(crate) fn run(gpu: Arc<Inner>) {
                 if r.shutdown {
                     return;
                 }
-                if r.pfifo_epoch != epoch {
-                    epoch = r.pfifo_epoch;
-                    for c in chans.iter_mut() {
-                        c.reset(0);
-                    }
-                }
                 let alarm_armed = gpu.poll_alarm(&mut r);
-                take_doorbells(&mut r, &mut chans);
-                if let Some(p) = choose(&mut r, &mut chans, &mut next) {
+                if let Some(p) = choose(&mut r) {
                     break p;
                 }
                 // Idle, or only blocked channels: wait for news (poll acquires and the alarm).
-                let blocked = chans.iter().any(|c| c.active && c.stalled && !c.faulted);
+                let p = &r.pfifo;
+                let blocked = p.active & p.stalled & !p.faulted != 0;
                 let wait = if blocked || alarm_armed {
                     Duration::from_micros(200)
                 } else {
                     Duration::from_millis(100)
                 };
-                let (g, _) = gpu
+                let (g, timeout) = gpu
                     .work
                     .wait_timeout(r, wait)
                     .unwrap_or_else(|e| e.into_inner());
                 r = g;
-                for c in chans.iter_mut() {
-                    c.stalled = false;
+                if timeout.timed_out() {
+                    r.pfifo.stalled = 0;
                 }
             }
         };
+        let bit = 1u128 << pick.chid;
         let started = Instant::now();
-        let ch = &mut chans[pick.chid as usize];
+        let mut guard = channels.0[pick.chid as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let ch = &mut *guard;
+        if ch.gen != pick.chan_gen || ch.epoch != pick.epoch {
+            *ch = Channel {
+                gen: pick.chan_gen,
+                epoch: pick.epoch,
+                ..Channel::default()
+            };
+        }
         let end = run_slice(&gpu, ch, &pick, started + gpu.cfg.timeslice);
         Counters::add(
             &gpu.counters.busy_ns_pfifo,
             started.elapsed().as_nanos() as u64,
         );
-        // Another channel may have released what a blocked one waits for: retry them.
-        let progressed = !matches!(end, SliceEnd::Stalled);
-        for (chid, c) in chans.iter_mut().enumerate() {
-            if progressed && chid != pick.chid as usize {
-                c.stalled = false;
-            }
-        }
-        let ch = &mut chans[pick.chid as usize];
         let mut r = gpu.lock_regs();
-        r.pfifo.running = None;
-        let status = &mut r.pfifo.chan_status[pick.chid as usize];
-        *status = if ch.loaded.is_some() {
+        r.pfifo.running &= !bit;
+        if r.pfifo.chan_gen[pick.chid as usize] != pick.chan_gen || r.pfifo_epoch != pick.epoch {
+            // Rebound or reset while running: the outcome belongs to the old binding.
+            gpu.work.notify_all();
+            continue;
+        }
+        let p = &mut r.pfifo;
+        let mut status = if ch.loaded.is_some() {
             pfifo::CHAN_STATE_LOADED
         } else {
             0
         };
+        if !matches!(end, SliceEnd::Stalled) {
+            // Progress here may have released what blocked channels wait for.
+            p.stalled = 0;
+        }
         match end {
-            SliceEnd::Idle => ch.active = false,
+            SliceEnd::Idle => p.active &= !bit,
             SliceEnd::Stalled => {
-                ch.stalled = true;
-                *status |= pfifo::CHAN_STATE_ACQUIRE_PENDING | pfifo::CHAN_STATE_PENDING;
+                p.stalled |= bit;
+                status |= pfifo::CHAN_STATE_ACQUIRE_PENDING | pfifo::CHAN_STATE_PENDING;
             }
-            SliceEnd::Budget => *status |= pfifo::CHAN_STATE_PENDING,
-            SliceEnd::Stopped(err, method, subch, data) => {
-                ch.faulted = true;
-                ch.active = false;
-                let inst = ch
-                    .loaded
-                    .map(|l| l.inst)
-                    .or_else(|| chan_inst_pa(pick.chan_inst));
-                report_error(&gpu, &mut r, pick.chid, inst, err, method, subch, data);
+            SliceEnd::Budget => status |= pfifo::CHAN_STATE_PENDING,
+            SliceEnd::Stopped(..) => {
+                p.faulted |= bit;
+                p.active &= !bit;
             }
+        }
+        p.chan_status[pick.chid as usize] = status;
+        if let SliceEnd::Stopped(err, method, subch, data) = end {
+            let inst = ch
+                .loaded
+                .map(|l| l.inst)
+                .or_else(|| chan_inst_pa(pick.chan_inst));
+            report_error(&gpu, &mut r, pick.chid, inst, err, method, subch, data);
         }
         gpu.work.notify_all();
     }
@@ -353,45 +381,41 @@ fn chan_inst_pa(word: u32) -> Option<PhysAddr> {
     )
 }
 
-fn take_doorbells(r: &mut Regs, chans: &mut [Channel]) {
-    let bells = std::mem::take(&mut r.pfifo.doorbells);
-    for (chid, c) in chans.iter_mut().enumerate() {
-        if r.pfifo.chan_gen[chid] != c.gen {
-            c.reset(r.pfifo.chan_gen[chid]);
-        }
-        if bells & (1u128 << chid) != 0 {
-            c.active = true;
-            c.stalled = false;
-        }
-    }
-}
-
-/// Next runnable channel with work after `next` in runlist order.
-fn choose(r: &mut Regs, chans: &mut [Channel], next: &mut usize) -> Option<Pick> {
+/// Next runnable channel with work, round-robin in runlist order; marks it running.
+/// Doorbells of channels that are not running become "active" here (a running channel keeps
+/// its doorbell pending so that going idle at the end of its slice cannot lose it).
+fn choose(r: &mut Regs) -> Option<Pick> {
     if !r.pfifo_running() || r.pfifo.runlist.is_empty() {
         return None;
     }
-    let n = r.pfifo.runlist.len();
+    let (epoch, vm_gen, big_shift) = (r.pfifo_epoch, r.vm_gen, r.big_page_shift());
+    let p = &mut r.pfifo;
+    let taken = p.doorbells & !p.running;
+    p.doorbells &= !taken;
+    p.active |= taken;
+    p.stalled &= !taken;
+    let eligible = p.active & !p.stalled & !p.faulted & !p.running;
+    let n = p.runlist.len();
     for i in 0..n {
-        let idx = (*next + i) % n;
-        let chid = r.pfifo.runlist[idx];
-        let c = &chans[chid as usize];
-        let word = r.pfifo.chan_inst[chid as usize];
-        if word & pfifo::CHAN_INST_VALID == 0
-            || r.pfifo.chan_state[chid as usize] & pfifo::CHAN_STATE_RUNNABLE == 0
-            || c.faulted
-            || !c.active
-            || c.stalled
+        let idx = (p.next + i) % n;
+        let chid = p.runlist[idx];
+        let bit = 1u128 << chid;
+        if eligible & bit == 0
+            || p.chan_inst[chid as usize] & pfifo::CHAN_INST_VALID == 0
+            || p.chan_state[chid as usize] & pfifo::CHAN_STATE_RUNNABLE == 0
         {
             continue;
         }
-        *next = (idx + 1) % n;
-        r.pfifo.running = Some(chid);
+        p.next = (idx + 1) % n;
+        p.running |= bit;
+        let (chan_inst, chan_gen) = (p.chan_inst[chid as usize], p.chan_gen[chid as usize]);
         return Some(Pick {
             chid,
-            chan_inst: word,
-            vm_gen: r.vm_gen,
-            big_shift: r.big_page_shift(),
+            chan_inst,
+            chan_gen,
+            epoch,
+            vm_gen,
+            big_shift,
         });
     }
     None

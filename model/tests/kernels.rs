@@ -579,3 +579,82 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
     assert_eq!(g.rig.r32(dst.pa + 0xffc), 7);
     assert_ne!(g.ch.gp_get(&g.rig), g.ch.put);
 }
+
+#[test]
+fn copy_engine_runs_while_a_kernel_occupies_pgraph() {
+    let mut g = Gpu::new();
+    let n = 128usize;
+    let (ma, mb, mc) = (
+        g.buf((4 * n * n) as u64),
+        g.buf((4 * n * n) as u64),
+        g.buf((4 * n * n) as u64),
+    );
+    g.upload_f32(ma, &rand_f32(n * n, 11, -1.0, 1.0));
+    g.upload_f32(mb, &rand_f32(n * n, 12, -1.0, 1.0));
+    // A second channel with a copy engine and a 4 KiB buffer pair.
+    let mut other = g.rig.channel(3);
+    let src = other.vm.buffer(&g.rig, 0x3000_0000, 0x1000);
+    let dst = other.vm.buffer(&g.rig, 0x3100_0000, 0x1000);
+    g.rig.flush(other.vm.pd, false);
+    g.rig.w32(src, 0xc0ffee);
+    // Queue the long kernel without waiting for it.
+    let tag = [k::TAG_MAGIC, k::KERNEL_MMUL, k::TAG_ABI_VERSION, 0];
+    for (i, w) in tag.iter().enumerate() {
+        g.rig.w32(g.code_pa + CODE_START as u64 + 4 * i as u64, *w);
+    }
+    let mut cb = vec![0u32; 8];
+    cb.extend(
+        [
+            ptr(ma).as_slice(),
+            &ptr(mb),
+            &ptr(mc),
+            &[n as u32, n as u32, n as u32],
+        ]
+        .concat(),
+    );
+    let s = SUBCH;
+    let pb = [
+        incr(s, compute::SET_PROGRAM_REGION_A, &[0, CODE_VA as u32]),
+        incr(s, compute::SET_CTA_PROGRAM_START, &[CODE_START]),
+        incr(
+            s,
+            compute::SET_CONSTANT_BUFFER_SELECTOR_A,
+            &[CB_SIZE, 0, CB_VA as u32],
+        ),
+        incr(s, compute::BIND_CONSTANT_BUFFER, &[compute::BIND_VALID]),
+        incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
+        nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
+        incr(s, compute::SET_CTA_RASTER_SIZE_A, &[8 << 16 | 8, 1]),
+        incr(s, compute::SET_CTA_THREAD_DIMENSION_A, &[16 << 16 | 16, 1]),
+        incr(s, compute::LAUNCH, &[compute::LAUNCH_VALUE]),
+    ]
+    .concat();
+    g.ch.push(&g.rig, &pb);
+    wait_until("kernel started", || {
+        g.rig.gpu.counters().kernels_launched == 1
+    });
+    let copy = [
+        incr(
+            4,
+            0,
+            &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)],
+        ),
+        incr(4, copy::OFFSET_IN_UPPER, &[0, 0x3000_0000, 0, 0x3100_0000]),
+        incr(4, copy::LINE_LENGTH_IN, &[0x1000]),
+        incr(
+            4,
+            copy::LAUNCH_DMA,
+            &[copy::LAUNCH_COPY_PITCH & !copy::LAUNCH_MULTI_LINE],
+        ),
+    ]
+    .concat();
+    other.push(&g.rig, &copy);
+    other.wait(&g.rig);
+    assert_eq!(g.rig.r32(dst), 0xc0ffee);
+    assert_ne!(
+        g.ch.gp_get(&g.rig),
+        g.ch.put,
+        "the copy should finish while the kernel runs"
+    );
+    g.ch.wait(&g.rig);
+}
