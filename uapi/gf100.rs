@@ -7,6 +7,18 @@
 //! Conventions: register offsets are BAR0 byte offsets (`u32`); method numbers are byte
 //! offsets as in NVIDIA's class headers; `*_SHIFT`/`*_MASK` pairs describe a field as
 //! `(value >> SHIFT) & MASK`. This file depends on `core` only and may be included by path.
+//!
+//! **Channel errors (model choice).** Each stops only the offending channel (until its CHAN
+//! word is written again) and raises one interrupt, all visible through PMC INTR:
+//! - MMU fault (pushbuffer/GPFIFO fetch, host semaphore: unit PFIFO; M2MF/compute: PGRAPH;
+//!   copy: PCOPY0/1; CPU BAR1/BAR3 access: BAR1/BAR3, which stops no channel):
+//!   `pfifo::INTR_VM_FAULT`, record at `pfifo::vm_fault_*(unit)`, ack via VM_FAULT_UNITS.
+//! - Unknown host or class method, method on an empty subchannel, bad header opcode, bad
+//!   semaphore, bad GPFIFO control entry, RAMFC signature mismatch: PBDMA 0 interrupt
+//!   (`pfifo::PBDMA_INTR_*`, method/data/chid in the PBDMA registers), `pfifo::INTR_PBDMA`.
+//! - Unknown class (or class on the wrong engine) in SET_OBJECT: `pgraph::INTR_ILLEGAL_CLASS`.
+//! - Invalid compute launch or unsupported M2MF/copy request: `pgraph::INTR_DATA_ERROR` with
+//!   `pgraph::DATA_ERROR_CODE`.
 
 /// PCI identity and BAR geometry (§1).
 pub mod pci {
@@ -814,7 +826,10 @@ pub mod m2mf {
     pub const SET_DST_ORIGIN_Y: u32 = 0x350;
 
     /// LAUNCH_DMA fields. The model implements pitch layouts only (block-linear raises
-    /// PGRAPH DATA_ERROR `DATA_ERROR_UNSUPPORTED`).
+    /// PGRAPH DATA_ERROR `DATA_ERROR_UNSUPPORTED`). Inline uploads: LINE_COUNT lines of
+    /// LINE_LENGTH_IN bytes at OFFSET_OUT + line * PITCH_OUT; every line starts with a fresh
+    /// LOAD_INLINE_DATA word (the unused bytes of a line's last word are dropped), and any
+    /// other method before the upload completes is ILLEGAL_MTHD.
     pub const LAUNCH_SRC_INLINE: u32 = 1 << 0;
     pub const LAUNCH_SRC_PITCH: u32 = 1 << 4;
     pub const LAUNCH_DST_PITCH: u32 = 1 << 8;
