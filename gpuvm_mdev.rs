@@ -33,6 +33,9 @@ mod pci_ids;
 #[path = "shadow/partition.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod partition;
+#[path = "shadow/host_init.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host_init;
 #[path = "shadow/pci_config.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod pci_config;
@@ -194,6 +197,20 @@ kernel::pci_device_table!(
 const TYPE_NAMES: [(&CStr, &CStr); 4] =
     [(c"1", c"gpuvm-1"), (c"2", c"gpuvm-2"), (c"4", c"gpuvm-4"), (c"8", c"gpuvm-8")];
 
+/// The host bring-up runs over the real BAR0.
+struct HostBar0<'a>(&'a pci::Bar<'a, { gf100::pci::BAR0_SIZE as usize }>);
+
+impl host_init::Mmio for HostBar0<'_> {
+    fn rd(&self, off: u32) -> u32 {
+        self.0.try_read32(off as usize).unwrap_or(gf100::bad::NO_REGISTER)
+    }
+    fn wr(&self, off: u32, val: u32) {
+        // Offsets come from uapi/ and the host layout, all inside BAR0; an out-of-range one
+        // would be a bug caught by try_write32's bounds check rather than a stray access.
+        let _ = self.0.try_write32(val, off as usize);
+    }
+}
+
 /// VRAM in bytes from the PFB partition registers (the way nouveau sizes GF100 VRAM).
 fn vram_bytes(bar0: &pci::Bar<'_, { gf100::pci::BAR0_SIZE as usize }>) -> u64 {
     let parts = bar0.read32(pfb::FBP_COUNT as usize).min(pfb::MAX_PARTS);
@@ -230,6 +247,12 @@ impl pci::Driver for GpuvmPciDriver {
             return Err(ENODEV);
         };
         dev_info!(pdev, "GF100 chipset {:#x} (BOOT_0 {:#010x}), VRAM {} MiB\n", chipset, boot0, vram >> 20);
+        let bar3_len = pdev.resource_len(3)?;
+        let host = host_init::bring_up(&HostBar0(&bar0), HOST_VRAM_RESERVED, bar3_len).map_err(|e| {
+            dev_err!(pdev, "host bring-up failed: {:?}\n", e);
+            EIO
+        })?;
+        dev_info!(pdev, "host bring-up done: BAR3 maps {} MiB of host VRAM, {} PBDMAs, PFIFO on\n", host.bar3_mapped >> 20, host.pbdmas);
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {

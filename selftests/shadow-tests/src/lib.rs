@@ -9,3 +9,5 @@ pub mod gf100;
 pub mod partition;
 #[path = "../../../shadow/pci_config.rs"]
 pub mod pci_config;
+#[path = "../../../shadow/host_init.rs"]
+pub mod host_init;

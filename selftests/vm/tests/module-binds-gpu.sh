@@ -4,7 +4,8 @@
 load_gpuvm
 [ "$(driver_of $GPU_HOST)" = gpuvm ] || fail "GPU $GPU_HOST bound to '$(driver_of $GPU_HOST)', not gpuvm"
 [ "$(driver_of $GPU_NATIVE)" != gpuvm ] || fail "gpuvm took the native-baseline GPU"
-dmesg | grep -q "gpuvm $GPU_HOST: GF100 chipset 0xc0" || fail "no 'GF100 chipset 0xc0' line in dmesg"
+dmesg | grep -q "gpuvm $GPU_HOST: GF100 chipset 0xc0" || fail "no GF100 chipset 0xc0 line in dmesg"
+dmesg | grep -q "gpuvm $GPU_HOST: host bring-up done" || fail "host bring-up did not complete"
 dmesg | grep "gpuvm $GPU_HOST"
 echo $GPU_HOST > /sys/bus/pci/drivers/gpuvm/unbind
 [ -z "$(driver_of $GPU_HOST)" ] || fail "unbind left a driver"

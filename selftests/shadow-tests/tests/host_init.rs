@@ -1,0 +1,75 @@
+//! The module's host bring-up, run against the in-process GF100 model: after it, the host's
+//! BAR3 reaches its reserved VRAM one to one and BAR1 reaches the USERD area.
+use gf100_model::{Bar, Gpu, ModelConfig};
+use gpuvm_shadow_tests::gf100::{pbus, pfifo, pmc};
+use gpuvm_shadow_tests::host_init::{bring_up, layout, InitError, Mmio};
+use std::sync::Arc;
+
+struct ModelBar0(Arc<Gpu>);
+
+impl Mmio for ModelBar0 {
+    fn rd(&self, off: u32) -> u32 {
+        self.0.bar_read32(Bar::Bar0, off as u64)
+    }
+    fn wr(&self, off: u32, val: u32) {
+        self.0.bar_write32(Bar::Bar0, off as u64, val)
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn model() -> ModelBar0 {
+    ModelBar0(Gpu::new(ModelConfig { vram_bytes: 256 * MIB, ..ModelConfig::default() }).unwrap())
+}
+
+#[test]
+fn bar3_maps_reserved_vram_one_to_one() {
+    let m = model();
+    let host = bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    assert_eq!(host.bar3_mapped, 64 * MIB);
+    assert!(host.pbdmas >= 1);
+    let vram = m.0.vram().clone();
+    for addr in [layout::FREE, 17 * MIB + 0x1234 * 4, 64 * MIB - 4] {
+        let pattern = 0xa5a5_0000 ^ (addr as u32);
+        m.0.bar_write32(Bar::Bar3, addr, pattern);
+        assert_eq!(vram.read32(addr), Some(pattern), "BAR3 write at {addr:#x} must land in VRAM");
+        vram.write32(addr, !pattern);
+        assert_eq!(m.0.bar_read32(Bar::Bar3, addr), !pattern, "BAR3 read at {addr:#x}");
+    }
+    // Beyond the mapped range BAR3 faults instead of reaching guest VRAM.
+    vram.write32(64 * MIB, 0x1234_5678);
+    assert_ne!(m.0.bar_read32(Bar::Bar3, 64 * MIB), 0x1234_5678);
+    assert_eq!(m.rd(pbus::BAR3_INST), pbus::bar_inst_value(layout::BAR3_INST));
+    assert_eq!(m.rd(pmc::ENABLE), pmc::ENABLE_ALL);
+}
+
+#[test]
+fn bar1_reaches_userd_and_pfifo_polls_it() {
+    let m = model();
+    bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    let vram = m.0.vram().clone();
+    // USERD of channel 5, word 0x40, through BAR1.
+    let off = layout::USERD_BAR1_VA + 5 * 0x1000 + 0x40;
+    m.0.bar_write32(Bar::Bar1, off, 0xdead_beef);
+    assert_eq!(vram.read32(layout::USERD + 5 * 0x1000 + 0x40), Some(0xdead_beef));
+    assert_eq!(m.rd(pfifo::USERD_POLL_BASE) & pfifo::USERD_POLL_ENABLE, pfifo::USERD_POLL_ENABLE);
+    assert_ne!(m.rd(pfifo::CTRL) & pfifo::CTRL_ENABLE, 0);
+}
+
+#[test]
+fn too_little_reserved_vram_is_refused() {
+    let m = model();
+    assert_eq!(bring_up(&m, 256 * 1024, 64 * MIB), Err(InitError::ReservedTooSmall));
+}
+
+/// Register writes are what a trapped BAR0 costs; bring-up must stay cheap.
+#[test]
+fn bring_up_register_traffic_is_bounded() {
+    let m = model();
+    let before = m.0.counters();
+    bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    let after = m.0.counters();
+    let writes = after.bar0_writes - before.bar0_writes;
+    assert!(writes < 4000, "bring-up took {writes} BAR0 writes");
+    assert_eq!(after.bar0_unknown, before.bar0_unknown, "bring-up touched registers the GPU does not have");
+}
