@@ -162,12 +162,26 @@ impl mdev::Driver for VgpuDriver {
 }
 
 /// One physical GF100 owned by this driver. Field order is drop order: sysfs files first,
-/// then the mdev parent (which removes every vGPU), then the shared state and the BAR.
+/// then the mdev parent (which removes every vGPU), then the GPU is quiesced.
 struct GpuvmGpu {
     _attrs: GroupsRegistration,
     _parent: Pin<KBox<mdev::Parent<VgpuDriver>>>,
+    _host: HostGpu,
     shared: Arc<GpuShared>,
-    _bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
+}
+
+/// The host's hold on the GPU's registers; quiesces the GPU when dropped.
+struct HostGpu {
+    bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
+}
+
+impl Drop for HostGpu {
+    fn drop(&mut self) {
+        // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
+        if let Some(bar0) = self.bar0.try_access() {
+            host_init::shut_down(&HostBar0(&bar0));
+        }
+    }
 }
 
 struct GpuvmPciDriver;
@@ -198,9 +212,9 @@ const TYPE_NAMES: [(&CStr, &CStr); 4] =
     [(c"1", c"gpuvm-1"), (c"2", c"gpuvm-2"), (c"4", c"gpuvm-4"), (c"8", c"gpuvm-8")];
 
 /// The host bring-up runs over the real BAR0.
-struct HostBar0<'a>(&'a pci::Bar<'a, { gf100::pci::BAR0_SIZE as usize }>);
+struct HostBar0<'a, 'b>(&'a pci::Bar<'b, { gf100::pci::BAR0_SIZE as usize }>);
 
-impl host_init::Mmio for HostBar0<'_> {
+impl host_init::Mmio for HostBar0<'_, '_> {
     fn rd(&self, off: u32) -> u32 {
         self.0.try_read32(off as usize).unwrap_or(gf100::bad::NO_REGISTER)
     }
@@ -271,7 +285,7 @@ impl pci::Driver for GpuvmPciDriver {
         }
         let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &GPU_GROUPS)?;
-        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, shared, _bar0: bar0.into_devres()? })
+        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: HostGpu { bar0: bar0.into_devres()? }, shared })
     }
 }
 

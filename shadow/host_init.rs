@@ -193,3 +193,14 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     m.wr(pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
     Ok(HostGpu { bar3_mapped, pbdmas })
 }
+
+/// Quiesces the GPU when the host lets go of it: no interrupts, PFIFO off, no doorbells, the
+/// BAR windows back to their reset (direct) mode. Every vGPU must be gone already.
+pub fn shut_down(m: &impl Mmio) {
+    m.wr(pmc::INTR_EN_HOST, 0);
+    m.wr(pfifo::INTR_EN, 0);
+    m.wr(pfifo::USERD_POLL_BASE, 0);
+    m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) & !pfifo::CTRL_ENABLE);
+    m.wr(pbus::BAR1_INST, 0);
+    m.wr(pbus::BAR3_INST, 0);
+}

@@ -73,3 +73,17 @@ fn bring_up_register_traffic_is_bounded() {
     assert!(writes < 4000, "bring-up took {writes} BAR0 writes");
     assert_eq!(after.bar0_unknown, before.bar0_unknown, "bring-up touched registers the GPU does not have");
 }
+
+#[test]
+fn shut_down_quiesces_and_bring_up_works_again() {
+    let m = model();
+    bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    gpuvm_shadow_tests::host_init::shut_down(&m);
+    assert_eq!(m.rd(pmc::INTR_EN_HOST), 0);
+    assert_eq!(m.rd(pfifo::CTRL) & pfifo::CTRL_ENABLE, 0);
+    assert_eq!(m.rd(pbus::BAR3_INST), 0);
+    // rmmod + insmod: a second bring-up on the same GPU must work.
+    bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    m.0.bar_write32(Bar::Bar3, 32 * MIB, 0x600d_f00d);
+    assert_eq!(m.0.vram().read32(32 * MIB), Some(0x600d_f00d));
+}
