@@ -371,6 +371,11 @@ pub mod ramfc {
     pub const USERD_TARGET_MASK: u32 = 0x3;
     pub const USERD_ADDR_MASK: u32 = 0xffff_f000;
     /// Low 16 bits must be 0xface, else the channel faults (PBDMA SIG_MISMATCH).
+    /// GP_GET saved in the channel context. **Choice:** the model loads GP_GET from here when
+    /// it loads the channel and keeps it up to date after every GPFIFO entry, so rebinding the
+    /// same instance block resumes where the channel stopped; a fresh (zeroed) instance block
+    /// starts at entry 0. (Offset from the later-generation RAMFC layout, §8.6.)
+    pub const GP_GET: u32 = 0x14;
     pub const SIGNATURE: u32 = 0x10;
     pub const SIGNATURE_VALUE: u32 = 0x0000_face;
     pub const SIGNATURE_MASK: u32 = 0xffff;

@@ -498,7 +498,7 @@ fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
         userd,
         gp_base: gp_lo as u64 | ((gp_hi & ramfc::GP_BASE_HI_ADDR_MASK) as u64) << 32,
         gp_mask: (1u32 << order) - 1,
-        gp_get: 0,
+        gp_get: rd(ramfc::GP_GET)? & ((1u32 << order) - 1),
     })
 }
 
@@ -508,7 +508,8 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
         match load_channel(gpu, pick.chan_inst) {
             Ok(mut l) => {
                 l.vm_gen = pick.vm_gen;
-                gpu.bus.write32(l.userd.offset(userd::GP_GET as u64), 0);
+                gpu.bus
+                    .write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);
                 ch.loaded = Some(l);
             }
             Err(e) => return stop(e),
@@ -646,6 +647,9 @@ fn finish_entry(gpu: &Inner, l: &mut Loaded, seg: Option<&Segment>) {
     }
     gpu.bus
         .write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);
+    // The context copy: a rebind of the same instance block resumes from here.
+    gpu.bus
+        .write32(l.inst.offset(ramfc::GP_GET as u64), l.gp_get);
 }
 
 type StepError = (ExecError, u32, u32, u32);

@@ -263,3 +263,61 @@ fn kick_and_time_slicing() {
     wait_until("kick", || rig.reg(pfifo::KICK) == 10);
     assert_eq!(rig.gpu.counters().m2mf_bytes, 300 * (256 << 10));
 }
+
+#[test]
+fn channel_tlb_is_stale_until_host_mem_op_invalidate() {
+    let mut rig = Rig::new();
+    let mut ch = rig.channel(127); // the last channel: USERD at the end of the poll area
+    let old = rig.alloc(0x1000, 0x1000);
+    let new = rig.alloc(0x1000, 0x1000);
+    ch.vm.map(&rig, SEM_VA, old, vm::PTE_APER_VRAM, false);
+    rig.flush(ch.vm.pd, false);
+    ch.push(&rig, &sem_release(SEM_VA, 1, true));
+    ch.wait(&rig);
+    assert_eq!(rig.r32(old), 1);
+    // Remap without any flush: the channel still writes the old page.
+    ch.vm.map(&rig, SEM_VA, new, vm::PTE_APER_VRAM, false);
+    ch.push(&rig, &sem_release(SEM_VA, 2, true));
+    ch.wait(&rig);
+    assert_eq!((rig.r32(old), rig.r32(new)), (2, 0));
+    // MEM_OP TLB invalidate of this PD from the pushbuffer itself.
+    let op_a = ((ch.vm.pd >> 12) as u32) << host::MEM_OP_A_TLB_PDB_SHIFT;
+    let op_b = host::MEM_OP_MMU_TLB_INVALIDATE << host::MEM_OP_B_OP_SHIFT;
+    let mut pb = incr(0, host::MEM_OP_A, &[op_a, op_b]);
+    pb.extend(sem_release(SEM_VA, 3, true));
+    ch.push(&rig, &pb);
+    ch.wait(&rig);
+    assert_eq!((rig.r32(old), rig.r32(new)), (2, 3));
+}
+
+#[test]
+fn rebinding_the_same_instance_resumes_at_the_saved_gp_get() {
+    let mut rig = Rig::new();
+    let (mut ch, sem) = sem_chan(&mut rig, 8);
+    ch.push(
+        &rig,
+        &incr(
+            0,
+            host::SEMAPHORE_A,
+            &[
+                0,
+                SEM_VA as u32,
+                1,
+                host::SEM_OP_RELEASE | host::SEMAPHORE_D_RELEASE_SIZE_4,
+            ],
+        ),
+    );
+    ch.wait(&rig);
+    // An acquire-increment pattern: entry 1 releases 2 only if it runs exactly once after 1.
+    rig.set(pfifo::chan_inst(8), pfifo::chan_inst_value(ch.vm.inst));
+    assert_eq!(rig.r32(ch.vm.inst + ramfc::GP_GET as u64), 1);
+    rig.w32(sem, 0);
+    let mut pb = sem_acquire(SEM_VA, 0);
+    pb.extend(sem_release(SEM_VA, 2, true));
+    ch.push(&rig, &pb);
+    ch.wait(&rig);
+    // Had the rebind restarted at entry 0, the release of 1 would have run again and the
+    // acquire of 0 would never complete.
+    assert_eq!(rig.r32(sem), 2);
+    assert_eq!(rig.gpu.counters().gp_entries, 2);
+}
