@@ -381,6 +381,12 @@ impl Inner {
         }
         if line != r.irq_line {
             r.irq_line = line;
+            // PCI status "interrupt" mirrors the INTx pin, which is silent while MSI is on;
+            // vfio-pci's INTx handler relies on it to tell whether the device asserted.
+            let mut cfg = self.config.lock().unwrap_or_else(|e| e.into_inner());
+            let intx = line && !cfg.msi_enabled();
+            cfg.set_interrupt_status(intx);
+            drop(cfg);
             self.irq.set(line, &self.counters);
         }
     }
@@ -1205,15 +1211,6 @@ impl Gpu {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .intx_disabled()
-    }
-
-    /// Mirrors the INTx level in the config status register (used by the server).
-    pub fn set_intx_status(&self, asserted: bool) {
-        self.inner
-            .config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_interrupt_status(asserted);
     }
 
     /// Makes host memory `mem` visible to the GPU at bus address `iova` (system-memory

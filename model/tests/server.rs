@@ -194,7 +194,10 @@ fn msi_and_intx_reach_their_eventfds() {
     )
     .unwrap();
     assert_eq!(take(&mut intx), 1);
+    // The PCI status interrupt bit follows the INTx pin (vfio-pci's INTx handler reads it).
+    assert_ne!(rd32(&mut c, cfg, 4) >> 16 & 0x8, 0);
     wr32(&mut c, bar0, pmc::INTR_HOST as u64, 0);
+    assert_eq!(rd32(&mut c, cfg, 4) >> 16 & 0x8, 0);
     c.set_irqs(
         VFIO_PCI_INTX_IRQ_INDEX,
         VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
