@@ -43,6 +43,14 @@ pub mod pci {
     pub const CFG_BAR3_HI: usize = 0x20;
 
     /// Capability offsets in config space (the model exposes PM and MSI; see model docs).
+    pub const CFG_COMMAND: usize = 0x04;
+    pub const CFG_STATUS: usize = 0x06;
+    pub const COMMAND_MEMORY: u16 = 1 << 1;
+    /// Bus mastering: **choice** the model reaches system memory only while it is set.
+    pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+    pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+    /// Status bit 3: the INTx pin is asserted.
+    pub const STATUS_INTERRUPT: u16 = 1 << 3;
     pub const CAP_PM: usize = 0x60;
     pub const CAP_MSI: usize = 0x68;
 
@@ -116,6 +124,9 @@ pub mod pmc {
 /// PTIMER, 0x009000 (§4). The 64-bit time `(TIME_HIGH << 32) | TIME_LOW` counts nanoseconds
 /// in the model (the rate nouveau programs), with bits 0-4 always 0.
 pub mod ptimer {
+    /// Register range (gated by `pmc::ENABLE_PTIMER`).
+    pub const REGS_START: u32 = 0x009000;
+    pub const REGS_END: u32 = 0x00a000;
     pub const INTR: u32 = 0x009100;
     pub const INTR_EN: u32 = 0x009140;
     pub const INTR_ALARM: u32 = 1 << 0;
@@ -206,6 +217,9 @@ pub mod mmu {
     pub const CTRL_BIG_PAGE_64K: u32 = 1 << 0;
     pub const CTRL_FLUSH_DONE: u32 = 1 << 15;
     pub const CTRL_FLUSH_SLOTS_MASK: u32 = 0x00ff_0000;
+    pub const CTRL_FLUSH_SLOTS_SHIFT: u32 = 16;
+    /// Free flush slots the model always reports (it flushes synchronously).
+    pub const CTRL_FLUSH_SLOTS_MODEL: u32 = 0x10;
     pub const SYSMEM_FLUSH_PAGE: u32 = 0x100c10;
     /// TLB-invalidate PDB: `(pd_addr >> 12) << 4 | target` (= `pd_addr >> 8 | target`).
     pub const INVALIDATE_PDB: u32 = 0x100cb8;
@@ -303,6 +317,8 @@ pub mod vm {
     /// Physical address >> 12 in bits 31:4 (always 4 KiB units, also for big pages).
     pub const PTE_ADDR_SHIFT: u32 = 4;
     pub const PTE_ADDR_MASK: u64 = 0x0fff_ffff;
+    /// For VRAM only bits 28:4 are address (31:29 are a peer index).
+    pub const PTE_VRAM_ADDR_MASK: u64 = 0x01ff_ffff;
     pub const PTE_VOL: u64 = 1 << 32;
     pub const PTE_APER_SHIFT: u32 = 33;
     pub const PTE_APER_MASK: u64 = 0x3;
@@ -440,6 +456,17 @@ pub mod userd {
 /// PFIFO, 0x002000 (§8).
 pub mod pfifo {
     pub const CHANNELS: u32 = 128;
+    /// Register ranges (gated by `pmc::ENABLE_PFIFO`): PFIFO proper and the PBDMAs.
+    pub const REGS_START: u32 = 0x002000;
+    pub const REGS_END: u32 = 0x004000;
+    pub const PBDMA_REGS_START: u32 = 0x040000;
+    pub const PBDMA_STRIDE: u32 = 0x2000;
+    pub const PBDMA_REGS_END: u32 = PBDMA_REGS_START + PBDMA_STRIDE * PBDMA_COUNT;
+    pub const VM_FAULT_STRIDE: u32 = 0x10;
+    pub const VM_FAULT_UNITS_MAX: u32 = 32;
+    pub const ENGINE_INTR_COUNT: u32 = 8;
+    /// ENG_STATE: bit 31 busy, bits 6:0 chid.
+    pub const ENG_STATE_BUSY: u32 = 1 << 31;
 
     pub const INTR: u32 = 0x002100;
     pub const INTR_EN: u32 = 0x002140;
@@ -524,16 +551,16 @@ pub mod pfifo {
 
     /// VM fault record of unit u (§8.1): inst>>12, address low, address high, info.
     pub const fn vm_fault_inst(unit: u32) -> u32 {
-        0x002800 + 0x10 * unit
+        0x002800 + VM_FAULT_STRIDE * unit
     }
     pub const fn vm_fault_addr_lo(unit: u32) -> u32 {
-        0x002804 + 0x10 * unit
+        0x002804 + VM_FAULT_STRIDE * unit
     }
     pub const fn vm_fault_addr_hi(unit: u32) -> u32 {
-        0x002808 + 0x10 * unit
+        0x002808 + VM_FAULT_STRIDE * unit
     }
     pub const fn vm_fault_info(unit: u32) -> u32 {
-        0x00280c + 0x10 * unit
+        0x00280c + VM_FAULT_STRIDE * unit
     }
     /// VM_FAULT_INFO: bits 3:0 reason (`mmu::FAULT_*`), bit 6 HUB, bit 7 write,
     /// bits 12:8 client.
@@ -581,7 +608,7 @@ pub mod pfifo {
 
     /// PBDMA i registers (§8.2).
     pub const fn pbdma_base(i: u32) -> u32 {
-        0x040000 + 0x2000 * i
+        PBDMA_REGS_START + PBDMA_STRIDE * i
     }
     /// Faulting method: bits 13:2 method, bits 18:16 subchannel.
     pub const PBDMA_METHOD: u32 = 0x0c0;
@@ -614,6 +641,9 @@ pub mod pfifo {
 
 /// PGRAPH interrupt registers the model uses (§14 item 3).
 pub mod pgraph {
+    /// Register range (gated by `pmc::ENABLE_PGRAPH`).
+    pub const REGS_START: u32 = 0x400000;
+    pub const REGS_END: u32 = 0x600000;
     pub const INTR: u32 = 0x400100;
     pub const INTR_NOTIFY: u32 = 1 << 0;
     pub const INTR_ILLEGAL_MTHD: u32 = 1 << 4;
@@ -947,6 +977,10 @@ pub mod compute {
     pub const INVALIDATE_SHADER_CACHES: u32 = 0x21c;
     /// GRIDDIM_YX = `gy << 16 | gx`.
     pub const SET_CTA_RASTER_SIZE_A: u32 = 0x238;
+    /// Field layout of the *_A (YX) and *_B (Z) grid/block dimension methods.
+    pub const DIM_X_MASK: u32 = 0xffff;
+    pub const DIM_Y_SHIFT: u32 = 16;
+    pub const DIM_Z_MASK: u32 = 0xffff;
     /// gz.
     pub const SET_CTA_RASTER_SIZE_B: u32 = 0x23c;
     pub const SET_SHADER_SHARED_MEMORY_SIZE: u32 = 0x24c;

@@ -138,9 +138,9 @@ pub(crate) struct PfifoRegs {
     pub chan_table_error: u32,
     pub sched_error: u32,
     pub vm_fault_units: u32,
-    pub vm_faults: [FaultRecord; 32],
+    pub vm_faults: [FaultRecord; pfifo::VM_FAULT_UNITS_MAX as usize],
     pub pbdma: [PbdmaRegs; pfifo::PBDMA_COUNT as usize],
-    pub engine_intr: [u32; 8],
+    pub engine_intr: [u32; pfifo::ENGINE_INTR_COUNT as usize],
     pub engine_intr_en: u32,
     pub eng_fault: u32,
     pub eng_freeze: u32,
@@ -181,9 +181,9 @@ impl Default for PfifoRegs {
             chan_table_error: 0,
             sched_error: 0,
             vm_fault_units: 0,
-            vm_faults: [FaultRecord::default(); 32],
+            vm_faults: [FaultRecord::default(); pfifo::VM_FAULT_UNITS_MAX as usize],
             pbdma: [PbdmaRegs::default(); 3],
-            engine_intr: [0; 8],
+            engine_intr: [0; pfifo::ENGINE_INTR_COUNT as usize],
             engine_intr_en: 0,
             eng_fault: 0,
             eng_freeze: 0,
@@ -330,9 +330,12 @@ impl Regs {
 /// Which unit a register belongs to, for PMC_ENABLE gating.
 fn unit_enable_bit(off: u32) -> Option<u32> {
     match off {
-        0x002000..=0x003fff | 0x040000..=0x045fff => Some(pmc::ENABLE_PFIFO),
-        0x009000..=0x009fff => Some(pmc::ENABLE_PTIMER),
-        0x400000..=0x5fffff => Some(pmc::ENABLE_PGRAPH),
+        o if (pfifo::REGS_START..pfifo::REGS_END).contains(&o) => Some(pmc::ENABLE_PFIFO),
+        o if (pfifo::PBDMA_REGS_START..pfifo::PBDMA_REGS_END).contains(&o) => {
+            Some(pmc::ENABLE_PFIFO)
+        }
+        o if (ptimer::REGS_START..ptimer::REGS_END).contains(&o) => Some(pmc::ENABLE_PTIMER),
+        o if (pgraph::REGS_START..pgraph::REGS_END).contains(&o) => Some(pmc::ENABLE_PGRAPH),
         _ => None,
     }
 }
@@ -424,7 +427,7 @@ impl Inner {
     /// Records an MMU fault of `unit` for the VM of instance `inst` and raises VM_FAULT.
     pub fn record_vm_fault(&self, r: &mut Regs, unit: u32, inst: Option<PhysAddr>, f: Fault) {
         Counters::inc(&self.counters.mmu_faults);
-        let rec = &mut r.pfifo.vm_faults[unit as usize & 31];
+        let rec = &mut r.pfifo.vm_faults[(unit % pfifo::VM_FAULT_UNITS_MAX) as usize];
         rec.inst = inst.map_or(0, |p| (p.addr >> 12) as u32);
         rec.addr_lo = f.va as u32;
         rec.addr_hi = (f.va >> 32) as u32;
@@ -439,7 +442,7 @@ impl Inner {
             } else {
                 0
             };
-        r.pfifo.vm_fault_units |= 1 << (unit & 31);
+        r.pfifo.vm_fault_units |= 1 << (unit % pfifo::VM_FAULT_UNITS_MAX);
         self.update_irq(r);
     }
 
@@ -646,7 +649,7 @@ impl Inner {
             }
             mmu::CTRL => {
                 (r.mmu_ctrl & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE))
-                    | 0x0010_0000
+                    | mmu::CTRL_FLUSH_SLOTS_MODEL << mmu::CTRL_FLUSH_SLOTS_SHIFT
                     | if r.flush_done {
                         mmu::CTRL_FLUSH_DONE
                     } else {
@@ -660,7 +663,10 @@ impl Inner {
             pfifo::INTR_EN => p.intr_en,
             pfifo::CTRL => p.ctrl,
             pfifo::SUBFIFO_ENABLE => p.subfifo_enable,
-            o if (pfifo::eng_subfifo_mask(0)..pfifo::eng_subfifo_mask(6)).contains(&o) => {
+            o if (pfifo::eng_subfifo_mask(0)
+                ..pfifo::eng_subfifo_mask(pfifo::ENG_SUBFIFO_MASK_COUNT))
+                .contains(&o) =>
+            {
                 p.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize]
             }
             pfifo::USERD_POLL_BASE => p.poll_base,
@@ -672,7 +678,9 @@ impl Inner {
             pfifo::VM_FAULT_UNITS => p.vm_fault_units,
             pfifo::PBDMA_INTR_UNITS => p.pbdma_units(),
             pfifo::ENGINE_INTR_UNITS => p.engine_units(),
-            o if (pfifo::engine_intr(0)..pfifo::engine_intr(8)).contains(&o) => {
+            o if (pfifo::engine_intr(0)..pfifo::engine_intr(pfifo::ENGINE_INTR_COUNT))
+                .contains(&o) =>
+            {
                 p.engine_intr[((o - pfifo::engine_intr(0)) / 4) as usize]
             }
             pfifo::ENGINE_INTR_EN => p.engine_intr_en,
@@ -685,14 +693,19 @@ impl Inner {
                     p.kick
                 }
             }
-            o if (pfifo::eng_state(0)..pfifo::eng_state(6)).contains(&o) => {
+            o if (pfifo::eng_state(0)..pfifo::eng_state(pfifo::ENG_SUBFIFO_MASK_COUNT))
+                .contains(&o) =>
+            {
                 match (o - pfifo::eng_state(0)) / 4 {
-                    0 if p.running != 0 => 1 << 31 | p.running.trailing_zeros(),
+                    0 if p.running != 0 => pfifo::ENG_STATE_BUSY | p.running.trailing_zeros(),
                     _ => 0,
                 }
             }
-            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(32)).contains(&o) => {
-                let rec = &p.vm_faults[((o - pfifo::vm_fault_inst(0)) / 0x10) as usize];
+            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(pfifo::VM_FAULT_UNITS_MAX))
+                .contains(&o) =>
+            {
+                let rec =
+                    &p.vm_faults[((o - pfifo::vm_fault_inst(0)) / pfifo::VM_FAULT_STRIDE) as usize];
                 match o & 0xc {
                     0x0 => rec.inst,
                     0x4 => rec.addr_lo,
@@ -710,8 +723,8 @@ impl Inner {
                 }
             }
             o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
-                let pb = &p.pbdma[((o - pfifo::pbdma_base(0)) / 0x2000) as usize];
-                match (o - pfifo::pbdma_base(0)) % 0x2000 {
+                let pb = &p.pbdma[((o - pfifo::pbdma_base(0)) / pfifo::PBDMA_STRIDE) as usize];
+                match (o - pfifo::pbdma_base(0)) % pfifo::PBDMA_STRIDE {
                     pfifo::PBDMA_METHOD => pb.method,
                     pfifo::PBDMA_DATA => pb.data,
                     pfifo::PBDMA_INTR => pb.intr,
@@ -767,7 +780,7 @@ impl Inner {
         let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
         c.write(off, data);
         self.bus
-            .set_bus_master(c.command() & crate::pci::COMMAND_BUS_MASTER != 0);
+            .set_bus_master(c.command() & pci::COMMAND_BUS_MASTER != 0);
     }
 
     /// Returns false for an unknown register.
@@ -865,7 +878,10 @@ impl Inner {
                 self.work.notify_all();
             }
             pfifo::SUBFIFO_ENABLE => r.pfifo.subfifo_enable = v & ((1 << pfifo::PBDMA_COUNT) - 1),
-            o if (pfifo::eng_subfifo_mask(0)..pfifo::eng_subfifo_mask(6)).contains(&o) => {
+            o if (pfifo::eng_subfifo_mask(0)
+                ..pfifo::eng_subfifo_mask(pfifo::ENG_SUBFIFO_MASK_COUNT))
+                .contains(&o) =>
+            {
                 r.pfifo.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize] = v;
             }
             pfifo::USERD_POLL_BASE => r.pfifo.poll_base = v,
@@ -876,7 +892,9 @@ impl Inner {
             pfifo::SCHED_ERROR => r.pfifo.sched_error = v,
             pfifo::VM_FAULT_UNITS => r.pfifo.vm_fault_units &= !v,
             pfifo::PBDMA_INTR_UNITS | pfifo::ENGINE_INTR_UNITS => {}
-            o if (pfifo::engine_intr(0)..pfifo::engine_intr(8)).contains(&o) => {
+            o if (pfifo::engine_intr(0)..pfifo::engine_intr(pfifo::ENGINE_INTR_COUNT))
+                .contains(&o) =>
+            {
                 r.pfifo.engine_intr[((o - pfifo::engine_intr(0)) / 4) as usize] &= !v;
             }
             pfifo::ENGINE_INTR_EN => r.pfifo.engine_intr_en = v,
@@ -887,7 +905,8 @@ impl Inner {
                 r.pfifo.kick = v & (pfifo::CHANNELS - 1);
                 self.work.notify_all();
             }
-            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(32)).contains(&o) => {}
+            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(pfifo::VM_FAULT_UNITS_MAX))
+                .contains(&o) => {}
             pfifo::INTR_RUNLIST_STATUS => r.pfifo.runlist_intr &= !v,
             o if (pfifo::CHAN_TABLE_START..pfifo::CHAN_TABLE_END).contains(&o) => {
                 let chid = ((o - pfifo::CHAN_TABLE_START) / 8) as usize;
@@ -901,8 +920,9 @@ impl Inner {
                 }
             }
             o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
-                let pb = &mut r.pfifo.pbdma[((o - pfifo::pbdma_base(0)) / 0x2000) as usize];
-                match (o - pfifo::pbdma_base(0)) % 0x2000 {
+                let pb =
+                    &mut r.pfifo.pbdma[((o - pfifo::pbdma_base(0)) / pfifo::PBDMA_STRIDE) as usize];
+                match (o - pfifo::pbdma_base(0)) % pfifo::PBDMA_STRIDE {
                     pfifo::PBDMA_METHOD => pb.method = v,
                     pfifo::PBDMA_DATA => pb.data = v,
                     pfifo::PBDMA_INTR => pb.intr &= !v,

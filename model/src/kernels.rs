@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use gpuvm_uapi::gf100::{pfifo, pgraph};
+use gpuvm_uapi::gf100::{compute, pfifo, pgraph};
 use gpuvm_uapi::kernels as abi;
 
 use crate::engines::Compute;
@@ -176,16 +176,13 @@ pub(crate) fn launch(ctx: &ChanCtx, st: &Compute) -> Result<(), ExecError> {
         return Err(data_error(pgraph::DATA_ERROR_BAD_KERNEL_TAG));
     }
     let nbytes = param_bytes(kernel).ok_or(data_error(pgraph::DATA_ERROR_BAD_KERNEL_TAG))?;
-    let grid = Dim3 {
-        x: st.raster[0] & 0xffff,
-        y: st.raster[0] >> 16,
-        z: st.raster[1] & 0xffff,
+    let dim = |yx: u32, z: u32| Dim3 {
+        x: yx & compute::DIM_X_MASK,
+        y: yx >> compute::DIM_Y_SHIFT,
+        z: z & compute::DIM_Z_MASK,
     };
-    let block = Dim3 {
-        x: st.thread_dim[0] & 0xffff,
-        y: st.thread_dim[0] >> 16,
-        z: st.thread_dim[1] & 0xffff,
-    };
+    let grid = dim(st.raster[0], st.raster[1]);
+    let block = dim(st.thread_dim[0], st.thread_dim[1]);
     let threads_per_cta = block.x as u64 * block.y as u64 * block.z as u64;
     if grid.x == 0 || grid.y == 0 || grid.z == 0 || threads_per_cta == 0 || threads_per_cta > 1024 {
         return Err(data_error(pgraph::DATA_ERROR_BAD_LAUNCH_DIMS));

@@ -134,7 +134,7 @@ fn decode_pte(pte: u64) -> Result<Option<(PhysAddr, bool)>, u32> {
     let ro = pte & vm::PTE_READ_ONLY != 0;
     let pa = match (pte >> vm::PTE_APER_SHIFT) & vm::PTE_APER_MASK {
         // For VRAM only bits 28:4 are address; 31:29 are a peer index the model lacks.
-        vm::PTE_APER_VRAM => PhysAddr::vram((field & 0x01ff_ffff) << 12),
+        vm::PTE_APER_VRAM => PhysAddr::vram((field & vm::PTE_VRAM_ADDR_MASK) << 12),
         vm::PTE_APER_PEER => return Err(mmu::FAULT_BAD_PHYSICAL),
         _ => PhysAddr::sys(field << 12),
     };

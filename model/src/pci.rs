@@ -7,19 +7,17 @@
 use gpuvm_uapi::gf100::pci;
 
 pub const CONFIG_SIZE: usize = 4096;
-const COMMAND: usize = 0x04;
-const STATUS: usize = 0x06;
+const COMMAND: usize = pci::CFG_COMMAND;
+const STATUS: usize = pci::CFG_STATUS;
 const CAP_PTR: usize = 0x34;
 const INTERRUPT_LINE: usize = 0x3c;
 const INTERRUPT_PIN: usize = 0x3d;
 
-pub const COMMAND_MEMORY: u16 = 1 << 1;
-pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
-pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+use pci::{COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_MEMORY};
 const COMMAND_WRITABLE: u16 =
     0x0001 | COMMAND_MEMORY | COMMAND_BUS_MASTER | 0x0040 | 0x0100 | COMMAND_INTX_DISABLE;
 const STATUS_CAP_LIST: u16 = 1 << 4;
-const STATUS_INTERRUPT: u16 = 1 << 3;
+use pci::STATUS_INTERRUPT;
 
 const PCI_CAP_ID_PM: u8 = 0x01;
 const PCI_CAP_ID_MSI: u8 = 0x05;

@@ -298,7 +298,8 @@ impl GpuServer {
                 .on_level(level);
         })));
         // Without a config-space write the client starts with bus mastering off.
-        self.gpu.config_write(0x04, &[0, 0]);
+        self.gpu
+            .config_write(gpuvm_uapi::gf100::pci::CFG_COMMAND as u64, &[0, 0]);
         let mut backend = Backend {
             gpu: self.gpu.clone(),
             irq,
