@@ -122,7 +122,8 @@ pub mod pmc {
 }
 
 /// PTIMER, 0x009000 (§4). The 64-bit time `(TIME_HIGH << 32) | TIME_LOW` counts nanoseconds
-/// in the model (the rate nouveau programs), with bits 0-4 always 0.
+/// in the model (the rate nouveau programs), with bits 0-4 always 0. **Choice:** the rate is
+/// fixed; CLOCK_DIV/CLOCK_MUL/CLOCK_SOURCE are stored but do not change it.
 pub mod ptimer {
     /// Register range (gated by `pmc::ENABLE_PTIMER`).
     pub const REGS_START: u32 = 0x009000;
@@ -589,6 +590,9 @@ pub mod pfifo {
     pub const CHAN_TABLE_START: u32 = 0x003000;
     pub const CHAN_TABLE_END: u32 = 0x003400;
     /// CHAN word: bits 27:0 inst>>12, 29:28 target, 30 POLL_ENABLE, 31 VALID.
+    /// **Choice:** channel instance blocks must be in VRAM (another target raises
+    /// CHAN_TABLE_ERROR `CHAN_TABLE_ERROR_INVALID_TARGET`); writing the word drops PFIFO's
+    /// state of the channel (pending methods, bound objects, a stop after an error).
     pub const CHAN_INST_ADDR_MASK: u32 = 0x0fff_ffff;
     pub const CHAN_INST_TARGET_SHIFT: u32 = 28;
     pub const CHAN_INST_POLL_ENABLE: u32 = 1 << 30;
