@@ -8,7 +8,7 @@
 
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 use gf100::{pfb, pmc};
 use kernel::{
@@ -16,6 +16,7 @@ use kernel::{
     io::Io,
     new_mutex, pci,
     prelude::*,
+    time::{delay::fsleep, Delta},
     str::Formatter,
     sync::{aref::ARef, Arc, Mutex},
 };
@@ -44,6 +45,8 @@ mod pci_config;
 mod bindings;
 #[path = "rust/eventfd.rs"]
 mod eventfd;
+#[path = "rust/irq.rs"]
+mod irq;
 #[path = "rust/mdev.rs"]
 mod mdev;
 #[path = "rust/sysfs.rs"]
@@ -77,6 +80,23 @@ pub(crate) struct GpuShared {
     #[pin]
     units: Mutex<UnitMap>,
     vgpus: AtomicU32,
+    bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
+    /// Interrupts the host handled (all causes).
+    interrupts: AtomicU64,
+}
+
+impl irq::Handler for GpuShared {
+    fn handle(&self) -> bool {
+        let Some(bar0) = self.bar0.try_access() else { return false };
+        let m = HostBar0(&bar0);
+        let pending = host_init::Mmio::rd(&m, pmc::INTR_HOST);
+        if pending == 0 || pending == gf100::bad::UNIT_DISABLED {
+            return false;
+        }
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        host_init::ack_interrupts(&m, pending);
+        true
+    }
 }
 
 impl GpuShared {
@@ -170,19 +190,44 @@ struct GpuvmGpu {
     shared: Arc<GpuShared>,
 }
 
-/// The host's hold on the GPU's registers; quiesces the GPU when dropped.
+/// The host's hold on the GPU: its interrupt, and quiescing the GPU when dropped (before the
+/// interrupt is freed, so no interrupt arrives for a handler that is gone).
 struct HostGpu {
-    bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
+    shared: Arc<GpuShared>,
+    _msi: irq::MsiRegistration<GpuShared>,
 }
 
 impl Drop for HostGpu {
     fn drop(&mut self) {
         // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
-        if let Some(bar0) = self.bar0.try_access() {
+        if let Some(bar0) = self.shared.bar0.try_access() {
             host_init::shut_down(&HostBar0(&bar0));
         }
     }
 }
+
+/// Proves the interrupt path at probe: a software interrupt raised through PMC must reach
+/// the handler over MSI within a bounded time.
+fn verify_msi(pdev: &pci::Device, bar0: &Bar0<'_>, gpu: &GpuShared) -> Result {
+    let m = HostBar0(bar0);
+    let before = gpu.interrupts.load(Ordering::Relaxed);
+    host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW | pmc::INTR_EN_SW);
+    host_init::Mmio::wr(&m, pmc::INTR_HOST, pmc::INTR_SOFTWARE);
+    let arrived = (0..MSI_VERIFY_MS).any(|_| {
+        fsleep(Delta::from_millis(1));
+        gpu.interrupts.load(Ordering::Relaxed) != before
+    });
+    host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
+    if !arrived {
+        dev_err!(pdev, "no MSI within {} ms of a software interrupt: refusing\n", MSI_VERIFY_MS);
+        return Err(EIO);
+    }
+    Ok(())
+}
+
+/// How long probe waits for the test interrupt (a trapped MMIO round trip in the test VM is
+/// ~0.2 ms; real hardware is far faster).
+const MSI_VERIFY_MS: u32 = 1000;
 
 struct GpuvmPciDriver;
 
@@ -212,7 +257,10 @@ const TYPE_NAMES: [(&CStr, &CStr); 4] =
     [(c"1", c"gpuvm-1"), (c"2", c"gpuvm-2"), (c"4", c"gpuvm-4"), (c"8", c"gpuvm-8")];
 
 /// The host bring-up runs over the real BAR0.
-struct HostBar0<'a, 'b>(&'a pci::Bar<'b, { gf100::pci::BAR0_SIZE as usize }>);
+/// BAR0 (the register aperture) is 32 MiB on every GF100.
+type Bar0<'bound> = pci::Bar<'bound, { gf100::pci::BAR0_SIZE as usize }>;
+
+struct HostBar0<'a, 'b>(&'a Bar0<'b>);
 
 impl host_init::Mmio for HostBar0<'_, '_> {
     fn rd(&self, off: u32) -> u32 {
@@ -226,7 +274,7 @@ impl host_init::Mmio for HostBar0<'_, '_> {
 }
 
 /// VRAM in bytes from the PFB partition registers (the way nouveau sizes GF100 VRAM).
-fn vram_bytes(bar0: &pci::Bar<'_, { gf100::pci::BAR0_SIZE as usize }>) -> u64 {
+fn vram_bytes(bar0: &Bar0<'_>) -> u64 {
     let parts = bar0.read32(pfb::FBP_COUNT as usize).min(pfb::MAX_PARTS);
     let disabled = bar0.read32(pfb::FBP_DISABLED_MASK as usize);
     (0..parts)
@@ -276,16 +324,25 @@ impl pci::Driver for GpuvmPciDriver {
                 pools,
                 units <- new_mutex!(UnitMap::default()),
                 vgpus: AtomicU32::new(0),
+                bar0: bar0.into_devres()?,
+                interrupts: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
+        let msi = irq::MsiRegistration::new(pdev, c"gpuvm", shared.clone())?;
+        {
+            let bar0 = shared.bar0.access(pdev.as_ref())?;
+            verify_msi(pdev, bar0, &shared)?;
+        }
+        dev_info!(pdev, "interrupts over MSI (irq {}) verified\n", msi.irq());
+        let host = HostGpu { shared: shared.clone(), _msi: msi };
         let mut types = KVec::with_capacity(SHARES.len(), GFP_KERNEL)?;
         for (share, (sysfs_name, pretty_name)) in SHARES.into_iter().zip(TYPE_NAMES) {
             types.push(mdev::TypeDesc { sysfs_name, pretty_name, data: share }, GFP_KERNEL)?;
         }
         let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &GPU_GROUPS)?;
-        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: HostGpu { bar0: bar0.into_devres()? }, shared })
+        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: host, shared })
     }
 }
 
@@ -318,6 +375,7 @@ ro_attrs! { GpuAttrs;
     GpuChannelsFree "channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
     GpuVgpus "vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
     GpuVramBytes "vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
+    GpuInterrupts "interrupts" => |g| g.shared.interrupts.load(Ordering::Relaxed);
 }
 
 static GPU_VRAM_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramTotal>(c"vram_total_mib");
@@ -326,7 +384,9 @@ static GPU_CHANNELS_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, Gpu
 static GPU_CHANNELS_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsFree>(c"channels_free");
 static GPU_VGPUS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVgpus>(c"vgpus");
 static GPU_VRAM_PHYSICAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramBytes>(c"vram_physical_mib");
-static GPU_ATTR_LIST: AttrList<7> = AttrList::new([
+static GPU_INTERRUPTS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuInterrupts>(c"interrupts");
+static GPU_ATTR_LIST: AttrList<8> = AttrList::new([
+    GPU_INTERRUPTS.attr(),
     GPU_VRAM_TOTAL.attr(),
     GPU_VRAM_FREE.attr(),
     GPU_CHANNELS_TOTAL.attr(),
