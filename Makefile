@@ -44,7 +44,7 @@ model: deps
 
 # Static binaries for the VM's busybox initramfs.
 guest: deps
-	@RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target $(STATIC_TARGET) -p gpuvm-guest-driver --bins
+	@RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target $(STATIC_TARGET) -p gpuvm-guest-driver -p gpuvm-vfio-client --bins
 
 initramfs: module warn-module guest kernel
 	@rm -rf $(BUILD)/initramfs && mkdir -p $(BUILD)/initramfs/{bin,lib/modules,tests,proc,sys,dev,tmp}
