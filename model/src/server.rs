@@ -160,6 +160,11 @@ impl ServerBackend for Backend {
             );
             return Ok(());
         };
+        // A new map of an already-mapped range replaces it (the client remapped its RAM).
+        let replaced = self.gpu.dma_unmap_range(address, size);
+        if replaced > 0 {
+            warn!("DMA_MAP {address:#x}+{size:#x} replaced {replaced} overlapping map(s)");
+        }
         let mem = HostMemory::from_file(&fd, offset, size)?;
         self.gpu
             .dma_map(address, Arc::new(mem))
