@@ -37,8 +37,10 @@ counters! {
     /// Bytes moved by bulk BAR1/BAR3 accesses (both directions).
     bar_bulk_bytes,
     config_reads, config_writes,
-    /// BAR0 accesses to registers the model does not implement (reads return 0xbad001xx).
-    bar0_unknown,
+    /// Accesses the model rejects: unknown or disabled BAR0 registers (reads return
+    /// 0xbad0xxxx), unaligned BAR0 accesses, BAR window accesses beyond the BAR, failed
+    /// PRAMIN writes.
+    bad_accesses,
     /// Pushbuffer methods executed (host and class methods).
     methods,
     gp_entries, doorbells, runlist_commits, kicks,

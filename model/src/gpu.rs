@@ -474,7 +474,7 @@ impl Inner {
     pub fn bar_window_access(&self, bar: Bar, off: u64, buf: &mut [u8], write: bool) {
         let end = off.saturating_add(buf.len() as u64);
         if end > bar.size() {
-            Counters::inc(&self.counters.bar0_unknown);
+            Counters::inc(&self.counters.bad_accesses);
             if !write {
                 buf.fill(0xff);
             }
@@ -594,7 +594,7 @@ impl Inner {
         match self.read_reg(&mut r, off) {
             Some(v) => v,
             None => {
-                Counters::inc(&self.counters.bar0_unknown);
+                Counters::inc(&self.counters.bad_accesses);
                 bad::NO_REGISTER
             }
         }
@@ -751,7 +751,7 @@ impl Inner {
                 .pramin_pa(off)
                 .is_some_and(|pa| self.bus.write32(pa, v))
             {
-                Counters::inc(&self.counters.bar0_unknown);
+                Counters::inc(&self.counters.bad_accesses);
             }
             return;
         }
@@ -766,12 +766,12 @@ impl Inner {
         let mut r = self.lock_regs();
         if let Some(bit) = unit_enable_bit(off) {
             if r.enable & bit == 0 {
-                Counters::inc(&self.counters.bar0_unknown);
+                Counters::inc(&self.counters.bad_accesses);
                 return;
             }
         }
         if !self.write_reg(&mut r, off, v) {
-            Counters::inc(&self.counters.bar0_unknown);
+            Counters::inc(&self.counters.bad_accesses);
         }
         self.update_irq(&mut r);
     }
@@ -864,7 +864,10 @@ impl Inner {
                     r.flush_done = true;
                 }
             }
-            o if (pfb::FBP_COUNT == o) || (pfb::PART_COUNT == o) => {}
+            // Read-only geometry: writes are accepted and have no effect.
+            pfb::FBP_COUNT | pfb::PART_COUNT | pfb::FBP_DISABLED_MASK | pfb::PART_MIB_BROADCAST => {
+            }
+            o if (pfb::part_mib(0)..pfb::part_mib(pfb::MAX_PARTS)).contains(&o) => {}
             pfifo::INTR => {
                 // Latched bits are write-1-to-clear; the level bits clear at their source.
                 r.pfifo.intr &= !v;
@@ -1119,7 +1122,7 @@ impl Gpu {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_reads);
                 if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
-                    Counters::inc(&self.inner.counters.bar0_unknown);
+                    Counters::inc(&self.inner.counters.bad_accesses);
                     return bad::NO_REGISTER;
                 }
                 self.inner.mmio_read(off as u32)
@@ -1137,7 +1140,7 @@ impl Gpu {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_writes);
                 if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
-                    Counters::inc(&self.inner.counters.bar0_unknown);
+                    Counters::inc(&self.inner.counters.bad_accesses);
                     return;
                 }
                 self.inner.mmio_write(off as u32, v)
