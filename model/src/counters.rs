@@ -39,8 +39,8 @@ counters! {
     config_reads, config_writes,
     /// Accesses the model rejects: unknown or disabled BAR0 registers (reads return
     /// 0xbad0xxxx), unaligned BAR0 accesses, BAR window accesses beyond the BAR, failed
-    /// PRAMIN writes.
-    bad_accesses,
+    /// PRAMIN writes. (Name kept for its users.)
+    bar0_unknown,
     /// Pushbuffer methods executed (host and class methods).
     methods,
     gp_entries, doorbells, runlist_commits, kicks,

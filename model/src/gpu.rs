@@ -474,7 +474,7 @@ impl Inner {
     pub fn bar_window_access(&self, bar: Bar, off: u64, buf: &mut [u8], write: bool) {
         let end = off.saturating_add(buf.len() as u64);
         if end > bar.size() {
-            Counters::inc(&self.counters.bad_accesses);
+            Counters::inc(&self.counters.bar0_unknown);
             if !write {
                 buf.fill(0xff);
             }
@@ -594,7 +594,7 @@ impl Inner {
         match self.read_reg(&mut r, off) {
             Some(v) => v,
             None => {
-                Counters::inc(&self.counters.bad_accesses);
+                Counters::inc(&self.counters.bar0_unknown);
                 bad::NO_REGISTER
             }
         }
@@ -751,7 +751,7 @@ impl Inner {
                 .pramin_pa(off)
                 .is_some_and(|pa| self.bus.write32(pa, v))
             {
-                Counters::inc(&self.counters.bad_accesses);
+                Counters::inc(&self.counters.bar0_unknown);
             }
             return;
         }
@@ -766,12 +766,12 @@ impl Inner {
         let mut r = self.lock_regs();
         if let Some(bit) = unit_enable_bit(off) {
             if r.enable & bit == 0 {
-                Counters::inc(&self.counters.bad_accesses);
+                Counters::inc(&self.counters.bar0_unknown);
                 return;
             }
         }
         if !self.write_reg(&mut r, off, v) {
-            Counters::inc(&self.counters.bad_accesses);
+            Counters::inc(&self.counters.bar0_unknown);
         }
         self.update_irq(&mut r);
     }
@@ -1122,7 +1122,7 @@ impl Gpu {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_reads);
                 if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
-                    Counters::inc(&self.inner.counters.bad_accesses);
+                    Counters::inc(&self.inner.counters.bar0_unknown);
                     return bad::NO_REGISTER;
                 }
                 self.inner.mmio_read(off as u32)
@@ -1140,7 +1140,7 @@ impl Gpu {
             Bar::Bar0 => {
                 Counters::inc(&self.inner.counters.bar0_writes);
                 if !off.is_multiple_of(4) || off >= Bar::Bar0.size() {
-                    Counters::inc(&self.inner.counters.bad_accesses);
+                    Counters::inc(&self.inner.counters.bar0_unknown);
                     return;
                 }
                 self.inner.mmio_write(off as u32, v)

@@ -41,7 +41,7 @@
 //!   mediator may remap pages itself. Direct VRAM mode (0x1704 bit 31 = 0) maps offset = VRAM
 //!   address.
 //! - Strictness: unknown registers read `0xbad00100` and writes are dropped (counted in
-//!   `bad_accesses`); registers of a unit disabled in PMC_ENABLE read `0xbad0da00`; failed
+//!   `bar0_unknown`); registers of a unit disabled in PMC_ENABLE read `0xbad0da00`; failed
 //!   BAR1/BAR3/PRAMIN reads return `0xbad0ac00` and raise a VM fault. Interrupt enables reset
 //!   to 0; PMC_ENABLE resets to 0.
 //! - Engines (M2MF, copy, compute) execute on PBDMA worker threads (`pbdma_threads`),
