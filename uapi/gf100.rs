@@ -504,6 +504,7 @@ pub mod pfifo {
     pub const RUNLIST_BASE: u32 = 0x002270;
     pub const RUNLIST_ADDR_MASK: u32 = 0x0fff_ffff;
     pub const RUNLIST_TARGET_SHIFT: u32 = 28;
+    pub const RUNLIST_TARGET_MASK: u32 = 0x3;
     /// Write = commit. Bits 11:0 entry count. **Choice (§17.4):** bits 20-24 are stored and
     /// ignored; nouveau writes `RUNLIST_COMMIT_UNK | count`.
     pub const RUNLIST_SUBMIT: u32 = 0x002274;
@@ -595,6 +596,7 @@ pub mod pfifo {
     /// state of the channel (pending methods, bound objects, a stop after an error).
     pub const CHAN_INST_ADDR_MASK: u32 = 0x0fff_ffff;
     pub const CHAN_INST_TARGET_SHIFT: u32 = 28;
+    pub const CHAN_INST_TARGET_MASK: u32 = 0x3;
     pub const CHAN_INST_POLL_ENABLE: u32 = 1 << 30;
     pub const CHAN_INST_VALID: u32 = 1 << 31;
     pub const fn chan_inst_value(inst_addr: u64) -> u32 {
