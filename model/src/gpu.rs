@@ -776,6 +776,21 @@ impl Inner {
         self.update_irq(&mut r);
     }
 
+    /// A BAR0 write narrower than a register. Only the config-space mirror (byte-granular)
+    /// and the MSI re-arm register (any write) take them, as nouveau's 8-bit writes there
+    /// expect; elsewhere they are dropped and counted, since a read-modify-write could
+    /// trigger side effects.
+    pub fn partial_mmio_write(&self, off: u64, bytes: &[u8]) {
+        let mirror = pci::BAR0_CONFIG_MIRROR as u64..pci::BAR0_CONFIG_MIRROR as u64 + 0x1000;
+        if off & !3 == pci::BAR0_MSI_REARM as u64 {
+            self.irq.retrigger();
+        } else if mirror.contains(&off) {
+            self.config_write(off - mirror.start, bytes);
+        } else {
+            Counters::inc(&self.counters.bar0_unknown);
+        }
+    }
+
     pub fn config_write(&self, off: u64, data: &[u8]) {
         let mut c = self.config.lock().unwrap_or_else(|e| e.into_inner());
         c.write(off, data);
@@ -1155,11 +1170,20 @@ impl Gpu {
         let c = &self.inner.counters;
         match bar {
             Bar::Bar0 => {
-                for (i, chunk) in buf.chunks_mut(4).enumerate() {
-                    let v = self
-                        .bar_read32(Bar::Bar0, off.saturating_add(4 * i as u64))
-                        .to_le_bytes();
-                    chunk.copy_from_slice(&v[..chunk.len()]);
+                // Registers are 32-bit: each byte comes from its containing register, read once.
+                let mut cached: Option<(u64, [u8; 4])> = None;
+                for (i, b) in buf.iter_mut().enumerate() {
+                    let addr = off.saturating_add(i as u64);
+                    let reg = addr & !3;
+                    let bytes = match cached {
+                        Some((r, v)) if r == reg => v,
+                        _ => {
+                            let v = self.bar_read32(Bar::Bar0, reg).to_le_bytes();
+                            cached = Some((reg, v));
+                            v
+                        }
+                    };
+                    *b = bytes[(addr & 3) as usize];
                 }
             }
             Bar::Bar1 | Bar::Bar3 => {
@@ -1180,14 +1204,18 @@ impl Gpu {
         let c = &self.inner.counters;
         match bar {
             Bar::Bar0 => {
-                for (i, chunk) in data.chunks(4).enumerate() {
-                    let mut w = [0u8; 4];
-                    w[..chunk.len()].copy_from_slice(chunk);
-                    self.bar_write32(
-                        Bar::Bar0,
-                        off.saturating_add(4 * i as u64),
-                        u32::from_le_bytes(w),
-                    );
+                let mut pos = 0usize;
+                while pos < data.len() {
+                    let addr = off.saturating_add(pos as u64);
+                    let n = ((4 - (addr & 3)) as usize).min(data.len() - pos);
+                    if n == 4 {
+                        let w = [data[pos], data[pos + 1], data[pos + 2], data[pos + 3]];
+                        self.bar_write32(Bar::Bar0, addr, u32::from_le_bytes(w));
+                    } else {
+                        Counters::inc(&c.bar0_writes);
+                        self.inner.partial_mmio_write(addr, &data[pos..pos + n]);
+                    }
+                    pos += n;
                 }
             }
             Bar::Bar1 | Bar::Bar3 => {

@@ -81,19 +81,6 @@ impl Backend {
     fn lock_irq(&self) -> std::sync::MutexGuard<'_, IrqRoute> {
         self.irq.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn bar0_read(&self, offset: u64, data: &mut [u8]) {
-        // BAR0 is 32-bit only; narrower reads see the bytes of the containing register.
-        match data.len() {
-            4 | 8 => self.gpu.bar_read(Bar::Bar0, offset, data),
-            1 | 2 if offset % 4 + data.len() as u64 <= 4 => {
-                let v = self.gpu.bar_read32(Bar::Bar0, offset & !3).to_le_bytes();
-                let s = (offset % 4) as usize;
-                data.copy_from_slice(&v[s..s + data.len()]);
-            }
-            _ => data.fill(0xff),
-        }
-    }
 }
 
 impl ServerBackend for Backend {
@@ -105,7 +92,6 @@ impl ServerBackend for Backend {
     ) -> Result<(), std::io::Error> {
         match (region, bar_of(region)) {
             (VFIO_PCI_CONFIG_REGION_INDEX, _) => self.gpu.config_read(offset, data),
-            (_, Some(Bar::Bar0)) => self.bar0_read(offset, data),
             (_, Some(bar)) => self.gpu.bar_read(bar, offset, data),
             _ => data.fill(0xff),
         }
@@ -127,16 +113,6 @@ impl ServerBackend for Backend {
                 irq.intx_disabled = intx_off;
                 if !msi {
                     irq.deliver_intx();
-                }
-            }
-            (_, Some(Bar::Bar0)) => {
-                if data.len().is_multiple_of(4) && offset.is_multiple_of(4) {
-                    self.gpu.bar_write(Bar::Bar0, offset, data);
-                } else {
-                    warn!(
-                        "dropped {}-byte BAR0 write at {offset:#x} (32-bit only)",
-                        data.len()
-                    );
                 }
             }
             (_, Some(bar)) => self.gpu.bar_write(bar, offset, data),

@@ -187,3 +187,44 @@ fn reset_restores_registers_and_keeps_vram() {
     g.shutdown();
     assert_eq!(rd(&g, pmc::BOOT_0), pmc::BOOT_0_QUADRO_6000);
 }
+
+#[test]
+fn narrow_bar0_accesses() {
+    let g = gpu(64 << 20);
+    // Reads: bytes of the containing registers.
+    let mut b = [0u8; 6];
+    g.bar_read(Bar::Bar0, 1, &mut b);
+    let boot0 = pmc::BOOT_0_QUADRO_6000.to_le_bytes();
+    assert_eq!(&b[..3], &boot0[1..]);
+    assert_eq!(u16::from_le_bytes([b[3], b[4]]), 0); // ENDIAN
+                                                     // Byte writes reach the config mirror (nouveau-style 8-bit accesses there).
+    g.bar_write(
+        Bar::Bar0,
+        (pci::BAR0_CONFIG_MIRROR as usize + pci::CFG_COMMAND) as u64,
+        &[0x06],
+    );
+    let mut cmd = [0u8; 2];
+    g.config_read(pci::CFG_COMMAND as u64, &mut cmd);
+    assert_eq!(
+        u16::from_le_bytes(cmd),
+        pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER
+    );
+    // ... and the MSI re-arm register re-signals an asserted line.
+    let edges = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let e = edges.clone();
+    g.set_irq_notifier(Some(std::sync::Arc::new(move |level| {
+        if level {
+            e.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    })));
+    wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_SW);
+    wr(&g, pmc::INTR_HOST, pmc::INTR_SOFTWARE);
+    g.bar_write(Bar::Bar0, pci::BAR0_MSI_REARM as u64 + 3, &[0xff]);
+    assert_eq!(edges.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Elsewhere a narrow write is dropped and counted.
+    wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
+    let before = g.counters().bar0_unknown;
+    g.bar_write(Bar::Bar0, pfifo::INTR_EN as u64, &[0xff, 0xff]);
+    assert_eq!(rd(&g, pfifo::INTR_EN), 0);
+    assert_eq!(g.counters().bar0_unknown, before + 1);
+}
