@@ -57,7 +57,7 @@ counters! {
     channel_errors,
     tlb_flushes, tlb_misses, dma_maps,
     /// Nanoseconds each engine spent executing.
-    busy_ns_pfifo, busy_ns_pgraph, busy_ns_pcopy0,
+    busy_ns_pfifo, busy_ns_pgraph, busy_ns_pcopy0, busy_ns_pcopy1,
 }
 
 impl Counters {

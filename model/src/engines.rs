@@ -321,10 +321,12 @@ impl Copy {
                 Counters::add(&ctx.gpu.counters.copy_bytes, self.line_length as u64);
                 Ok(())
             });
-            Counters::add(
-                &ctx.gpu.counters.busy_ns_pcopy0,
-                started.elapsed().as_nanos() as u64,
-            );
+            let busy = if self.unit == pfifo::FAULT_UNIT_PCOPY0 {
+                &ctx.gpu.counters.busy_ns_pcopy0
+            } else {
+                &ctx.gpu.counters.busy_ns_pcopy1
+            };
+            Counters::add(busy, started.elapsed().as_nanos() as u64);
             res?;
         }
         match (launch >> copy::LAUNCH_SEMAPHORE_SHIFT) & copy::LAUNCH_SEMAPHORE_MASK {
