@@ -328,7 +328,26 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
                 ..Channel::default()
             };
         }
-        let end = run_slice(&gpu, ch, &pick, started + gpu.cfg.timeslice);
+        // A model bug must not take the GPU down with it: the channel is stopped instead
+        // (the panic message has gone to stderr) and the other channels keep running.
+        let slice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_slice(&gpu, ch, &pick, started + gpu.cfg.timeslice)
+        }));
+        let end = slice.unwrap_or_else(|_| {
+            *ch = Channel {
+                gen: pick.chan_gen,
+                epoch: pick.epoch,
+                ..Channel::default()
+            };
+            SliceEnd::Stopped(
+                ExecError::Pbdma {
+                    bits: pfifo::PBDMA_INTR_ILLEGAL_CMD,
+                },
+                0,
+                0,
+                0,
+            )
+        });
         Counters::add(
             &gpu.counters.busy_ns_pfifo,
             started.elapsed().as_nanos() as u64,
