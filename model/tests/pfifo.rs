@@ -321,3 +321,42 @@ fn rebinding_the_same_instance_resumes_at_the_saved_gp_get() {
     assert_eq!(rig.r32(sem), 2);
     assert_eq!(rig.gpu.counters().gp_entries, 2);
 }
+
+#[test]
+fn chained_channels_across_workers() {
+    // Channel i may do step k only after channel i-1 did: a pipeline of acquires/releases
+    // that needs wake-ups across PBDMA workers and channels to finish.
+    let mut rig = Rig::new();
+    let shared = rig.alloc(0x1000, 0x1000);
+    let n_chans = 6u32;
+    let steps = 60u32;
+    let mut chans: Vec<Chan> = (0..n_chans).map(|i| rig.channel(20 + i)).collect();
+    for ch in chans.iter_mut() {
+        ch.vm.map(&rig, SEM_VA, shared, vm::PTE_APER_VRAM, false);
+        rig.flush(ch.vm.pd, false);
+    }
+    // Submit the later stages first so that they must wait.
+    for (i, ch) in chans.iter_mut().enumerate().rev() {
+        for k in 1..=steps {
+            let mut pb = Vec::new();
+            if i > 0 {
+                let prev = SEM_VA + 4 * (i as u64 - 1);
+                pb.extend(incr(
+                    0,
+                    host::SEMAPHORE_A,
+                    &[0, prev as u32, k, host::SEM_OP_ACQ_GEQ],
+                ));
+            }
+            pb.extend(sem_release(SEM_VA + 4 * i as u64, k, true));
+            ch.queue(&rig, &pb);
+        }
+        ch.ring(&rig);
+    }
+    for ch in &chans {
+        ch.wait(&rig);
+    }
+    for i in 0..n_chans as u64 {
+        assert_eq!(rig.r32(shared + 4 * i), steps);
+    }
+    assert_eq!(rig.gpu.counters().gp_entries, (n_chans * steps) as u64);
+}
