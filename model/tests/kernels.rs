@@ -82,18 +82,24 @@ impl Gpu {
             .collect()
     }
 
-    /// Gdev's launch sequence with the tag at the code address; waits for the report.
-    fn launch(&mut self, kernel: u32, params: &[u32], grid: (u32, u32), block: (u32, u32)) {
+    /// Gdev's launch sequence, with the tag written at the code address.
+    fn launch_words(
+        &self,
+        kernel: u32,
+        params: &[u32],
+        grid: (u32, u32),
+        block: (u32, u32),
+    ) -> Vec<u32> {
         let tag = [k::TAG_MAGIC, kernel, k::TAG_ABI_VERSION, 0];
         for (i, w) in tag.iter().enumerate() {
             self.rig
                 .w32(self.code_pa + CODE_START as u64 + 4 * i as u64, *w);
         }
-        self.seq += 1;
         let mut cb = vec![0u32; (k::PARAM_BASE / 4) as usize];
         cb.extend_from_slice(params);
         let s = SUBCH;
-        let pb = [
+        let bind = k::PARAM_CB_SLOT << compute::BIND_SLOT_SHIFT | compute::BIND_VALID;
+        [
             incr(
                 s,
                 compute::SET_PROGRAM_REGION_A,
@@ -105,11 +111,7 @@ impl Gpu {
                 compute::SET_CONSTANT_BUFFER_SELECTOR_A,
                 &[CB_SIZE, (CB_VA >> 32) as u32, CB_VA as u32],
             ),
-            incr(
-                s,
-                compute::BIND_CONSTANT_BUFFER,
-                &[k::PARAM_CB_SLOT << compute::BIND_SLOT_SHIFT | compute::BIND_VALID],
-            ),
+            incr(s, compute::BIND_CONSTANT_BUFFER, &[bind]),
             incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
             nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
             incr(s, compute::INVALIDATE_SHADER_CACHES_NO_WFI, &[0x1000]),
@@ -132,17 +134,23 @@ impl Gpu {
             incr(s, compute::LAUNCH, &[compute::LAUNCH_VALUE]),
             incr(s, compute::END_GRID, &[0]),
             incr(s, compute::WAIT_REF_COUNT, &[1]),
-            incr(s, compute::WAIT_FOR_IDLE, &[0]),
-            incr(
-                s,
-                compute::SET_REPORT_SEMAPHORE_A,
-                &[
-                    (SEM_VA >> 32) as u32,
-                    SEM_VA as u32,
-                    self.seq,
-                    compute::REPORT_ONE_WORD,
-                ],
-            ),
+        ]
+        .concat()
+    }
+
+    /// Launches, then releases a report semaphore and waits for it.
+    fn launch(&mut self, kernel: u32, params: &[u32], grid: (u32, u32), block: (u32, u32)) {
+        self.seq += 1;
+        let report = [
+            (SEM_VA >> 32) as u32,
+            SEM_VA as u32,
+            self.seq,
+            compute::REPORT_ONE_WORD,
+        ];
+        let pb = [
+            self.launch_words(kernel, params, grid, block),
+            incr(SUBCH, compute::WAIT_FOR_IDLE, &[0]),
+            incr(SUBCH, compute::SET_REPORT_SEMAPHORE_A, &report),
         ]
         .concat();
         self.ch.push(&self.rig, &pb);
@@ -539,28 +547,7 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
     let dst = g.buf(0x1000);
     g.ch.vm.unmap(&g.rig, dst.va + 0x1000);
     let params = [ptr(dst).as_slice(), &[2048, 7]].concat();
-    let tag = [k::TAG_MAGIC, k::KERNEL_FILL, k::TAG_ABI_VERSION, 0];
-    for (i, w) in tag.iter().enumerate() {
-        g.rig.w32(g.code_pa + CODE_START as u64 + 4 * i as u64, *w);
-    }
-    let mut cb = vec![0u32; 8];
-    cb.extend(params);
-    let pb = [
-        incr(s, compute::SET_PROGRAM_REGION_A, &[0, CODE_VA as u32]),
-        incr(s, compute::SET_CTA_PROGRAM_START, &[CODE_START]),
-        incr(
-            s,
-            compute::SET_CONSTANT_BUFFER_SELECTOR_A,
-            &[CB_SIZE, 0, CB_VA as u32],
-        ),
-        incr(s, compute::BIND_CONSTANT_BUFFER, &[compute::BIND_VALID]),
-        incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
-        nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
-        incr(s, compute::SET_CTA_RASTER_SIZE_A, &[1 << 16 | 16, 1]),
-        incr(s, compute::SET_CTA_THREAD_DIMENSION_A, &[1 << 16 | 128, 1]),
-        incr(s, compute::LAUNCH, &[compute::LAUNCH_VALUE]),
-    ]
-    .concat();
+    let pb = g.launch_words(k::KERNEL_FILL, &params, (16, 1), (128, 1));
     g.ch.push(&g.rig, &pb);
     g.rig.wait_intr();
     let unit = pfifo::FAULT_UNIT_PGRAPH;
@@ -598,37 +585,14 @@ fn copy_engine_runs_while_a_kernel_occupies_pgraph() {
     g.rig.flush(other.vm.pd, false);
     g.rig.w32(src, 0xc0ffee);
     // Queue the long kernel without waiting for it.
-    let tag = [k::TAG_MAGIC, k::KERNEL_MMUL, k::TAG_ABI_VERSION, 0];
-    for (i, w) in tag.iter().enumerate() {
-        g.rig.w32(g.code_pa + CODE_START as u64 + 4 * i as u64, *w);
-    }
-    let mut cb = vec![0u32; 8];
-    cb.extend(
-        [
-            ptr(ma).as_slice(),
-            &ptr(mb),
-            &ptr(mc),
-            &[n as u32, n as u32, n as u32],
-        ]
-        .concat(),
-    );
-    let s = SUBCH;
-    let pb = [
-        incr(s, compute::SET_PROGRAM_REGION_A, &[0, CODE_VA as u32]),
-        incr(s, compute::SET_CTA_PROGRAM_START, &[CODE_START]),
-        incr(
-            s,
-            compute::SET_CONSTANT_BUFFER_SELECTOR_A,
-            &[CB_SIZE, 0, CB_VA as u32],
-        ),
-        incr(s, compute::BIND_CONSTANT_BUFFER, &[compute::BIND_VALID]),
-        incr(s, compute::LOAD_CONSTANT_BUFFER_OFFSET, &[0]),
-        nonincr(s, compute::LOAD_CONSTANT_BUFFER, &cb),
-        incr(s, compute::SET_CTA_RASTER_SIZE_A, &[8 << 16 | 8, 1]),
-        incr(s, compute::SET_CTA_THREAD_DIMENSION_A, &[16 << 16 | 16, 1]),
-        incr(s, compute::LAUNCH, &[compute::LAUNCH_VALUE]),
+    let params = [
+        ptr(ma).as_slice(),
+        &ptr(mb),
+        &ptr(mc),
+        &[n as u32, n as u32, n as u32],
     ]
     .concat();
+    let pb = g.launch_words(k::KERNEL_MMUL, &params, (8, 8), (16, 16));
     g.ch.push(&g.rig, &pb);
     wait_until("kernel started", || {
         g.rig.gpu.counters().kernels_launched == 1
