@@ -130,10 +130,10 @@ impl ServerBackend for Backend {
         fd: Option<File>,
     ) -> Result<(), std::io::Error> {
         let Some(fd) = fd else {
-            // Without an fd the crate cannot give us the memory (no DMA_READ/WRITE support).
-            warn!(
-                "DMA_MAP of {address:#x}+{size:#x} without an fd: guest RAM must be a shared memfd"
-            );
+            // ROM and other devices' MMIO come without an fd; the model cannot reach them
+            // (the crate has no DMA_READ/WRITE), so DMA there faults. Guest RAM must be a
+            // shared memfd to be reachable.
+            info!("DMA_MAP {address:#x}+{size:#x} without an fd: not reachable by the GPU");
             return Ok(());
         };
         // A new map of an already-mapped range replaces it (the client remapped its RAM).
