@@ -64,22 +64,26 @@ fn pdb_key(pdb: PhysAddr) -> u64 {
     pdb.addr | u64::from(pdb.aperture == Aperture::Sys)
 }
 
-/// The translation cache plus the walker.
+/// The translation cache plus the walker. Entries are grouped by address space so that a
+/// per-PDB flush costs nothing for the other address spaces.
 #[derive(Default)]
 pub struct Tlb {
-    entries: HashMap<(u64, u64), TlbEntry>,
+    spaces: HashMap<u64, HashMap<u64, TlbEntry>>,
+    len: usize,
     pub misses: u64,
 }
 
 impl Tlb {
     /// Drops every cached translation of the address space rooted at `pdb`.
     pub fn flush_pdb(&mut self, pdb: PhysAddr) {
-        let key = pdb_key(pdb);
-        self.entries.retain(|(k, _), _| *k != key);
+        if let Some(space) = self.spaces.remove(&pdb_key(pdb)) {
+            self.len -= space.len();
+        }
     }
 
     pub fn flush_all(&mut self) {
-        self.entries.clear();
+        self.spaces.clear();
+        self.len = 0;
     }
 
     /// Translates `va` for an access of the given kind, consulting the cache first.
@@ -95,16 +99,18 @@ impl Tlb {
         if va > ctx.limit || va >> vm::VA_BITS != 0 {
             return Err(fault(mmu::FAULT_VM_LIMIT_EXCEEDED));
         }
-        let key = (pdb_key(ctx.pdb), va >> vm::SMALL_PAGE_SHIFT);
-        let entry = match self.entries.get(&key) {
-            Some(e) => *e,
+        let (space, page) = (pdb_key(ctx.pdb), va >> vm::SMALL_PAGE_SHIFT);
+        let cached = self.spaces.get(&space).and_then(|s| s.get(&page)).copied();
+        let entry = match cached {
+            Some(e) => e,
             None => {
                 self.misses += 1;
                 let e = walk(bus, ctx.pdb, big_page_shift, va).map_err(fault)?;
-                if self.entries.len() >= TLB_CAPACITY {
-                    self.entries.clear();
+                if self.len >= TLB_CAPACITY {
+                    self.flush_all();
                 }
-                self.entries.insert(key, e);
+                self.spaces.entry(space).or_default().insert(page, e);
+                self.len += 1;
                 e
             }
         };
