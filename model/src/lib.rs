@@ -7,11 +7,12 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
+//! use gf100_model::gpuvm_uapi::gf100::pmc;
 //! use gf100_model::{Bar, Gpu, HostMemory, ModelConfig};
 //!
 //! let gpu = Gpu::new(ModelConfig { vram_bytes: 256 << 20, ..ModelConfig::default() }).unwrap();
-//! assert_eq!(gpu.bar_read32(Bar::Bar0, 0) >> 20 & 0x1ff, 0xc0); // PMC BOOT_0
-//! gpu.bar_write32(Bar::Bar0, 0x200, 0xffff_ffff);              // PMC_ENABLE
+//! assert_eq!(gpu.bar_read32(Bar::Bar0, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+//! gpu.bar_write32(Bar::Bar0, pmc::ENABLE as u64, pmc::ENABLE_ALL);
 //! // System memory the GPU can reach at bus address 0x1_0000_0000 (sysmem PTEs/targets):
 //! let sys = Arc::new(HostMemory::new("sysmem", 1 << 20).unwrap());
 //! gpu.dma_map(0x1_0000_0000, sys.clone()).unwrap();
@@ -41,9 +42,11 @@
 //!   mediator may remap pages itself. Direct VRAM mode (0x1704 bit 31 = 0) maps offset = VRAM
 //!   address.
 //! - Strictness: unknown registers read `0xbad00100` and writes are dropped (counted in
-//!   `bar0_unknown`); registers of a unit disabled in PMC_ENABLE read `0xbad0da00`; failed
-//!   BAR1/BAR3/PRAMIN reads return `0xbad0ac00` and raise a VM fault. Interrupt enables reset
-//!   to 0; PMC_ENABLE resets to 0.
+//!   `bar0_unknown`); registers of a unit disabled in PMC_ENABLE read `0xbad0da00`; a failed
+//!   BAR1/BAR3 access raises a VM fault (reads return `0xbad0ac00`), a failed PRAMIN read
+//!   returns `0xbad0ac00`. Interrupt enables and PMC_ENABLE reset to 0. System memory is
+//!   reachable only while PCI bus mastering is on (on at creation for in-process users; the
+//!   server starts with it off, as a real device does).
 //! - Engines (M2MF, copy, compute) execute on PBDMA worker threads (`pbdma_threads`),
 //!   asynchronously to MMIO; each engine serves one channel at a time, different engines run
 //!   in parallel; PFIFO time-slices channels round-robin (`ModelConfig::timeslice`).
