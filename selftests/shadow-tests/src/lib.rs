@@ -14,3 +14,9 @@ pub mod pci_config;
 pub mod memory;
 #[path = "../../../shadow/pagetable.rs"]
 pub mod pagetable;
+#[path = "../../../shadow/shadow_vm.rs"]
+pub mod shadow_vm;
+#[path = "../../../shadow/sync_policy.rs"]
+pub mod sync_policy;
+#[path = "../../../shadow/host_pool.rs"]
+pub mod host_pool;

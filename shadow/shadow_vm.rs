@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Shadow page tables of one guest address space, kept in host VRAM and brought up to date
+//! incrementally.
+//!
+//! GPUvm rebuilt all 8192 PDEs and every present table on each guest TLB flush. Here each PDE
+//! remembers the guest PDE it was built from and, per page table, the range of entries that
+//! may have changed since the last sync. A sync re-reads only those:
+//! - with write tracking (`tracked`), the glue reports every trapped guest write to VRAM
+//!   ([`ShadowVm::note_guest_write`]); a write into the PD marks that PDE, a write into a page
+//!   table marks that entry. A TLB flush then only says "sync before the GPU next uses this".
+//! - without it (e.g. the guest writes its tables through a remapped BAR3 window the mediator
+//!   does not see), a TLB flush marks everything reachable; the sync still writes only the
+//!   shadow entries whose value changes.
+//! The PD is read only up to the instance block's limit, never 8192 entries blindly.
+//!
+//! Per-PDE state lives in caller-provided storage (`S`, e.g. a `KVec` or `Vec` of
+//! [`PdeShadow`]), whose length caps the address space: PDEs beyond it are not shadowed and
+//! [`ShadowVm::limit`] (the limit to put in the shadow instance block) is cut to match.
+//! Shadow tables come from a [`TableAlloc`] of host VRAM outside every partition.
+
+use core::ops::DerefMut;
+
+use crate::gf100::vm;
+use crate::memory::{GuestVram, SysMem, Vram};
+use crate::pagetable::{shadow_pte, table_to_host, Aperture, PageSize, Pde, TableRef, VmDesc, PDE_SPAN};
+use crate::partition::Slice;
+
+/// Host VRAM for shadow tables (4 KiB aligned blocks).
+pub trait TableAlloc {
+    /// A block of at least `bytes`, 4 KiB aligned; `None` when exhausted.
+    fn alloc(&mut self, bytes: u64) -> Option<u64>;
+    /// Gives back a block from [`TableAlloc::alloc`] with the same `bytes`.
+    fn free(&mut self, addr: u64, bytes: u64);
+}
+
+/// Entries of one shadow page table and the guest table it mirrors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableShadow {
+    /// Guest VRAM address of the guest table (meaningful when `host != 0`).
+    guest: u64,
+    /// Host VRAM address of the shadow table; 0 = no table.
+    host: u64,
+    /// Reachable entries (both tables).
+    entries: u32,
+    /// Entries `[dirty_lo, dirty_hi)` must be re-read from the guest.
+    dirty_lo: u32,
+    dirty_hi: u32,
+}
+
+impl TableShadow {
+    fn mark(&mut self, lo: u32, hi: u32) {
+        if self.dirty_lo >= self.dirty_hi {
+            self.dirty_lo = lo;
+            self.dirty_hi = hi;
+        } else {
+            self.dirty_lo = self.dirty_lo.min(lo);
+            self.dirty_hi = self.dirty_hi.max(hi);
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        table_bytes(self.entries as u64)
+    }
+}
+
+fn table_bytes(entries: u64) -> u64 {
+    (entries * vm::PTE_SIZE).next_multiple_of(vm::TABLE_ALIGN)
+}
+
+/// Shadow state of one PDE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PdeShadow {
+    /// The guest PDE the shadow PDE was built from.
+    guest: u64,
+    /// The PDE must be re-read from the guest PD.
+    dirty: bool,
+    /// Big-page and small-page tables ([`PageSize::index`]).
+    tables: [TableShadow; 2],
+}
+
+/// Counters for sysfs (`shadow_syncs`, `pte_writes`) and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Syncs that found something to do.
+    pub syncs: u64,
+    /// Guest entries (PDEs and PTEs) read.
+    pub guest_reads: u64,
+    /// Shadow entries written.
+    pub shadow_writes: u64,
+    /// Guest entries refused (out of partition, unpinnable, unsupported).
+    pub refused: u64,
+    /// Shadow tables that could not be allocated (their half of the PDE stays absent).
+    pub alloc_failures: u64,
+}
+
+/// The shadow of one guest address space.
+pub struct ShadowVm<S: DerefMut<Target = [PdeShadow]>> {
+    desc: VmDesc,
+    /// PDEs shadowed: the guest's reachable PDEs, cut to the storage.
+    count: u32,
+    pdes: S,
+    pd_host: u64,
+    pd_bytes: u64,
+    tracked: bool,
+    /// Bumped by every guest TLB flush of this space; `synced` is the value at the last sync.
+    flushes: u64,
+    synced: u64,
+    /// Everything reachable must be re-read (set by a flush without write tracking).
+    all_dirty: bool,
+    /// Statistics.
+    pub stats: SyncStats,
+}
+
+impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
+    /// A shadow for the guest address space `desc`, with its PD allocated and zeroed and
+    /// everything marked for the first sync. `None` if the PD cannot be allocated.
+    pub fn new<V: Vram + ?Sized, A: TableAlloc + ?Sized>(
+        desc: VmDesc,
+        mut pdes: S,
+        tracked: bool,
+        vram: &mut V,
+        alloc: &mut A,
+    ) -> Option<Self> {
+        let cap = pdes.len().min(u32::MAX as usize) as u64;
+        let count = desc.pde_count().min(cap) as u32;
+        let pd_bytes = table_bytes(count.max(1) as u64);
+        let pd_host = alloc.alloc(pd_bytes)?;
+        for i in 0..count as u64 {
+            vram.write64(pd_host + i * vm::PDE_SIZE, 0);
+        }
+        for p in pdes.iter_mut() {
+            *p = PdeShadow { dirty: true, ..PdeShadow::default() };
+        }
+        Some(ShadowVm {
+            desc,
+            count,
+            pdes,
+            pd_host,
+            pd_bytes,
+            tracked,
+            flushes: 1,
+            synced: 0,
+            all_dirty: true,
+            stats: SyncStats::default(),
+        })
+    }
+
+    /// The guest address space this shadows.
+    pub fn desc(&self) -> VmDesc {
+        self.desc
+    }
+
+    /// Host VRAM address of the shadow PD (for the shadow instance block and host flushes).
+    pub fn pd_host(&self) -> u64 {
+        self.pd_host
+    }
+
+    /// The limit for the shadow instance block: the guest's, cut to the PDEs shadowed.
+    pub fn limit(&self) -> u64 {
+        let shadowed = (self.count as u64 * PDE_SPAN).saturating_sub(1);
+        self.desc.limit.min(shadowed)
+    }
+
+    /// Whether guest writes are reported (see the module comment).
+    pub fn tracked(&self) -> bool {
+        self.tracked
+    }
+
+    /// A guest TLB flush of this space: the shadow must be synced before the GPU uses it.
+    pub fn flush(&mut self) {
+        self.flushes = self.flushes.wrapping_add(1);
+        if !self.tracked {
+            self.all_dirty = true;
+        }
+    }
+
+    /// Forget everything learned from write tracking and re-read all reachable entries at the
+    /// next sync (e.g. after a system-memory range was unmapped and its pins dropped).
+    pub fn invalidate_all(&mut self) {
+        self.all_dirty = true;
+        self.flushes = self.flushes.wrapping_add(1);
+    }
+
+    /// A flush happened since the last sync.
+    pub fn needs_sync(&self) -> bool {
+        self.flushes != self.synced
+    }
+
+    /// Records a trapped guest write of 4 bytes at guest VRAM address `pa`. Returns whether it
+    /// touched this space's PD or one of its page tables.
+    pub fn note_guest_write(&mut self, pa: u64) -> bool {
+        let mut hit = false;
+        let pd_end = self.desc.pd.saturating_add(self.count as u64 * vm::PDE_SIZE);
+        if (self.desc.pd..pd_end).contains(&pa) {
+            let i = ((pa - self.desc.pd) / vm::PDE_SIZE) as usize;
+            if let Some(p) = self.pdes.get_mut(i) {
+                p.dirty = true;
+                hit = true;
+            }
+        }
+        let count = self.count as usize;
+        for p in self.pdes.iter_mut().take(count) {
+            for t in p.tables.iter_mut().filter(|t| t.host != 0) {
+                let end = t.guest + t.entries as u64 * vm::PTE_SIZE;
+                if (t.guest..end).contains(&pa) {
+                    let e = ((pa - t.guest) / vm::PTE_SIZE) as u32;
+                    t.mark(e, e + 1);
+                    hit = true;
+                }
+            }
+        }
+        hit
+    }
+
+    /// Brings the shadow tables up to date with the guest's. Guest tables are read through the
+    /// partition view only; every entry written is in host terms (see `pagetable`).
+    pub fn sync<V: Vram + ?Sized, Y: SysMem + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        vram: &mut V,
+        slice: &Slice,
+        sys: &mut Y,
+        alloc: &mut A,
+    ) {
+        let all = self.all_dirty;
+        let mut work = false;
+        for i in 0..self.count as usize {
+            let Some(mut p) = self.pdes.get(i).copied() else { break };
+            if all {
+                p.dirty = true;
+                for t in p.tables.iter_mut() {
+                    t.mark(0, t.entries);
+                }
+            }
+            if p.dirty {
+                work = true;
+                self.sync_pde(i as u64, &mut p, vram, slice, alloc);
+            }
+            for size in PageSize::ALL {
+                let t = &mut p.tables[size.index()];
+                if t.host == 0 || t.dirty_lo >= t.dirty_hi {
+                    continue;
+                }
+                work = true;
+                for e in t.dirty_lo..t.dirty_hi.min(t.entries) {
+                    let off = e as u64 * vm::PTE_SIZE;
+                    let raw = GuestVram::new(&*vram, *slice).read64(t.guest + off).unwrap_or(0);
+                    self.stats.guest_reads += 1;
+                    let entry = shadow_pte(raw, size, slice, sys);
+                    if raw & vm::PTE_VALID != 0 && entry == crate::pagetable::REFUSED_PTE {
+                        self.stats.refused += 1;
+                    }
+                    // Untracked syncs re-read everything: write only what changed.
+                    if vram.read64(t.host + off) != entry {
+                        vram.write64(t.host + off, entry);
+                        self.stats.shadow_writes += 1;
+                    }
+                }
+                t.dirty_lo = 0;
+                t.dirty_hi = 0;
+            }
+            if let Some(slot) = self.pdes.get_mut(i) {
+                *slot = p;
+            }
+        }
+        if work {
+            self.stats.syncs += 1;
+        }
+        self.all_dirty = false;
+        self.synced = self.flushes;
+    }
+
+    /// Re-reads guest PDE `i` and rebuilds the shadow PDE and its tables' placement. A table
+    /// whose guest address or size changed gets a fresh shadow table, fully marked.
+    fn sync_pde<V: Vram + ?Sized, A: TableAlloc + ?Sized>(
+        &mut self,
+        i: u64,
+        p: &mut PdeShadow,
+        vram: &mut V,
+        slice: &Slice,
+        alloc: &mut A,
+    ) {
+        let raw = GuestVram::new(&*vram, *slice).read64(self.desc.pd + i * vm::PDE_SIZE).unwrap_or(0);
+        self.stats.guest_reads += 1;
+        p.dirty = false;
+        p.guest = raw;
+        let pde = Pde::decode(raw);
+        let mut shadow = Pde { big: None, small: None, size_shift: pde.size_shift };
+        for size in PageSize::ALL {
+            let t = &mut p.tables[size.index()];
+            let entries = self.desc.reachable(i, size, pde.size_shift);
+            // Only VRAM tables wholly inside the partition are shadowed; a table in system
+            // memory or outside leaves this half absent.
+            let want = pde
+                .table(size)
+                .filter(|g| entries > 0 && table_to_host(g, entries, slice).is_some())
+                .map(|g| g.addr);
+            if pde.table(size).is_some() && want.is_none() {
+                self.stats.refused += 1;
+            }
+            let same = want == Some(t.guest) && t.host != 0 && t.entries as u64 == entries;
+            if !same {
+                if t.host != 0 {
+                    alloc.free(t.host, t.bytes());
+                }
+                *t = TableShadow::default();
+                if let Some(g) = want {
+                    match alloc.alloc(table_bytes(entries)) {
+                        Some(host) => {
+                            *t = TableShadow { guest: g, host, entries: entries as u32, dirty_lo: 0, dirty_hi: 0 };
+                            t.mark(0, entries as u32);
+                        }
+                        None => self.stats.alloc_failures += 1,
+                    }
+                }
+            }
+            if t.host != 0 {
+                let vol = pde.table(size).is_some_and(|g| g.vol);
+                let r = TableRef { addr: t.host, aperture: Aperture::Vram, vol };
+                match size {
+                    PageSize::Big => shadow.big = Some(r),
+                    PageSize::Small => shadow.small = Some(r),
+                }
+            }
+        }
+        let entry = shadow.encode();
+        let at = self.pd_host + i * vm::PDE_SIZE;
+        if vram.read64(at) != entry {
+            vram.write64(at, entry);
+            self.stats.shadow_writes += 1;
+        }
+    }
+
+    /// Gives every shadow table and the PD back; the shadow must no longer be bound.
+    pub fn release<A: TableAlloc + ?Sized>(mut self, alloc: &mut A) -> S {
+        for p in self.pdes.iter_mut() {
+            for t in p.tables.iter_mut() {
+                if t.host != 0 {
+                    alloc.free(t.host, t.bytes());
+                    *t = TableShadow::default();
+                }
+            }
+        }
+        alloc.free(self.pd_host, self.pd_bytes);
+        self.pdes
+    }
+}
