@@ -20,3 +20,5 @@ pub mod shadow_vm;
 pub mod sync_policy;
 #[path = "../../../shadow/host_pool.rs"]
 pub mod host_pool;
+#[path = "../../../shadow/regs.rs"]
+pub mod regs;
