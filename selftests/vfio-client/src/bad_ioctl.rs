@@ -48,6 +48,20 @@ fn rejected(dev: &dyn Device, r: &mut Report, index: u32, accesses: &[(u64, usiz
     }
 }
 
+/// An access at `off` of region `index` (of `size` bytes) that runs past its end may fail with
+/// EINVAL or transfer the part inside (a short count, as vfio-pci does), never more.
+fn straddling(dev: &dyn Device, r: &mut Report, index: u32, size: u64, off: u64, len: usize) {
+    let name = REGION_NAMES[index as usize];
+    let inside = (size - off) as usize;
+    let mut buf = vec![0u8; len];
+    let results = [("read", dev.region_read(index, off, &mut buf)), ("write", dev.region_write(index, off, &vec![0u8; len]))];
+    for (what, res) in results {
+        r.check(matches!(res, Err(Errno::EINVAL)) || matches!(res, Ok(n) if n <= inside), || {
+            format!("{what} {len}@{off:#x} of region {index} ({name}) crossing its end at {size:#x}: {res:?}, want EINVAL or at most {inside} bytes")
+        });
+    }
+}
+
 pub fn check_bad_ioctls(dev: &dyn Device, shape: Shape, r: &mut Report) -> Result<(), String> {
     // argsz below each struct's minimum.
     for argsz in [0, DEVICE_INFO_MINSZ - 1] {
@@ -93,7 +107,13 @@ pub fn check_bad_ioctls(dev: &dyn Device, shape: Shape, r: &mut Report) -> Resul
         let size = shape.region_size(index);
         rejected(dev, r, index, &[(size, 4), (size + 4, 4), (2 * size, 4), ((1 << 40) - 4, 4)]);
     }
-    rejected(dev, r, VFIO_PCI_CONFIG_REGION_INDEX, &[(CONFIG_SIZE, 1), (CONFIG_SIZE, 4), (CONFIG_SIZE - 2, 4), (CONFIG_SIZE - 1, 2), (4096, 4)]);
+    rejected(dev, r, VFIO_PCI_CONFIG_REGION_INDEX, &[(CONFIG_SIZE, 1), (CONFIG_SIZE, 4), (4096, 4)]);
+    straddling(dev, r, VFIO_PCI_CONFIG_REGION_INDEX, CONFIG_SIZE, CONFIG_SIZE - 2, 4);
+    straddling(dev, r, VFIO_PCI_CONFIG_REGION_INDEX, CONFIG_SIZE, CONFIG_SIZE - 1, 2);
+    for index in [VFIO_PCI_BAR1_REGION_INDEX, VFIO_PCI_BAR3_REGION_INDEX] {
+        let size = shape.region_size(index);
+        straddling(dev, r, index, size, size - 4, 8);
+    }
     // Regions of size 0, and region indices beyond the last.
     for index in [2, 4, 5, VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX, NUM_REGIONS, 0xff, 0x7f_ffff] {
         rejected(dev, r, index, &[(0, 4)]);

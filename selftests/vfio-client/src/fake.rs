@@ -16,7 +16,10 @@ pub enum Quirk {
     MsiFireSignalsReq,
     GetInfoIgnoresArgsz,
     SetIrqsIgnoresStart,
-    ConfigShortReadAtEnd,
+    /// An access straddling the end of a region transfers the part inside (vfio-pci style).
+    ShortAtEnd,
+    /// An access straddling the end of a region claims to transfer all of it.
+    PastEnd,
     NoResetCounter,
     UnknownIoctlEinval,
     Bar1WrongSize,
@@ -95,7 +98,7 @@ impl FakeVgpu {
         let off = pos & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1);
         let size = if index < NUM_REGIONS { self.region_size(index) } else { 0 };
         if size == 0 || off + len as u64 > size {
-            if index == VFIO_PCI_CONFIG_REGION_INDEX && off < size && self.has(Quirk::ConfigShortReadAtEnd) {
+            if off < size && (self.has(Quirk::ShortAtEnd) || self.has(Quirk::PastEnd)) {
                 return Ok((index, off));
             }
             return Err(Errno::EINVAL);
@@ -104,6 +107,15 @@ impl FakeVgpu {
             VFIO_PCI_BAR0_REGION_INDEX if (len != 4 || !off.is_multiple_of(4)) && !self.has(Quirk::Bar0AnySize) => Err(Errno::EINVAL),
             VFIO_PCI_CONFIG_REGION_INDEX if ![1, 2, 4].contains(&len) => Err(Errno::EINVAL),
             _ => Ok((index, off)),
+        }
+    }
+
+    /// How many bytes of an access at `off` a read/write reports.
+    fn transferred(&self, index: u32, off: u64, len: usize) -> usize {
+        if self.has(Quirk::PastEnd) {
+            len
+        } else {
+            len.min((self.region_size(index) - off) as usize)
         }
     }
 
@@ -215,24 +227,22 @@ impl Device for FakeVgpu {
 
     fn pread(&self, buf: &mut [u8], pos: u64) -> Result<usize, Errno> {
         let (index, off) = self.locate(pos, buf.len())?;
+        let n = self.transferred(index, off, buf.len());
+        buf.fill(0);
         match index {
             VFIO_PCI_CONFIG_REGION_INDEX => {
-                let n = buf.len().min(CONFIG_SIZE as usize - off as usize);
-                buf[..n].copy_from_slice(&self.cfg.borrow()[off as usize..off as usize + n]);
+                let m = n.min(CONFIG_SIZE as usize - off as usize);
+                buf[..m].copy_from_slice(&self.cfg.borrow()[off as usize..off as usize + m]);
                 Ok(n)
             }
             VFIO_PCI_BAR0_REGION_INDEX => {
                 self.traps.set(self.traps.get() + 1);
-                buf.fill(0);
                 if off == 0 && buf.len() >= 4 {
                     buf[..4].copy_from_slice(&BOOT_0.to_le_bytes());
                 }
-                Ok(buf.len())
+                Ok(n)
             }
-            _ => {
-                buf.fill(0);
-                Ok(buf.len())
-            }
+            _ => Ok(n),
         }
     }
 
@@ -247,7 +257,7 @@ impl Device for FakeVgpu {
         } else if index == VFIO_PCI_BAR0_REGION_INDEX {
             self.traps.set(self.traps.get() + 1);
         }
-        Ok(buf.len())
+        Ok(self.transferred(index, off, buf.len()))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::contract::{Shape, NUM_REGIONS};
 use crate::device::{DeviceExt, EventFd, VfioDevice, VfioPath};
-use crate::mdev::{self, Parent};
+use crate::mdev::{self, Parent, PoolOrigin};
 use crate::report::Report;
 use crate::sys::VFIO_PCI_REQ_IRQ_INDEX;
 use std::io::Write;
@@ -18,11 +18,12 @@ pub struct CycleOpts {
     /// Skip the gpuvm-specific sysfs checks (to exercise the VFIO paths on another mdev driver,
     /// e.g. the mtty sample).
     pub generic: bool,
+    pub origin: PoolOrigin,
 }
 
 /// Checks the whole parent; Err naming the first inconsistency.
-pub fn check_parent(p: &Parent, when: &str) -> Result<(), String> {
-    let s = p.snapshot().map_err(|e| format!("{when}: {e}"))?;
+pub fn check_parent(p: &Parent, origin: PoolOrigin, when: &str) -> Result<(), String> {
+    let s = p.snapshot(origin).map_err(|e| format!("{when}: {e}"))?;
     let mut r = Report::new(format!("parent {} {when}", p.bdf));
     s.check(&mut r);
     r.finish().map(|_| ())
@@ -32,7 +33,7 @@ pub fn cycle(o: &CycleOpts) -> Result<(), String> {
     let p = Parent { bdf: o.parent.clone() };
     if !o.generic {
         Shape::from_type(&o.ty).ok_or_else(|| format!("{}: not a gpuvm-N type", o.ty))?;
-        check_parent(&p, "before cycling")?;
+        check_parent(&p, o.origin, "before cycling")?;
     }
     let avail0 = p.available(&o.ty)?;
     if avail0 == 0 {
@@ -79,12 +80,12 @@ pub fn cycle(o: &CycleOpts) -> Result<(), String> {
         if (i + 1) % 100 == 0 {
             println!("cycle: {} done, {:.1}s", i + 1, t0.elapsed().as_secs_f64());
             if !o.generic {
-                check_parent(&p, &format!("after {} cycles", i + 1))?;
+                check_parent(&p, o.origin, &format!("after {} cycles", i + 1))?;
             }
         }
     }
     if !o.generic {
-        check_parent(&p, "after cycling")?;
+        check_parent(&p, o.origin, "after cycling")?;
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("cycle: {} create/open/close/remove cycles of {} in {secs:.1}s ({:.1} ms each)", o.count, o.ty, 1000.0 * secs / o.count.max(1) as f64);
@@ -103,7 +104,11 @@ pub fn hold(uuid: &str, path: VfioPath, timeout: Duration) -> Result<(), String>
     if !req.wait(timeout.as_millis().min(i32::MAX as u128) as i32) {
         return Err(format!("no REQ interrupt within {}s; closing anyway", timeout.as_secs()));
     }
-    println!("req received (count {}) after {:.2}s; closing", req.take(), t0.elapsed().as_secs_f64());
+    println!("req received (count {}) after {:.2}s", req.take(), t0.elapsed().as_secs_f64());
+    // Uptime just before closing: a removal that waited for this close ends after it.
+    let up = mdev::read_trim(std::path::Path::new("/proc/uptime"))?;
+    println!("closing at {}s", up.split_whitespace().next().unwrap_or("?"));
+    let _ = std::io::stdout().flush();
     drop(dev);
     println!("closed");
     Ok(())

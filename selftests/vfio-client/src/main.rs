@@ -8,7 +8,7 @@ use gpuvm_vfio_client::device::{VfioDevice, VfioPath};
 use gpuvm_vfio_client::errno::Errno;
 use gpuvm_vfio_client::irqs::check_irqs;
 use gpuvm_vfio_client::lifecycle::{self, CycleOpts};
-use gpuvm_vfio_client::mdev::{self, Parent, SysfsVgpu};
+use gpuvm_vfio_client::mdev::{self, Parent, PoolOrigin, SysfsVgpu};
 use gpuvm_vfio_client::report::Report;
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,13 +24,16 @@ usage: gpuvm-vfio-test COMMAND [OPTIONS]
       INTx/MSI/REQ eventfds: install, fire (DATA_NONE|TRIGGER), remove, tear down
   bad-ioctl --mdev UUID --path group|cdev|both
       malformed ioctls and accesses fail with the contract's errno; the device still works
-  cycle --parent BDF --type gpuvm-N --count N --path group|cdev|both [--generic]
+  cycle --parent BDF --type gpuvm-N --count N --path group|cdev|both [POOL] [--generic]
       create/open/close/remove N times, checking available_instances and vgpus each step
       (--generic: skip gpuvm-specific checks, for other mdev drivers such as mtty)
   hold --mdev UUID --path group|cdev [--timeout SECONDS (60)]
       open, install a REQ eventfd, print \"holding\", close once the REQ fires
-  check-parent --parent BDF [--expect-avail \"A1 A2 A4 A8\"]
+  check-parent --parent BDF [POOL] [--expect-avail \"A1 A2 A4 A8\"]
       the parent's types, vGPUs, free counts and available_instances are consistent
+  pool-origin --parent BDF
+      on an empty parent: create and remove a gpuvm-1 and print its placement as POOL options
+      (--pool-vram-base MiB --pool-first-channel N: where the guest pool starts; default 0 0)
   sysfs-write PATH VALUE [--expect-errno NAME]
       one write(2) of VALUE; with --expect-errno it must fail with exactly that errno";
 
@@ -63,6 +66,12 @@ impl Args {
     }
     fn flag(&self, name: &str) -> bool {
         self.flags.iter().any(|f| f == name)
+    }
+    fn num(&self, name: &str, default: u64) -> Result<u64, String> {
+        self.opts.get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("--{name}: '{v}' is not a number")))
+    }
+    fn origin(&self) -> Result<PoolOrigin, String> {
+        Ok(PoolOrigin { vram_base_mib: self.num("pool-vram-base", 0)?, first_channel: self.num("pool-first-channel", 0)? })
     }
     fn paths(&self) -> Result<Vec<VfioPath>, String> {
         match self.get("path")? {
@@ -108,24 +117,25 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
         "irqs" => per_path(a, "irqs", |d, _, _, r| check_irqs(d, r)),
         "bad-ioctl" => per_path(a, "bad-ioctl", |d, s, _, r| check_bad_ioctls(d, s, r)),
         "cycle" => {
-            let count = a.get("count")?.parse().map_err(|_| "--count: not a number".to_string())?;
+            let count = a.num("count", 0)? as u32;
             lifecycle::cycle(&CycleOpts {
                 parent: a.get("parent")?.to_string(),
                 ty: a.get("type")?.to_string(),
                 count,
                 paths: a.paths()?,
                 generic: a.flag("generic"),
+                origin: a.origin()?,
             })
         }
         "hold" => {
             let paths = a.paths()?;
             let [path] = paths[..] else { return Err("hold takes one --path".into()) };
-            let secs = a.opts.get("timeout").map_or(Ok(60), |t| t.parse()).map_err(|_| "--timeout: not a number".to_string())?;
+            let secs = a.num("timeout", 60)?;
             lifecycle::hold(a.get("mdev")?, path, Duration::from_secs(secs))
         }
         "check-parent" => {
             let p = Parent { bdf: a.get("parent")?.to_string() };
-            let s = p.snapshot()?;
+            let s = p.snapshot(a.origin()?)?;
             let mut r = Report::new(format!("check-parent {}", p.bdf));
             s.check(&mut r);
             if let Some(want) = a.opts.get("expect-avail") {
@@ -134,6 +144,11 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             }
             println!("check-parent: {} vGPUs, available {:?}, vram free {}/{} MiB, channels free {}/{}", s.devs.len(), s.available(), s.vram_free_mib, s.vram_total_mib, s.channels_free, s.channels_total);
             r.finish()
+        }
+        "pool-origin" => {
+            let p = Parent { bdf: a.get("parent")?.to_string() };
+            println!("{}", p.pool_origin()?.to_args());
+            Ok(())
         }
         "sysfs-write" => {
             let [path, value] = &a.pos[..] else { return Err("sysfs-write PATH VALUE".into()) };

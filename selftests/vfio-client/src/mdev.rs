@@ -39,6 +39,17 @@ fn read_num(path: &Path) -> Result<u64, String> {
     s.parse().map_err(|_| format!("{}: '{s}' is not a number", path.display()))
 }
 
+/// The entry names of a directory, sorted.
+fn list_dir(dir: &Path) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// One write(2) of `value` to a sysfs file, as `echo` would do it; the errno on failure.
 pub fn write_attr(path: &Path, value: &[u8]) -> Result<(), Errno> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
@@ -98,18 +109,12 @@ impl Parent {
         read_num(&self.attr_dir().join(name))
     }
 
-    /// Reads every type and every vGPU of the parent.
-    pub fn snapshot(&self) -> Result<ParentState, String> {
+    /// Reads every type and every vGPU of the parent; `origin` is where the pool starts.
+    pub fn snapshot(&self, origin: PoolOrigin) -> Result<ParentState, String> {
         let mut types = Vec::new();
         let mut devs = Vec::new();
         let dir = self.types_dir();
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
+        for name in list_dir(&dir)? {
             let td = dir.join(&name);
             let t = TypeState {
                 available: read_num(&td.join("available_instances"))? as u32,
@@ -118,13 +123,7 @@ impl Parent {
                 description: read_trim(&td.join("description"))?,
                 name: name.clone(),
             };
-            let mut uuids: Vec<String> = fs::read_dir(td.join("devices"))
-                .map_err(|e| format!("{}/devices: {e}", td.display()))?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            uuids.sort();
-            for uuid in uuids {
+            for uuid in list_dir(&td.join("devices"))? {
                 let a = SysfsVgpu { uuid: uuid.clone() };
                 devs.push(VgpuState::read(&uuid, &a, &name)?);
             }
@@ -136,9 +135,36 @@ impl Parent {
             channels_total: self.attr("channels_total")?,
             channels_free: self.attr("channels_free")?,
             vgpus: self.attr("vgpus")?,
+            origin,
             types,
             devs,
         })
+    }
+
+    /// Finds where the guest pool starts in host VRAM and in the host's channels: on an empty
+    /// parent, a gpuvm-1 vGPU takes the whole pool, so its placement is the pool's origin.
+    pub fn pool_origin(&self) -> Result<PoolOrigin, String> {
+        let uuid = new_uuid()?;
+        self.create("gpuvm-1", &uuid).map_err(|e| format!("creating a gpuvm-1 to find the pool origin (is the pool empty?): {e}"))?;
+        let a = SysfsVgpu { uuid: uuid.clone() };
+        let origin = a.counter("vram_base_mib").and_then(|v| Ok(PoolOrigin { vram_base_mib: v, first_channel: a.counter("first_channel")? }));
+        remove(&uuid).map_err(|e| format!("removing the gpuvm-1 {uuid}: {e}"))?;
+        origin
+    }
+}
+
+/// Where the guest pool starts: host VRAM offset (MiB) and host channel number. vGPU
+/// placements (`vram_base_mib`, `first_channel`) are host values, so pool units count from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolOrigin {
+    pub vram_base_mib: u64,
+    pub first_channel: u64,
+}
+
+impl PoolOrigin {
+    /// The command-line options that give this origin back.
+    pub fn to_args(self) -> String {
+        format!("--pool-vram-base {} --pool-first-channel {}", self.vram_base_mib, self.first_channel)
     }
 }
 
@@ -208,6 +234,7 @@ pub struct ParentState {
     pub channels_total: u64,
     pub channels_free: u64,
     pub vgpus: u64,
+    pub origin: PoolOrigin,
     pub types: Vec<TypeState>,
     pub devs: Vec<VgpuState>,
 }
@@ -263,13 +290,21 @@ impl ParentState {
             vram_sum += d.vram_mib;
             ch_sum += d.channels;
             let units = shape.units() as u64;
-            let (vu, cu) = (d.vram_base_mib / vram_unit, d.first_channel / ch_unit);
-            let placed = d.vram_base_mib % vram_unit == 0 && vu % units == 0 && vu + units <= pool;
-            if !r.check(placed, || format!("{id} vram_base_mib {} is not an aligned {units}-unit block of {vram_unit} MiB units in the pool", d.vram_base_mib)) {
+            let o = self.origin;
+            // Offsets into the pool; u64::MAX (never aligned) when below its start.
+            let vrel = d.vram_base_mib.checked_sub(o.vram_base_mib).unwrap_or(u64::MAX);
+            let crel = d.first_channel.checked_sub(o.first_channel).unwrap_or(u64::MAX);
+            let (vu, cu) = (vrel / vram_unit, crel / ch_unit);
+            let placed = vrel % vram_unit == 0 && vu % units == 0 && vu + units <= pool;
+            if !r.check(placed, || {
+                format!("{id} vram_base_mib {} is not an aligned {units}-unit block of {vram_unit} MiB units in the pool at {} MiB", d.vram_base_mib, o.vram_base_mib)
+            }) {
                 continue;
             }
-            let placed = d.first_channel % ch_unit == 0 && cu % units == 0 && cu + units <= pool;
-            if !r.check(placed, || format!("{id} first_channel {} is not an aligned {units}-unit block of {ch_unit}-channel units", d.first_channel)) {
+            let placed = crel % ch_unit == 0 && cu % units == 0 && cu + units <= pool;
+            if !r.check(placed, || {
+                format!("{id} first_channel {} is not an aligned {units}-unit block of {ch_unit}-channel units in the pool at channel {}", d.first_channel, o.first_channel)
+            }) {
                 continue;
             }
             r.check(vu == cu, || format!("{id}: VRAM at pool unit {vu} but channels at pool unit {cu}"));
@@ -331,9 +366,9 @@ mod tests {
             listed_type: s.type_name(),
             type_attr: s.type_name(),
             vram_mib: 1024 / n as u64,
-            vram_base_mib: unit * 128,
+            vram_base_mib: 64 + unit * 128,
             channels: 128 / n as u64,
-            first_channel: unit * 16,
+            first_channel: 8 + unit * 16,
             bar1_mib: s.bar1_mib(),
             bar3_mib: s.bar3_mib(),
             weight: 10,
@@ -349,6 +384,7 @@ mod tests {
             channels_total: 128,
             channels_free: 128 - ch,
             vgpus: devs.len() as u64,
+            origin: PoolOrigin { vram_base_mib: 64, first_channel: 8 },
             types: SHARES.iter().zip(avail).map(|(&n, a)| ty(n, a)).collect(),
             devs,
         }
@@ -386,11 +422,16 @@ mod tests {
         let mut d = vgpu(8, 5);
         d.bar1_mib = 32;
         d.weight = 0;
-        d.first_channel = 16 * 6;
+        d.first_channel = 8 + 16 * 6;
         let f = fails(&state([0, 1, 3, 7], vec![d]));
         assert!(f.iter().any(|m| m.contains("bar1_mib")), "{f:?}");
         assert!(f.iter().any(|m| m.contains("weight 0")), "{f:?}");
         assert!(f.iter().any(|m| m.contains("VRAM at pool unit 5 but channels at pool unit 6")), "{f:?}");
+        // The same placements seen from a pool assumed to start at 0.
+        let mut s = state([0, 1, 2, 4], vec![vgpu(2, 4)]);
+        s.origin = PoolOrigin::default();
+        let f = fails(&s);
+        assert!(f.iter().any(|m| m.contains("vram_base_mib 576 is not an aligned 4-unit block")), "{f:?}");
         // Vague description, wrong device_api, a missing type, vgpus count.
         let mut s = state([1, 2, 4, 8], vec![]);
         s.types[1].description = "a vGPU".into();
