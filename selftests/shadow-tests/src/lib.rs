@@ -10,6 +10,9 @@ pub mod partition;
 #[path = "../../../shadow/pci_config.rs"]
 pub mod pci_config;
 
+#[path = "../../../shadow/host_init.rs"]
+pub mod host_init;
+
 #[path = "../../../shadow/memory.rs"]
 pub mod memory;
 #[path = "../../../shadow/pagetable.rs"]
