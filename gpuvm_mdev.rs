@@ -20,6 +20,7 @@ use kernel::{
     str::Formatter,
     sync::{aref::ARef, Arc, Mutex},
 };
+use host_pool::HostPool;
 use partition::{Pools, Slice, UnitMap, SHARES, UNITS};
 use rust_sysfs::{Attr, AttrGroup, AttrList, BoundDriverData, DeviceAttribute, GroupList, GroupsRegistration};
 
@@ -31,6 +32,18 @@ mod gf100;
 #[allow(dead_code, unreachable_pub)]
 mod pci_ids;
 
+#[path = "shadow/host_pool.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host_pool;
+#[path = "shadow/memory.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod memory;
+#[path = "shadow/pagetable.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod pagetable;
+#[path = "shadow/shadow_vm.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod shadow_vm;
 #[path = "shadow/partition.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod partition;
@@ -54,6 +67,7 @@ mod rust_sysfs;
 #[path = "rust/vfio.rs"]
 mod vfio;
 
+mod host_mem;
 mod vgpu;
 
 module! {
@@ -81,6 +95,15 @@ pub(crate) struct GpuShared {
     units: Mutex<UnitMap>,
     vgpus: AtomicU32,
     bar0: pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }>,
+    /// The host's BAR3: an identity map of host VRAM `[0, bar3_mapped)`.
+    bar3: pci::DevresBar<{ gf100::pci::BAR3_SIZE as usize }>,
+    bar3_mapped: u64,
+    /// The PRAMIN window (BAR0 0x700000) is one per GPU: whoever moves it holds this.
+    #[pin]
+    pramin: Mutex<host_mem::PraminWindow>,
+    /// Host VRAM for shadow structures.
+    #[pin]
+    pool: Mutex<HostPool>,
     /// Interrupts the host handled (all causes).
     interrupts: AtomicU64,
 }
@@ -315,6 +338,7 @@ impl pci::Driver for GpuvmPciDriver {
             EIO
         })?;
         dev_info!(pdev, "host bring-up done: BAR3 maps {} MiB of host VRAM, {} PBDMAs, PFIFO on\n", host.bar3_mapped >> 20, host.pbdmas);
+        let bar3 = pdev.iomap_region_sized::<{ gf100::pci::BAR3_SIZE as usize }>(3, c"gpuvm-bar3")?.into_devres()?;
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {
@@ -325,6 +349,10 @@ impl pci::Driver for GpuvmPciDriver {
                 units <- new_mutex!(UnitMap::default()),
                 vgpus: AtomicU32::new(0),
                 bar0: bar0.into_devres()?,
+                bar3,
+                bar3_mapped: host.bar3_mapped,
+                pramin <- new_mutex!(host_mem::PraminWindow::new()),
+                pool <- new_mutex!(HostPool::new(host_init::layout::FREE, host.bar3_mapped)),
                 interrupts: AtomicU64::new(0),
             }),
             GFP_KERNEL,

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* See helpers.h: thin C shims for what Rust cannot call directly. */
 #include <linux/err.h>
+#include <linux/iommu.h>
+#include <linux/mm.h>
 #include "helpers.h"
 
 struct vfio_device *gpuvm_helper_vfio_alloc(size_t size, struct device *dev,
@@ -41,4 +43,18 @@ void gpuvm_helper_eventfd_signal(struct eventfd_ctx *ctx)
 void gpuvm_helper_eventfd_put(struct eventfd_ctx *ctx)
 {
 	eventfd_ctx_put(ctx);
+}
+
+int gpuvm_helper_pin_page(struct vfio_device *vdev, u64 iova, bool write, u64 *phys)
+{
+	struct page *page;
+	int ret = vfio_pin_pages(vdev, iova & PAGE_MASK, 1,
+				 IOMMU_READ | (write ? IOMMU_WRITE : 0), &page);
+
+	if (ret < 0)
+		return ret;
+	if (ret != 1)
+		return -EFAULT;
+	*phys = page_to_phys(page);
+	return 0;
 }

@@ -19,4 +19,6 @@ struct eventfd_ctx *gpuvm_helper_eventfd_get(int fd, int *err);
 /* static inline eventfd_signal(). */
 void gpuvm_helper_eventfd_signal(struct eventfd_ctx *ctx);
 void gpuvm_helper_eventfd_put(struct eventfd_ctx *ctx);
+/* Pins one page of the device's IOVA space: its physical address in *phys. */
+int gpuvm_helper_pin_page(struct vfio_device *vdev, u64 iova, bool write, u64 *phys);
 #endif

@@ -203,6 +203,23 @@ impl<T: Ops> Device<T> {
         })
     }
 
+    /// Pins the page holding `iova` in the user's IOVA space and returns its physical
+    /// address (what a bus-mastering device is given). Only while the device is open; every
+    /// pin must be undone with [`Device::unpin_page`] before the IOVA is unmapped (in
+    /// [`Ops::dma_unmap`]) or the device closes.
+    pub fn pin_page(&self, iova: u64, write: bool) -> Result<u64> {
+        let mut phys = 0u64;
+        // SAFETY: `self` is a registered device; the helper checks the result count.
+        to_result(unsafe { sys::gpuvm_helper_pin_page(self.as_raw(), iova, write, &mut phys) })?;
+        Ok(phys)
+    }
+
+    /// Undoes one [`Device::pin_page`] of the page holding `iova`.
+    pub fn unpin_page(&self, iova: u64) {
+        // SAFETY: the caller pinned this page earlier and has not unpinned it yet.
+        unsafe { sys::vfio_unpin_pages(self.as_raw(), iova & !(kernel::page::PAGE_SIZE as u64 - 1), 1) }
+    }
+
     /// # Safety
     /// `ptr` must be the `vfio_device` of a live, initialised `Device<T>`.
     unsafe fn from_raw<'a>(ptr: *mut sys::vfio_device) -> &'a Self {
