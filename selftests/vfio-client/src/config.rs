@@ -2,7 +2,7 @@
 //! capabilities, command register, BAR sizing, MSI), RESET, and the BOOT_0 trap.
 
 use crate::contract::*;
-use crate::device::{Device, DeviceExt};
+use crate::device::{Device, DeviceExt, EventFd};
 use crate::mdev::Attrs;
 use crate::report::Report;
 use crate::sys::*;
@@ -195,4 +195,40 @@ pub fn check_boot0(dev: &dyn Device, attrs: &dyn Attrs, r: &mut Report) {
     if let (Some(b), Some(a)) = (before, r.ok("sysfs mmio_traps counter", attrs.counter("mmio_traps"))) {
         r.check(a > b, || format!("sysfs mmio_traps did not grow over a BAR0 read: {b} → {a}"));
     }
+}
+
+/// Two vGPUs open at once keep separate state: programming or resetting one leaves the other's
+/// config space and reset counter alone, and one's MSI does not reach the other's eventfd.
+pub fn check_isolation(a: &dyn Device, a_attrs: &dyn Attrs, b: &dyn Device, b_attrs: &dyn Attrs, r: &mut Report) -> Result<(), String> {
+    reset(a, a_attrs, r, "first vGPU");
+    reset(b, b_attrs, r, "second vGPU");
+    // Program the first.
+    wr(a, r, CFG_COMMAND, 2, COMMAND_WRITABLE);
+    wr(a, r, CFG_BAR0, 4, 0xe000_0000);
+    if let Some(ctrl) = rd(a, r, MSI_CTRL, 2) {
+        wr(a, r, MSI_CTRL, 2, ctrl | MSI_CTRL_ENABLE);
+    }
+    expect(a, r, "first vGPU command after programming", CFG_COMMAND, 2, COMMAND_WRITABLE);
+    expect_defaults(b, r, "second vGPU while the first is programmed");
+    // Reset the second: the first keeps its state and its reset count.
+    let a_resets = r.ok("first vGPU resets counter", a_attrs.counter("resets"));
+    reset(b, b_attrs, r, "second vGPU while the first is programmed");
+    expect(a, r, "first vGPU command after the second's reset", CFG_COMMAND, 2, COMMAND_WRITABLE);
+    expect(a, r, "first vGPU BAR0 after the second's reset", CFG_BAR0, 4, 0xe000_0000);
+    if let (Some(before), Some(after)) = (a_resets, r.ok("first vGPU resets counter", a_attrs.counter("resets"))) {
+        r.eq("first vGPU resets counter after the second's reset", after, before);
+    }
+    // MSI of one does not reach the other.
+    let (ea, eb) = (EventFd::new()?, EventFd::new()?);
+    r.ok("first vGPU MSI eventfd", a.set_eventfd(VFIO_PCI_MSI_IRQ_INDEX, ea.fd()));
+    r.ok("second vGPU MSI eventfd", b.set_eventfd(VFIO_PCI_MSI_IRQ_INDEX, eb.fd()));
+    r.ok("first vGPU MSI fire", a.fire(VFIO_PCI_MSI_IRQ_INDEX));
+    ea.wait(2000);
+    eb.wait(50);
+    r.eq("first vGPU MSI eventfd after firing the first's MSI", ea.take(), 1);
+    r.eq("second vGPU MSI eventfd after firing the first's MSI", eb.take(), 0);
+    r.ok("first vGPU MSI teardown", a.teardown(VFIO_PCI_MSI_IRQ_INDEX));
+    r.ok("second vGPU MSI teardown", b.teardown(VFIO_PCI_MSI_IRQ_INDEX));
+    reset(a, a_attrs, r, "first vGPU at the end");
+    Ok(())
 }

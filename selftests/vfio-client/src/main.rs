@@ -2,7 +2,7 @@
 //! all its checks pass, and otherwise non-zero after a line saying what failed.
 
 use gpuvm_vfio_client::bad_ioctl::check_bad_ioctls;
-use gpuvm_vfio_client::config::{check_boot0, check_config, check_info};
+use gpuvm_vfio_client::config::{check_boot0, check_config, check_info, check_isolation};
 use gpuvm_vfio_client::contract::Shape;
 use gpuvm_vfio_client::device::{VfioDevice, VfioPath};
 use gpuvm_vfio_client::errno::Errno;
@@ -20,6 +20,8 @@ usage: gpuvm-vfio-test COMMAND [OPTIONS]
   config-space --mdev UUID --path group|cdev|both
       device/region/IRQ info, config space (identity, caps, command, BAR sizing, MSI), RESET,
       the resets and mmio_traps counters, PMC BOOT_0
+  isolation --mdev UUID --other UUID --path group|cdev|both
+      both vGPUs open at once: programming/resetting one leaves the other alone, MSI stays apart
   irqs --mdev UUID --path group|cdev|both
       INTx/MSI/REQ eventfds: install, fire (DATA_NONE|TRIGGER), remove, tear down
   bad-ioctl --mdev UUID --path group|cdev|both
@@ -114,6 +116,23 @@ fn run(cmd: &str, a: &Args) -> Result<(), String> {
             check_boot0(d, attrs, r);
             Ok(())
         }),
+        "isolation" => {
+            let (ua, ub) = (a.get("mdev")?, a.get("other")?);
+            let (aa, ab) = (SysfsVgpu { uuid: ua.to_string() }, SysfsVgpu { uuid: ub.to_string() });
+            let mut failed = Vec::new();
+            for path in a.paths()? {
+                let da = VfioDevice::open_mdev(ua, path)?;
+                let db = VfioDevice::open_mdev(ub, path)?;
+                let mut r = Report::new(format!("isolation {path}"));
+                check_isolation(&da, &aa, &db, &ab, &mut r)?;
+                failed.extend(r.finish().err());
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(failed.join("\n"))
+            }
+        }
         "irqs" => per_path(a, "irqs", |d, _, _, r| check_irqs(d, r)),
         "bad-ioctl" => per_path(a, "bad-ioctl", |d, s, _, r| check_bad_ioctls(d, s, r)),
         "cycle" => {

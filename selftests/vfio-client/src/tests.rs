@@ -2,7 +2,7 @@
 //! check for every type, and each deviation is caught by name.
 
 use crate::bad_ioctl::check_bad_ioctls;
-use crate::config::{check_boot0, check_config, check_info};
+use crate::config::{check_boot0, check_config, check_info, check_isolation};
 use crate::contract::{Shape, SHARES};
 use crate::fake::{FakeVgpu, Quirk};
 use crate::irqs::check_irqs;
@@ -53,4 +53,19 @@ fn deviations_are_caught() {
     // BAR1 sizing sees the wrong size too.
     let f = run(2, &[Quirk::Bar1WrongSize]);
     assert!(f.iter().any(|m| m.starts_with("BAR1 low sizing")), "{f:#?}");
+}
+
+#[test]
+fn isolated_vgpus_pass_and_shared_state_is_caught() {
+    let shape = Shape::new(2).unwrap();
+    let (a, b) = (FakeVgpu::new(shape, &[]), FakeVgpu::new(shape, &[]));
+    let mut r = Report::quiet("isolation");
+    check_isolation(&a, &a, &b, &b, &mut r).unwrap();
+    assert_eq!(r.failures(), &[] as &[String]);
+    // One device seen twice: the "other" is programmed and reset along with the first.
+    let mut r = Report::quiet("isolation");
+    check_isolation(&a, &a, &a, &a, &mut r).unwrap();
+    let f = r.failures();
+    assert!(f.iter().any(|m| m.starts_with("second vGPU while the first is programmed: command")), "{f:#?}");
+    assert!(f.iter().any(|m| m.starts_with("first vGPU command after the second's reset")), "{f:#?}");
 }
