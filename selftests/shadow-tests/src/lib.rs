@@ -25,3 +25,5 @@ pub mod sync_policy;
 pub mod host_pool;
 #[path = "../../../shadow/regs.rs"]
 pub mod regs;
+#[path = "../../../shadow/vregs.rs"]
+pub mod vregs;

@@ -1,0 +1,808 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The emulated BAR0 registers of one vGPU: state and read/write logic, pure.
+//!
+//! An access is classified by `regs`; emulated registers are served here and a write may
+//! produce one [`Effect`] for the glue to apply to the host GPU (bind a shadow channel,
+//! commit the host runlist, sync shadow page tables, ...). Every guest VRAM address and guest
+//! channel id in an effect has been checked against the vGPU's [`Slice`]; an access that
+//! names anything outside is [`Write::Denied`] (and counted), never an effect. The semantics
+//! follow the GF100 model (`model/src/gpu.rs`), which the guest driver is tested against, so
+//! that the mediator stays invisible to it.
+//!
+//! Interrupt sources the host sees for the vGPU's channels (non-stall notifications, MMU
+//! faults, PBDMA and PGRAPH errors) are injected by the glue through the `raise_*` methods;
+//! after any access or injection, [`VRegs::irq_line`] says whether the vGPU's interrupt line
+//! (MSI/INTx eventfd) should be asserted.
+
+use crate::gf100::{inst, mmu, pbus, pfb, pfifo, pgraph, pmc, pstraps, ptimer, target, vm};
+use crate::memory::Clock;
+use crate::partition::Slice;
+use crate::regs::{self, Class, Line, Reg, Window, ENGINE_INTR_COUNT, VM_FAULT_RECORDS};
+
+/// One of the two BAR windows with a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bar {
+    /// User window (BAR1).
+    Bar1,
+    /// Kernel window (BAR3).
+    Bar3,
+}
+
+/// A translated access to guest VRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VramAccess {
+    /// Guest VRAM address (for write tracking of shadowed structures).
+    pub guest: u64,
+    /// Host VRAM address to access.
+    pub host: u64,
+}
+
+/// What the glue does for a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Return this value.
+    Value(u32),
+    /// Read host VRAM and return it.
+    Vram(VramAccess),
+    /// Return 0 (counted).
+    Denied(Denial),
+}
+
+/// What the glue does for a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Nothing outside the emulated state changes.
+    Done,
+    /// Apply this to the host.
+    Effect(Effect),
+    /// Write the value to host VRAM (and report the guest address to write tracking).
+    Vram(VramAccess, u32),
+    /// Dropped (counted).
+    Denied(Denial),
+}
+
+/// Why an access was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// Not in the classification table, or unaligned.
+    Unknown,
+    /// A guest VRAM address outside the partition.
+    OutsidePartition,
+    /// A channel id the vGPU does not own.
+    ForeignChannel,
+    /// A target other than VRAM where only VRAM is supported.
+    UnsupportedTarget,
+    /// A mode the vGPU does not offer (big-endian, 64 KiB big pages).
+    Unsupported,
+}
+
+/// Host-side consequences of a guest write, all in checked guest terms plus host channel ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// TLB flush of the guest PD at `pd` (guest VRAM), or of every PD of the vGPU.
+    TlbFlush {
+        /// Guest PD, `None` = all.
+        pd: Option<u64>,
+        /// The guest asked for a HUB-only flush (BAR VMs).
+        hub_only: bool,
+    },
+    /// The guest bound a BAR VM to the instance block at `inst` (guest VRAM), or switched
+    /// the BAR back to direct VRAM mode (`None`).
+    BarInst {
+        /// Which BAR.
+        bar: Bar,
+        /// Guest instance block.
+        inst: Option<u64>,
+    },
+    /// The guest flushed BAR writes.
+    BarFlush,
+    /// The USERD poll area moved: doorbells are GP_PUT writes at
+    /// `bar1_va + chid * USERD_POLL_STRIDE + GP_PUT` of the guest's BAR1.
+    UserdPollBase {
+        /// Guest BAR1 VA of channel 0's USERD page.
+        bar1_va: u64,
+        /// Doorbells are recognised.
+        enabled: bool,
+    },
+    /// The guest committed a runlist of `count` entries at guest VRAM `guest` (the range is
+    /// inside the partition; the entries are checked by `channel::read_guest_runlist`).
+    RunlistCommit {
+        /// Guest VRAM address.
+        guest: u64,
+        /// Entries.
+        count: u32,
+    },
+    /// Preempt a channel.
+    Kick {
+        /// Guest channel id.
+        chid: u32,
+        /// Host channel id.
+        host_chid: u32,
+    },
+    /// Shadow the instance block at guest VRAM `inst` and bind it to the host channel.
+    ChannelBind {
+        /// Guest channel id.
+        chid: u32,
+        /// Host channel id.
+        host_chid: u32,
+        /// Guest instance block (4 KiB, inside the partition).
+        inst: u64,
+    },
+    /// Unbind the channel.
+    ChannelUnbind {
+        /// Guest channel id.
+        chid: u32,
+        /// Host channel id.
+        host_chid: u32,
+    },
+    /// The channel's STATE word changed.
+    ChannelState {
+        /// Guest channel id.
+        chid: u32,
+        /// Host channel id.
+        host_chid: u32,
+        /// RUNNABLE bit.
+        runnable: bool,
+    },
+    /// The guest reset its PFIFO: unbind all its channels and drop them from the runlist.
+    PfifoReset,
+    /// Re-send the MSI if the line is still asserted.
+    MsiRearm,
+}
+
+/// Counters for sysfs (`mmio_denied`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenyStats {
+    /// Reads answered with 0.
+    pub reads: u64,
+    /// Writes dropped.
+    pub writes: u64,
+}
+
+const PBDMA_COUNT: usize = pfifo::PBDMA_COUNT as usize;
+const CHANNELS: usize = pfifo::CHANNELS as usize;
+
+/// A PBDMA's emulated registers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pbdma {
+    method: u32,
+    data: u32,
+    intr: u32,
+    intr_en: u32,
+    chid: u32,
+    halt_mask: u32,
+}
+
+/// A VM fault record.
+#[derive(Clone, Copy, Debug, Default)]
+struct FaultRecord {
+    inst: u32,
+    addr_lo: u32,
+    addr_hi: u32,
+    info: u32,
+}
+
+/// PFIFO's emulated state (cleared by a PFIFO reset).
+#[derive(Clone, Copy, Debug)]
+struct Pfifo {
+    /// Latched INTR bits (the level bits are derived from their sources).
+    intr: u32,
+    intr_en: u32,
+    ctrl: u32,
+    subfifo_enable: u32,
+    eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
+    poll_base: u32,
+    runlist_base: u32,
+    runlist_submit: u32,
+    runlist_intr: u32,
+    chan_table_error: u32,
+    sched_error: u32,
+    vm_fault_units: u32,
+    vm_faults: [FaultRecord; VM_FAULT_RECORDS as usize],
+    engine_intr: [u32; ENGINE_INTR_COUNT as usize],
+    engine_intr_en: u32,
+    kick: u32,
+    chan_inst: [u32; CHANNELS],
+    chan_state: [u32; CHANNELS],
+    pbdma: [Pbdma; PBDMA_COUNT],
+}
+
+impl Default for Pfifo {
+    fn default() -> Self {
+        Pfifo {
+            intr: 0,
+            intr_en: 0,
+            ctrl: 0,
+            subfifo_enable: 0,
+            eng_subfifo_mask: [0; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
+            poll_base: 0,
+            runlist_base: 0,
+            runlist_submit: 0,
+            runlist_intr: 0,
+            chan_table_error: 0,
+            sched_error: 0,
+            vm_fault_units: 0,
+            vm_faults: [FaultRecord::default(); VM_FAULT_RECORDS as usize],
+            engine_intr: [0; ENGINE_INTR_COUNT as usize],
+            engine_intr_en: 0,
+            kick: 0,
+            chan_inst: [0; CHANNELS],
+            chan_state: [0; CHANNELS],
+            pbdma: [Pbdma::default(); PBDMA_COUNT],
+        }
+    }
+}
+
+impl Pfifo {
+    fn pbdma_units(&self) -> u32 {
+        (0..PBDMA_COUNT).fold(0, |m, i| if self.pbdma[i].intr & self.pbdma[i].intr_en != 0 { m | 1 << i } else { m })
+    }
+
+    fn engine_units(&self) -> u32 {
+        (0..ENGINE_INTR_COUNT as usize).fold(0, |m, i| if self.engine_intr[i] != 0 { m | 1 << i } else { m })
+    }
+
+    /// INTR as read: latched bits plus the level bits from their sources.
+    fn intr_status(&self) -> u32 {
+        let mut v = self.intr & !(pfifo::INTR_VM_FAULT | pfifo::INTR_PBDMA | pfifo::INTR_ENGINE);
+        if self.vm_fault_units != 0 {
+            v |= pfifo::INTR_VM_FAULT;
+        }
+        if self.pbdma_units() != 0 {
+            v |= pfifo::INTR_PBDMA;
+        }
+        if self.engine_intr_en & pfifo::ENGINE_INTR_NOTIFY != 0 && self.engine_units() != 0 {
+            v |= pfifo::INTR_ENGINE;
+        }
+        v
+    }
+}
+
+/// PGRAPH's emulated interrupt state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pgraph {
+    intr: u32,
+    intr_en: u32,
+    data_error: u32,
+    trapped: [u32; 2],
+    intr_inst: u32,
+}
+
+/// The emulated registers of one vGPU.
+pub struct VRegs {
+    slice: Slice,
+    boot0: u32,
+    /// VRAM geometry as reported: partitions and MiB each.
+    parts: u32,
+    part_mib: u32,
+    enable: u32,
+    spoon_enable: u32,
+    intr_en: [u32; 2],
+    intr_mask: [u32; 2],
+    sw_intr: [bool; 2],
+    pt_intr: u32,
+    pt_intr_en: u32,
+    pt_div: u32,
+    pt_mul: u32,
+    pt_source: u32,
+    pt_alarm: u32,
+    pt_alarm_armed: bool,
+    /// Guest time = clock + offset (the guest may set TIME_LOW/HIGH).
+    time_offset: u64,
+    pramin_base: u32,
+    bar_inst: [u32; 2],
+    mmu_ctrl: u32,
+    flush_done: bool,
+    sysmem_flush: u32,
+    invalidate_pdb: u32,
+    pfifo: Pfifo,
+    pgraph: Pgraph,
+    /// Denied accesses.
+    pub denied: DenyStats,
+}
+
+/// The "one flush slot free" value of MMU CTRL's slot field.
+const FLUSH_SLOT_FREE: u32 = 1 << mmu::CTRL_FLUSH_SLOTS_MASK.trailing_zeros();
+/// PMC INTR_EN bits that exist.
+const INTR_EN_BITS: u32 = pmc::INTR_EN_HW | pmc::INTR_EN_SW;
+/// PBDMA enable bits (one per PBDMA).
+const PBDMA_BITS: u32 = (1 << pfifo::PBDMA_COUNT) - 1;
+/// STATE bits the guest can write.
+const CHAN_STATE_WRITABLE: u32 =
+    pfifo::CHAN_STATE_RUNNABLE | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT;
+
+fn line_index(l: Line) -> usize {
+    match l {
+        Line::Host => 0,
+        Line::NrHost => 1,
+    }
+}
+
+/// `(partitions, MiB each)` reporting `vram_bytes`: the most partitions (up to the GF100's
+/// six) that divide the size evenly, so the guest's sum is exact.
+fn vram_geometry(vram_bytes: u64) -> (u32, u32) {
+    let mib = (vram_bytes >> 20).min(u32::MAX as u64) as u32;
+    let parts = (1..=pfb::MAX_PARTS).rev().find(|p| mib % p == 0).unwrap_or(1);
+    (parts, mib / parts)
+}
+
+impl VRegs {
+    /// Power-on state of a vGPU owning `slice`, identifying as `boot0`.
+    pub fn new(slice: Slice, boot0: u32) -> VRegs {
+        let (parts, part_mib) = vram_geometry(slice.vram_size);
+        VRegs {
+            slice,
+            boot0,
+            parts,
+            part_mib,
+            enable: 0,
+            spoon_enable: 0,
+            intr_en: [0; 2],
+            intr_mask: [u32::MAX; 2],
+            sw_intr: [false; 2],
+            pt_intr: 0,
+            pt_intr_en: 0,
+            pt_div: 0,
+            pt_mul: 0,
+            pt_source: 0,
+            pt_alarm: 0,
+            pt_alarm_armed: false,
+            time_offset: 0,
+            pramin_base: 0,
+            bar_inst: [0; 2],
+            mmu_ctrl: 0,
+            flush_done: false,
+            sysmem_flush: 0,
+            invalidate_pdb: 0,
+            pfifo: Pfifo::default(),
+            pgraph: Pgraph::default(),
+            denied: DenyStats::default(),
+        }
+    }
+
+    /// The vGPU's resources.
+    pub fn slice(&self) -> &Slice {
+        &self.slice
+    }
+
+    /// Back to power-on state (device reset), keeping the counters.
+    pub fn reset(&mut self) {
+        let denied = self.denied;
+        *self = VRegs::new(self.slice, self.boot0);
+        self.denied = denied;
+    }
+
+    fn time<C: Clock + ?Sized>(&self, clock: &C) -> u64 {
+        clock.now_ns().wrapping_add(self.time_offset)
+    }
+
+    fn check_alarm<C: Clock + ?Sized>(&mut self, clock: &C) {
+        // The alarm is evaluated when the guest looks (reads of PTIMER/PMC interrupt state);
+        // no guest driver of this project arms it.
+        if self.pt_alarm_armed && (self.time(clock) as u32 & ptimer::TIME_LOW_MASK) >= self.pt_alarm {
+            self.pt_intr |= ptimer::INTR_ALARM;
+            self.pt_alarm_armed = false;
+        }
+    }
+
+    fn pmc_hw_intr(&self) -> u32 {
+        let mut v = 0;
+        if self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.intr_status() & self.pfifo.intr_en != 0 {
+            v |= pmc::INTR_PFIFO;
+        }
+        if self.enable & pmc::ENABLE_PGRAPH != 0 && self.pgraph.intr & self.pgraph.intr_en != 0 {
+            v |= pmc::INTR_PGRAPH;
+        }
+        if self.enable & pmc::ENABLE_PTIMER != 0 && self.pt_intr & self.pt_intr_en != 0 {
+            v |= pmc::INTR_PTIMER;
+        }
+        v
+    }
+
+    /// Whether the vGPU's interrupt line is asserted.
+    pub fn irq_line(&self) -> bool {
+        let hw = self.pmc_hw_intr();
+        (0..2).any(|i| {
+            (hw & self.intr_mask[i] != 0 && self.intr_en[i] & pmc::INTR_EN_HW != 0)
+                || (self.sw_intr[i] && self.intr_en[i] & pmc::INTR_EN_SW != 0)
+        })
+    }
+
+    /// Guest VRAM address behind PRAMIN window offset `off` (BAR0 offset), translated.
+    fn pramin(&self, off: u32) -> Result<VramAccess, Denial> {
+        let b = self.pramin_base;
+        if (b >> pbus::PRAMIN_BASE_TARGET_SHIFT) & pbus::PRAMIN_BASE_TARGET_MASK != target::VRAM {
+            return Err(Denial::UnsupportedTarget);
+        }
+        let base = ((b & pbus::PRAMIN_BASE_ADDR_MASK) as u64) << pbus::PRAMIN_BASE_ADDR_SHIFT;
+        let guest = base + off.wrapping_sub(pbus::PRAMIN_WINDOW) as u64;
+        let host = self.slice.vram_to_host(guest, 4).ok_or(Denial::OutsidePartition)?;
+        Ok(VramAccess { guest, host })
+    }
+
+    /// A guest read of BAR0 offset `off` (32-bit).
+    pub fn read<C: Clock + ?Sized>(&mut self, off: u32, clock: &C) -> Read {
+        let e = regs::lookup(off);
+        let r = match e.map(|e| (e.class, off - e.start)) {
+            Some((Class::Emulate(reg), rel)) => self.read_reg(reg, off, rel, clock),
+            Some((Class::Translate(Window::Pramin), _)) => self.pramin(off).map(Read::Vram),
+            Some((Class::Deny, _)) | None => Err(Denial::Unknown),
+        };
+        r.unwrap_or_else(|d| {
+            self.denied.reads += 1;
+            Read::Denied(d)
+        })
+    }
+
+    fn read_reg<C: Clock + ?Sized>(&mut self, reg: Reg, off: u32, rel: u32, clock: &C) -> Result<Read, Denial> {
+        let p = &self.pfifo;
+        let v = match reg {
+            Reg::Boot0 => self.boot0,
+            Reg::Endian => 0,
+            Reg::PmcIntr(l) => {
+                self.check_alarm(clock);
+                let i = line_index(l);
+                (self.pmc_hw_intr() & self.intr_mask[i] & !pmc::INTR_SOFTWARE)
+                    | if self.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
+            }
+            Reg::PmcIntrEn(l) => self.intr_en[line_index(l)],
+            Reg::PmcIntrLine => self.irq_line() as u32,
+            Reg::PmcEnable => self.enable,
+            Reg::SpoonEnable => self.spoon_enable,
+            Reg::PmcIntrMask(l) => self.intr_mask[line_index(l)],
+            Reg::PtimerIntr => {
+                self.check_alarm(clock);
+                self.pt_intr
+            }
+            Reg::PtimerIntrEn => self.pt_intr_en,
+            Reg::PtimerClockDiv => self.pt_div,
+            Reg::PtimerClockMul => self.pt_mul,
+            Reg::PtimerClockSource => self.pt_source,
+            Reg::PtimerTimeLow => self.time(clock) as u32 & ptimer::TIME_LOW_MASK,
+            Reg::PtimerTimeHigh => (self.time(clock) >> 32) as u32 & ptimer::TIME_HIGH_MASK,
+            Reg::PtimerAlarm => self.pt_alarm,
+            Reg::Straps => pstraps::CRYSTAL_27MHZ,
+            Reg::VramParts => self.parts,
+            Reg::VramPartsDisabled => 0,
+            Reg::VramPartMib => {
+                if off == pfb::PART_MIB_BROADCAST || (off - pfb::part_mib(0)) / 0x1000 < self.parts {
+                    self.part_mib
+                } else {
+                    0
+                }
+            }
+            Reg::MmuCtrl => {
+                (self.mmu_ctrl & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE))
+                    | FLUSH_SLOT_FREE
+                    | if self.flush_done { mmu::CTRL_FLUSH_DONE } else { 0 }
+            }
+            Reg::SysmemFlushPage => self.sysmem_flush,
+            Reg::TlbPdb => self.invalidate_pdb,
+            Reg::TlbInvalidate => 0,
+            Reg::PraminBase => self.pramin_base,
+            Reg::Bar1Inst => self.bar_inst[0],
+            Reg::Bar3Inst => self.bar_inst[1],
+            Reg::BarFlush => 0,
+            Reg::PfifoIntr => p.intr_status(),
+            Reg::PfifoIntrEn => p.intr_en,
+            Reg::PfifoCtrl => p.ctrl,
+            Reg::SubfifoEnable => p.subfifo_enable,
+            Reg::EngSubfifoMask => *p.eng_subfifo_mask.get((rel / 4) as usize).ok_or(Denial::Unknown)?,
+            Reg::UserdPollBase => p.poll_base,
+            Reg::RunlistBase => p.runlist_base,
+            Reg::RunlistSubmit => p.runlist_submit,
+            Reg::RunlistStatus => 0,
+            Reg::ChanTableError => p.chan_table_error,
+            Reg::SchedError => p.sched_error,
+            Reg::VmFaultUnits => p.vm_fault_units,
+            Reg::PbdmaIntrUnits => p.pbdma_units(),
+            Reg::EngineIntrUnits => p.engine_units(),
+            Reg::EngineIntr => *p.engine_intr.get((rel / 4) as usize).ok_or(Denial::Unknown)?,
+            Reg::EngineIntrEn => p.engine_intr_en,
+            Reg::Kick => p.kick,
+            Reg::VmFaultRecord => {
+                let f = p.vm_faults.get((rel / 0x10) as usize).ok_or(Denial::Unknown)?;
+                [f.inst, f.addr_lo, f.addr_hi, f.info][((rel % 0x10) / 4) as usize]
+            }
+            Reg::IntrRunlistStatus => p.runlist_intr,
+            Reg::ChanTable => {
+                let chid = rel / 8;
+                self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
+                let c = chid as usize;
+                if rel % 8 == 0 {
+                    *p.chan_inst.get(c).ok_or(Denial::ForeignChannel)?
+                } else {
+                    *p.chan_state.get(c).ok_or(Denial::ForeignChannel)?
+                }
+            }
+            Reg::Pbdma => {
+                let (i, r) = pbdma_reg(off).ok_or(Denial::Unknown)?;
+                let b = &p.pbdma[i];
+                match r {
+                    pfifo::PBDMA_METHOD => b.method,
+                    pfifo::PBDMA_DATA => b.data,
+                    pfifo::PBDMA_INTR => b.intr,
+                    pfifo::PBDMA_INTR_EN => b.intr_en,
+                    pfifo::PBDMA_CHID => b.chid,
+                    _ => b.halt_mask,
+                }
+            }
+            Reg::PgraphIntr => self.pgraph.intr,
+            Reg::PgraphDataError => self.pgraph.data_error,
+            Reg::PgraphIntrEn => self.pgraph.intr_en,
+            Reg::PgraphTrapped => *self.pgraph.trapped.get((rel / 4) as usize).ok_or(Denial::Unknown)?,
+            Reg::PgraphIntrInst => self.pgraph.intr_inst,
+            Reg::MsiRearm => 0,
+        };
+        Ok(Read::Value(v))
+    }
+
+    /// A guest write of `v` to BAR0 offset `off` (32-bit).
+    pub fn write<C: Clock + ?Sized>(&mut self, off: u32, v: u32, clock: &C) -> Write {
+        let e = regs::lookup(off);
+        let r = match e.map(|e| (e.class, off - e.start)) {
+            Some((Class::Emulate(reg), rel)) => self.write_reg(reg, off, rel, v, clock),
+            Some((Class::Translate(Window::Pramin), _)) => self.pramin(off).map(|a| Write::Vram(a, v)),
+            Some((Class::Deny, _)) | None => Err(Denial::Unknown),
+        };
+        r.unwrap_or_else(|d| {
+            self.denied.writes += 1;
+            Write::Denied(d)
+        })
+    }
+
+    fn write_reg<C: Clock + ?Sized>(&mut self, reg: Reg, off: u32, rel: u32, v: u32, clock: &C) -> Result<Write, Denial> {
+        let p = &mut self.pfifo;
+        match reg {
+            Reg::Boot0 | Reg::PmcIntrLine | Reg::Straps | Reg::VramParts | Reg::VramPartsDisabled => {}
+            Reg::VramPartMib | Reg::RunlistStatus | Reg::PbdmaIntrUnits | Reg::EngineIntrUnits => {}
+            Reg::VmFaultRecord | Reg::PgraphDataError | Reg::PgraphTrapped | Reg::PgraphIntrInst => {}
+            Reg::Endian => {
+                // Big-endian mode would need byte-swapping every trapped access.
+                if v & pmc::ENDIAN_BIG != 0 {
+                    return Err(Denial::Unsupported);
+                }
+            }
+            Reg::PmcIntr(l) => self.sw_intr[line_index(l)] = v & pmc::INTR_SOFTWARE != 0,
+            Reg::PmcIntrEn(l) => self.intr_en[line_index(l)] = v & INTR_EN_BITS,
+            Reg::PmcEnable => {
+                let rising = v & !self.enable;
+                self.enable = v;
+                if rising & pmc::ENABLE_PGRAPH != 0 {
+                    self.pgraph = Pgraph::default();
+                }
+                if rising & pmc::ENABLE_PTIMER != 0 {
+                    self.pt_intr = 0;
+                    self.pt_intr_en = 0;
+                }
+                if rising & pmc::ENABLE_PFIFO != 0 {
+                    self.pfifo = Pfifo::default();
+                    return Ok(Write::Effect(Effect::PfifoReset));
+                }
+            }
+            Reg::SpoonEnable => self.spoon_enable = v & PBDMA_BITS,
+            Reg::PmcIntrMask(l) => self.intr_mask[line_index(l)] = v,
+            Reg::PtimerIntr => self.pt_intr &= !v,
+            Reg::PtimerIntrEn => self.pt_intr_en = v & ptimer::INTR_ALARM,
+            Reg::PtimerClockDiv => self.pt_div = v & 0xffff,
+            Reg::PtimerClockMul => self.pt_mul = v & 0xffff,
+            Reg::PtimerClockSource => self.pt_source = v,
+            Reg::PtimerTimeLow | Reg::PtimerTimeHigh => {
+                let cur = self.time(clock);
+                let new = if reg == Reg::PtimerTimeLow {
+                    (cur & !0xffff_ffff) | (v & ptimer::TIME_LOW_MASK) as u64
+                } else {
+                    (cur & 0xffff_ffff) | ((v & ptimer::TIME_HIGH_MASK) as u64) << 32
+                };
+                self.time_offset = self.time_offset.wrapping_add(new.wrapping_sub(cur));
+            }
+            Reg::PtimerAlarm => {
+                self.pt_alarm = v & ptimer::TIME_LOW_MASK;
+                self.pt_alarm_armed = true;
+                self.check_alarm(clock);
+            }
+            Reg::MmuCtrl => {
+                // The big-page size is global (the host's, 128 KiB): the bit cannot be set.
+                self.mmu_ctrl = v & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE | mmu::CTRL_BIG_PAGE_64K);
+                if v & mmu::CTRL_BIG_PAGE_64K != 0 {
+                    return Err(Denial::Unsupported);
+                }
+            }
+            Reg::SysmemFlushPage => self.sysmem_flush = v,
+            Reg::TlbPdb => {
+                self.invalidate_pdb = v;
+                self.flush_done = false;
+            }
+            Reg::TlbInvalidate => return self.tlb_invalidate(v),
+            Reg::PraminBase => self.pramin_base = v,
+            Reg::Bar1Inst => return self.bar_inst(Bar::Bar1, v),
+            Reg::Bar3Inst => return self.bar_inst(Bar::Bar3, v),
+            Reg::BarFlush => {
+                if v & pbus::FLUSH_TRIGGER != 0 {
+                    return Ok(Write::Effect(Effect::BarFlush));
+                }
+            }
+            Reg::PfifoIntr => {
+                // Latched bits are write-1-to-clear; the level bits clear at their source.
+                p.intr &= !v;
+                if v & pfifo::INTR_RUNLIST != 0 {
+                    p.runlist_intr = 0;
+                }
+            }
+            Reg::PfifoIntrEn => p.intr_en = v,
+            Reg::PfifoCtrl => p.ctrl = v & pfifo::CTRL_ENABLE,
+            Reg::SubfifoEnable => p.subfifo_enable = v & PBDMA_BITS,
+            Reg::EngSubfifoMask => *p.eng_subfifo_mask.get_mut((rel / 4) as usize).ok_or(Denial::Unknown)? = v,
+            Reg::UserdPollBase => {
+                p.poll_base = v;
+                return Ok(Write::Effect(Effect::UserdPollBase {
+                    bar1_va: ((v & pfifo::USERD_POLL_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT,
+                    enabled: v & pfifo::USERD_POLL_ENABLE != 0,
+                }));
+            }
+            Reg::RunlistBase => p.runlist_base = v,
+            Reg::RunlistSubmit => return self.runlist_submit(v),
+            Reg::ChanTableError => p.chan_table_error = v,
+            Reg::SchedError => p.sched_error = v,
+            Reg::VmFaultUnits => p.vm_fault_units &= !v,
+            Reg::EngineIntr => *p.engine_intr.get_mut((rel / 4) as usize).ok_or(Denial::Unknown)? &= !v,
+            Reg::EngineIntrEn => p.engine_intr_en = v,
+            Reg::Kick => {
+                let host_chid = self.slice.channel_to_host(v).ok_or(Denial::ForeignChannel)?;
+                p.kick = v;
+                return Ok(Write::Effect(Effect::Kick { chid: v, host_chid }));
+            }
+            Reg::IntrRunlistStatus => p.runlist_intr &= !v,
+            Reg::ChanTable => return self.chan_table(rel, v),
+            Reg::Pbdma => {
+                let (i, r) = pbdma_reg(off).ok_or(Denial::Unknown)?;
+                let b = &mut p.pbdma[i];
+                match r {
+                    pfifo::PBDMA_METHOD => b.method = v,
+                    pfifo::PBDMA_DATA => b.data = v,
+                    pfifo::PBDMA_INTR => b.intr &= !v,
+                    pfifo::PBDMA_INTR_EN => b.intr_en = v,
+                    pfifo::PBDMA_CHID => {}
+                    _ => b.halt_mask = v,
+                }
+            }
+            Reg::PgraphIntr => self.pgraph.intr &= !v,
+            Reg::PgraphIntrEn => self.pgraph.intr_en = v,
+            Reg::MsiRearm => return Ok(Write::Effect(Effect::MsiRearm)),
+        }
+        Ok(Write::Done)
+    }
+
+    fn tlb_invalidate(&mut self, v: u32) -> Result<Write, Denial> {
+        if v & mmu::INVALIDATE_TRIGGER == 0 {
+            return Ok(Write::Done);
+        }
+        // The guest polls for FLUSH_DONE: a refused flush completes too (it just does
+        // nothing), so a confused guest does not hang in its own poll loop.
+        self.flush_done = true;
+        let hub_only = v & mmu::INVALIDATE_HUB_ONLY != 0;
+        if v & mmu::INVALIDATE_ALL_PDB != 0 {
+            return Ok(Write::Effect(Effect::TlbFlush { pd: None, hub_only }));
+        }
+        let pdb = self.invalidate_pdb;
+        if pdb & mmu::INVALIDATE_PDB_TARGET_MASK != target::VRAM {
+            return Err(Denial::UnsupportedTarget);
+        }
+        let pd = ((pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) as u64) << vm::SMALL_PAGE_SHIFT;
+        self.slice.vram_to_host(pd, vm::PDE_SIZE).ok_or(Denial::OutsidePartition)?;
+        Ok(Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only }))
+    }
+
+    fn bar_inst(&mut self, bar: Bar, v: u32) -> Result<Write, Denial> {
+        self.bar_inst[match bar {
+            Bar::Bar1 => 0,
+            Bar::Bar3 => 1,
+        }] = v;
+        if v & pbus::BAR_INST_MODE_VM == 0 {
+            return Ok(Write::Effect(Effect::BarInst { bar, inst: None }));
+        }
+        if (v >> pbus::BAR_INST_TARGET_SHIFT) & pbus::BAR_INST_TARGET_MASK != target::VRAM {
+            return Err(Denial::UnsupportedTarget);
+        }
+        let a = ((v & pbus::BAR_INST_ADDR_MASK) as u64) << pbus::BAR_INST_ADDR_SHIFT;
+        self.slice.vram_to_host(a, inst::SIZE).ok_or(Denial::OutsidePartition)?;
+        Ok(Write::Effect(Effect::BarInst { bar, inst: Some(a) }))
+    }
+
+    fn runlist_submit(&mut self, v: u32) -> Result<Write, Denial> {
+        let p = &mut self.pfifo;
+        p.runlist_submit = v;
+        p.runlist_intr |= pfifo::INTR_RUNLIST_DONE;
+        p.intr |= pfifo::INTR_RUNLIST;
+        let count = v & pfifo::RUNLIST_COUNT_MASK;
+        let base = p.runlist_base;
+        let guest = ((base & pfifo::RUNLIST_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT;
+        let vram = (base >> pfifo::RUNLIST_TARGET_SHIFT) & pfifo::RUNLIST_TARGET_MASK == target::VRAM;
+        let inside = self.slice.vram_to_host(guest, count as u64 * pfifo::RUNLIST_ENTRY_SIZE).is_some();
+        if !(vram && inside) {
+            self.raise_sched_error(pfifo::SCHED_ERROR_BAD_RUNLIST);
+            return Err(if vram { Denial::OutsidePartition } else { Denial::UnsupportedTarget });
+        }
+        Ok(Write::Effect(Effect::RunlistCommit { guest, count }))
+    }
+
+    fn chan_table(&mut self, rel: u32, v: u32) -> Result<Write, Denial> {
+        let chid = rel / 8;
+        let host_chid = self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
+        let p = &mut self.pfifo;
+        let c = chid as usize;
+        if rel % 8 != 0 {
+            *p.chan_state.get_mut(c).ok_or(Denial::ForeignChannel)? = v & CHAN_STATE_WRITABLE;
+            let runnable = v & pfifo::CHAN_STATE_RUNNABLE != 0;
+            return Ok(Write::Effect(Effect::ChannelState { chid, host_chid, runnable }));
+        }
+        *p.chan_inst.get_mut(c).ok_or(Denial::ForeignChannel)? = v;
+        if v & pfifo::CHAN_INST_VALID == 0 {
+            return Ok(Write::Effect(Effect::ChannelUnbind { chid, host_chid }));
+        }
+        let inst = ((v & pfifo::CHAN_INST_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT;
+        let vram = (v >> pfifo::CHAN_INST_TARGET_SHIFT) & pfifo::CHAN_INST_TARGET_MASK == target::VRAM;
+        if !vram || self.slice.vram_to_host(inst, inst::SIZE).is_none() {
+            p.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
+            p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
+            return Err(if vram { Denial::OutsidePartition } else { Denial::UnsupportedTarget });
+        }
+        if v & pfifo::CHAN_INST_POLL_ENABLE != 0 && p.poll_base & pfifo::USERD_POLL_ENABLE == 0 {
+            p.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
+            p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
+        }
+        Ok(Write::Effect(Effect::ChannelBind { chid, host_chid, inst }))
+    }
+
+    // ---- interrupt sources injected by the glue ------------------------------------------
+
+    /// A non-stall interrupt (fence) on one of the vGPU's channels.
+    pub fn raise_nonstall(&mut self) {
+        self.pfifo.engine_intr[0] |= pfifo::ENGINE_INTR_NOTIFY;
+    }
+
+    /// An MMU fault of `unit` in the vGPU's channel whose guest instance block is `inst`.
+    pub fn raise_vm_fault(&mut self, unit: u32, inst: u64, va: u64, info: u32) {
+        let Some(rec) = self.pfifo.vm_faults.get_mut(unit as usize) else { return };
+        *rec = FaultRecord {
+            inst: (inst >> vm::SMALL_PAGE_SHIFT) as u32,
+            addr_lo: va as u32,
+            addr_hi: (va >> 32) as u32,
+            info,
+        };
+        self.pfifo.vm_fault_units |= 1 << unit;
+    }
+
+    /// A PBDMA interrupt while one of the vGPU's channels (guest id `chid`) was loaded.
+    pub fn raise_pbdma(&mut self, pbdma: u32, intr: u32, method: u32, data: u32, chid: u32) {
+        let Some(b) = self.pfifo.pbdma.get_mut(pbdma as usize) else { return };
+        b.intr |= intr;
+        b.method = method;
+        b.data = data;
+        b.chid = chid;
+    }
+
+    /// A SCHED_ERROR with `code` (e.g. a runlist with refused entries).
+    pub fn raise_sched_error(&mut self, code: u32) {
+        self.pfifo.sched_error = code;
+        self.pfifo.intr |= pfifo::INTR_SCHED_ERROR;
+    }
+
+    /// A PGRAPH interrupt caused by the vGPU's channel (guest instance block `inst`).
+    pub fn raise_pgraph(&mut self, intr: u32, data_error: u32, trapped: [u32; 2], inst: u64) {
+        let g = &mut self.pgraph;
+        g.intr |= intr;
+        g.data_error = data_error;
+        g.trapped = trapped;
+        g.intr_inst = (inst >> vm::SMALL_PAGE_SHIFT) as u32 & pgraph::INTR_CHANNEL_INST_MASK;
+    }
+}
+
+/// `(PBDMA index, register offset within the PBDMA)` of a BAR0 offset the table marks as a
+/// PBDMA register.
+fn pbdma_reg(off: u32) -> Option<(usize, u32)> {
+    let rel = off.checked_sub(pfifo::pbdma_base(0))?;
+    let stride = pfifo::pbdma_base(1) - pfifo::pbdma_base(0);
+    let i = (rel / stride) as usize;
+    (i < PBDMA_COUNT).then_some((i, rel % stride))
+}
