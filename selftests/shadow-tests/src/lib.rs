@@ -27,3 +27,5 @@ pub mod host_pool;
 pub mod regs;
 #[path = "../../../shadow/vregs.rs"]
 pub mod vregs;
+#[path = "../../../shadow/channel.rs"]
+pub mod channel;
