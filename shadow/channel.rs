@@ -47,7 +47,7 @@ fn userd_to_host(lo: u32, hi: u32, slice: &Slice) -> Result<u64, InstError> {
     if lo & ramfc::USERD_TARGET_MASK != target::VRAM {
         return Err(InstError::UserdNotVram);
     }
-    let guest = (lo & ramfc::USERD_ADDR_MASK) as u64 | ((hi & 0xff) as u64) << 32;
+    let guest = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32;
     slice.vram_to_host(guest, userd::SIZE).ok_or(InstError::UserdOutside)
 }
 
@@ -63,7 +63,7 @@ pub fn shadow_inst_word<V: Vram + ?Sized>(
 ) -> Result<u32, InstError> {
     let guest = |o: u32| {
         guest_inst
-            .checked_add(o as u64)
+            .checked_add(u64::from(o))
             .and_then(|a| mem.read32(a))
             .ok_or(InstError::InstOutside)
     };
@@ -96,10 +96,10 @@ pub fn shadow_instance<V: Vram + ?Sized>(
     host_inst: u64,
     shadow: &InstShadow,
 ) -> Result<(), InstError> {
-    if guest_inst % inst::SIZE != 0 || slice.vram_to_host(guest_inst, inst::SIZE).is_none() {
+    if !guest_inst.is_multiple_of(inst::SIZE) || slice.vram_to_host(guest_inst, inst::SIZE).is_none() {
         return Err(InstError::InstOutside);
     }
-    if host_inst % inst::SIZE != 0 || shadow.pd_host % inst::SIZE != 0 {
+    if !host_inst.is_multiple_of(inst::SIZE) || !shadow.pd_host.is_multiple_of(inst::SIZE) {
         return Err(InstError::HostUnaligned);
     }
     // Validate first: only USERD can fail once the block is known to be inside.
@@ -109,7 +109,7 @@ pub fn shadow_instance<V: Vram + ?Sized>(
     }
     for off in (0..inst::SIZE as u32).step_by(4) {
         let v = shadow_inst_word(&GuestVram::new(&*vram, *slice), slice, guest_inst, off, shadow)?;
-        vram.write32(host_inst + off as u64, v);
+        vram.write32(host_inst + u64::from(off), v);
     }
     Ok(())
 }
@@ -177,7 +177,7 @@ pub struct GuestRunlist {
 /// Reads the guest runlist of `count` entries at guest VRAM `guest_addr`.
 pub fn read_guest_runlist<V: Vram + ?Sized>(mem: &GuestVram<'_, V>, slice: &Slice, guest_addr: u64, count: u32) -> GuestRunlist {
     let mut r = GuestRunlist::default();
-    for i in 0..count.min(pfifo::RUNLIST_COUNT_MASK) as u64 {
+    for i in 0..u64::from(count.min(pfifo::RUNLIST_COUNT_MASK)) {
         let at = guest_addr.checked_add(i * pfifo::RUNLIST_ENTRY_SIZE);
         let chid = at.and_then(|a| mem.read32(a));
         let word1 = at.and_then(|a| mem.read32(a.checked_add(4)?));
@@ -221,7 +221,7 @@ pub fn write_host_runlist<V: Vram + ?Sized>(vram: &mut V, host_addr: u64, capaci
             let chid = r.trailing_zeros();
             *r &= !(1u128 << chid);
             let Some(host) = p.slice.channel_to_host(chid) else { continue };
-            let at = host_addr + n as u64 * pfifo::RUNLIST_ENTRY_SIZE;
+            let at = host_addr + u64::from(n) * pfifo::RUNLIST_ENTRY_SIZE;
             vram.write32(at, host);
             vram.write32(at + 4, pfifo::RUNLIST_ENTRY_WORD1);
             n += 1;

@@ -15,7 +15,7 @@ pub trait Vram {
 
     /// Reads a little-endian 64-bit entry (page-table entries are two words).
     fn read64(&self, pa: u64) -> u64 {
-        self.read32(pa) as u64 | (self.read32(pa.wrapping_add(4)) as u64) << 32
+        u64::from(self.read32(pa)) | u64::from(self.read32(pa.wrapping_add(4))) << 32
     }
     /// Writes a little-endian 64-bit entry, low word first.
     fn write64(&mut self, pa: u64, v: u64) {
@@ -55,7 +55,7 @@ impl<'a, V: Vram + ?Sized> GuestVram<'a, V> {
 
     /// The 32-bit word at guest VRAM address `pa`.
     pub fn read32(&self, pa: u64) -> Option<u32> {
-        if pa % 4 != 0 {
+        if !pa.is_multiple_of(4) {
             return None;
         }
         self.slice.vram_to_host(pa, 4).map(|h| self.vram.read32(h))
@@ -63,7 +63,7 @@ impl<'a, V: Vram + ?Sized> GuestVram<'a, V> {
 
     /// The 64-bit entry at guest VRAM address `pa` (8-byte aligned, as the MMU reads them).
     pub fn read64(&self, pa: u64) -> Option<u64> {
-        if pa % 8 != 0 {
+        if !pa.is_multiple_of(8) {
             return None;
         }
         self.slice.vram_to_host(pa, 8).map(|h| self.vram.read64(h))

@@ -103,14 +103,14 @@ impl VmDesc {
         if pdb_lo & inst::PDB_TARGET_MASK != target::VRAM {
             return None;
         }
-        let pd = (pdb_lo & inst::PDB_ADDR_MASK) as u64 | ((pdb_hi & 0xff) as u64) << 32;
-        let limit = (limit_lo as u64 | ((limit_hi & 0xff) as u64) << 32).min(VA_MAX);
+        let pd = u64::from(pdb_lo & inst::PDB_ADDR_MASK) | u64::from(pdb_hi & 0xff) << 32;
+        let limit = (u64::from(limit_lo) | u64::from(limit_hi & 0xff) << 32).min(VA_MAX);
         Some(VmDesc { pd, limit })
     }
 
     /// Reads the VM of the instance block at guest VRAM address `inst_addr`.
     pub fn read<V: Vram + ?Sized>(mem: &GuestVram<'_, V>, inst_addr: u64) -> Option<VmDesc> {
-        let w = |off: u32| mem.read32(inst_addr.checked_add(off as u64)?);
+        let w = |off: u32| mem.read32(inst_addr.checked_add(u64::from(off))?);
         VmDesc::from_words(w(inst::PDB_LO)?, w(inst::PDB_HI)?, w(inst::LIMIT_LO)?, w(inst::LIMIT_HI)?)
     }
 
@@ -203,7 +203,7 @@ impl Pde {
             None => 0,
         };
         let mut v = half(self.big) | half(self.small) << 32;
-        v |= (self.size_shift as u64 & vm::PDE_SIZE_MASK) << vm::PDE_SIZE_SHIFT;
+        v |= (u64::from(self.size_shift) & vm::PDE_SIZE_MASK) << vm::PDE_SIZE_SHIFT;
         if self.big.is_some_and(|t| t.vol) {
             v |= vm::PDE_VOL_BIG;
         }
@@ -275,7 +275,7 @@ impl Pte {
             | flag(self.encrypted, vm::PTE_ENCRYPTED)
             | flag(self.vol, vm::PTE_VOL)
             | aper << vm::PTE_APER_SHIFT
-            | (self.kind as u64) << vm::PTE_KIND_SHIFT
+            | u64::from(self.kind) << vm::PTE_KIND_SHIFT
     }
 }
 
@@ -370,7 +370,7 @@ pub fn translate<V: Vram + ?Sized>(mem: &GuestVram<'_, V>, vmd: &VmDesc, va: u64
 /// wholly inside the partition and 4 KiB aligned (tables are; an unaligned pointer is not a
 /// table the MMU could have been given).
 pub fn table_to_host(t: &TableRef, entries: u64, slice: &Slice) -> Option<u64> {
-    if t.aperture != Aperture::Vram || t.addr % vm::TABLE_ALIGN != 0 {
+    if t.aperture != Aperture::Vram || !t.addr.is_multiple_of(vm::TABLE_ALIGN) {
         return None;
     }
     slice.vram_to_host(t.addr, entries.checked_mul(vm::PTE_SIZE)?)

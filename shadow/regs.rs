@@ -246,7 +246,7 @@ pub const VM_FAULT_RECORDS: u32 = 32;
 /// The row an offset falls in, if any (binary search; offsets must be 4-byte aligned and
 /// inside BAR0).
 pub fn lookup(offset: u32) -> Option<&'static Entry> {
-    if offset % 4 != 0 || offset as u64 >= pci::BAR0_SIZE {
+    if !offset.is_multiple_of(4) || u64::from(offset) >= pci::BAR0_SIZE {
         return None;
     }
     let i = TABLE.partition_point(|e| e.start <= offset).checked_sub(1)?;

@@ -11,6 +11,7 @@
 //! - without it (e.g. the guest writes its tables through a remapped BAR3 window the mediator
 //!   does not see), a TLB flush marks everything reachable; the sync still writes only the
 //!   shadow entries whose value changes.
+//!
 //! The PD is read only up to the instance block's limit, never 8192 entries blindly.
 //!
 //! Per-PDE state lives in caller-provided storage (`S`, e.g. a `KVec` or `Vec` of
@@ -59,7 +60,7 @@ impl TableShadow {
     }
 
     fn bytes(&self) -> u64 {
-        table_bytes(self.entries as u64)
+        table_bytes(u64::from(self.entries))
     }
 }
 
@@ -123,9 +124,9 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
     ) -> Option<Self> {
         let cap = pdes.len().min(u32::MAX as usize) as u64;
         let count = desc.pde_count().min(cap) as u32;
-        let pd_bytes = table_bytes(count.max(1) as u64);
+        let pd_bytes = table_bytes(u64::from(count.max(1)));
         let pd_host = alloc.alloc(pd_bytes)?;
-        for i in 0..count as u64 {
+        for i in 0..u64::from(count) {
             vram.write64(pd_host + i * vm::PDE_SIZE, 0);
         }
         for p in pdes.iter_mut() {
@@ -157,7 +158,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
 
     /// The limit for the shadow instance block: the guest's, cut to the PDEs shadowed.
     pub fn limit(&self) -> u64 {
-        let shadowed = (self.count as u64 * PDE_SPAN).saturating_sub(1);
+        let shadowed = (u64::from(self.count) * PDE_SPAN).saturating_sub(1);
         self.desc.limit.min(shadowed)
     }
 
@@ -190,7 +191,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
     /// touched this space's PD or one of its page tables.
     pub fn note_guest_write(&mut self, pa: u64) -> bool {
         let mut hit = false;
-        let pd_end = self.desc.pd.saturating_add(self.count as u64 * vm::PDE_SIZE);
+        let pd_end = self.desc.pd.saturating_add(u64::from(self.count) * vm::PDE_SIZE);
         if (self.desc.pd..pd_end).contains(&pa) {
             let i = ((pa - self.desc.pd) / vm::PDE_SIZE) as usize;
             if let Some(p) = self.pdes.get_mut(i) {
@@ -201,7 +202,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         let count = self.count as usize;
         for p in self.pdes.iter_mut().take(count) {
             for t in p.tables.iter_mut().filter(|t| t.host != 0) {
-                let end = t.guest + t.entries as u64 * vm::PTE_SIZE;
+                let end = t.guest + u64::from(t.entries) * vm::PTE_SIZE;
                 if (t.guest..end).contains(&pa) {
                     let e = ((pa - t.guest) / vm::PTE_SIZE) as u32;
                     t.mark(e, e + 1);
@@ -242,7 +243,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                 }
                 work = true;
                 for e in t.dirty_lo..t.dirty_hi.min(t.entries) {
-                    let off = e as u64 * vm::PTE_SIZE;
+                    let off = u64::from(e) * vm::PTE_SIZE;
                     let raw = GuestVram::new(&*vram, *slice).read64(t.guest + off).unwrap_or(0);
                     self.stats.guest_reads += 1;
                     let entry = shadow_pte(raw, size, slice, sys);
@@ -297,7 +298,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
             if pde.table(size).is_some() && want.is_none() {
                 self.stats.refused += 1;
             }
-            let same = want == Some(t.guest) && t.host != 0 && t.entries as u64 == entries;
+            let same = want == Some(t.guest) && t.host != 0 && u64::from(t.entries) == entries;
             if !same {
                 if t.host != 0 {
                     alloc.free(t.host, t.bytes());

@@ -321,8 +321,8 @@ fn line_index(l: Line) -> usize {
 /// `(partitions, MiB each)` reporting `vram_bytes`: the most partitions (up to the GF100's
 /// six) that divide the size evenly, so the guest's sum is exact.
 fn vram_geometry(vram_bytes: u64) -> (u32, u32) {
-    let mib = (vram_bytes >> 20).min(u32::MAX as u64) as u32;
-    let parts = (1..=pfb::MAX_PARTS).rev().find(|p| mib % p == 0).unwrap_or(1);
+    let mib = (vram_bytes >> 20).min(u64::from(u32::MAX)) as u32;
+    let parts = (1..=pfb::MAX_PARTS).rev().find(|p| mib.is_multiple_of(*p)).unwrap_or(1);
     (parts, mib / parts)
 }
 
@@ -414,8 +414,8 @@ impl VRegs {
         if (b >> pbus::PRAMIN_BASE_TARGET_SHIFT) & pbus::PRAMIN_BASE_TARGET_MASK != target::VRAM {
             return Err(Denial::UnsupportedTarget);
         }
-        let base = ((b & pbus::PRAMIN_BASE_ADDR_MASK) as u64) << pbus::PRAMIN_BASE_ADDR_SHIFT;
-        let guest = base + off.wrapping_sub(pbus::PRAMIN_WINDOW) as u64;
+        let base = u64::from(b & pbus::PRAMIN_BASE_ADDR_MASK) << pbus::PRAMIN_BASE_ADDR_SHIFT;
+        let guest = base + u64::from(off.wrapping_sub(pbus::PRAMIN_WINDOW));
         let host = self.slice.vram_to_host(guest, 4).ok_or(Denial::OutsidePartition)?;
         Ok(VramAccess { guest, host })
     }
@@ -446,7 +446,7 @@ impl VRegs {
                     | if self.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
             }
             Reg::PmcIntrEn(l) => self.intr_en[line_index(l)],
-            Reg::PmcIntrLine => self.irq_line() as u32,
+            Reg::PmcIntrLine => u32::from(self.irq_line()),
             Reg::PmcEnable => self.enable,
             Reg::SpoonEnable => self.spoon_enable,
             Reg::PmcIntrMask(l) => self.intr_mask[line_index(l)],
@@ -509,7 +509,7 @@ impl VRegs {
                 let chid = rel / 8;
                 self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
                 let c = chid as usize;
-                if rel % 8 == 0 {
+                if rel.is_multiple_of(8) {
                     *p.chan_inst.get(c).ok_or(Denial::ForeignChannel)?
                 } else {
                     *p.chan_state.get(c).ok_or(Denial::ForeignChannel)?
@@ -590,9 +590,9 @@ impl VRegs {
             Reg::PtimerTimeLow | Reg::PtimerTimeHigh => {
                 let cur = self.time(clock);
                 let new = if reg == Reg::PtimerTimeLow {
-                    (cur & !0xffff_ffff) | (v & ptimer::TIME_LOW_MASK) as u64
+                    (cur & !0xffff_ffff) | u64::from(v & ptimer::TIME_LOW_MASK)
                 } else {
-                    (cur & 0xffff_ffff) | ((v & ptimer::TIME_HIGH_MASK) as u64) << 32
+                    (cur & 0xffff_ffff) | u64::from(v & ptimer::TIME_HIGH_MASK) << 32
                 };
                 self.time_offset = self.time_offset.wrapping_add(new.wrapping_sub(cur));
             }
@@ -636,7 +636,7 @@ impl VRegs {
             Reg::UserdPollBase => {
                 p.poll_base = v;
                 return Ok(Write::Effect(Effect::UserdPollBase {
-                    bar1_va: ((v & pfifo::USERD_POLL_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT,
+                    bar1_va: u64::from(v & pfifo::USERD_POLL_ADDR_MASK) << vm::SMALL_PAGE_SHIFT,
                     enabled: v & pfifo::USERD_POLL_ENABLE != 0,
                 }));
             }
@@ -688,7 +688,7 @@ impl VRegs {
         if pdb & mmu::INVALIDATE_PDB_TARGET_MASK != target::VRAM {
             return Err(Denial::UnsupportedTarget);
         }
-        let pd = ((pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) as u64) << vm::SMALL_PAGE_SHIFT;
+        let pd = u64::from(pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) << vm::SMALL_PAGE_SHIFT;
         self.slice.vram_to_host(pd, vm::PDE_SIZE).ok_or(Denial::OutsidePartition)?;
         Ok(Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only }))
     }
@@ -704,7 +704,7 @@ impl VRegs {
         if (v >> pbus::BAR_INST_TARGET_SHIFT) & pbus::BAR_INST_TARGET_MASK != target::VRAM {
             return Err(Denial::UnsupportedTarget);
         }
-        let a = ((v & pbus::BAR_INST_ADDR_MASK) as u64) << pbus::BAR_INST_ADDR_SHIFT;
+        let a = u64::from(v & pbus::BAR_INST_ADDR_MASK) << pbus::BAR_INST_ADDR_SHIFT;
         self.slice.vram_to_host(a, inst::SIZE).ok_or(Denial::OutsidePartition)?;
         Ok(Write::Effect(Effect::BarInst { bar, inst: Some(a) }))
     }
@@ -716,9 +716,9 @@ impl VRegs {
         p.intr |= pfifo::INTR_RUNLIST;
         let count = v & pfifo::RUNLIST_COUNT_MASK;
         let base = p.runlist_base;
-        let guest = ((base & pfifo::RUNLIST_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT;
+        let guest = u64::from(base & pfifo::RUNLIST_ADDR_MASK) << vm::SMALL_PAGE_SHIFT;
         let vram = (base >> pfifo::RUNLIST_TARGET_SHIFT) & pfifo::RUNLIST_TARGET_MASK == target::VRAM;
-        let inside = self.slice.vram_to_host(guest, count as u64 * pfifo::RUNLIST_ENTRY_SIZE).is_some();
+        let inside = self.slice.vram_to_host(guest, u64::from(count) * pfifo::RUNLIST_ENTRY_SIZE).is_some();
         if !(vram && inside) {
             self.raise_sched_error(pfifo::SCHED_ERROR_BAD_RUNLIST);
             return Err(if vram { Denial::OutsidePartition } else { Denial::UnsupportedTarget });
@@ -731,7 +731,7 @@ impl VRegs {
         let host_chid = self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
         let p = &mut self.pfifo;
         let c = chid as usize;
-        if rel % 8 != 0 {
+        if !rel.is_multiple_of(8) {
             *p.chan_state.get_mut(c).ok_or(Denial::ForeignChannel)? = v & CHAN_STATE_WRITABLE;
             let runnable = v & pfifo::CHAN_STATE_RUNNABLE != 0;
             return Ok(Write::Effect(Effect::ChannelState { chid, host_chid, runnable }));
@@ -740,7 +740,7 @@ impl VRegs {
         if v & pfifo::CHAN_INST_VALID == 0 {
             return Ok(Write::Effect(Effect::ChannelUnbind { chid, host_chid }));
         }
-        let inst = ((v & pfifo::CHAN_INST_ADDR_MASK) as u64) << vm::SMALL_PAGE_SHIFT;
+        let inst = u64::from(v & pfifo::CHAN_INST_ADDR_MASK) << vm::SMALL_PAGE_SHIFT;
         let vram = (v >> pfifo::CHAN_INST_TARGET_SHIFT) & pfifo::CHAN_INST_TARGET_MASK == target::VRAM;
         if !vram || self.slice.vram_to_host(inst, inst::SIZE).is_none() {
             p.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
