@@ -15,7 +15,7 @@ done
 check_parent "" "the cycles next to other vGPUs"
 
 # rmmod with idle vGPUs: they are removed with the module.
-idle="$k4 $k8 $(vgpu_create 2) $(vgpu_create 8)"
+i2=$(vgpu_create 2); i8=$(vgpu_create 8); idle="$k4 $k8 $i2 $i8"
 check_parent "0 0 0 0" "creating idle vGPUs"
 rmmod gpuvm || fail "rmmod gpuvm with idle vGPUs failed"
 for u in $idle; do [ ! -e $M/$u ] || fail "vGPU $u survived rmmod"; done
