@@ -8,15 +8,15 @@
 
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
-use gf100::{pfb, pmc};
+use gf100::{pfb, pfifo, pmc};
 use kernel::{
     device::Core,
     io::Io,
     new_mutex, pci,
     prelude::*,
-    time::{delay::fsleep, Delta},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
     str::Formatter,
     sync::{aref::ARef, Arc, Mutex},
 };
@@ -44,6 +44,18 @@ mod pagetable;
 #[path = "shadow/shadow_vm.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod shadow_vm;
+#[path = "shadow/channel.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod channel;
+#[path = "shadow/regs.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod regs;
+#[path = "shadow/sync_policy.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod sync_policy;
+#[path = "shadow/vregs.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod vregs;
 #[path = "shadow/partition.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod partition;
@@ -67,6 +79,7 @@ mod rust_sysfs;
 #[path = "rust/vfio.rs"]
 mod vfio;
 
+mod fullvirt;
 mod host_mem;
 mod vgpu;
 
@@ -104,21 +117,167 @@ pub(crate) struct GpuShared {
     /// Host VRAM for shadow structures.
     #[pin]
     pool: Mutex<HostPool>,
+    /// The host's BAR1: its USERD area, where doorbells are rung.
+    bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
     /// Interrupts the host handled (all causes).
     interrupts: AtomicU64,
+    /// Time base of the vGPUs' PTIMER.
+    epoch: Instant<Monotonic>,
+    /// Shadow page tables sync at the next use instead of at the guest's TLB flush.
+    lazy_shadow: AtomicBool,
+    /// The one host runlist all vGPUs share.
+    #[pin]
+    runlist: Mutex<HostRunlist>,
+    /// Live vGPUs, for interrupt delivery.
+    #[pin]
+    vgpu_list: Mutex<KVec<ARef<vfio::Device<vgpu::Vgpu>>>>,
+    /// Events the hard-IRQ half recorded for the thread to deliver.
+    pending_nonstall: AtomicBool,
+    pending_faults: AtomicU32,
+    fault_records: [FaultRecord; FAULT_UNITS],
+}
+
+/// Fault units whose records the host keeps (the PFIFO VM_FAULT unit bits).
+const FAULT_UNITS: usize = 32;
+
+/// One MMU fault as the hard-IRQ half read it (atomics: written there, read by the thread).
+#[derive(Default)]
+struct FaultRecord {
+    inst: AtomicU64,
+    va: AtomicU64,
+    info: AtomicU32,
+}
+
+/// The host runlist: each vGPU's part (indexed by its first unit), double-buffered in host
+/// VRAM like nouveau does, so the GPU never reads a list being rewritten.
+struct HostRunlist {
+    parts: [Option<channel::RunlistPart>; UNITS as usize],
+    bufs: [u64; 2],
+    next: usize,
+}
+
+/// Runlist entries one buffer holds (every channel once).
+const RUNLIST_CAPACITY: u32 = gf100::pfifo::CHANNELS;
+
+impl GpuShared {
+    /// Replaces one vGPU's part of the host runlist and submits the merged list.
+    pub(crate) fn commit_runlist(&self, part: channel::RunlistPart) {
+        let mut rl = self.runlist.lock();
+        if let Some(slot) = rl.parts.get_mut(part.slice.first_unit as usize) {
+            *slot = (!part.channels.is_empty()).then_some(part);
+        }
+        let mut merged = [channel::RunlistPart { slice: part.slice, channels: channel::ChannelSet::default() }; UNITS as usize];
+        let mut n_parts = 0;
+        for p in rl.parts.iter().flatten() {
+            merged[n_parts] = *p;
+            n_parts += 1;
+        }
+        let buf = rl.bufs[rl.next];
+        rl.next ^= 1;
+        let entries = {
+            let mut vram = host_mem::HostVram::new(self);
+            channel::write_host_runlist(&mut vram, buf, RUNLIST_CAPACITY, &merged[..n_parts])
+        };
+        let Some(bar0) = self.bar0.try_access() else { return };
+        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | gf100::target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
+        let _ = bar0.try_write32(base, pfifo::RUNLIST_BASE as usize);
+        let _ = bar0.try_write32(pfifo::RUNLIST_COMMIT_UNK | entries, pfifo::RUNLIST_SUBMIT as usize);
+        for _ in 0..100_000 {
+            if bar0.try_read32(pfifo::RUNLIST_STATUS as usize).unwrap_or(0) & pfifo::RUNLIST_STATUS_PENDING == 0 {
+                break;
+            }
+        }
+    }
+
+    fn add_vgpu(&self, dev: ARef<vfio::Device<vgpu::Vgpu>>) -> Result {
+        self.vgpu_list.lock().push(dev, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    fn remove_vgpu(&self, dev: &vfio::Device<vgpu::Vgpu>) {
+        let mut list = self.vgpu_list.lock();
+        if let Some(i) = list.iter().position(|d| core::ptr::eq(&**d, dev)) {
+            let _ = list.remove(i);
+        }
+    }
 }
 
 impl irq::Handler for GpuShared {
-    fn handle(&self) -> bool {
-        let Some(bar0) = self.bar0.try_access() else { return false };
-        let m = HostBar0(&bar0);
-        let pending = host_init::Mmio::rd(&m, pmc::INTR_HOST);
+    /// Acknowledges what is pending and records what the vGPUs must hear about.
+    fn handle(&self) -> irq::IrqReturn {
+        let Some(bar0) = self.bar0.try_access() else { return irq::IrqReturn::None };
+        let rd = |off: u32| bar0.try_read32(off as usize).unwrap_or(0);
+        let wr = |off: u32, v: u32| {
+            let _ = bar0.try_write32(v, off as usize);
+        };
+        let pending = rd(pmc::INTR_HOST);
         if pending == 0 || pending == gf100::bad::UNIT_DISABLED {
-            return false;
+            return irq::IrqReturn::None;
         }
         self.interrupts.fetch_add(1, Ordering::Relaxed);
-        host_init::ack_interrupts(&m, pending);
-        true
+        let mut wake = false;
+        if pending & pmc::INTR_SOFTWARE != 0 {
+            wr(pmc::INTR_HOST, 0);
+        }
+        if pending & pmc::INTR_PFIFO != 0 {
+            let causes = rd(pfifo::INTR);
+            if causes & pfifo::INTR_ENGINE != 0 {
+                let units = rd(pfifo::ENGINE_INTR_UNITS);
+                for n in 0..32 {
+                    if units & (1 << n) != 0 {
+                        let v = rd(pfifo::engine_intr(n));
+                        wr(pfifo::engine_intr(n), v);
+                    }
+                }
+                self.pending_nonstall.store(true, Ordering::Release);
+                wake = true;
+            }
+            if causes & pfifo::INTR_VM_FAULT != 0 {
+                let units = rd(pfifo::VM_FAULT_UNITS);
+                for (u, rec) in self.fault_records.iter().enumerate() {
+                    let u = u as u32;
+                    if units & (1 << u) == 0 {
+                        continue;
+                    }
+                    rec.inst.store(u64::from(rd(pfifo::vm_fault_inst(u))) << 12, Ordering::Relaxed);
+                    rec.va.store(u64::from(rd(pfifo::vm_fault_addr_lo(u))) | u64::from(rd(pfifo::vm_fault_addr_hi(u))) << 32, Ordering::Relaxed);
+                    rec.info.store(rd(pfifo::vm_fault_info(u)), Ordering::Relaxed);
+                }
+                wr(pfifo::VM_FAULT_UNITS, units);
+                self.pending_faults.fetch_or(units, Ordering::Release);
+                wake = true;
+            }
+            if causes & pfifo::INTR_PBDMA != 0 {
+                let units = rd(pfifo::PBDMA_INTR_UNITS);
+                wr(pfifo::PBDMA_INTR_UNITS, units);
+            }
+            wr(pfifo::INTR, causes);
+        }
+        if pending & pmc::INTR_PGRAPH != 0 {
+            let g = rd(gf100::pgraph::INTR);
+            wr(gf100::pgraph::INTR, g);
+        }
+        if wake {
+            irq::IrqReturn::WakeThread
+        } else {
+            irq::IrqReturn::Handled
+        }
+    }
+
+    /// Delivers recorded events to the vGPUs (process context: their state locks sleep).
+    fn thread(&self) {
+        let nonstall = self.pending_nonstall.swap(false, Ordering::Acquire);
+        let faults = self.pending_faults.swap(0, Ordering::Acquire);
+        let list = self.vgpu_list.lock();
+        for dev in list.iter() {
+            let mut fault_list = [None; FAULT_UNITS];
+            for (u, rec) in self.fault_records.iter().enumerate() {
+                if faults & (1 << u) != 0 {
+                    fault_list[u] = Some((rec.inst.load(Ordering::Relaxed), rec.va.load(Ordering::Relaxed), rec.info.load(Ordering::Relaxed)));
+                }
+            }
+            vgpu::Vgpu::deliver(dev, nonstall, &fault_list);
+        }
     }
 }
 
@@ -164,8 +323,15 @@ impl mdev::Driver for VgpuDriver {
             dev_info!(mdev.as_bound(), "no room for a gpuvm-{} vGPU (ENOSPC)\n", share);
         })?;
         // From here on the slice is owned by the vGPU state and freed when it drops.
-        let dev = vfio::Device::new(mdev.as_bound(), vgpu::Vgpu::new(gpu.clone(), share, slice))?;
-        let reg = vfio::Registration::new(dev)?;
+        let dev = vfio::Device::new(mdev.as_bound(), vgpu::Vgpu::new(gpu.clone(), share, slice)?)?;
+        gpu.add_vgpu(dev.clone())?;
+        let reg = match vfio::Registration::new(dev.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                gpu.remove_vgpu(&dev);
+                return Err(e);
+            }
+        };
         dev_info!(
             mdev.as_bound(),
             "vGPU gpuvm-{}: VRAM {} MiB at {:#x}, channels {}..{}\n",
@@ -179,6 +345,8 @@ impl mdev::Driver for VgpuDriver {
     }
 
     fn remove(mdev: &mdev::Device, data: Pin<KBox<VgpuHandle>>) {
+        let dev = data.reg.device();
+        dev.gpu.remove_vgpu(dev);
         // Dropping the registration waits until userspace closed the device.
         drop(data);
         dev_info!(mdev.as_bound(), "vGPU removed\n");
@@ -302,7 +470,7 @@ fn vram_bytes(bar0: &Bar0<'_>) -> u64 {
     let disabled = bar0.read32(pfb::FBP_DISABLED_MASK as usize);
     (0..parts)
         .filter(|p| disabled & (1 << p) == 0)
-        .map(|p| bar0.read32(pfb::part_mib(p) as usize) as u64)
+        .map(|p| bar0.try_read32(pfb::part_mib(p) as usize).unwrap_or(0) as u64)
         .sum::<u64>()
         << 20
 }
@@ -339,6 +507,10 @@ impl pci::Driver for GpuvmPciDriver {
         })?;
         dev_info!(pdev, "host bring-up done: BAR3 maps {} MiB of host VRAM, {} PBDMAs, PFIFO on\n", host.bar3_mapped >> 20, host.pbdmas);
         let bar3 = pdev.iomap_region_sized::<{ gf100::pci::BAR3_SIZE as usize }>(3, c"gpuvm-bar3")?.into_devres()?;
+        let bar1 = pdev.iomap_region_sized::<{ gf100::pci::BAR1_SIZE as usize }>(1, c"gpuvm-bar1")?.into_devres()?;
+        let mut pool = HostPool::new(host_init::layout::FREE, host.bar3_mapped);
+        let runlist_bytes = u64::from(RUNLIST_CAPACITY) * pfifo::RUNLIST_ENTRY_SIZE;
+        let bufs = [pool.alloc(runlist_bytes).ok_or(ENOMEM)?, pool.alloc(runlist_bytes).ok_or(ENOMEM)?];
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {
@@ -352,8 +524,16 @@ impl pci::Driver for GpuvmPciDriver {
                 bar3,
                 bar3_mapped: host.bar3_mapped,
                 pramin <- new_mutex!(host_mem::PraminWindow::new()),
-                pool <- new_mutex!(HostPool::new(host_init::layout::FREE, host.bar3_mapped)),
+                pool <- new_mutex!(pool),
+                bar1,
                 interrupts: AtomicU64::new(0),
+                epoch: Instant::<Monotonic>::now(),
+                lazy_shadow: AtomicBool::new(true),
+                runlist <- new_mutex!(HostRunlist { parts: [None; UNITS as usize], bufs, next: 0 }),
+                vgpu_list <- new_mutex!(KVec::new()),
+                pending_nonstall: AtomicBool::new(false),
+                pending_faults: AtomicU32::new(0),
+                fault_records: [const { FaultRecord { inst: AtomicU64::new(0), va: AtomicU64::new(0), info: AtomicU32::new(0) } }; FAULT_UNITS],
             }),
             GFP_KERNEL,
         )?;

@@ -122,6 +122,8 @@ impl PinCache {
 pub(crate) struct VgpuSysMem<'a> {
     pub(crate) dev: &'a vfio::Device<vgpu::Vgpu>,
     pub(crate) pins: &'a mut PinCache,
+    /// An IOVA range being unmapped: refused, so shadows stop pointing into it.
+    pub(crate) exclude: Option<(u64, u64)>,
 }
 
 const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
@@ -146,6 +148,11 @@ impl SysMem for VgpuSysMem<'_> {
     fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
         let first = iova & !(PAGE - 1);
         let end = iova.checked_add(len.max(1))?;
+        if let Some((x, xlen)) = self.exclude {
+            if first < x.saturating_add(xlen) && x < end {
+                return None;
+            }
+        }
         let base = self.pin_one(first)?;
         // The GPU sees one contiguous range: every page after the first must follow it.
         let mut page = first + PAGE;

@@ -3,16 +3,17 @@
 //!
 //! It looks like a Quadro 6000: an emulated config space (shadow/pci_config.rs) with the
 //! type's BAR sizes, the VFIO regions of a PCI device, INTx/MSI/REQ interrupts delivered
-//! through eventfds, and reset. BAR accesses are trapped here; what each register does is
-//! decided by the classification table of the full-virtualization layer.
+//! through eventfds, and reset. BAR accesses are trapped here and handed to the
+//! full-virtualization engine (`fullvirt.rs`).
 
 use crate::{
     bindings as sys,
     eventfd::EventFd,
+    fullvirt::{Ctx, VirtState},
     gf100,
     partition::Slice,
     pci_config::{ConfigSpace, CONFIG_SIZE},
-    vfio, GpuShared,
+    vfio, vregs, GpuShared,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex};
@@ -29,6 +30,11 @@ struct Irqs {
 struct VgpuState {
     config: ConfigSpace,
     irqs: Irqs,
+    /// The interrupt line level last signalled (MSI is sent on rising edges).
+    irq_level: bool,
+    /// Boxed: it holds 128-bit channel sets, and the VFIO core only guarantees 8-byte
+    /// alignment for the memory the vGPU lives in.
+    virt: KBox<VirtState>,
 }
 
 /// Counters shown in sysfs.
@@ -60,11 +66,12 @@ pub(crate) struct Vgpu {
 impl Vgpu {
     /// A vGPU of type `gpuvm-share` owning `slice` of `gpu`. The slice goes back to the GPU
     /// when the vGPU is dropped.
-    pub(crate) fn new(gpu: Arc<GpuShared>, share: u32, slice: Slice) -> impl PinInit<Self, Error> {
+    pub(crate) fn new(gpu: Arc<GpuShared>, share: u32, slice: Slice) -> Result<impl PinInit<Self, Error>> {
         let bar1_size = gf100::pci::BAR1_SIZE / share as u64;
         let bar3_size = gf100::pci::BAR3_SIZE / share as u64;
         let config = ConfigSpace::new(bar1_size, bar3_size);
-        try_pin_init!(Self {
+        let virt = KBox::new(VirtState::new(slice, gpu.boot0)?, GFP_KERNEL)?;
+        Ok(try_pin_init!(Self {
             gpu,
             share,
             slice,
@@ -72,8 +79,39 @@ impl Vgpu {
             bar3_size,
             counters: VgpuCounters::default(),
             weight: AtomicU32::new(WEIGHT_DEFAULT),
-            state <- new_mutex!(VgpuState { config, irqs: Irqs::default() }),
-        })
+            state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), irq_level: false, virt }),
+        }))
+    }
+
+    /// Signals the guest on a rising edge of its virtual interrupt line: MSI if enabled, else
+    /// INTx (masked automatically until the guest unmasks it).
+    fn update_irq(st: &mut VgpuState) {
+        let level = st.virt.vregs.irq_line();
+        let rising = level && !st.irq_level;
+        st.irq_level = level;
+        if !rising {
+            return;
+        }
+        if st.config.msi_enabled() {
+            if let Some(e) = &st.irqs.msi {
+                e.signal();
+            }
+        } else if !st.config.intx_disabled() && !st.irqs.intx_masked {
+            if let Some(e) = &st.irqs.intx {
+                st.irqs.intx_masked = true;
+                st.config.set_interrupt_status(true);
+                e.signal();
+            }
+        }
+    }
+
+    /// Host interrupt events for this vGPU (from the host IRQ thread): a non-stall interrupt
+    /// and MMU faults `(host instance block, VA, info)` per fault unit.
+    pub(crate) fn deliver(dev: &vfio::Device<Self>, nonstall: bool, faults: &[Option<(u64, u64, u32)>]) {
+        let mut st = dev.state.lock();
+        let ctx = Ctx { gpu: &dev.gpu, dev };
+        ctx.deliver(&mut st.virt, nonstall, faults);
+        Self::update_irq(&mut st);
     }
 
     fn region_size(&self, index: u32) -> u64 {
@@ -95,26 +133,42 @@ impl Vgpu {
         }
     }
 
-    /// A BAR0 read. Registers are 32 bits wide: other widths are refused.
-    fn bar0_read(&self, off: u64) -> u32 {
-        self.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
-        if off == gf100::pmc::BOOT_0 as u64 {
-            return self.gpu.boot0;
+    /// One 32-bit guest access to BAR0, BAR1 or BAR3 (`val` for writes); the read value.
+    fn mmio(dev: &vfio::Device<Self>, region: u32, off: u64, val: Option<u32>) -> u32 {
+        dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let ctx = Ctx { gpu: &dev.gpu, dev };
+        let bar = match region {
+            sys::VFIO_PCI_BAR1_REGION_INDEX => Some(vregs::Bar::Bar1),
+            sys::VFIO_PCI_BAR3_REGION_INDEX => Some(vregs::Bar::Bar3),
+            _ => None,
+        };
+        let (ok, value) = match (bar, val) {
+            (None, None) => ctx.bar0_read(&mut st.virt, off as u32).map_or((false, 0), |v| (true, v)),
+            (None, Some(v)) => (ctx.bar0_write(&mut st.virt, off as u32, v), 0),
+            (Some(b), None) => ctx.bar_read(&mut st.virt, b, off).map_or((false, 0), |v| (true, v)),
+            (Some(b), Some(v)) => (ctx.bar_write(&mut st.virt, b, off, v), 0),
+        };
+        if !ok {
+            dev.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
         }
-        // Until the register table of the full-virtualization layer lands, every other
-        // register is denied: reads 0, never forwarded.
-        self.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
-        0
+        Self::update_irq(st);
+        value
     }
 
-    fn bar0_write(&self, _off: u64, _val: u32) {
-        self.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
-        self.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
+    /// Counters of the full-virtualization engine (sysfs).
+    pub(crate) fn virt_stats(&self) -> crate::fullvirt::VirtStats {
+        self.state.lock().virt.stats
     }
 
-    fn reset_state(&self, st: &mut VgpuState) {
-        st.config = ConfigSpace::new(self.bar1_size, self.bar3_size);
+    fn reset_state(dev: &vfio::Device<Self>, st: &mut VgpuState) {
+        st.config = ConfigSpace::new(dev.bar1_size, dev.bar3_size);
         st.irqs.intx_masked = false;
+        st.irq_level = false;
+        let ctx = Ctx { gpu: &dev.gpu, dev };
+        ctx.release_channels(&mut st.virt);
+        st.virt.vregs.reset();
     }
 }
 
@@ -138,9 +192,20 @@ impl vfio::Ops for Vgpu {
     const NAME: &'static CStr = c"gpuvm-vgpu";
 
     fn close_device(dev: &vfio::Device<Self>) {
-        // The VM is gone: drop its interrupt wiring so nothing signals a dead eventfd.
-        let mut st = dev.state.lock();
+        // The VM is gone: its channels leave the host, its pinned pages are released (only
+        // possible while the device still counts as open), and nothing signals a dead eventfd.
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        Self::reset_state(dev, st);
+        st.virt.pins.unpin_range(dev, 0, u64::MAX);
         st.irqs = Irqs::default();
+    }
+
+    fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let ctx = Ctx { gpu: &dev.gpu, dev };
+        ctx.dma_unmap(&mut st.virt, iova, length);
     }
 
     fn device_info(_dev: &vfio::Device<Self>) -> vfio::DeviceInfo {
@@ -238,7 +303,7 @@ impl vfio::Ops for Vgpu {
 
     fn reset(dev: &vfio::Device<Self>) -> Result {
         let mut st = dev.state.lock();
-        dev.reset_state(&mut st);
+        Self::reset_state(dev, &mut st);
         dev.counters.resets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -249,19 +314,14 @@ impl vfio::Ops for Vgpu {
             sys::VFIO_PCI_CONFIG_REGION_INDEX => {
                 dev.state.lock().config.read(off, buf).then_some(()).ok_or(EINVAL)
             }
-            sys::VFIO_PCI_BAR0_REGION_INDEX => {
-                if buf.len() != 4 {
-                    return Err(EINVAL);
-                }
-                buf.copy_from_slice(&dev.bar0_read(off).to_le_bytes());
-                Ok(())
-            }
+            // BAR0 registers are 32 bits wide; BAR1/BAR3 take 32- and 64-bit accesses.
+            sys::VFIO_PCI_BAR0_REGION_INDEX if buf.len() != 4 => Err(EINVAL),
+            _ if buf.len() != 4 && buf.len() != 8 => Err(EINVAL),
             _ => {
-                // BAR1/BAR3 windows: emulated by the full-virtualization layer; until then
-                // they read as unmapped.
-                dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
-                dev.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
-                buf.fill(0);
+                for (i, word) in buf.chunks_mut(4).enumerate() {
+                    let v = Self::mmio(dev, region, off + 4 * i as u64, None);
+                    word.copy_from_slice(&v.to_le_bytes());
+                }
                 Ok(())
             }
         }
@@ -273,14 +333,13 @@ impl vfio::Ops for Vgpu {
             sys::VFIO_PCI_CONFIG_REGION_INDEX => {
                 dev.state.lock().config.write(off, data).then_some(()).ok_or(EINVAL)
             }
-            sys::VFIO_PCI_BAR0_REGION_INDEX => {
-                let word: [u8; 4] = data.try_into().map_err(|_| EINVAL)?;
-                dev.bar0_write(off, u32::from_le_bytes(word));
-                Ok(())
-            }
+            sys::VFIO_PCI_BAR0_REGION_INDEX if data.len() != 4 => Err(EINVAL),
+            _ if data.len() != 4 && data.len() != 8 => Err(EINVAL),
             _ => {
-                dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
-                dev.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
+                for (i, word) in data.chunks(4).enumerate() {
+                    let v = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                    Self::mmio(dev, region, off + 4 * i as u64, Some(v));
+                }
                 Ok(())
             }
         }

@@ -1,16 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A PCI device's MSI vector with a handler, owned without borrowing the device (the kernel
-//! crate's `pci::IrqVectorRegistration` borrows it, which does not fit data that vGPUs share).
+//! A PCI device's MSI vector with a threaded handler, owned without borrowing the device (the
+//! kernel crate's `pci::IrqVectorRegistration` borrows it, which does not fit data that vGPUs
+//! share).
 
 #![allow(unreachable_pub, dead_code)]
 
 use crate::bindings as sys;
 use kernel::{device, ffi, pci, prelude::*, sync::aref::ARef, sync::Arc};
 
-/// An interrupt handler; runs in hard-IRQ context.
+/// What the hard-IRQ half decided.
+pub enum IrqReturn {
+    /// Not ours.
+    None,
+    /// Fully handled.
+    Handled,
+    /// Handled; run [`Handler::thread`] in process context.
+    WakeThread,
+}
+
+/// An interrupt handler: `handle` runs in hard-IRQ context (acknowledge, record), `thread`
+/// in a kernel thread where it may sleep (deliver to vGPUs).
 pub trait Handler: Send + Sync + 'static {
-    /// Returns whether the interrupt was ours.
-    fn handle(&self) -> bool;
+    /// The hard-IRQ half.
+    fn handle(&self) -> IrqReturn;
+    /// The threaded half, after `WakeThread`.
+    fn thread(&self) {}
 }
 
 /// One MSI vector of `pdev` with `T` attached; freed (handler first, then the vector) on drop.
@@ -33,9 +47,18 @@ impl<T: Handler> MsiRegistration<T> {
         let ret = if irq < 0 {
             irq
         } else {
-            // SAFETY: `cookie` stays valid until `free_irq` in drop (we hold the Arc);
-            // `name` is 'static.
-            unsafe { sys::request_threaded_irq(irq as u32, Some(Self::handle_cb), None, 0, name.as_char_ptr(), cookie) }
+            // SAFETY: `cookie` stays valid until `free_irq` in drop (we hold the Arc); `name`
+            // is 'static. IRQF_ONESHOT keeps the line masked until the thread has run.
+            unsafe {
+                sys::request_threaded_irq(
+                    irq as u32,
+                    Some(Self::handle_cb),
+                    Some(Self::thread_cb),
+                    sys::IRQF_ONESHOT as _,
+                    name.as_char_ptr(),
+                    cookie,
+                )
+            }
         };
         if ret < 0 {
             // SAFETY: undoes the allocation above.
@@ -54,18 +77,26 @@ impl<T: Handler> MsiRegistration<T> {
     unsafe extern "C" fn handle_cb(_irq: ffi::c_int, cookie: *mut ffi::c_void) -> sys::irqreturn_t {
         // SAFETY: `cookie` is the `Arc<T>` payload registered in `new`, alive until `free_irq`.
         let handler = unsafe { &*cookie.cast::<T>() };
-        if handler.handle() {
-            sys::irqreturn::IRQ_HANDLED
-        } else {
-            sys::irqreturn::IRQ_NONE
+        match handler.handle() {
+            IrqReturn::None => sys::irqreturn::IRQ_NONE,
+            IrqReturn::Handled => sys::irqreturn::IRQ_HANDLED,
+            IrqReturn::WakeThread => sys::irqreturn::IRQ_WAKE_THREAD,
         }
+    }
+
+    unsafe extern "C" fn thread_cb(_irq: ffi::c_int, cookie: *mut ffi::c_void) -> sys::irqreturn_t {
+        // SAFETY: as in `handle_cb`.
+        let handler = unsafe { &*cookie.cast::<T>() };
+        handler.thread();
+        sys::irqreturn::IRQ_HANDLED
     }
 }
 
 impl<T: Handler> Drop for MsiRegistration<T> {
     fn drop(&mut self) {
         let raw = core::ptr::from_ref(&*self.pdev).cast_mut().cast::<sys::pci_dev>();
-        // SAFETY: requested in `new` with this cookie; free_irq waits for running handlers.
+        // SAFETY: requested in `new` with this cookie; free_irq waits for running handlers
+        // and threads.
         unsafe { sys::free_irq(self.irq, Arc::as_ptr(&self.handler).cast_mut().cast()) };
         // SAFETY: allocated in `new`.
         unsafe { sys::pci_free_irq_vectors(raw) };

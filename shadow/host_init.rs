@@ -204,16 +204,3 @@ pub fn shut_down(m: &impl Mmio) {
     m.wr(pbus::BAR1_INST, 0);
     m.wr(pbus::BAR3_INST, 0);
 }
-
-/// Acknowledges what the interrupt handler found pending in `pmc::INTR_HOST`: the software
-/// interrupt is cleared, and PFIFO's causes are written back. Until vGPUs route events,
-/// nothing else is done with them.
-pub fn ack_interrupts(m: &impl Mmio, pending: u32) {
-    if pending & pmc::INTR_SOFTWARE != 0 {
-        m.wr(pmc::INTR_HOST, 0);
-    }
-    if pending & pmc::INTR_PFIFO != 0 {
-        let causes = m.rd(pfifo::INTR);
-        m.wr(pfifo::INTR, causes);
-    }
-}
