@@ -66,6 +66,39 @@ pub(crate) struct VirtStats {
     pub(crate) forwarded: u64,
 }
 
+/// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
+/// accesses to one page walks the guest's BAR page tables once. Emptied whenever the guest
+/// flushes its TLB or rebinds a BAR, which is exactly when the GPU's own TLB would drop them.
+#[derive(Clone, Copy, Default)]
+struct BarTlb {
+    entries: [(u64, u64, bool); BAR_TLB_ENTRIES],
+    valid: u32,
+    next: usize,
+}
+
+const BAR_TLB_ENTRIES: usize = 16;
+const BAR_PAGE: u64 = 0x1000;
+
+impl BarTlb {
+    fn lookup(&self, page: u64) -> Option<(u64, bool)> {
+        (0..BAR_TLB_ENTRIES)
+            .filter(|&i| self.valid & (1 << i) != 0)
+            .find_map(|i| self.entries.get(i).filter(|e| e.0 == page).map(|e| (e.1, e.2)))
+    }
+
+    fn insert(&mut self, page: u64, guest_page: u64, read_only: bool) {
+        if let Some(e) = self.entries.get_mut(self.next) {
+            *e = (page, guest_page, read_only);
+            self.valid |= 1 << self.next;
+        }
+        self.next = (self.next + 1) % BAR_TLB_ENTRIES;
+    }
+
+    fn clear(&mut self) {
+        self.valid = 0;
+    }
+}
+
 /// The full-virtualization state of a vGPU (lives under the vGPU's state lock).
 pub(crate) struct VirtState {
     pub(crate) vregs: VRegs,
@@ -73,6 +106,7 @@ pub(crate) struct VirtState {
     bars: [Option<VmDesc>; 2],
     /// Guest instance blocks of the BAR1 / BAR3 VMs (re-read at every guest TLB flush).
     bar_inst: [Option<u64>; 2],
+    bar_tlb: [BarTlb; 2],
     /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
     poll: Option<u64>,
     spaces: KVec<Space>,
@@ -111,6 +145,7 @@ impl VirtState {
             vregs: VRegs::new(slice, boot0),
             bars: [None; 2],
             bar_inst: [None; 2],
+            bar_tlb: [BarTlb::default(); 2],
             poll: None,
             spaces: KVec::new(),
             chans,
@@ -265,6 +300,7 @@ impl Ctx<'_> {
             }
             Effect::BarInst { bar, inst } => {
                 st.bars[bar_index(bar)] = None;
+                st.bar_tlb[bar_index(bar)].clear();
                 if let Some(i) = inst {
                     let vram = HostVram::new(self.gpu);
                     st.bars[bar_index(bar)] = VmDesc::read(&GuestVram::new(&vram, st.slice()), i);
@@ -300,6 +336,8 @@ impl Ctx<'_> {
 
     /// Re-reads the guest BAR VMs after a flush (the guest may have rewritten the PDB).
     fn refresh_bar_vms(&self, st: &mut VirtState) {
+        st.bar_tlb[0].clear();
+        st.bar_tlb[1].clear();
         let vram = HostVram::new(self.gpu);
         for i in 0..2 {
             if let Some(inst) = st.bar_inst[i] {
@@ -417,6 +455,10 @@ impl Ctx<'_> {
     /// now, with the range refused, and the host TLB flushed) before its pages are unpinned,
     /// so the GPU can never reach memory that is no longer the guest's.
     pub(crate) fn dma_unmap(&self, st: &mut VirtState, iova: u64, len: u64) {
+        // Nothing of the range reached a shadow: nothing to take back.
+        if !st.pins.any_in(iova, len) {
+            return;
+        }
         st.unmapping = Some((iova, len));
         for i in 0..st.spaces.len() {
             if let Some(s) = st.spaces.get_mut(i) {
@@ -450,17 +492,29 @@ impl Ctx<'_> {
     // ---- BAR1 / BAR3
 
     /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address.
-    fn bar_target(&self, st: &VirtState, bar: vregs::Bar, off: u64, write: bool) -> Option<(u64, u64)> {
+    fn bar_target(&self, st: &mut VirtState, bar: vregs::Bar, off: u64, write: bool) -> Option<(u64, u64)> {
         let slice = st.slice();
-        let guest = match st.bars[bar_index(bar)] {
+        let b = bar_index(bar);
+        let guest = match st.bars[b] {
             None => off,
             Some(desc) => {
-                let vram = HostVram::new(self.gpu);
-                let t = pagetable::translate(&GuestVram::new(&vram, slice), &desc, off).ok()?;
-                if t.aperture != Aperture::Vram || (write && t.read_only) {
+                let page = off & !(BAR_PAGE - 1);
+                let (guest_page, read_only) = match st.bar_tlb[b].lookup(page) {
+                    Some(hit) => hit,
+                    None => {
+                        let vram = HostVram::new(self.gpu);
+                        let t = pagetable::translate(&GuestVram::new(&vram, slice), &desc, page).ok()?;
+                        if t.aperture != Aperture::Vram {
+                            return None;
+                        }
+                        st.bar_tlb[b].insert(page, t.addr, t.read_only);
+                        (t.addr, t.read_only)
+                    }
+                };
+                if write && read_only {
                     return None;
                 }
-                t.addr
+                guest_page + (off - page)
             }
         };
         let host = slice.vram_to_host(guest, 4)?;

@@ -592,8 +592,27 @@ static GPU_CHANNELS_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, Gpu
 static GPU_CHANNELS_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsFree>(c"channels_free");
 static GPU_VGPUS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVgpus>(c"vgpus");
 static GPU_VRAM_PHYSICAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramBytes>(c"vram_physical_mib");
+/// Shadow sync policy: 1 = lazy (sync at the next use), 0 = naive (sync at the guest's flush).
+struct GpuLazyShadow;
+impl Attr<GpuAttrs> for GpuLazyShadow {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", u32::from(g.shared.lazy_shadow.load(Ordering::Relaxed))).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        let on = match rust_sysfs::parse_u32(input)? {
+            0 => false,
+            1 => true,
+            _ => return Err(EINVAL),
+        };
+        g.shared.lazy_shadow.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+static GPU_LAZY_SHADOW: DeviceAttribute = DeviceAttribute::rw::<GpuAttrs, GpuLazyShadow>(c"lazy_shadow");
 static GPU_INTERRUPTS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuInterrupts>(c"interrupts");
-static GPU_ATTR_LIST: AttrList<8> = AttrList::new([
+static GPU_ATTR_LIST: AttrList<9> = AttrList::new([
+    GPU_LAZY_SHADOW.attr(),
     GPU_INTERRUPTS.attr(),
     GPU_VRAM_TOTAL.attr(),
     GPU_VRAM_FREE.attr(),
@@ -621,6 +640,13 @@ ro_attrs! { VgpuAttrs;
     VgpuMmioTraps "mmio_traps" => |h| h.reg.device().counters.mmio_traps.load(Ordering::Relaxed);
     VgpuMmioDenied "mmio_denied" => |h| h.reg.device().counters.mmio_denied.load(Ordering::Relaxed);
     VgpuResets "resets" => |h| h.reg.device().counters.resets.load(Ordering::Relaxed);
+    VgpuForwarded "mmio_forwarded" => |h| h.reg.device().virt_stats().forwarded;
+    VgpuDoorbells "submissions" => |h| h.reg.device().virt_stats().doorbells;
+    VgpuSyncs "shadow_syncs" => |h| h.reg.device().virt_stats().syncs;
+    VgpuPteWrites "pte_writes" => |h| h.reg.device().virt_stats().pte_writes;
+    VgpuGuestReads "pte_reads" => |h| h.reg.device().virt_stats().guest_reads;
+    VgpuRefused "pte_refused" => |h| h.reg.device().virt_stats().refused;
+    VgpuFaults "faults" => |h| h.reg.device().virt_stats().faults;
 }
 
 /// Scheduling weight, 1..=100.
@@ -650,7 +676,21 @@ static VGPU_MMIO_TRAPS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuM
 static VGPU_MMIO_DENIED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuMmioDenied>(c"mmio_denied");
 static VGPU_RESETS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuResets>(c"resets");
 static VGPU_WEIGHT: DeviceAttribute = DeviceAttribute::rw::<VgpuAttrs, VgpuWeight>(c"weight");
-static VGPU_ATTR_LIST: AttrList<12> = AttrList::new([
+static VGPU_FORWARDED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuForwarded>(c"mmio_forwarded");
+static VGPU_SUBMISSIONS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuDoorbells>(c"submissions");
+static VGPU_SYNCS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuSyncs>(c"shadow_syncs");
+static VGPU_PTE_WRITES: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuPteWrites>(c"pte_writes");
+static VGPU_PTE_READS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuGuestReads>(c"pte_reads");
+static VGPU_PTE_REFUSED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuRefused>(c"pte_refused");
+static VGPU_FAULTS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuFaults>(c"faults");
+static VGPU_ATTR_LIST: AttrList<19> = AttrList::new([
+    VGPU_FORWARDED.attr(),
+    VGPU_SUBMISSIONS.attr(),
+    VGPU_SYNCS.attr(),
+    VGPU_PTE_WRITES.attr(),
+    VGPU_PTE_READS.attr(),
+    VGPU_PTE_REFUSED.attr(),
+    VGPU_FAULTS.attr(),
     VGPU_TYPE.attr(),
     VGPU_VRAM_MIB.attr(),
     VGPU_VRAM_BASE.attr(),

@@ -101,6 +101,11 @@ impl PinCache {
         Self { pages: RBTree::new() }
     }
 
+    /// Whether any page in `[iova, iova + len)` is pinned.
+    pub(crate) fn any_in(&self, iova: u64, len: u64) -> bool {
+        self.pages.cursor_lower_bound(&(iova & !(PAGE - 1))).is_some_and(|c| *c.current().0 < iova.saturating_add(len))
+    }
+
     /// Unpins every page in `[iova, iova + len)`; returns how many were pinned.
     pub(crate) fn unpin_range(&mut self, dev: &vfio::Device<vgpu::Vgpu>, iova: u64, len: u64) -> u64 {
         let end = iova.saturating_add(len);

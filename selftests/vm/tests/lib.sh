@@ -19,3 +19,20 @@ native_workload() {
   bind_native_vfio
   gpuvm-bench --vfio-pci $GPU_NATIVE "$@"
 }
+# Run workloads on a fresh vGPU of type gpuvm-$1 (the rest of the arguments go to
+# gpuvm-bench), print the vGPU's counters, remove it. The guest driver is the same binary
+# as for native runs; it checks every result against its CPU reference.
+vgpu_workload() {
+  load_gpuvm
+  _t=$1; shift
+  _u=$(cat /proc/sys/kernel/random/uuid)
+  echo $_u > /sys/class/mdev_bus/$GPU_HOST/mdev_supported_types/gpuvm-$_t/create || fail "cannot create a gpuvm-$_t vGPU"
+  _rc=0
+  gpuvm-bench --mdev $_u "$@" || _rc=$?
+  for _f in mmio_traps mmio_forwarded mmio_denied submissions shadow_syncs pte_reads pte_writes pte_refused faults; do
+    printf '%s=%s ' $_f "$(cat /sys/bus/mdev/devices/$_u/gpuvm/$_f)"
+  done
+  echo
+  echo 1 > /sys/bus/mdev/devices/$_u/remove || fail "cannot remove vGPU $_u"
+  [ $_rc = 0 ] || fail "gpuvm-bench failed on the vGPU (rc=$_rc)"
+}
