@@ -459,6 +459,18 @@ impl Ctx<'_> {
         if !st.pins.any_in(iova, len) {
             return;
         }
+        // No channel bound: the GPU cannot walk any shadow, so drop them all (rebuilt at the
+        // next bind) instead of re-walking every guest table (a driver unmaps its buffers
+        // after closing its channels).
+        if st.chans.iter().all(|c| c.is_none()) {
+            let mut tables = HostTables(self.gpu.pool.lock());
+            while let Some(s) = st.spaces.pop() {
+                let _ = s.vm.release(&mut tables);
+            }
+            drop(tables);
+            st.pins.unpin_range(self.dev, iova, len);
+            return;
+        }
         st.unmapping = Some((iova, len));
         for i in 0..st.spaces.len() {
             if let Some(s) = st.spaces.get_mut(i) {
