@@ -15,7 +15,7 @@ KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN
 # Tests run in the host VM by `make test` (selftests/vm/tests/NAME.sh).
 VM_TESTS := module-binds-gpu model-doorbell-msi native-hotspot native-lud native-srad native-needle native-mmul native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress vgpu-hotspot vgpu-lud vgpu-srad vgpu-needle vgpu-mmul vgpu-naive-lazy
 
-.PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo clean
+.PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench clean
 all: module model guest
 
 deps:
@@ -68,6 +68,10 @@ test: host-test vm-test
 
 demo: initramfs model qemu
 	@$(VM_ENV) bash selftests/vm/demo.sh
+
+# A benchmark, not a test: prints per-phase times and vGPU/native ratios measured in one run.
+bench: initramfs model qemu
+	@$(VM_ENV) VM_TIMEOUT=1800 TEST_TIMEOUT=1700 bash selftests/vm/bench.sh
 
 clean:
 	-@[ -f $(BUILD)/kbuild.path ] && $(KMAKE) M=$(CURDIR) clean
