@@ -83,7 +83,7 @@ impl Vgpu {
         }))
     }
 
-    /// Signals the guest on a rising edge of its virtual interrupt line: MSI if enabled, else
+    /// Signals the guest on a rising edge of its virtual interrupt line: MSI if set up, else
     /// INTx (masked automatically until the guest unmasks it).
     fn update_irq(st: &mut VgpuState) {
         let level = st.virt.vregs.irq_line();
@@ -92,10 +92,10 @@ impl Vgpu {
         if !rising {
             return;
         }
-        if st.config.msi_enabled() {
-            if let Some(e) = &st.irqs.msi {
-                e.signal();
-            }
+        // As with vfio-pci, an installed MSI trigger means MSI is on: userspace drivers
+        // enable it through SET_IRQS, QEMU does so when its guest sets the MSI enable bit.
+        if let Some(e) = &st.irqs.msi {
+            e.signal();
         } else if !st.config.intx_disabled() && !st.irqs.intx_masked {
             if let Some(e) = &st.irqs.intx {
                 st.irqs.intx_masked = true;
