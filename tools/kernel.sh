@@ -66,5 +66,9 @@ if [ ! -f "$out/.complete" ]; then
   fi
   touch "$out/.complete"
   done_step "$t0"
+  # Older configurations of this flavour are stale now: free their space.
+  for old in "$GPUVM_CACHE/kbuild/$flavour-"*; do
+    [ "$old" = "$out" ] || rm -rf "$old"
+  done
 fi
 echo "$out"
