@@ -300,25 +300,35 @@ impl<T: Ops> Device<T> {
         }
     }
 
-    /// Splits a read()/write() into naturally aligned accesses; stops at the first error
-    /// (returning it if nothing was transferred, like a short read otherwise).
-    fn transfer(
-        pos: u64,
-        count: usize,
-        mut one: impl FnMut(u32, u64, usize, usize) -> Result,
-    ) -> (usize, Option<Error>) {
-        let region = (pos >> REGION_SHIFT) as u32;
-        let mut off = pos & REGION_OFFSET_MASK;
+    /// Runs a read()/write() at `*ppos` as naturally aligned accesses `one(region, offset,
+    /// width)`; stops at the first error (returned if nothing was transferred, otherwise a
+    /// short count, like vfio-pci) and advances `*ppos` by what was done.
+    ///
+    /// # Safety
+    /// `ppos` must be valid for reads and writes for the duration of the call.
+    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut one: impl FnMut(u32, u64, usize) -> Result) -> isize {
+        // SAFETY: per the function's safety requirements.
+        let pos = unsafe { *ppos };
+        if pos < 0 {
+            return EINVAL.to_errno() as isize;
+        }
+        let region = (pos as u64 >> REGION_SHIFT) as u32;
+        let mut off = pos as u64 & REGION_OFFSET_MASK;
         let mut done = 0usize;
         while done < count {
             let w = Self::access_width(off, count - done);
-            if let Err(e) = one(region, off, done, w) {
-                return (done, Some(e));
+            if let Err(e) = one(region, off, w) {
+                if done == 0 {
+                    return e.to_errno() as isize;
+                }
+                break;
             }
             off += w as u64;
             done += w;
         }
-        (done, None)
+        // SAFETY: per the function's safety requirements.
+        unsafe { *ppos += done as sys::loff_t };
+        done as isize
     }
 
     unsafe extern "C" fn read_cb(
@@ -329,24 +339,14 @@ impl<T: Ops> Device<T> {
     ) -> isize {
         // SAFETY: as in `open_cb`.
         let dev = unsafe { Self::from_raw(vdev) };
-        // SAFETY: `ppos` is valid for the call.
-        let pos = unsafe { *ppos };
-        if pos < 0 {
-            return EINVAL.to_errno() as isize;
-        }
         let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
-        let (done, err) = Self::transfer(pos as u64, count, |region, off, _, w| {
-            let mut tmp = [0u8; 8];
-            T::read(dev, region, off, &mut tmp[..w])?;
-            writer.write_slice(&tmp[..w])
-        });
-        match err {
-            Some(e) if done == 0 => e.to_errno() as isize,
-            _ => {
-                // SAFETY: as above.
-                unsafe { *ppos += done as sys::loff_t };
-                done as isize
-            }
+        // SAFETY: the core passes a valid `ppos` for the call.
+        unsafe {
+            Self::transfer(ppos, count, |region, off, w| {
+                let mut tmp = [0u8; 8];
+                T::read(dev, region, off, &mut tmp[..w])?;
+                writer.write_slice(&tmp[..w])
+            })
         }
     }
 
@@ -358,24 +358,14 @@ impl<T: Ops> Device<T> {
     ) -> isize {
         // SAFETY: as in `open_cb`.
         let dev = unsafe { Self::from_raw(vdev) };
-        // SAFETY: `ppos` is valid for the call.
-        let pos = unsafe { *ppos };
-        if pos < 0 {
-            return EINVAL.to_errno() as isize;
-        }
         let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
-        let (done, err) = Self::transfer(pos as u64, count, |region, off, _, w| {
-            let mut tmp = [0u8; 8];
-            reader.read_slice(&mut tmp[..w])?;
-            T::write(dev, region, off, &tmp[..w])
-        });
-        match err {
-            Some(e) if done == 0 => e.to_errno() as isize,
-            _ => {
-                // SAFETY: as above.
-                unsafe { *ppos += done as sys::loff_t };
-                done as isize
-            }
+        // SAFETY: the core passes a valid `ppos` for the call.
+        unsafe {
+            Self::transfer(ppos, count, |region, off, w| {
+                let mut tmp = [0u8; 8];
+                reader.read_slice(&mut tmp[..w])?;
+                T::write(dev, region, off, &tmp[..w])
+            })
         }
     }
 
