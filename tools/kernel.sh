@@ -16,7 +16,7 @@ if [ ! -f "$srcdir/.complete" ]; then
   step "fetching linux-source-$KSERIES $srcver"
   t0=$(date +%s)
   rm -rf "$srcdir" "$srcdir.tmp"; mkdir -p "$srcdir.tmp"
-  (cd "$srcdir.tmp" && apt-get download -q "linux-source-$KSERIES=$srcver" >/dev/null &&
+  (cd "$srcdir.tmp" && apt-get download -q -o APT::Sandbox::User=root "linux-source-$KSERIES=$srcver" >/dev/null &&
    dpkg -x linux-source-*.deb pkg && tar -xf pkg/usr/src/linux-source-$KSERIES.tar.xz &&
    rm -rf pkg linux-source-*.deb)
   mv "$srcdir.tmp/linux-source-$KSERIES" "$srcdir"; rm -rf "$srcdir.tmp"
