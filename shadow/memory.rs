@@ -68,4 +68,20 @@ impl<'a, V: Vram + ?Sized> GuestVram<'a, V> {
         }
         self.slice.vram_to_host(pa, 8).map(|h| self.vram.read64(h))
     }
+
+    /// A page-table entry at `pa` whose bit `valid` (in the low word) says whether the rest
+    /// matters: for an entry without it only the low word is read and the high word is
+    /// returned as 0. Every read of guest memory is a trapped access on a virtualized GPU,
+    /// and most entries of a sparse table are invalid.
+    pub fn read_entry(&self, pa: u64, valid: u32) -> Option<u64> {
+        if !pa.is_multiple_of(8) {
+            return None;
+        }
+        let h = self.slice.vram_to_host(pa, 8)?;
+        let lo = self.vram.read32(h);
+        if lo & valid == 0 {
+            return Some(u64::from(lo));
+        }
+        Some(u64::from(lo) | u64::from(self.vram.read32(h + 4)) << 32)
+    }
 }

@@ -244,14 +244,16 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                 work = true;
                 for e in t.dirty_lo..t.dirty_hi.min(t.entries) {
                     let off = u64::from(e) * vm::PTE_SIZE;
-                    let raw = GuestVram::new(&*vram, *slice).read64(t.guest + off).unwrap_or(0);
+                    let raw = GuestVram::new(&*vram, *slice).read_entry(t.guest + off, vm::PTE_VALID as u32).unwrap_or(0);
                     self.stats.guest_reads += 1;
                     let entry = shadow_pte(raw, size, slice, sys);
                     if raw & vm::PTE_VALID != 0 && entry == crate::pagetable::REFUSED_PTE {
                         self.stats.refused += 1;
                     }
+                    // Tracked entries are dirty because the guest wrote them: write without
+                    // reading the shadow back (a read is a round trip, a write is posted).
                     // Untracked syncs re-read everything: write only what changed.
-                    if vram.read64(t.host + off) != entry {
+                    if self.tracked || vram.read64(t.host + off) != entry {
                         vram.write64(t.host + off, entry);
                         self.stats.shadow_writes += 1;
                     }
