@@ -632,7 +632,8 @@ impl Gpu {
         Ok(seq)
     }
 
-    fn fence_done(&self, seq: u32) -> bool {
+    /// Whether fence `seq` has completed (no waiting).
+    pub fn fence_done(&self, seq: u32) -> bool {
         let cur = self.fence.as_ref().unwrap().buf.read32_volatile(report::PAYLOAD as usize);
         cur.wrapping_sub(seq) as i32 >= 0
     }
@@ -740,6 +741,37 @@ impl Gpu {
             s += &format!("; chan table error {:#x}", self.hw.rd(pfifo::CHAN_TABLE_ERROR));
         }
         s
+    }
+
+    // ---- test hooks (gpuvm-hostile only) -------------------------------------------------
+    //
+    // Raw access for the hostile-guest tests: they bypass the driver's own bookkeeping on
+    // purpose (arbitrary PTEs, arbitrary runlists). A normal driver never calls these.
+
+    /// Test hook: the register and BAR access under the driver (counted like the driver's).
+    pub fn raw_hw(&mut self) -> &mut Hw {
+        &mut self.hw
+    }
+
+    /// Test hook: the channel's id and the VRAM address of its instance block.
+    pub fn raw_channel(&self) -> (u32, u64) {
+        self.ch.as_ref().map(|c| (c.chid, c.inst)).expect("channel")
+    }
+
+    /// Test hook: map `pages` (4 KiB page addresses, taken as given: no check that they are
+    /// the driver's) into the channel VM with aperture `aper`, flush, and return the VA.
+    pub fn raw_map(&mut self, pages: &[u64], aper: Aper) -> Result<u64> {
+        let len = pages.len() as u64 * SMALL_PAGE;
+        let va = self.vm.alloc_va(len, false).ok_or_else(|| HwError("channel VA exhausted".into()))?;
+        self.vm.map(&mut self.hw, &mut self.pool, va, pages, aper, false)?;
+        self.vm.flush(&mut self.hw)?;
+        Ok(va)
+    }
+
+    /// Test hook: write a runlist naming `chids` (as given) and commit it.
+    pub fn raw_runlist(&mut self, chids: &[u32]) -> Result<()> {
+        self.runlist_cur ^= 1;
+        commit_runlist(&mut self.hw, &self.pool, self.runlist[self.runlist_cur], chids)
     }
 
     // ---- teardown ----------------------------------------------------------------------
