@@ -1,0 +1,67 @@
+# Helpers for the isolation-* tests (sourced after lib.sh and vgpu-lib.sh): a victim vGPU
+# running checked workloads while a hostile guest (gpuvm-hostile) attacks from another.
+
+# Print a vGPU's counters on one line, prefixed by $2.
+vgpu_counters() {
+  printf '%s:' "$2"
+  for _f in mmio_traps mmio_denied mmio_forwarded submissions pte_refused faults; do
+    printf ' %s=%s' $_f "$(cat $M/$1/gpuvm/$_f)"
+  done
+  echo
+}
+# One counter of vGPU $1.
+vgpu_counter() { cat $M/$1/gpuvm/$2; }
+
+# victim_start UUID WORKLOAD...: run the workloads (gpuvm-bench, results checked against the
+# CPU reference) on vGPU UUID over and over in the background until victim_stop. Start it
+# before the attack: its runs then cover the whole attack.
+victim_start() {
+  _vu=$1; shift
+  rm -f /tmp/victim.stop /tmp/victim.rc /tmp/victim.log
+  (
+    _n=0; _rc=0
+    while :; do
+      gpuvm-bench --mdev $_vu "$@" >> /tmp/victim.log 2>&1 || { _rc=$?; break; }
+      _n=$((_n + 1))
+      [ -e /tmp/victim.stop ] && break
+    done
+    echo "$_rc $_n" > /tmp/victim.rc
+  ) &
+  VICTIM_PID=$!
+  VICTIM_WORKLOADS=$#
+}
+# Stop the victim after its current run; fail unless every run was correct.
+victim_stop() {
+  touch /tmp/victim.stop
+  wait $VICTIM_PID || true
+  read _rc _n < /tmp/victim.rc
+  sed 's/^/victim: /' /tmp/victim.log | cut -c1-300
+  [ "$_rc" = 0 ] || fail "the victim's workload failed during the attack (rc=$_rc after $_n good runs)"
+  [ "$_n" -ge 1 ] || fail "the victim completed no run"
+  _ok=$(grep -c '"ok":true' /tmp/victim.log || true)
+  [ "$_ok" = $((_n * VICTIM_WORKLOADS)) ] || fail "victim: $_ok correct records, expected $((_n * VICTIM_WORKLOADS))"
+  echo "victim: $_n runs of $VICTIM_WORKLOADS workloads, all correct"
+}
+# Wait up to $2 seconds for file $1 (written by a background process $3 that must stay alive).
+wait_file() {
+  _i=0
+  while [ ! -e "$1" ]; do
+    kill -0 $3 2>/dev/null || fail "process $3 exited before writing $1"
+    _i=$((_i + 1)); [ $_i -le $(($2 * 10)) ] || fail "$1 did not appear within $2 s"
+    sleep 0.1
+  done
+}
+# Set up for an attack: gpuvm loaded, an empty pool, then the attacker's vGPU ($A) and the
+# victim's ($V), gpuvm-4 each, created in that order (the victim's VRAM and channels follow
+# the attacker's).
+attacker_and_victim() {
+  vgpu_setup
+  A=$(vgpu_create 4)
+  V=$(vgpu_create 4)
+}
+# Vgpu $1 saw nothing of an attack: no denied access, no MMU fault, no refused PTE.
+untouched() {
+  for _f in mmio_denied faults pte_refused; do
+    [ "$(vgpu_counter $1 $_f)" = 0 ] || fail "vGPU $1 ($2): $_f $(vgpu_counter $1 $_f)"
+  done
+}
