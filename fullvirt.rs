@@ -116,6 +116,8 @@ pub(crate) struct VirtState {
     pub(crate) pins: PinCache,
     /// While an IOVA range is being unmapped: refused to shadow syncs.
     unmapping: Option<(u64, u64)>,
+    /// The guest asked for its MSI to be re-sent if its line is still asserted.
+    pub(crate) msi_rearm: bool,
     pub(crate) stats: VirtStats,
 }
 
@@ -152,6 +154,7 @@ impl VirtState {
             runlist: ChannelSet::default(),
             pins: PinCache::new(),
             unmapping: None,
+            msi_rearm: false,
             stats: VirtStats::default(),
         })
     }
@@ -307,7 +310,8 @@ impl Ctx<'_> {
                 }
                 st.bar_inst[bar_index(bar)] = inst;
             }
-            Effect::BarFlush | Effect::MsiRearm => {}
+            Effect::BarFlush => {}
+            Effect::MsiRearm => st.msi_rearm = true,
             Effect::UserdPollBase { bar1_va, enabled } => st.poll = enabled.then_some(bar1_va),
             Effect::RunlistCommit { guest, count } => {
                 let rl = {

@@ -257,6 +257,10 @@ impl irq::Handler for GpuShared {
             let g = rd(gf100::pgraph::INTR);
             wr(gf100::pgraph::INTR, g);
         }
+        // MSI is sent on a rising edge of the interrupt line: a cause that arrived after the
+        // reads above keeps the line high without a new message. Re-arming makes the GPU send
+        // one if the line is still asserted (nouveau does the same at the end of its handler).
+        wr(gf100::pci::BAR0_MSI_REARM, 0);
         if wake {
             irq::IrqReturn::WakeThread
         } else {

@@ -87,7 +87,8 @@ impl Vgpu {
     /// INTx (masked automatically until the guest unmasks it).
     fn update_irq(st: &mut VgpuState) {
         let level = st.virt.vregs.irq_line();
-        let rising = level && !st.irq_level;
+        let rearm = core::mem::take(&mut st.virt.msi_rearm);
+        let rising = level && (!st.irq_level || rearm);
         st.irq_level = level;
         if !rising {
             return;
