@@ -17,6 +17,14 @@ echo "--- created $A (gpuvm-2) and $B (gpuvm-8); available now:"
 for t in $T/*; do echo "  $(basename $t): $(cat $t/available_instances)"; done
 echo "--- opening $A through VFIO (cdev + iommufd and legacy group) and checking its config space"
 gpuvm-vfio-test config-space --mdev $A --path both | tail -3
+echo "--- the unchanged guest driver runs mmul on $A (gpuvm-2) and hotspot on $B (gpuvm-8) at once"
+gpuvm-bench --mdev $A mmul > /tmp/a.json 2>&1 & pa=$!
+gpuvm-bench --mdev $B hotspot > /tmp/b.json 2>&1 & pb=$!
+wait $pa; ra=$?; wait $pb; rb=$?
+for f in /tmp/a.json /tmp/b.json; do
+  sed -n 's/^{"workload":"\([a-z]*\)".*"ok":\([a-z]*\).*"total_us":\([0-9]*\).*/  \1: ok=\2, \3 us/p' $f
+done
+[ $ra = 0 ] && [ $rb = 0 ] || { cat /tmp/a.json /tmp/b.json; fail "a workload failed"; }
 echo "--- /sys/bus/pci/devices/$GPU_HOST/gpuvm/"
 for f in /sys/bus/pci/devices/$GPU_HOST/gpuvm/*; do echo "  $(basename $f) = $(cat $f)"; done
 echo "--- /sys/bus/mdev/devices/$A/gpuvm/"
