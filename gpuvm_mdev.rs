@@ -515,7 +515,20 @@ impl pci::Driver for GpuvmPciDriver {
             same += u32::from(bar0.read32(pmc::BOOT_0 as usize) == boot0);
         }
         let rtt_ns = t0.elapsed().as_nanos() / i64::from(BAR0_TIMING_READS);
-        dev_info!(pdev, "BAR0 read round trip {} ns ({} of {} reads consistent)\n", rtt_ns, same, BAR0_TIMING_READS);
+        // Writes of the PRAMIN window base (harmless before bring-up) may be posted.
+        let t0 = Instant::<Monotonic>::now();
+        for _ in 0..BAR0_TIMING_READS {
+            bar0.write32(0, gf100::pbus::PRAMIN_BASE as usize);
+        }
+        let wr_ns = t0.elapsed().as_nanos() / i64::from(BAR0_TIMING_READS);
+        dev_info!(
+            pdev,
+            "BAR0 read round trip {} ns, write {} ns ({} of {} reads consistent)\n",
+            rtt_ns,
+            wr_ns,
+            same,
+            BAR0_TIMING_READS
+        );
         let bar3_len = pdev.resource_len(3)?;
         let host = host_init::bring_up(&HostBar0(&bar0), HOST_VRAM_RESERVED, bar3_len).map_err(|e| {
             dev_err!(pdev, "host bring-up failed: {:?}\n", e);

@@ -136,9 +136,13 @@ impl Vgpu {
 
     /// One 32-bit guest access to BAR0, BAR1 or BAR3 (`val` for writes); the read value.
     fn mmio(dev: &vfio::Device<Self>, region: u32, off: u64, val: Option<u32>) -> u32 {
-        dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
         let mut guard = dev.state.lock();
-        let st = &mut *guard;
+        Self::mmio_locked(dev, &mut guard, region, off, val)
+    }
+
+    /// [`Vgpu::mmio`] with the state lock held (a run of accesses takes it once).
+    fn mmio_locked(dev: &vfio::Device<Self>, st: &mut VgpuState, region: u32, off: u64, val: Option<u32>) -> u32 {
+        dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
         let ctx = Ctx { gpu: &dev.gpu, dev };
         let bar = match region {
             sys::VFIO_PCI_BAR1_REGION_INDEX => Some(vregs::Bar::Bar1),
@@ -156,6 +160,16 @@ impl Vgpu {
         }
         Self::update_irq(st);
         value
+    }
+
+    /// Whether a run of BAR1/BAR3 accesses can be done word by word under one lock: whole,
+    /// aligned 32-bit words inside the region (anything else takes the per-access path, which
+    /// applies the per-access rules and errors).
+    fn word_run(&self, region: u32, off: u64, len: usize) -> bool {
+        matches!(region, sys::VFIO_PCI_BAR1_REGION_INDEX | sys::VFIO_PCI_BAR3_REGION_INDEX)
+            && off % 4 == 0
+            && len % 4 == 0
+            && self.check_access(region, off, len).is_ok()
     }
 
     /// Counters of the full-virtualization engine (sysfs).
@@ -344,6 +358,36 @@ impl vfio::Ops for Vgpu {
                 Ok(())
             }
         }
+    }
+
+    fn read_run(dev: &vfio::Device<Self>, region: u32, off: u64, buf: &mut [u8]) -> (usize, Result) {
+        if !dev.word_run(region, off, buf.len()) {
+            return vfio::split_run(off, buf.len(), |o, at, w| match buf.get_mut(at..at + w) {
+                Some(b) => Self::read(dev, region, o, b),
+                None => Err(EINVAL),
+            });
+        }
+        let mut guard = dev.state.lock();
+        for (i, word) in buf.chunks_exact_mut(4).enumerate() {
+            let v = Self::mmio_locked(dev, &mut guard, region, off + 4 * i as u64, None);
+            word.copy_from_slice(&v.to_le_bytes());
+        }
+        (buf.len(), Ok(()))
+    }
+
+    fn write_run(dev: &vfio::Device<Self>, region: u32, off: u64, data: &[u8]) -> (usize, Result) {
+        if !dev.word_run(region, off, data.len()) {
+            return vfio::split_run(off, data.len(), |o, at, w| match data.get(at..at + w) {
+                Some(d) => Self::write(dev, region, o, d),
+                None => Err(EINVAL),
+            });
+        }
+        let mut guard = dev.state.lock();
+        for (i, word) in data.chunks_exact(4).enumerate() {
+            let v = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            Self::mmio_locked(dev, &mut guard, region, off + 4 * i as u64, Some(v));
+        }
+        (data.len(), Ok(()))
     }
 
     fn request(dev: &vfio::Device<Self>, count: u32) {

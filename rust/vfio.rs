@@ -32,6 +32,38 @@ const REGION_OFFSET_MASK: u64 = (1 << REGION_SHIFT) - 1;
 /// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
 const MAX_IRQ_VECTORS: usize = 64;
 
+/// Largest run handed to [`Ops::read_run`] / [`Ops::write_run`] (one bounce buffer).
+pub const RUN_BYTES: usize = 256;
+
+/// Largest naturally aligned access (8, 4, 2, 1) that fits at `pos` in `remaining`. Written
+/// without division or iterator adaptors: they carry panic paths (zero divisor, chunk size)
+/// that objtool reports as falling through.
+pub fn access_width(pos: u64, remaining: usize) -> usize {
+    if remaining >= 8 && pos & 7 == 0 {
+        8
+    } else if remaining >= 4 && pos & 3 == 0 {
+        4
+    } else if remaining >= 2 && pos & 1 == 0 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Splits `len` bytes from `offset` into naturally aligned accesses `one(offset, index in
+/// the run, width)`; stops at the first error. Returns the bytes done and that error.
+pub fn split_run(offset: u64, len: usize, mut one: impl FnMut(u64, usize, usize) -> Result) -> (usize, Result) {
+    let mut done = 0;
+    while done < len {
+        let w = access_width(offset + done as u64, len - done);
+        if let Err(e) = one(offset + done as u64, done, w) {
+            return (done, Err(e));
+        }
+        done += w;
+    }
+    (done, Ok(()))
+}
+
 /// File offset at which region `index` starts.
 pub const fn region_offset(index: u32) -> u64 {
     (index as u64) << REGION_SHIFT
@@ -125,6 +157,22 @@ pub trait Ops: Sized + Send + Sync + 'static {
     fn read(dev: &Device<Self>, region: u32, offset: u64, buf: &mut [u8]) -> Result;
     /// One write of `data.len()` (1, 2, 4 or 8) bytes at `offset`, aligned to its size.
     fn write(dev: &Device<Self>, region: u32, offset: u64, data: &[u8]) -> Result;
+    /// A run of reads filling `buf` from `offset` (at most [`RUN_BYTES`]): the bytes done
+    /// and the error that stopped it. The default splits it into naturally aligned
+    /// [`Ops::read`]s; a driver overrides it to do per-run work once (e.g. take a lock).
+    fn read_run(dev: &Device<Self>, region: u32, offset: u64, buf: &mut [u8]) -> (usize, Result) {
+        split_run(offset, buf.len(), |off, at, w| match buf.get_mut(at..at + w) {
+            Some(b) => Self::read(dev, region, off, b),
+            None => Err(EINVAL),
+        })
+    }
+    /// A run of writes of `data` from `offset` (at most [`RUN_BYTES`]); as [`Ops::read_run`].
+    fn write_run(dev: &Device<Self>, region: u32, offset: u64, data: &[u8]) -> (usize, Result) {
+        split_run(offset, data.len(), |off, at, w| match data.get(at..at + w) {
+            Some(d) => Self::write(dev, region, off, d),
+            None => Err(EINVAL),
+        })
+    }
     /// The core wants the device back (it is being removed while userspace holds it).
     fn request(_dev: &Device<Self>, _count: u32) {}
     /// Userspace unmapped IOVA the driver may have pinned.
@@ -285,46 +333,32 @@ impl<T: Ops> Device<T> {
         T::dma_unmap(unsafe { Self::from_raw(vdev) }, iova, length)
     }
 
-    /// Largest naturally aligned access (8, 4, 2, 1) that fits at `pos` in `remaining`.
-    fn access_width(pos: u64, remaining: usize) -> usize {
-        // Written without division or iterator adaptors: they carry panic paths (zero divisor,
-        // chunk size) that objtool reports as falling through.
-        if remaining >= 8 && pos & 7 == 0 {
-            8
-        } else if remaining >= 4 && pos & 3 == 0 {
-            4
-        } else if remaining >= 2 && pos & 1 == 0 {
-            2
-        } else {
-            1
-        }
-    }
-
-    /// Runs a read()/write() at `*ppos` as naturally aligned accesses `one(region, offset,
-    /// width)`; stops at the first error (returned if nothing was transferred, otherwise a
-    /// short count, like vfio-pci) and advances `*ppos` by what was done.
+    /// Runs a read()/write() at `*ppos` as runs of at most [`RUN_BYTES`] handed to `run(region,
+    /// offset, position in the user buffer, length)`; stops at the first error (returned if
+    /// nothing was transferred, otherwise a short count, like vfio-pci) and advances `*ppos`
+    /// by what was done.
     ///
     /// # Safety
     /// `ppos` must be valid for reads and writes for the duration of the call.
-    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut one: impl FnMut(u32, u64, usize) -> Result) -> isize {
+    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut run: impl FnMut(u32, u64, usize, usize) -> (usize, Result)) -> isize {
         // SAFETY: per the function's safety requirements.
         let pos = unsafe { *ppos };
         if pos < 0 {
             return EINVAL.to_errno() as isize;
         }
         let region = (pos as u64 >> REGION_SHIFT) as u32;
-        let mut off = pos as u64 & REGION_OFFSET_MASK;
+        let off = pos as u64 & REGION_OFFSET_MASK;
         let mut done = 0usize;
         while done < count {
-            let w = Self::access_width(off, count - done);
-            if let Err(e) = one(region, off, w) {
+            let len = (count - done).min(RUN_BYTES);
+            let (n, r) = run(region, off + done as u64, done, len);
+            done += n;
+            if let Err(e) = r {
                 if done == 0 {
                     return e.to_errno() as isize;
                 }
                 break;
             }
-            off += w as u64;
-            done += w;
         }
         // SAFETY: per the function's safety requirements.
         unsafe { *ppos += done as sys::loff_t };
@@ -342,10 +376,13 @@ impl<T: Ops> Device<T> {
         let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
         // SAFETY: the core passes a valid `ppos` for the call.
         unsafe {
-            Self::transfer(ppos, count, |region, off, w| {
-                let mut tmp = [0u8; 8];
-                T::read(dev, region, off, &mut tmp[..w])?;
-                writer.write_slice(&tmp[..w])
+            Self::transfer(ppos, count, |region, off, _, len| {
+                let mut tmp = [0u8; RUN_BYTES];
+                let (n, r) = T::read_run(dev, region, off, &mut tmp[..len]);
+                match writer.write_slice(&tmp[..n]) {
+                    Ok(()) => (n, r),
+                    Err(e) => (0, Err(e)),
+                }
             })
         }
     }
@@ -361,10 +398,12 @@ impl<T: Ops> Device<T> {
         let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
         // SAFETY: the core passes a valid `ppos` for the call.
         unsafe {
-            Self::transfer(ppos, count, |region, off, w| {
-                let mut tmp = [0u8; 8];
-                reader.read_slice(&mut tmp[..w])?;
-                T::write(dev, region, off, &tmp[..w])
+            Self::transfer(ppos, count, |region, off, _, len| {
+                let mut tmp = [0u8; RUN_BYTES];
+                if let Err(e) = reader.read_slice(&mut tmp[..len]) {
+                    return (0, Err(e));
+                }
+                T::write_run(dev, region, off, &tmp[..len])
             })
         }
     }
