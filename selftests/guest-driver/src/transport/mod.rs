@@ -7,7 +7,6 @@ use std::time::Duration;
 
 pub mod model;
 pub mod vfio;
-mod vfio_sys;
 
 /// The three BARs the driver uses. GF100's RAMIN aperture is PCI BAR 3 (nouveau's "BAR2").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 //! BARs are mmapped where the region (or a sparse-mmap area of it) allows, and otherwise reached
 //! with pread/pwrite on the device fd (an mdev traps BAR0 that way).
 
-use super::vfio_sys::*;
+use gpuvm_vfio_uapi::*;
 use super::{page_round, Bar, DmaBuf, IrqMode, Transport, PAGE};
 use std::ffi::CString;
 use std::fs;
