@@ -189,10 +189,13 @@ impl Ctx<'_> {
         self.gpu.bar0.try_access().and_then(|b| b.try_read32(off as usize).ok()).unwrap_or(u32::MAX)
     }
 
-    /// Flushes the host TLB for one shadow page directory.
+    /// Flushes the host TLB for one shadow page directory, with the hardware's protocol: wait
+    /// for a free flush slot, trigger, wait for completion (all bounded).
     fn host_tlb_flush(&self, pd_host: u64) {
+        let _ = (0..POLL_LIMIT).find(|_| self.host_rd(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK != 0);
         self.host_wr(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(pd_host, target::VRAM));
         self.host_wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL);
+        let _ = (0..POLL_LIMIT).find(|_| self.host_rd(mmu::CTRL) & mmu::CTRL_FLUSH_DONE != 0);
     }
 
     /// Runs `f` with a sync environment for space `i` of `st`.
