@@ -395,8 +395,16 @@ impl Ctx<'_> {
             st.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
-        let Some(space) = self.space_for(st, desc) else { return };
-        let Some(host_inst) = self.gpu.pool.lock().alloc(inst::SIZE) else { return };
+        // Out of shadow address spaces or host VRAM: the channel stays unbound and the guest
+        // is told, as the hardware reports a channel it cannot load.
+        let Some(space) = self.space_for(st, desc) else {
+            st.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        };
+        let Some(host_inst) = self.gpu.pool.lock().alloc(inst::SIZE) else {
+            st.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        };
         self.sync_space(st, space, |vm, env| sync_policy::before_use(UsePoint::ChannelBind, vm, env));
         let (pd_host, limit) = match st.spaces.get(space) {
             Some(s) => (s.vm.pd_host(), s.vm.limit()),
