@@ -8,6 +8,7 @@
 # Env (set by the Makefile): KBUILD QEMU MODEL_BIN INITRAMFS_DIR OUT_DIR
 #   VM_SMP (2) VM_MEM_MIB (1024) VRAM_MIB (1024) VM_TIMEOUT (seconds, whole boot; 600)
 #   TEST_TIMEOUT (seconds, per test inside the VM; 300) PIN_CPUS (taskset list; empty = unpinned)
+#   VM_EXTRA_ARGS (more QEMU arguments, split on blanks; e.g. the nested-vgpu test's disk)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 name=vm; gpus=2; expect_splat=0; tests=()
@@ -25,6 +26,7 @@ done
 SMP=${VM_SMP:-2}; MEM=${VM_MEM_MIB:-1024}; VRAM=${VRAM_MIB:-1024}
 VM_TIMEOUT=${VM_TIMEOUT:-600}; TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 pin=(); [ -n "${PIN_CPUS:-}" ] && pin=(taskset -c "$PIN_CPUS")
+extra=(); [ -n "${VM_EXTRA_ARGS:-}" ] && read -ra extra <<< "$VM_EXTRA_ARGS"
 
 run=$OUT_DIR/$name; rm -rf "$run"; mkdir -p "$run"
 console=$run/console.log
@@ -54,7 +56,7 @@ timeout --foreground -k 10 "$VM_TIMEOUT" "${pin[@]}" "$QEMU" -accel "$accel" -sm
   -object "memory-backend-memfd,id=mem,share=on,size=${MEM}M" -machine pc,memory-backend=mem \
   -kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
   -append "console=ttyS0 panic=-1 oops=panic loglevel=7 gpuvm.tests=$(IFS=,; echo "${tests[*]}") gpuvm.timeout=$TEST_TIMEOUT" \
-  "${devs[@]}" < /dev/null > "$console" 2>&1
+  "${devs[@]}" "${extra[@]}" < /dev/null > "$console" 2>&1
 qemu_rc=$?
 wall=$(( $(date +%s) - t0 ))
 cleanup; trap - EXIT
