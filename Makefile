@@ -24,9 +24,12 @@ deps:
 
 kernel: deps
 	@bash tools/kernel.sh host-vm > $(BUILD)/kbuild.path.tmp && mv $(BUILD)/kbuild.path.tmp $(BUILD)/kbuild.path
+	@bash tools/kernel.sh nested-guest > $(BUILD)/l2kbuild.path.tmp && mv $(BUILD)/l2kbuild.path.tmp $(BUILD)/l2kbuild.path
 
+# Also the rootfs as an ext4 image: the host VM's disk, from which nested-vgpu runs QEMU.
 qemu: deps
 	@bash tools/qemu.sh > $(BUILD)/qemu.path.tmp && mv $(BUILD)/qemu.path.tmp $(BUILD)/qemu.path
+	@bash tools/rootfs-image.sh $$(cat $(BUILD)/qemu.path) > $(BUILD)/qemu-image.path.tmp && mv $(BUILD)/qemu-image.path.tmp $(BUILD)/qemu-image.path
 
 # The bindings are regenerated each build but replaced only when they change, so an unchanged
 # kernel does not force a module rebuild.
@@ -54,9 +57,16 @@ initramfs: module warn-module guest kernel
 	@cp gpuvm.ko selftests/vm/warn_test/gpuvm_warn_test.ko $(KB)/drivers/vfio/mdev/mdev.ko \
 	    $(KB)/samples/vfio-mdev/mtty.ko $(BUILD)/initramfs/lib/modules/
 	@find $(STATIC_BIN) -maxdepth 1 -type f -executable -exec cp {} $(BUILD)/initramfs/bin/ \;
+	@# The nested guest's kernel and initramfs (busybox, its /init, gpuvm-bench) under /l2.
+	@rm -rf $(BUILD)/initramfs-l2 && mkdir -p $(BUILD)/initramfs-l2/{bin,proc,sys,dev,tmp} $(BUILD)/initramfs/l2
+	@cp /bin/busybox $(STATIC_BIN)/gpuvm-bench $(BUILD)/initramfs-l2/bin/ && ln -s busybox $(BUILD)/initramfs-l2/bin/sh
+	@cp selftests/vm/l2/init $(BUILD)/initramfs-l2/init && chmod +x $(BUILD)/initramfs-l2/init
+	@(cd $(BUILD)/initramfs-l2 && find . | cpio -o -H newc --quiet | gzip -1) > $(BUILD)/initramfs/l2/initrd.gz
+	@cp $$(cat $(BUILD)/l2kbuild.path)/vmlinux $(BUILD)/initramfs/l2/vmlinux
 
 VM_ENV = KBUILD=$(KB) QEMU=$$(cat $(BUILD)/qemu.path) MODEL_BIN=$(CURDIR)/target/release/gf100-model \
-	INITRAMFS_DIR=$(BUILD)/initramfs OUT_DIR=$(BUILD)/vm
+	INITRAMFS_DIR=$(BUILD)/initramfs OUT_DIR=$(BUILD)/vm \
+	VM_EXTRA_ARGS="-drive file=$$(cat $(BUILD)/qemu-image.path),if=none,id=qemuroot,format=raw,readonly=on -device virtio-blk-pci,drive=qemuroot,addr=0x10"
 
 host-test: deps
 	@cargo test -q --workspace 2>&1 | tee $(BUILD)/host-test.log; exit $${PIPESTATUS[0]}
