@@ -11,8 +11,8 @@
 
 use crate::{
     channel::{self, ChannelSet, InstShadow, RunlistPart},
-    gf100::{inst, mmu, pfifo, target, userd},
-    host_init::layout,
+    gf100::{inst, pfifo, userd},
+    host_init::{self, layout},
     host_mem::{HostTables, HostVram, PinCache, VgpuSysMem},
     memory::{Clock, GuestVram, Vram},
     pagetable::{self, Aperture, VmDesc},
@@ -22,7 +22,7 @@ use crate::{
     vfio,
     vgpu::Vgpu,
     vregs::{self, Effect, Read, VRegs, Write},
-    GpuShared,
+    GpuShared, HostBar0,
 };
 use core::sync::atomic::Ordering;
 use kernel::{io::Io, prelude::*};
@@ -189,13 +189,12 @@ impl Ctx<'_> {
         self.gpu.bar0.try_access().and_then(|b| b.try_read32(off as usize).ok()).unwrap_or(u32::MAX)
     }
 
-    /// Flushes the host TLB for one shadow page directory, with the hardware's protocol: wait
-    /// for a free flush slot, trigger, wait for completion (all bounded).
+    /// Flushes the host TLB for one shadow page directory.
     fn host_tlb_flush(&self, pd_host: u64) {
-        let _ = (0..POLL_LIMIT).find(|_| self.host_rd(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK != 0);
-        self.host_wr(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(pd_host, target::VRAM));
-        self.host_wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL);
-        let _ = (0..POLL_LIMIT).find(|_| self.host_rd(mmu::CTRL) & mmu::CTRL_FLUSH_DONE != 0);
+        if let Some(bar0) = self.gpu.bar0.try_access() {
+            // A timeout leaves the old translations; the next flush or bind retries.
+            let _ = host_init::tlb_flush(&HostBar0(&bar0), Some(pd_host));
+        }
     }
 
     /// Runs `f` with a sync environment for space `i` of `st`.

@@ -206,10 +206,9 @@ impl irq::Handler for GpuShared {
     /// Acknowledges what is pending and records what the vGPUs must hear about.
     fn handle(&self) -> irq::IrqReturn {
         let Some(bar0) = self.bar0.try_access() else { return irq::IrqReturn::None };
-        let rd = |off: u32| bar0.try_read32(off as usize).unwrap_or(0);
-        let wr = |off: u32, v: u32| {
-            let _ = bar0.try_write32(v, off as usize);
-        };
+        let m = HostBar0(&bar0);
+        let rd = |off: u32| host_init::Mmio::rd(&m, off);
+        let wr = |off: u32, v: u32| host_init::Mmio::wr(&m, off, v);
         let pending = rd(pmc::INTR_HOST);
         if pending == 0 || pending == gf100::bad::UNIT_DISABLED {
             return irq::IrqReturn::None;
@@ -456,9 +455,9 @@ const TYPE_NAMES: [(&CStr, &CStr); 4] =
 
 /// The host bring-up runs over the real BAR0.
 /// BAR0 (the register aperture) is 32 MiB on every GF100.
-type Bar0<'bound> = pci::Bar<'bound, { gf100::pci::BAR0_SIZE as usize }>;
+pub(crate) type Bar0<'bound> = pci::Bar<'bound, { gf100::pci::BAR0_SIZE as usize }>;
 
-struct HostBar0<'a, 'b>(&'a Bar0<'b>);
+pub(crate) struct HostBar0<'a, 'b>(pub(crate) &'a Bar0<'b>);
 
 impl host_init::Mmio for HostBar0<'_, '_> {
     fn rd(&self, off: u32) -> u32 {

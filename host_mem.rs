@@ -4,11 +4,10 @@
 //! shadow tables, and guest system memory pinned through VFIO.
 
 use crate::{
-    gf100::pbus,
     host_pool::HostPool,
     memory::{SysMem, Vram},
     shadow_vm::TableAlloc,
-    vfio, vgpu, Bar0, GpuShared,
+    host_init, vfio, vgpu, Bar0, GpuShared, HostBar0,
 };
 use core::cell::Cell;
 use kernel::{io::Io, prelude::*, rbtree::RBTree, sync::MutexGuard};
@@ -41,12 +40,7 @@ impl<'a> HostVram<'a> {
 
     /// BAR0 offset of host VRAM `pa` in the PRAMIN window, moving the window if needed.
     fn pramin_offset(&self, bar0: &Bar0<'_>, pa: u64) -> usize {
-        let base = (pa >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32 & pbus::PRAMIN_BASE_ADDR_MASK;
-        if self.window.base.get() != Some(base) {
-            let _ = bar0.try_write32(base, pbus::PRAMIN_BASE as usize);
-            self.window.base.set(Some(base));
-        }
-        pbus::PRAMIN_WINDOW as usize + (pa & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as usize
+        host_init::pramin_window(&HostBar0(bar0), &self.window.base, pa) as usize
     }
 
     fn in_bar3(&self, pa: u64) -> bool {

@@ -60,6 +60,17 @@ const POLL_LIMIT: u32 = 100_000;
 
 const BIG_PAGE: u64 = 1 << vm::BIG_PAGE_SHIFT_128K;
 
+/// BAR0 offset of host VRAM `addr` in the PRAMIN window. `base` remembers where the window
+/// points (None: unknown); it is moved (one register write) only when `addr` lies outside.
+pub fn pramin_window(m: &impl Mmio, base: &Cell<Option<u32>>, addr: u64) -> u32 {
+    let want = (addr >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32 & pbus::PRAMIN_BASE_ADDR_MASK;
+    if base.get() != Some(want) {
+        m.wr(pbus::PRAMIN_BASE, want);
+        base.set(Some(want));
+    }
+    pbus::PRAMIN_WINDOW + (addr & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32
+}
+
 /// Host VRAM access through the PRAMIN window, moving the 1 MiB window only when an access
 /// falls outside it (every BAR0 write costs a trap on a virtualized or modelled GPU).
 pub struct Pramin<'a, M: Mmio> {
@@ -74,14 +85,7 @@ impl<'a, M: Mmio> Pramin<'a, M> {
     }
 
     fn window_offset(&self, addr: u64) -> u32 {
-        // The base register holds address bits 16 and up; keep `addr` in the upper half of
-        // the window's reach so a 64-bit access never straddles its end.
-        let base = (addr >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32 & pbus::PRAMIN_BASE_ADDR_MASK;
-        if self.base.get() != Some(base) {
-            self.m.wr(pbus::PRAMIN_BASE, base);
-            self.base.set(Some(base));
-        }
-        pbus::PRAMIN_WINDOW + (addr & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32
+        pramin_window(self.m, &self.base, addr)
     }
 
     /// Writes `val` at host VRAM address `addr`.
@@ -131,12 +135,21 @@ fn flush_bar_writes(m: &impl Mmio) -> Result<(), InitError> {
     (0..POLL_LIMIT).find(|_| m.rd(pbus::FLUSH) & pbus::FLUSH_BUSY == 0).map(|_| ()).ok_or(InitError::FlushTimeout)
 }
 
-/// Invalidates every TLB entry (all PDBs).
-pub fn tlb_flush_all(m: &impl Mmio) -> Result<(), InitError> {
+/// Invalidates the TLB entries of the page directory at host VRAM `pd`, or of every PDB
+/// (`None`), with the hardware's protocol: wait for a free flush slot, trigger, wait for
+/// completion (all bounded).
+pub fn tlb_flush(m: &impl Mmio, pd: Option<u64>) -> Result<(), InitError> {
     (0..POLL_LIMIT)
         .find(|_| m.rd(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK != 0)
         .ok_or(InitError::TlbTimeout)?;
-    m.wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_ALL_PDB | mmu::INVALIDATE_PAGE_ALL);
+    let which = match pd {
+        Some(pd) => {
+            m.wr(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(pd, target::VRAM));
+            0
+        }
+        None => mmu::INVALIDATE_ALL_PDB,
+    };
+    m.wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | which | mmu::INVALIDATE_PAGE_ALL);
     (0..POLL_LIMIT).find(|_| m.rd(mmu::CTRL) & mmu::CTRL_FLUSH_DONE != 0).map(|_| ()).ok_or(InitError::TlbTimeout)
 }
 
@@ -172,7 +185,7 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     flush_bar_writes(m)?;
     m.wr(pbus::BAR3_INST, pbus::bar_inst_value(layout::BAR3_INST));
     m.wr(pbus::BAR1_INST, pbus::bar_inst_value(layout::BAR1_INST));
-    tlb_flush_all(m)?;
+    tlb_flush(m, None)?;
 
     // PFIFO (§8.9): reset, enable the PBDMAs that exist, enable, USERD poll area, interrupts.
     m.wr(pmc::ENABLE, pmc::ENABLE_ALL & !pmc::ENABLE_PFIFO);
