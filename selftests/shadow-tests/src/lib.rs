@@ -29,3 +29,20 @@ pub mod regs;
 pub mod vregs;
 #[path = "../../../shadow/channel.rs"]
 pub mod channel;
+#[path = "../../../shadow/host_gpu.rs"]
+pub mod host_gpu;
+#[path = "../../../shadow/mediator.rs"]
+pub mod mediator;
+
+extern crate alloc;
+
+/// On the host a shadow address space's per-PDE state lives in a `Vec` (a `KVec` in the
+/// kernel).
+impl mediator::PdeStorage for alloc::vec::Vec<shadow_vm::PdeShadow> {
+    fn with_len(len: usize) -> Option<Self> {
+        let mut v = alloc::vec::Vec::new();
+        v.try_reserve_exact(len).ok()?;
+        v.resize(len, shadow_vm::PdeShadow::default());
+        Some(v)
+    }
+}

@@ -5,6 +5,7 @@
 use std::io;
 use std::time::Duration;
 
+pub mod mediated;
 pub mod model;
 pub mod vfio;
 

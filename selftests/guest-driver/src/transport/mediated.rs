@@ -1,0 +1,579 @@
+//! The mediated transport: the guest driver → the module's mediator (the same `shadow/`
+//! files the kernel module compiles) → the in-process GF100 model as the host GPU. Several
+//! vGPUs share one model, as they share one GPU under gpuvm.ko, so isolation and sharing are
+//! tested in `cargo test` without a VM.
+//!
+//! What the kernel glue does is done here the same way, over the model: the host brings the
+//! GPU up (`host_init`), owns the host pool and the merged runlist (`host_gpu`), pins guest
+//! system memory on demand (a per-vGPU IOMMU: guest IOVAs are translated to the model's bus
+//! addresses, which differ per vGPU), and runs an interrupt thread that services the host
+//! GPU's interrupt (`host_gpu::service_interrupt`) and delivers the events to every vGPU, whose
+//! MSI is then signalled on a rising edge of its emulated line.
+
+use super::{page_round, Bar, DmaBuf, IrqMode, Transport, PAGE};
+use gf100_model::mem::HostMemory;
+use gf100_model::{Gpu, ModelConfig};
+use gpuvm_shadow::gf100::pci;
+use gpuvm_shadow::host_gpu::{self, HostBars, HostError, HostRunlist, HostVram, GUEST_CHANNELS, HOST_VRAM_RESERVED};
+use gpuvm_shadow::host_init::{self, layout, Mmio};
+use gpuvm_shadow::host_pool::HostPool;
+use gpuvm_shadow::mediator::{Env, GuestMemory, HostChannels, Mediator, MediatorStats};
+use gpuvm_shadow::memory::{Clock, SysMem};
+use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
+use gpuvm_shadow::shadow_vm::{PdeShadow, TableAlloc};
+use gpuvm_shadow::sync_policy::SyncMode;
+use gpuvm_shadow::vregs;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Guest IOVAs handed out for DMA buffers (the same range in every vGPU: only the mediator's
+/// translation keeps them apart).
+const GUEST_IOVA_BASE: u64 = 1 << 32;
+/// Model bus addresses of guest memory: vGPU n's buffers live at `(n + 1) << HOST_IOVA_SHIFT`.
+const HOST_IOVA_SHIFT: u32 = 36;
+/// How long the interrupt thread sleeps in one wait (it re-checks for shutdown between).
+const IRQ_THREAD_SLICE: Duration = Duration::from_millis(20);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the host owns of the GPU: the model, the host's VRAM pool and runlist, the slices.
+/// Lock order: a vGPU's `state` → `runlist` → `pramin`; `pool` and `units` are leaves.
+struct HostShared {
+    gpu: Arc<Gpu>,
+    boot0: u32,
+    pools: Pools,
+    bar3_mapped: u64,
+    units: Mutex<UnitMap>,
+    pool: Mutex<HostPool>,
+    runlist: Mutex<HostRunlist>,
+    /// Where the one PRAMIN window points.
+    pramin: Mutex<Cell<Option<u32>>>,
+    lazy_shadow: AtomicBool,
+    vgpus: Mutex<Vec<Weak<VgpuShared>>>,
+    /// Host operations that failed (the kernel logs them): tests assert there are none.
+    host_errors: Mutex<Vec<HostError>>,
+    epoch: Instant,
+    next_host_iova: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// The host's BARs of the model GPU.
+struct ModelBars<'a>(&'a HostShared);
+
+impl Mmio for ModelBars<'_> {
+    fn rd(&self, off: u32) -> u32 {
+        self.0.gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(off))
+    }
+    fn wr(&self, off: u32, val: u32) {
+        self.0.gpu.bar_write32(gf100_model::Bar::Bar0, u64::from(off), val)
+    }
+}
+
+impl HostBars for ModelBars<'_> {
+    fn bar1_write32(&self, off: u64, v: u32) {
+        self.0.gpu.bar_write32(gf100_model::Bar::Bar1, off, v)
+    }
+    fn bar3_read32(&self, off: u64) -> u32 {
+        self.0.gpu.bar_read32(gf100_model::Bar::Bar3, off)
+    }
+    fn bar3_write32(&self, off: u64, v: u32) {
+        self.0.gpu.bar_write32(gf100_model::Bar::Bar3, off, v)
+    }
+    fn with_pramin<R>(&self, f: impl FnOnce(&Cell<Option<u32>>) -> R) -> R {
+        f(&lock(&self.0.pramin))
+    }
+}
+
+/// Shadow tables from the host pool (locked per call, as the kernel does).
+struct PoolTables<'a>(&'a HostShared);
+
+impl TableAlloc for PoolTables<'_> {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        lock(&self.0.pool).alloc(bytes)
+    }
+    fn free(&mut self, addr: u64, bytes: u64) {
+        if !lock(&self.0.pool).free(addr, bytes) {
+            panic!("host pool: freeing {addr:#x}+{bytes:#x} that was not allocated");
+        }
+    }
+}
+
+/// The host channel controls over the model's registers.
+struct ModelChannels<'a>(&'a HostShared);
+
+impl HostChannels for ModelChannels<'_> {
+    fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
+        host_gpu::bind_channel(&ModelBars(self.0), host_chid, inst)
+    }
+    fn set_runnable(&mut self, host_chid: u32, runnable: bool) {
+        host_gpu::set_runnable(&ModelBars(self.0), host_chid, runnable)
+    }
+    fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
+        host_gpu::kick(&ModelBars(self.0), host_chid)
+    }
+    fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
+        host_gpu::ring_doorbell(&ModelBars(self.0), host_chid, put)
+    }
+    fn commit_runlist(&mut self, part: gpuvm_shadow::channel::RunlistPart) -> Result<(), HostError> {
+        lock(&self.0.runlist).commit(&ModelBars(self.0), self.0.bar3_mapped, part).map(|_| ())
+    }
+    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+        host_gpu::tlb_flush(&ModelBars(self.0), pd)
+    }
+    fn sync_mode(&self) -> SyncMode {
+        if self.0.lazy_shadow.load(Ordering::Relaxed) {
+            SyncMode::Lazy
+        } else {
+            SyncMode::Naive
+        }
+    }
+    fn report(&mut self, what: HostError) {
+        lock(&self.0.host_errors).push(what);
+    }
+}
+
+struct HostClock(Instant);
+
+impl Clock for HostClock {
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// One guest DMA mapping: guest IOVA range → model bus address.
+#[derive(Clone, Copy)]
+struct Mapping {
+    len: u64,
+    host: u64,
+}
+
+/// A vGPU's IOMMU and pin cache (what VFIO's emulated IOMMU and `vfio_pin_pages` give the
+/// kernel glue).
+#[derive(Default)]
+struct GuestSys {
+    maps: BTreeMap<u64, Mapping>,
+    /// Pinned guest page → model bus address.
+    pinned: BTreeMap<u64, u64>,
+}
+
+impl GuestSys {
+    fn translate(&self, iova: u64) -> Option<u64> {
+        let (&base, m) = self.maps.range(..=iova).next_back()?;
+        (iova - base < m.len).then(|| m.host + (iova - base))
+    }
+}
+
+impl SysMem for GuestSys {
+    fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
+        let first = iova & !(PAGE as u64 - 1);
+        let end = iova.checked_add(len.max(1))?;
+        let base = self.translate(first)?;
+        let mut page = first;
+        while page < end {
+            let host = self.translate(page)?;
+            if host != base + (page - first) {
+                return None;
+            }
+            self.pinned.insert(page, host);
+            page += PAGE as u64;
+        }
+        Some(base + (iova - first))
+    }
+}
+
+impl GuestMemory for GuestSys {
+    fn any_pinned(&self, iova: u64, len: u64) -> bool {
+        self.pinned.range(iova & !(PAGE as u64 - 1)..iova.saturating_add(len)).next().is_some()
+    }
+    fn unpin_range(&mut self, iova: u64, len: u64) -> u64 {
+        let keys: Vec<u64> = self.pinned.range(iova..iova.saturating_add(len)).map(|(k, _)| *k).collect();
+        for k in &keys {
+            self.pinned.remove(k);
+        }
+        keys.len() as u64
+    }
+}
+
+/// A vGPU's state, under its lock (the kernel's per-vGPU state mutex).
+struct VgpuState {
+    med: Box<Mediator<Vec<PdeShadow>>>,
+    sys: GuestSys,
+    /// MSIs signalled and not yet taken by `irq_wait`.
+    msi_pending: u32,
+    open: bool,
+}
+
+/// Counters the kernel keeps outside the mediator (sysfs `mmio_traps`, `mmio_denied`).
+#[derive(Default)]
+pub struct TrapCounters {
+    pub traps: AtomicU64,
+    pub denied: AtomicU64,
+}
+
+/// One vGPU: its slice of the GPU and its mediator.
+pub struct VgpuShared {
+    host: Arc<HostShared>,
+    index: u32,
+    share: u32,
+    slice: Slice,
+    state: Mutex<VgpuState>,
+    irq: Condvar,
+    counters: TrapCounters,
+}
+
+impl VgpuShared {
+    /// Runs `f` with the mediator and an environment over the host, then signals the guest's
+    /// MSI on a rising edge of its line.
+    fn with_env<R>(&self, f: impl FnOnce(&mut Mediator<Vec<PdeShadow>>, &mut Env<'_>) -> R) -> R {
+        let h = &*self.host;
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        let bars = ModelBars(h);
+        let mut vram = HostVram::new(&bars, h.bar3_mapped);
+        let mut tables = PoolTables(h);
+        let mut chans = ModelChannels(h);
+        let clock = HostClock(h.epoch);
+        let mut env = Env { vram: &mut vram, sys: &mut st.sys, tables: &mut tables, host: &mut chans, clock: &clock };
+        let r = f(&mut st.med, &mut env);
+        if st.med.take_irq_edge() {
+            st.msi_pending += 1;
+            self.irq.notify_all();
+        }
+        r
+    }
+
+    /// The mediator's counters.
+    pub fn stats(&self) -> MediatorStats {
+        lock(&self.state).med.stats
+    }
+
+    /// Trapped and denied accesses.
+    pub fn counters(&self) -> &TrapCounters {
+        &self.counters
+    }
+
+    /// The vGPU's resources.
+    pub fn slice(&self) -> Slice {
+        self.slice
+    }
+
+    /// BAR sizes of the vGPU's type.
+    fn bar_size(&self, bar: Bar) -> u64 {
+        match bar {
+            Bar::Bar0 => pci::BAR0_SIZE,
+            Bar::Bar1 => pci::BAR1_SIZE / u64::from(self.share),
+            Bar::Bar3 => pci::BAR3_SIZE / u64::from(self.share),
+        }
+    }
+}
+
+impl Drop for VgpuShared {
+    fn drop(&mut self) {
+        let units = UnitMap::units_for(self.share).unwrap_or(0);
+        assert!(lock(&self.host.units).free(self.slice.first_unit, units), "slice freed twice");
+    }
+}
+
+/// The host side of one model GPU under the mediator (what gpuvm.ko is for a real GPU).
+pub struct MediatedHost {
+    shared: Arc<HostShared>,
+    irq_thread: Option<JoinHandle<()>>,
+}
+
+impl MediatedHost {
+    /// A fresh model GPU with `vram_mib` MiB of VRAM, brought up for the host.
+    pub fn new(vram_mib: u64) -> io::Result<Self> {
+        let gpu = Gpu::new(ModelConfig { vram_bytes: vram_mib << 20, ..ModelConfig::default() })?;
+        Self::with_gpu(gpu)
+    }
+
+    /// Brings up `gpu` for the host (as the kernel does at probe).
+    pub fn with_gpu(gpu: Arc<Gpu>) -> io::Result<Self> {
+        let boot0 = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(gpuvm_shadow::gf100::pmc::BOOT_0));
+        let vram = gpu.config().vram_bytes;
+        let pools = Pools::new(vram, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS)
+            .ok_or_else(|| io::Error::other(format!("{} MiB of VRAM is too small to partition", vram >> 20)))?;
+        let mut shared = HostShared {
+            gpu,
+            boot0,
+            pools,
+            bar3_mapped: 0,
+            units: Mutex::new(UnitMap::default()),
+            pool: Mutex::new(HostPool::new(0, 0)),
+            runlist: Mutex::new(HostRunlist::new([0; 2])),
+            pramin: Mutex::new(Cell::new(None)),
+            lazy_shadow: AtomicBool::new(true),
+            vgpus: Mutex::new(Vec::new()),
+            host_errors: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+            next_host_iova: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        };
+        let up = host_init::bring_up(&ModelBars(&shared), HOST_VRAM_RESERVED, pci::BAR3_SIZE)
+            .map_err(|e| io::Error::other(format!("host bring-up: {e:?}")))?;
+        shared.bar3_mapped = up.bar3_mapped;
+        let mut pool = HostPool::new(layout::FREE, up.bar3_mapped);
+        let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES), pool.alloc(host_gpu::RUNLIST_BYTES)];
+        let [Some(a), Some(b)] = bufs else { return Err(io::Error::other("no host VRAM for the runlists")) };
+        shared.pool = Mutex::new(pool);
+        shared.runlist = Mutex::new(HostRunlist::new([a, b]));
+        let shared = Arc::new(shared);
+        let t = shared.clone();
+        let irq_thread = std::thread::Builder::new().name("gpuvm-host-irq".into()).spawn(move || irq_thread(&t))?;
+        Ok(MediatedHost { shared, irq_thread: Some(irq_thread) })
+    }
+
+    /// The model GPU.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.shared.gpu
+    }
+
+    /// The `lazy_shadow` knob.
+    pub fn set_lazy_shadow(&self, on: bool) {
+        self.shared.lazy_shadow.store(on, Ordering::Relaxed);
+    }
+
+    /// Host operations that failed so far.
+    pub fn host_errors(&self) -> Vec<HostError> {
+        lock(&self.shared.host_errors).clone()
+    }
+
+    /// Free pages of the host pool.
+    pub fn pool_free_bytes(&self) -> u64 {
+        lock(&self.shared.pool).free_bytes()
+    }
+
+    /// Creates a `gpuvm-share` vGPU (ENOSPC-like error when the GPU is full).
+    pub fn create(&self, share: u32) -> io::Result<Arc<VgpuShared>> {
+        let units = UnitMap::units_for(share).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let first = lock(&self.shared.units).alloc(share).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC))?;
+        let slice = self.shared.pools.slice(first, units);
+        let med = Box::new(Mediator::new(slice, self.shared.boot0));
+        let v = Arc::new(VgpuShared {
+            host: self.shared.clone(),
+            index: first,
+            share,
+            slice,
+            state: Mutex::new(VgpuState { med, sys: GuestSys::default(), msi_pending: 0, open: false }),
+            irq: Condvar::new(),
+            counters: TrapCounters::default(),
+        });
+        let mut list = lock(&self.shared.vgpus);
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&v));
+        Ok(v)
+    }
+
+    /// Opens vGPU `v` (one VFIO open): the transport a guest driver uses.
+    pub fn open(&self, v: &Arc<VgpuShared>) -> io::Result<MediatedTransport> {
+        {
+            let mut st = lock(&v.state);
+            if st.open {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            st.open = true;
+            st.msi_pending = 0;
+        }
+        Ok(MediatedTransport { vgpu: v.clone(), next_iova: GUEST_IOVA_BASE, irq: false })
+    }
+}
+
+impl Drop for MediatedHost {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.irq_thread.take() {
+            let _ = t.join();
+        }
+        host_init::shut_down(&ModelBars(&self.shared));
+    }
+}
+
+/// The host interrupt thread: services the GPU's interrupt and delivers the events to every
+/// vGPU (the kernel's hard-IRQ half plus its threaded half). It holds no list lock while it
+/// takes a vGPU's lock.
+fn irq_thread(h: &Arc<HostShared>) {
+    while !h.stop.load(Ordering::Relaxed) {
+        if !h.gpu.irq_wait(IRQ_THREAD_SLICE) {
+            continue;
+        }
+        let Some(ev) = host_gpu::service_interrupt(&ModelBars(h)) else {
+            // The line is up but nothing is pending that the host handles: do not spin.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        if !ev.any() {
+            continue;
+        }
+        let vgpus: Vec<Arc<VgpuShared>> = lock(&h.vgpus).iter().filter_map(Weak::upgrade).collect();
+        for v in vgpus {
+            v.with_env(|med, _| med.deliver(ev.nonstall, &ev.faults));
+        }
+    }
+}
+
+/// One open of a vGPU, as the guest driver sees it.
+pub struct MediatedTransport {
+    vgpu: Arc<VgpuShared>,
+    next_iova: u64,
+    irq: bool,
+}
+
+impl MediatedTransport {
+    /// The vGPU behind this transport.
+    pub fn vgpu(&self) -> &Arc<VgpuShared> {
+        &self.vgpu
+    }
+
+    fn bar_access(&mut self, bar: Bar, off: u64, val: Option<u32>) -> u32 {
+        let v = &self.vgpu;
+        v.counters.traps.fetch_add(1, Ordering::Relaxed);
+        let (ok, value) = v.with_env(|med, env| match (bar, val) {
+            (Bar::Bar0, None) => med.bar0_read(env, off as u32).map_or((false, 0), |x| (true, x)),
+            (Bar::Bar0, Some(x)) => (med.bar0_write(env, off as u32, x), 0),
+            (b, None) => med.bar_read(env, vbar(b), off).map_or((false, 0), |x| (true, x)),
+            (b, Some(x)) => (med.bar_write(env, vbar(b), off, x), 0),
+        });
+        if !ok {
+            v.counters.denied.fetch_add(1, Ordering::Relaxed);
+        }
+        value
+    }
+}
+
+fn vbar(b: Bar) -> vregs::Bar {
+    match b {
+        Bar::Bar1 => vregs::Bar::Bar1,
+        _ => vregs::Bar::Bar3,
+    }
+}
+
+impl Transport for MediatedTransport {
+    fn describe(&self) -> String {
+        let s = self.vgpu.slice;
+        format!(
+            "mediated vGPU gpuvm-{} (VRAM {} MiB at {:#x}, channels {}..{}) on the in-process model",
+            self.vgpu.share,
+            s.vram_size >> 20,
+            s.vram_base,
+            s.first_channel,
+            s.first_channel + s.channels - 1
+        )
+    }
+
+    fn bar_size(&self, bar: Bar) -> u64 {
+        self.vgpu.bar_size(bar)
+    }
+
+    fn rd32(&mut self, bar: Bar, off: u64) -> u32 {
+        if off.checked_add(4).is_none_or(|end| end > self.bar_size(bar)) {
+            return u32::MAX;
+        }
+        self.bar_access(bar, off, None)
+    }
+
+    fn wr32(&mut self, bar: Bar, off: u64, val: u32) {
+        if off.checked_add(4).is_none_or(|end| end > self.bar_size(bar)) {
+            return;
+        }
+        self.bar_access(bar, off, Some(val));
+    }
+
+    fn dma_alloc(&mut self, len: usize) -> io::Result<DmaBuf> {
+        let len = page_round(len);
+        // SAFETY: plain syscall; the fd is checked, then owned by `File`.
+        let fd = unsafe { libc::memfd_create(c"gpuvm-guest-dma".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(len as u64)?;
+        let mem = Arc::new(HostMemory::from_file(&file, 0, len as u64)?);
+        // SAFETY: a shared mapping of our own memfd; the model maps the same file.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let h = &self.vgpu.host;
+        let slot = h.next_host_iova.fetch_add(len as u64, Ordering::Relaxed);
+        let host = ((u64::from(self.vgpu.index) + 1) << HOST_IOVA_SHIFT) + slot;
+        if let Err(e) = h.gpu.dma_map(host, mem) {
+            // SAFETY: the mapping made above.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::other(e));
+        }
+        let iova = self.next_iova;
+        self.next_iova += len as u64;
+        lock(&self.vgpu.state).sys.maps.insert(iova, Mapping { len: len as u64, host });
+        let pages = (0..len / PAGE).map(|i| iova + (i * PAGE) as u64).collect();
+        Ok(DmaBuf { ptr: p as *mut u8, len, pages, handle: iova })
+    }
+
+    fn dma_free(&mut self, buf: DmaBuf) {
+        let iova = buf.handle;
+        let len = buf.len as u64;
+        // The unmap reaches the mediator first (VFIO's dma_unmap callback), so no shadow
+        // points at the pages when they go.
+        self.vgpu.with_env(|med, env| med.dma_unmap(env, iova, len));
+        let m = lock(&self.vgpu.state).sys.maps.remove(&iova);
+        if let Some(m) = m {
+            self.vgpu.host.gpu.dma_unmap(m.host);
+        }
+        // SAFETY: the mapping made in dma_alloc.
+        unsafe { libc::munmap(buf.ptr as *mut _, buf.len) };
+    }
+
+    fn irq_enable(&mut self) -> IrqMode {
+        self.irq = true;
+        IrqMode::Msi
+    }
+
+    fn irq_wait(&mut self, timeout: Duration) -> bool {
+        if !self.irq {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.vgpu.state);
+        while st.msi_pending == 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self.vgpu.irq.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        st.msi_pending -= 1;
+        true
+    }
+
+    fn irq_disable(&mut self) {
+        self.irq = false;
+    }
+}
+
+impl Drop for MediatedTransport {
+    /// The device is closed: its channels leave the host, its shadows are freed, its pages
+    /// are unpinned, and every mapping it still had is removed (a VM's memory goes away).
+    fn drop(&mut self) {
+        self.vgpu.with_env(|med, env| med.close(env));
+        let maps: Vec<Mapping> = {
+            let mut st = lock(&self.vgpu.state);
+            st.open = false;
+            std::mem::take(&mut st.sys.maps).into_values().collect()
+        };
+        for m in maps {
+            self.vgpu.host.gpu.dma_unmap(m.host);
+        }
+    }
+}
+
+/// Units of the GPU (for tests that fill it).
+pub const GPU_UNITS: u32 = UNITS;

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The host GPU as the mediator drives it, pure logic over the host's BARs: host VRAM access
+//! (BAR3 identity map of the reserved region, the PRAMIN window elsewhere), the host channel
+//! controls (bind, runnable, kick, doorbell), the merged host runlist, host TLB flushes and
+//! the top half of the host interrupt handler.
+//!
+//! The kernel implements [`HostBars`] over the real BARs of the GPU it owns; the host tests
+//! over the in-process GF100 model. Everything above that (which register, in which order,
+//! how long to wait) is here, once.
+
+use core::cell::Cell;
+
+use crate::channel::{self, RunlistPart};
+use crate::gf100::{pfifo, pgraph, pmc, target, userd};
+use crate::host_init::{self, layout, InitError, Mmio};
+use crate::memory::Vram;
+use crate::partition::UNITS;
+
+/// The host GPU's apertures: BAR0 registers ([`Mmio`]), BAR1 (the host USERD area, where
+/// doorbells are rung) and BAR3 (identity map of the host's reserved VRAM).
+pub trait HostBars: Mmio {
+    /// Writes host BAR1 offset `off`.
+    fn bar1_write32(&self, off: u64, v: u32);
+    /// Reads host BAR3 offset `off` (= host VRAM address below the mapped size).
+    fn bar3_read32(&self, off: u64) -> u32;
+    /// Writes host BAR3 offset `off`.
+    fn bar3_write32(&self, off: u64, v: u32);
+    /// Runs `f` with the PRAMIN window's position, holding whatever serialises the users of
+    /// the one window of the GPU (moving it and accessing through it must not interleave).
+    fn with_pramin<R>(&self, f: impl FnOnce(&Cell<Option<u32>>) -> R) -> R;
+}
+
+/// VRAM the host keeps for its own structures (instance blocks, BAR page tables, USERD,
+/// shadow page tables and instance blocks, runlists); the rest is cut into vGPU units.
+pub const HOST_VRAM_RESERVED: u64 = 64 << 20;
+/// Channels `0..GUEST_CHANNELS` go to vGPUs; the rest stay with the host.
+pub const GUEST_CHANNELS: u32 = 120;
+
+/// Why a host operation did not complete. The caller reports it (it names the register
+/// that did not settle); the GPU state it leaves is the one a retry starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostError {
+    /// A kick (preempt) stayed pending.
+    KickTimeout,
+    /// A runlist update stayed pending.
+    RunlistTimeout,
+    /// A TLB flush did not complete.
+    TlbTimeout,
+}
+
+/// Polls bounded by this many reads (each a bus round trip): a dead or hostile device
+/// cannot hang the caller.
+const POLL_LIMIT: u32 = 100_000;
+
+/// Reads `off` until `done(value)` or [`POLL_LIMIT`] reads.
+fn poll(m: &impl Mmio, off: u32, done: impl Fn(u32) -> bool) -> bool {
+    (0..POLL_LIMIT).any(|_| done(m.rd(off)))
+}
+
+/// Host VRAM through the host's apertures.
+pub struct HostVram<'a, B: HostBars> {
+    bars: &'a B,
+    bar3_mapped: u64,
+}
+
+impl<'a, B: HostBars> HostVram<'a, B> {
+    /// Host VRAM of a GPU whose BAR3 maps `[0, bar3_mapped)` one to one.
+    pub fn new(bars: &'a B, bar3_mapped: u64) -> Self {
+        Self { bars, bar3_mapped }
+    }
+
+    fn in_bar3(&self, pa: u64) -> bool {
+        pa.checked_add(4).is_some_and(|end| end <= self.bar3_mapped)
+    }
+}
+
+impl<B: HostBars> Vram for HostVram<'_, B> {
+    fn read32(&self, pa: u64) -> u32 {
+        if self.in_bar3(pa) {
+            return self.bars.bar3_read32(pa);
+        }
+        self.bars.with_pramin(|base| {
+            let off = host_init::pramin_window(self.bars, base, pa);
+            self.bars.rd(off)
+        })
+    }
+
+    fn write32(&mut self, pa: u64, v: u32) {
+        if self.in_bar3(pa) {
+            return self.bars.bar3_write32(pa, v);
+        }
+        self.bars.with_pramin(|base| {
+            let off = host_init::pramin_window(self.bars, base, pa);
+            self.bars.wr(off, v)
+        })
+    }
+}
+
+/// Points host channel `host_chid` at the instance block at host VRAM `inst` (0: unbind).
+pub fn bind_channel(m: &impl Mmio, host_chid: u32, inst: Option<u64>) {
+    if inst.is_none() {
+        m.wr(pfifo::chan_state(host_chid), 0);
+    }
+    m.wr(pfifo::chan_inst(host_chid), inst.map_or(0, pfifo::chan_inst_value));
+}
+
+/// Sets the RUNNABLE state of host channel `host_chid`.
+pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
+    m.wr(pfifo::chan_state(host_chid), if runnable { pfifo::CHAN_STATE_RUNNABLE } else { 0 });
+}
+
+/// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so.
+pub fn kick(m: &impl Mmio, host_chid: u32) -> Result<(), HostError> {
+    m.wr(pfifo::KICK, host_chid);
+    poll(m, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0).then_some(()).ok_or(HostError::KickTimeout)
+}
+
+/// Rings host channel `host_chid`'s doorbell with GP_PUT `put`: a write of its GP_PUT word
+/// in the host USERD poll area of BAR1.
+pub fn ring_doorbell(b: &impl HostBars, host_chid: u32, put: u32) {
+    let off = layout::USERD_BAR1_VA + u64::from(host_chid) * pfifo::USERD_POLL_STRIDE + u64::from(userd::GP_PUT);
+    b.bar1_write32(off, put);
+}
+
+/// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
+pub fn tlb_flush(m: &impl Mmio, pd: u64) -> Result<(), HostError> {
+    host_init::tlb_flush(m, Some(pd)).map_err(|_: InitError| HostError::TlbTimeout)
+}
+
+/// The one host runlist all vGPUs share: each vGPU's part (indexed by its first unit),
+/// double-buffered in host VRAM like nouveau does, so the GPU never reads a list being
+/// rewritten.
+pub struct HostRunlist {
+    parts: [Option<RunlistPart>; UNITS as usize],
+    bufs: [u64; 2],
+    next: usize,
+}
+
+/// Runlist entries one buffer holds (every channel once).
+pub const RUNLIST_CAPACITY: u32 = pfifo::CHANNELS;
+
+/// Bytes of one runlist buffer.
+pub const RUNLIST_BYTES: u64 = RUNLIST_CAPACITY as u64 * pfifo::RUNLIST_ENTRY_SIZE;
+
+impl HostRunlist {
+    /// An empty runlist using the two buffers of [`RUNLIST_BYTES`] at host VRAM `bufs`.
+    pub fn new(bufs: [u64; 2]) -> Self {
+        Self { parts: [None; UNITS as usize], bufs, next: 0 }
+    }
+
+    /// Replaces one vGPU's part and submits the merged list; waits (bounded) for PFIFO to
+    /// take it.
+    pub fn commit<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64, part: RunlistPart) -> Result<u32, HostError> {
+        if let Some(slot) = self.parts.get_mut(part.slice.first_unit as usize) {
+            *slot = (!part.channels.is_empty()).then_some(part);
+        }
+        let mut merged = [RunlistPart { slice: part.slice, channels: channel::ChannelSet::default() }; UNITS as usize];
+        let mut n_parts = 0;
+        for p in self.parts.iter().flatten() {
+            if let Some(m) = merged.get_mut(n_parts) {
+                *m = *p;
+                n_parts += 1;
+            }
+        }
+        let buf = self.bufs[self.next];
+        self.next ^= 1;
+        let entries = channel::write_host_runlist(&mut HostVram::new(bars, bar3_mapped), buf, RUNLIST_CAPACITY, &merged[..n_parts]);
+        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
+        bars.wr(pfifo::RUNLIST_BASE, base);
+        bars.wr(pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | entries);
+        if !poll(bars, pfifo::RUNLIST_STATUS, |v| v & pfifo::RUNLIST_STATUS_PENDING == 0) {
+            return Err(HostError::RunlistTimeout);
+        }
+        Ok(entries)
+    }
+}
+
+/// Fault units whose records the host reads (the PFIFO VM_FAULT unit bits).
+pub const FAULT_UNITS: usize = 32;
+
+/// One MMU fault as the host read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostFault {
+    /// Host VRAM address of the faulting channel's (shadow) instance block.
+    pub inst: u64,
+    /// Faulting virtual address.
+    pub va: u64,
+    /// The INFO word (reason, access, client).
+    pub info: u32,
+}
+
+/// What one run of the interrupt handler found for the vGPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostEvents {
+    /// A non-stall (fence) interrupt.
+    pub nonstall: bool,
+    /// MMU faults by unit.
+    pub faults: [Option<HostFault>; FAULT_UNITS],
+}
+
+impl HostEvents {
+    /// Whether there is anything to deliver.
+    pub fn any(&self) -> bool {
+        self.nonstall || self.faults.iter().any(Option::is_some)
+    }
+}
+
+/// The top half of the host interrupt handler: reads and acknowledges every pending cause
+/// (so the line drops) and returns what the vGPUs must hear about; `None` if the GPU did not
+/// interrupt (a shared line) or is gone.
+pub fn service_interrupt(m: &impl Mmio) -> Option<HostEvents> {
+    let pending = m.rd(pmc::INTR_HOST);
+    if pending == 0 || pending == crate::gf100::bad::UNIT_DISABLED {
+        return None;
+    }
+    let mut ev = HostEvents::default();
+    if pending & pmc::INTR_SOFTWARE != 0 {
+        m.wr(pmc::INTR_HOST, 0);
+    }
+    if pending & pmc::INTR_PFIFO != 0 {
+        let causes = m.rd(pfifo::INTR);
+        if causes & pfifo::INTR_ENGINE != 0 {
+            let units = m.rd(pfifo::ENGINE_INTR_UNITS);
+            for n in (0..32).filter(|n| units & (1 << n) != 0) {
+                let v = m.rd(pfifo::engine_intr(n));
+                m.wr(pfifo::engine_intr(n), v);
+            }
+            ev.nonstall = true;
+        }
+        if causes & pfifo::INTR_VM_FAULT != 0 {
+            let units = m.rd(pfifo::VM_FAULT_UNITS);
+            for (u, rec) in ev.faults.iter_mut().enumerate() {
+                let u = u as u32;
+                if units & (1 << u) == 0 {
+                    continue;
+                }
+                *rec = Some(HostFault {
+                    inst: u64::from(m.rd(pfifo::vm_fault_inst(u))) << 12,
+                    va: u64::from(m.rd(pfifo::vm_fault_addr_lo(u))) | u64::from(m.rd(pfifo::vm_fault_addr_hi(u))) << 32,
+                    info: m.rd(pfifo::vm_fault_info(u)),
+                });
+            }
+            m.wr(pfifo::VM_FAULT_UNITS, units);
+        }
+        if causes & pfifo::INTR_PBDMA != 0 {
+            let units = m.rd(pfifo::PBDMA_INTR_UNITS);
+            m.wr(pfifo::PBDMA_INTR_UNITS, units);
+        }
+        m.wr(pfifo::INTR, causes);
+    }
+    if pending & pmc::INTR_PGRAPH != 0 {
+        let g = m.rd(pgraph::INTR);
+        m.wr(pgraph::INTR, g);
+    }
+    // MSI is sent on a rising edge of the interrupt line: a cause that arrived after the
+    // reads above keeps the line high without a new message. Re-arming makes the GPU send
+    // one if the line is still asserted (nouveau does the same at the end of its handler).
+    m.wr(crate::gf100::pci::BAR0_MSI_REARM, 0);
+    Some(ev)
+}

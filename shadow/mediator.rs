@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The mediator of one vGPU: what a trapped guest access, a guest TLB flush, a doorbell, a
+//! DMA unmap, a reset or a host interrupt does. Pure logic over the host, which it reaches
+//! only through an [`Env`] of small traits (host VRAM, guest system memory, shadow-table
+//! allocation, host channel controls, clock). The kernel builds an `Env` over the real GPU
+//! and VFIO pinning for each trapped access; the host tests over the in-process GF100 model,
+//! so the guest driver runs through this very code in `cargo test`.
+//!
+//! Every guest BAR0 access goes through `VRegs` (emulate / translate / deny). BAR1 and BAR3
+//! accesses are resolved through the guest's own BAR page tables (a software walk, as the GPU
+//! would) into the vGPU's VRAM partition. Writes that land in a guest page directory, page
+//! table or bound instance block are reported to the shadows. The guest's GP_PUT doorbell is
+//! forwarded to the host channel after the shadows are brought up to date.
+
+use core::ops::DerefMut;
+
+use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
+use crate::gf100::{inst, pfifo, userd};
+use crate::host_gpu::{HostError, HostFault};
+use crate::memory::{Clock, GuestVram, SysMem, Vram};
+use crate::pagetable::{self, Aperture, VmDesc};
+use crate::partition::Slice;
+use crate::shadow_vm::{PdeShadow, ShadowVm, TableAlloc};
+use crate::sync_policy::{self, SyncEnv, SyncMode, UsePoint};
+use crate::vregs::{self, Effect, Read, VRegs, Write};
+
+/// Most PDEs one shadow address space mirrors (129 cover the guest driver's 16 GiB + 16 MiB;
+/// a bigger limit is cut, see `ShadowVm::limit`).
+pub const MAX_PDES: usize = 256;
+/// Most distinct address spaces (page directories) one vGPU may have bound at once.
+pub const MAX_SPACES: usize = 16;
+/// Most channels a vGPU can own (all of the GPU's).
+const MAX_CHANNELS: usize = pfifo::CHANNELS as usize;
+
+/// Guest system memory as the mediator needs it: pinning (idempotent, see [`SysMem`]) plus
+/// the bookkeeping of what is pinned, so that an unmap can take it back.
+pub trait GuestMemory: SysMem {
+    /// Whether any page of `[iova, iova + len)` is pinned.
+    fn any_pinned(&self, iova: u64, len: u64) -> bool;
+    /// Unpins every page of `[iova, iova + len)`; returns how many were pinned.
+    fn unpin_range(&mut self, iova: u64, len: u64) -> u64;
+}
+
+/// The host GPU's channel and FIFO controls the mediator uses (host channel ids).
+pub trait HostChannels {
+    /// Binds host channel `host_chid` to the instance block at host VRAM `inst`, or unbinds
+    /// it (`None`, which also makes it not runnable).
+    fn bind(&mut self, host_chid: u32, inst: Option<u64>);
+    /// Sets the channel's RUNNABLE state.
+    fn set_runnable(&mut self, host_chid: u32, runnable: bool);
+    /// Preempts the channel (bounded wait).
+    fn kick(&mut self, host_chid: u32) -> Result<(), HostError>;
+    /// Rings the host doorbell of the channel with GP_PUT `put`.
+    fn ring_doorbell(&mut self, host_chid: u32, put: u32);
+    /// Replaces this vGPU's part of the host runlist and submits the merged list.
+    fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError>;
+    /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
+    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError>;
+    /// The shadow sync mode in force (the `lazy_shadow` knob).
+    fn sync_mode(&self) -> SyncMode;
+    /// A host operation failed; the implementation reports it (e.g. a dmesg line).
+    fn report(&mut self, what: HostError);
+}
+
+/// Storage of one shadow address space's per-PDE state (a `KVec` in the kernel, a `Vec` on
+/// the host): the mediator's only heap allocation.
+pub trait PdeStorage: DerefMut<Target = [PdeShadow]> + Sized {
+    /// `len` default entries; `None` when out of memory.
+    fn with_len(len: usize) -> Option<Self>;
+}
+
+/// What the mediator reaches the host through, for the duration of one call.
+pub struct Env<'a> {
+    /// Host VRAM.
+    pub vram: &'a mut dyn Vram,
+    /// Guest system memory (pinning).
+    pub sys: &'a mut dyn GuestMemory,
+    /// Host VRAM for shadow tables and instance blocks.
+    pub tables: &'a mut dyn TableAlloc,
+    /// Host channel and FIFO controls.
+    pub host: &'a mut dyn HostChannels,
+    /// The vGPU's PTIMER time base.
+    pub clock: &'a dyn Clock,
+}
+
+/// One guest address space and its shadow.
+struct Space<P: PdeStorage> {
+    /// Guest VRAM address of the guest PD.
+    pd: u64,
+    vm: ShadowVm<P>,
+}
+
+/// A guest channel bound on the host.
+#[derive(Clone, Copy)]
+struct Chan {
+    /// Guest instance block (guest VRAM).
+    guest_inst: u64,
+    /// Shadow instance block (host VRAM, host pool).
+    host_inst: u64,
+    /// Index in `spaces`.
+    space: usize,
+    runnable: bool,
+}
+
+/// Counters shown in sysfs and used by benchmarks.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediatorStats {
+    /// Doorbells forwarded.
+    pub doorbells: u64,
+    /// Shadow syncs that did something.
+    pub syncs: u64,
+    /// Shadow entries written.
+    pub pte_writes: u64,
+    /// Guest page-table entries read.
+    pub guest_reads: u64,
+    /// Guest entries refused.
+    pub refused: u64,
+    /// MMU faults delivered.
+    pub faults: u64,
+    /// Guest accesses forwarded to host VRAM.
+    pub forwarded: u64,
+}
+
+/// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
+/// accesses to one page walks the guest's BAR page tables once. Emptied whenever the guest
+/// flushes its TLB or rebinds a BAR, which is exactly when the GPU's own TLB would drop them.
+#[derive(Clone, Copy, Default)]
+struct BarTlb {
+    entries: [(u64, u64, bool); BAR_TLB_ENTRIES],
+    valid: u32,
+    next: usize,
+}
+
+const BAR_TLB_ENTRIES: usize = 16;
+const BAR_PAGE: u64 = 0x1000;
+
+impl BarTlb {
+    fn lookup(&self, page: u64) -> Option<(u64, bool)> {
+        (0..BAR_TLB_ENTRIES)
+            .filter(|&i| self.valid & (1 << i) != 0)
+            .find_map(|i| self.entries.get(i).filter(|e| e.0 == page).map(|e| (e.1, e.2)))
+    }
+
+    fn insert(&mut self, page: u64, guest_page: u64, read_only: bool) {
+        if let Some(e) = self.entries.get_mut(self.next) {
+            *e = (page, guest_page, read_only);
+            self.valid |= 1 << self.next;
+        }
+        self.next = (self.next + 1) % BAR_TLB_ENTRIES;
+    }
+
+    fn clear(&mut self) {
+        self.valid = 0;
+    }
+}
+
+/// Guest system memory with one IOVA range refused: while a range is being unmapped, a sync
+/// must stop pointing into it instead of pinning it again.
+struct Excluding<'a> {
+    inner: &'a mut dyn GuestMemory,
+    exclude: Option<(u64, u64)>,
+}
+
+impl SysMem for Excluding<'_> {
+    fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
+        if let Some((x, xlen)) = self.exclude {
+            let end = iova.checked_add(len.max(1))?;
+            if iova < x.saturating_add(xlen) && x < end {
+                return None;
+            }
+        }
+        self.inner.pin(iova, len)
+    }
+}
+
+/// What a sync of one shadow address space is for.
+#[derive(Clone, Copy)]
+enum SyncOp {
+    /// A guest TLB flush, in the given mode.
+    Flush(SyncMode),
+    /// The GPU is about to use the space.
+    Use(UsePoint),
+    /// Everything re-read now (an unmap takes pages back).
+    Full,
+}
+
+fn bar_index(bar: vregs::Bar) -> usize {
+    match bar {
+        vregs::Bar::Bar1 => 0,
+        vregs::Bar::Bar3 => 1,
+    }
+}
+
+/// The full-virtualization state of one vGPU.
+pub struct Mediator<P: PdeStorage> {
+    vregs: VRegs,
+    /// Guest BAR1 / BAR3 address spaces (None: direct mode, BAR offset = guest VRAM address).
+    bars: [Option<VmDesc>; 2],
+    /// Guest instance blocks of the BAR1 / BAR3 VMs (re-read at every guest TLB flush).
+    bar_inst: [Option<u64>; 2],
+    bar_tlb: [BarTlb; 2],
+    /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
+    poll: Option<u64>,
+    spaces: [Option<Space<P>>; MAX_SPACES],
+    chans: [Option<Chan>; MAX_CHANNELS],
+    /// The guest channels of its last committed runlist.
+    runlist: ChannelSet,
+    /// While an IOVA range is being unmapped: refused to shadow syncs.
+    unmapping: Option<(u64, u64)>,
+    /// The guest asked for its MSI to be re-sent if its line is still asserted.
+    msi_rearm: bool,
+    /// The interrupt line level last signalled (MSI is sent on rising edges).
+    irq_level: bool,
+    /// Counters.
+    pub stats: MediatorStats,
+}
+
+impl<P: PdeStorage> Mediator<P> {
+    /// The power-on state of a vGPU owning `slice`, identifying as `boot0`.
+    pub fn new(slice: Slice, boot0: u32) -> Self {
+        Self {
+            vregs: VRegs::new(slice, boot0),
+            bars: [None; 2],
+            bar_inst: [None; 2],
+            bar_tlb: [BarTlb::default(); 2],
+            poll: None,
+            spaces: [const { None }; MAX_SPACES],
+            chans: [None; MAX_CHANNELS],
+            runlist: ChannelSet::default(),
+            unmapping: None,
+            msi_rearm: false,
+            irq_level: false,
+            stats: MediatorStats::default(),
+        }
+    }
+
+    /// The vGPU's resources.
+    pub fn slice(&self) -> Slice {
+        *self.vregs.slice()
+    }
+
+    /// The emulated registers (counters of denied accesses live there).
+    pub fn vregs(&self) -> &VRegs {
+        &self.vregs
+    }
+
+    /// Whether the guest's interrupt line is asserted.
+    pub fn irq_line(&self) -> bool {
+        self.vregs.irq_line()
+    }
+
+    /// Whether the guest must be signalled now: a rising edge of its interrupt line, or the
+    /// line still asserted after the guest asked for its MSI to be re-sent. Call after every
+    /// access or delivery; it consumes the edge.
+    pub fn take_irq_edge(&mut self) -> bool {
+        let level = self.vregs.irq_line();
+        let rearm = core::mem::take(&mut self.msi_rearm);
+        let rising = level && (!self.irq_level || rearm);
+        self.irq_level = level;
+        rising
+    }
+
+    /// Guest channels bound on the host.
+    pub fn bound_channels(&self) -> ChannelSet {
+        let mut s = ChannelSet::default();
+        for (c, ch) in self.chans.iter().enumerate() {
+            if ch.is_some() {
+                s.insert(c as u32);
+            }
+        }
+        s
+    }
+
+    fn space_count(&self) -> usize {
+        self.spaces.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Applies `op` to space `i`, keeps the counters, and flushes the host TLB for the shadow
+    /// if it was synced.
+    fn sync_space(&mut self, env: &mut Env<'_>, i: usize, op: SyncOp) {
+        let slice = self.slice();
+        let Some(Some(space)) = self.spaces.get_mut(i) else { return };
+        let before = space.vm.stats;
+        let mut sys = Excluding { inner: &mut *env.sys, exclude: self.unmapping };
+        let mut senv = SyncEnv { vram: &mut *env.vram, slice: &slice, sys: &mut sys, alloc: &mut *env.tables };
+        let synced = match op {
+            SyncOp::Flush(mode) => sync_policy::on_flush(mode, &mut space.vm, &mut senv),
+            SyncOp::Use(why) => sync_policy::before_use(why, &mut space.vm, &mut senv),
+            SyncOp::Full => {
+                space.vm.sync(senv.vram, senv.slice, senv.sys, senv.alloc);
+                true
+            }
+        };
+        let after = space.vm.stats;
+        let pd = space.vm.pd_host();
+        self.stats.syncs += after.syncs - before.syncs;
+        self.stats.pte_writes += after.shadow_writes - before.shadow_writes;
+        self.stats.guest_reads += after.guest_reads - before.guest_reads;
+        self.stats.refused += after.refused - before.refused;
+        if synced {
+            if let Err(e) = env.host.tlb_flush(pd) {
+                env.host.report(e);
+            }
+        }
+    }
+
+    /// Brings every space used by `chans` up to date before the GPU may walk it.
+    fn before_use(&mut self, env: &mut Env<'_>, why: UsePoint, chans: ChannelSet) {
+        let mut spaces = 0u32;
+        for c in chans.iter() {
+            if let Some(Some(ch)) = self.chans.get(c as usize) {
+                spaces |= 1 << ch.space;
+            }
+        }
+        for i in 0..MAX_SPACES {
+            if spaces & (1 << i) != 0 {
+                self.sync_space(env, i, SyncOp::Use(why));
+            }
+        }
+    }
+
+    // ---- BAR0
+
+    /// A guest BAR0 read of 32 bits; `None` if it was denied (the guest reads 0).
+    pub fn bar0_read(&mut self, env: &mut Env<'_>, off: u32) -> Option<u32> {
+        match self.vregs.read(off, env.clock) {
+            Read::Value(v) => Some(v),
+            Read::Vram(a) => {
+                self.stats.forwarded += 1;
+                Some(env.vram.read32(a.host))
+            }
+            Read::Denied(_) => None,
+        }
+    }
+
+    /// A guest BAR0 write of 32 bits; `false` if it was denied.
+    pub fn bar0_write(&mut self, env: &mut Env<'_>, off: u32, v: u32) -> bool {
+        match self.vregs.write(off, v, env.clock) {
+            Write::Done => true,
+            Write::Vram(a, v) => {
+                self.guest_vram_write(env, a.guest, a.host, v);
+                true
+            }
+            Write::Effect(e) => {
+                self.apply(env, e);
+                true
+            }
+            Write::Denied(_) => false,
+        }
+    }
+
+    /// A guest write into its VRAM (through PRAMIN, BAR1 or BAR3): performed, then reported
+    /// to the shadows so page-table and instance-block changes are mirrored.
+    fn guest_vram_write(&mut self, env: &mut Env<'_>, guest: u64, host: u64, v: u32) {
+        self.stats.forwarded += 1;
+        env.vram.write32(host, v);
+        for s in self.spaces.iter_mut().flatten() {
+            s.vm.note_guest_write(guest);
+        }
+        // A write into a bound instance block is mirrored into its shadow.
+        let slice = self.slice();
+        for ch in self.chans.iter().flatten() {
+            if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
+                continue;
+            }
+            let off = (guest - ch.guest_inst) as u32 & !3;
+            let Some(Some(space)) = self.spaces.get(ch.space) else { continue };
+            let shadow = InstShadow { pd_host: space.vm.pd_host(), limit: space.vm.limit() };
+            let word = {
+                let mem = GuestVram::new(&*env.vram, slice);
+                channel::shadow_inst_word(&mem, &slice, ch.guest_inst, off, &shadow)
+            };
+            if let Ok(w) = word {
+                env.vram.write32(ch.host_inst + u64::from(off), w);
+            }
+        }
+    }
+
+    fn apply(&mut self, env: &mut Env<'_>, e: Effect) {
+        match e {
+            Effect::TlbFlush { pd, .. } => {
+                let mode = env.host.sync_mode();
+                for i in 0..MAX_SPACES {
+                    let hit = match self.spaces.get(i) {
+                        Some(Some(s)) => pd.is_none_or(|p| s.pd == p),
+                        _ => false,
+                    };
+                    if hit {
+                        self.sync_space(env, i, SyncOp::Flush(mode));
+                    }
+                }
+                self.refresh_bar_vms(env);
+            }
+            Effect::BarInst { bar, inst } => {
+                let b = bar_index(bar);
+                self.bars[b] = None;
+                self.bar_tlb[b].clear();
+                if let Some(i) = inst {
+                    self.bars[b] = VmDesc::read(&GuestVram::new(&*env.vram, self.slice()), i);
+                }
+                self.bar_inst[b] = inst;
+            }
+            Effect::BarFlush => {}
+            Effect::MsiRearm => self.msi_rearm = true,
+            Effect::UserdPollBase { bar1_va, enabled } => self.poll = enabled.then_some(bar1_va),
+            Effect::RunlistCommit { guest, count } => {
+                let slice = self.slice();
+                let rl = channel::read_guest_runlist(&GuestVram::new(&*env.vram, slice), &slice, guest, count);
+                if rl.refused > 0 {
+                    self.vregs.raise_sched_error(pfifo::SCHED_ERROR_BAD_RUNLIST);
+                }
+                self.runlist = rl.channels;
+                self.before_use(env, UsePoint::RunlistCommit, rl.channels);
+                self.commit_runlist(env);
+            }
+            Effect::Kick { chid, host_chid } => {
+                self.before_use(env, UsePoint::Kick, ChannelSet(1 << chid));
+                if let Err(e) = env.host.kick(host_chid) {
+                    env.host.report(e);
+                }
+            }
+            Effect::ChannelBind { chid, host_chid, inst } => self.bind(env, chid, host_chid, inst),
+            Effect::ChannelUnbind { chid, host_chid } => self.unbind(env, chid, host_chid),
+            Effect::ChannelState { chid, host_chid, runnable } => {
+                if let Some(Some(ch)) = self.chans.get_mut(chid as usize) {
+                    ch.runnable = runnable;
+                    env.host.set_runnable(host_chid, runnable);
+                }
+            }
+            Effect::PfifoReset => self.release_channels(env),
+        }
+    }
+
+    /// Re-reads the guest BAR VMs after a flush (the guest may have rewritten the PDB).
+    fn refresh_bar_vms(&mut self, env: &mut Env<'_>) {
+        self.bar_tlb[0].clear();
+        self.bar_tlb[1].clear();
+        let slice = self.slice();
+        for i in 0..2 {
+            if let Some(inst) = self.bar_inst[i] {
+                self.bars[i] = VmDesc::read(&GuestVram::new(&*env.vram, slice), inst);
+            }
+        }
+    }
+
+    /// Finds or creates the shadow of the address space with guest PD `desc.pd`.
+    fn space_for(&mut self, env: &mut Env<'_>, desc: VmDesc) -> Option<usize> {
+        if let Some(i) = self.spaces.iter().position(|s| s.as_ref().is_some_and(|s| s.pd == desc.pd)) {
+            return Some(i);
+        }
+        let free = self.spaces.iter().position(Option::is_none)?;
+        let count = (desc.pde_count() as usize).min(MAX_PDES);
+        let pdes = P::with_len(count)?;
+        // Every guest write to VRAM is trapped in this mode, so writes are tracked.
+        let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut *env.tables)?;
+        if let Some(slot) = self.spaces.get_mut(free) {
+            *slot = Some(Space { pd: desc.pd, vm });
+        }
+        Some(free)
+    }
+
+    fn bind(&mut self, env: &mut Env<'_>, chid: u32, host_chid: u32, guest_inst: u64) {
+        self.unbind(env, chid, host_chid);
+        let slice = self.slice();
+        // Out of shadow address spaces or host VRAM: the channel stays unbound and the guest
+        // is told, as the hardware reports a channel it cannot load.
+        let Some(desc) = VmDesc::read(&GuestVram::new(&*env.vram, slice), guest_inst) else {
+            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        };
+        let Some(space) = self.space_for(env, desc) else {
+            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        };
+        let Some(host_inst) = env.tables.alloc(inst::SIZE) else {
+            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        };
+        self.sync_space(env, space, SyncOp::Use(UsePoint::ChannelBind));
+        let Some(Some(s)) = self.spaces.get(space) else {
+            env.tables.free(host_inst, inst::SIZE);
+            return;
+        };
+        let shadow = InstShadow { pd_host: s.vm.pd_host(), limit: s.vm.limit() };
+        if channel::shadow_instance(&mut *env.vram, &slice, guest_inst, host_inst, &shadow).is_err() {
+            env.tables.free(host_inst, inst::SIZE);
+            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            return;
+        }
+        env.host.bind(host_chid, Some(host_inst));
+        if let Some(slot) = self.chans.get_mut(chid as usize) {
+            *slot = Some(Chan { guest_inst, host_inst, space, runnable: false });
+        }
+    }
+
+    fn unbind(&mut self, env: &mut Env<'_>, chid: u32, host_chid: u32) {
+        let Some(slot) = self.chans.get_mut(chid as usize) else { return };
+        let Some(ch) = slot.take() else { return };
+        env.host.bind(host_chid, None);
+        env.tables.free(ch.host_inst, inst::SIZE);
+        if self.runlist.contains(chid) {
+            self.runlist.remove(chid);
+            self.commit_runlist(env);
+        }
+    }
+
+    /// Frees every shadow address space.
+    fn drop_spaces(&mut self, env: &mut Env<'_>) {
+        for slot in self.spaces.iter_mut() {
+            if let Some(s) = slot.take() {
+                let _ = s.vm.release(&mut *env.tables);
+            }
+        }
+    }
+
+    /// Unbinds every channel, drops the vGPU from the host runlist, frees every shadow.
+    fn release_channels(&mut self, env: &mut Env<'_>) {
+        let slice = self.slice();
+        for c in 0..slice.channels {
+            if let Some(host) = slice.channel_to_host(c) {
+                self.unbind(env, c, host);
+            }
+        }
+        self.runlist = ChannelSet::default();
+        self.commit_runlist(env);
+        self.drop_spaces(env);
+    }
+
+    /// Publishes this vGPU's runnable bound channels and rewrites the host runlist.
+    fn commit_runlist(&mut self, env: &mut Env<'_>) {
+        let mut bound = ChannelSet::default();
+        for c in self.runlist.iter() {
+            if matches!(self.chans.get(c as usize), Some(Some(_))) {
+                bound.insert(c);
+            }
+        }
+        if let Err(e) = env.host.commit_runlist(RunlistPart { slice: self.slice(), channels: bound }) {
+            env.host.report(e);
+        }
+    }
+
+    /// Device reset (VFIO reset, or the device being closed): every channel leaves the host,
+    /// every shadow is freed, and the registers are back at power-on (counters kept).
+    pub fn reset(&mut self, env: &mut Env<'_>) {
+        self.release_channels(env);
+        self.vregs.reset();
+        self.bars = [None; 2];
+        self.bar_inst = [None; 2];
+        self.bar_tlb = [BarTlb::default(); 2];
+        self.poll = None;
+        self.msi_rearm = false;
+        self.irq_level = false;
+    }
+
+    /// The device is closed: reset, then every pinned page is released.
+    pub fn close(&mut self, env: &mut Env<'_>) {
+        self.reset(env);
+        env.sys.unpin_range(0, u64::MAX);
+    }
+
+    /// The user unmaps `[iova, iova + len)`: every shadow stops pointing into it (re-synced
+    /// now, with the range refused, and the host TLB flushed) before its pages are unpinned,
+    /// so the GPU can never reach memory that is no longer the guest's.
+    pub fn dma_unmap(&mut self, env: &mut Env<'_>, iova: u64, len: u64) {
+        // Nothing of the range reached a shadow: nothing to take back.
+        if !env.sys.any_pinned(iova, len) {
+            return;
+        }
+        // No channel bound: the GPU cannot walk any shadow, so drop them all (rebuilt at the
+        // next bind) instead of re-walking every guest table (a driver unmaps its buffers
+        // after closing its channels).
+        if self.chans.iter().all(Option::is_none) {
+            self.drop_spaces(env);
+            env.sys.unpin_range(iova, len);
+            return;
+        }
+        self.unmapping = Some((iova, len));
+        for i in 0..MAX_SPACES {
+            if let Some(Some(s)) = self.spaces.get_mut(i) {
+                s.vm.invalidate_all();
+            }
+            self.sync_space(env, i, SyncOp::Full);
+        }
+        self.unmapping = None;
+        env.sys.unpin_range(iova, len);
+    }
+
+    /// Host interrupt events: a non-stall interrupt goes to every vGPU with channels on the
+    /// runlist (the GPU reports all of them in one slot); an MMU fault to the vGPU whose
+    /// shadow instance block faulted, named by its guest instance block.
+    pub fn deliver(&mut self, nonstall: bool, faults: &[Option<HostFault>]) {
+        if nonstall && !self.runlist.is_empty() {
+            self.vregs.raise_nonstall();
+        }
+        for (unit, f) in faults.iter().enumerate() {
+            let Some(f) = *f else { continue };
+            if let Some(ch) = self.chans.iter().flatten().find(|c| c.host_inst == f.inst) {
+                self.stats.faults += 1;
+                self.vregs.raise_vm_fault(unit as u32, ch.guest_inst, f.va, f.info);
+            }
+        }
+    }
+
+    // ---- BAR1 / BAR3
+
+    /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address.
+    fn bar_target(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, write: bool) -> Option<(u64, u64)> {
+        let slice = self.slice();
+        let b = bar_index(bar);
+        let guest = match self.bars[b] {
+            None => off,
+            Some(desc) => {
+                let page = off & !(BAR_PAGE - 1);
+                let (guest_page, read_only) = match self.bar_tlb[b].lookup(page) {
+                    Some(hit) => hit,
+                    None => {
+                        let t = pagetable::translate(&GuestVram::new(&*env.vram, slice), &desc, page).ok()?;
+                        if t.aperture != Aperture::Vram {
+                            return None;
+                        }
+                        self.bar_tlb[b].insert(page, t.addr, t.read_only);
+                        (t.addr, t.read_only)
+                    }
+                };
+                if write && read_only {
+                    return None;
+                }
+                guest_page + (off - page)
+            }
+        };
+        let host = slice.vram_to_host(guest, 4)?;
+        Some((guest, host))
+    }
+
+    /// A guest BAR1/BAR3 read of 4 bytes; `None` if the window does not map it.
+    pub fn bar_read(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64) -> Option<u32> {
+        let (_, host) = self.bar_target(env, bar, off, false)?;
+        self.stats.forwarded += 1;
+        Some(env.vram.read32(host))
+    }
+
+    /// A guest BAR1/BAR3 write of 4 bytes; `false` if the window does not map it.
+    pub fn bar_write(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, v: u32) -> bool {
+        let Some((guest, host)) = self.bar_target(env, bar, off, true) else { return false };
+        self.guest_vram_write(env, guest, host, v);
+        if bar == vregs::Bar::Bar1 {
+            if let Some(chid) = self.poll.and_then(|base| doorbell_channel(base, off, self.slice().channels)) {
+                self.doorbell(env, chid, v);
+            }
+        }
+        true
+    }
+
+    /// The guest rang channel `chid`'s doorbell with GP_PUT `put`: the submission point.
+    fn doorbell(&mut self, env: &mut Env<'_>, chid: u32, put: u32) {
+        let Some(host_chid) = self.slice().channel_to_host(chid) else { return };
+        if !matches!(self.chans.get(chid as usize), Some(Some(_))) {
+            return;
+        }
+        self.stats.doorbells += 1;
+        self.before_use(env, UsePoint::Doorbell, ChannelSet(1 << chid));
+        // The host channel's RAMFC USERD is the guest's USERD page (moved into the
+        // partition), which already holds `put`; the host doorbell only wakes PFIFO, which
+        // re-reads GP_PUT from there.
+        env.host.ring_doorbell(host_chid, put);
+    }
+
+    /// Shadow address spaces in use (for tests and sysfs).
+    pub fn spaces_in_use(&self) -> usize {
+        self.space_count()
+    }
+}
+
+/// Guest channel whose GP_PUT doorbell sits at BAR1 offset `off`, with the poll area at
+/// `base` and `channels` channels.
+fn doorbell_channel(base: u64, off: u64, channels: u32) -> Option<u32> {
+    let rel = off.checked_sub(base)?;
+    let chid = rel / pfifo::USERD_POLL_STRIDE;
+    (rel % pfifo::USERD_POLL_STRIDE == u64::from(userd::GP_PUT) && chid < u64::from(channels)).then_some(chid as u32)
+}
