@@ -62,12 +62,18 @@ pub trait HostChannels {
     fn report(&mut self, what: HostError);
 }
 
-/// Storage of one shadow address space's per-PDE state (a `KVec` in the kernel, a `Vec` on
-/// the host): the mediator's only heap allocation.
-pub trait PdeStorage: DerefMut<Target = [PdeShadow]> + Sized {
+/// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
+/// per-PDE state of each shadow address space and the channel and space tables, kept off the
+/// stack (a kernel stack is 16 KiB).
+pub trait Storage {
+    /// A vector of `T`.
+    type Vec<T: Default>: DerefMut<Target = [T]>;
     /// `len` default entries; `None` when out of memory.
-    fn with_len(len: usize) -> Option<Self>;
+    fn with_len<T: Default>(len: usize) -> Option<Self::Vec<T>>;
 }
+
+/// Per-PDE shadow state of one address space.
+type Pdes<S> = <S as Storage>::Vec<PdeShadow>;
 
 /// What the mediator reaches the host through, for the duration of one call.
 pub struct Env<'a> {
@@ -84,11 +90,24 @@ pub struct Env<'a> {
 }
 
 /// One guest address space and its shadow.
-struct Space<P: PdeStorage> {
+struct Space<P: DerefMut<Target = [PdeShadow]>> {
     /// Guest VRAM address of the guest PD.
     pd: u64,
     vm: ShadowVm<P>,
 }
+
+/// A slot of the mediator's address-space table.
+pub struct SpaceSlot<P: DerefMut<Target = [PdeShadow]>>(Option<Space<P>>);
+
+impl<P: DerefMut<Target = [PdeShadow]>> Default for SpaceSlot<P> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+/// A slot of the mediator's channel table (by guest channel id).
+#[derive(Clone, Copy, Default)]
+pub struct ChanSlot(Option<Chan>);
 
 /// A guest channel bound on the host.
 #[derive(Clone, Copy)]
@@ -192,7 +211,7 @@ fn bar_index(bar: vregs::Bar) -> usize {
 }
 
 /// The full-virtualization state of one vGPU.
-pub struct Mediator<P: PdeStorage> {
+pub struct Mediator<S: Storage> {
     vregs: VRegs,
     /// Guest BAR1 / BAR3 address spaces (None: direct mode, BAR offset = guest VRAM address).
     bars: [Option<VmDesc>; 2],
@@ -201,8 +220,8 @@ pub struct Mediator<P: PdeStorage> {
     bar_tlb: [BarTlb; 2],
     /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
     poll: Option<u64>,
-    spaces: [Option<Space<P>>; MAX_SPACES],
-    chans: [Option<Chan>; MAX_CHANNELS],
+    spaces: S::Vec<SpaceSlot<Pdes<S>>>,
+    chans: S::Vec<ChanSlot>,
     /// The guest channels of its last committed runlist.
     runlist: ChannelSet,
     /// While an IOVA range is being unmapped: refused to shadow syncs.
@@ -215,23 +234,26 @@ pub struct Mediator<P: PdeStorage> {
     pub stats: MediatorStats,
 }
 
-impl<P: PdeStorage> Mediator<P> {
-    /// The power-on state of a vGPU owning `slice`, identifying as `boot0`.
-    pub fn new(slice: Slice, boot0: u32) -> Self {
-        Self {
+impl<S: Storage> Mediator<S> {
+    /// The power-on state of a vGPU owning `slice`, identifying as `boot0`; `None` when its
+    /// tables cannot be allocated.
+    pub fn new(slice: Slice, boot0: u32) -> Option<Self> {
+        let chans = S::with_len((slice.channels as usize).min(MAX_CHANNELS))?;
+        let spaces = S::with_len(MAX_SPACES)?;
+        Some(Self {
             vregs: VRegs::new(slice, boot0),
             bars: [None; 2],
             bar_inst: [None; 2],
             bar_tlb: [BarTlb::default(); 2],
             poll: None,
-            spaces: [const { None }; MAX_SPACES],
-            chans: [None; MAX_CHANNELS],
+            spaces,
+            chans,
             runlist: ChannelSet::default(),
             unmapping: None,
             msi_rearm: false,
             irq_level: false,
             stats: MediatorStats::default(),
-        }
+        })
     }
 
     /// The vGPU's resources.
@@ -264,7 +286,7 @@ impl<P: PdeStorage> Mediator<P> {
     pub fn bound_channels(&self) -> ChannelSet {
         let mut s = ChannelSet::default();
         for (c, ch) in self.chans.iter().enumerate() {
-            if ch.is_some() {
+            if ch.0.is_some() {
                 s.insert(c as u32);
             }
         }
@@ -272,14 +294,14 @@ impl<P: PdeStorage> Mediator<P> {
     }
 
     fn space_count(&self) -> usize {
-        self.spaces.iter().filter(|s| s.is_some()).count()
+        self.spaces.iter().filter(|s| s.0.is_some()).count()
     }
 
     /// Applies `op` to space `i`, keeps the counters, and flushes the host TLB for the shadow
     /// if it was synced.
     fn sync_space(&mut self, env: &mut Env<'_>, i: usize, op: SyncOp) {
         let slice = self.slice();
-        let Some(Some(space)) = self.spaces.get_mut(i) else { return };
+        let Some(SpaceSlot(Some(space))) = self.spaces.get_mut(i) else { return };
         let before = space.vm.stats;
         let mut sys = Excluding { inner: &mut *env.sys, exclude: self.unmapping };
         let mut senv = SyncEnv { vram: &mut *env.vram, slice: &slice, sys: &mut sys, alloc: &mut *env.tables };
@@ -308,7 +330,7 @@ impl<P: PdeStorage> Mediator<P> {
     fn before_use(&mut self, env: &mut Env<'_>, why: UsePoint, chans: ChannelSet) {
         let mut spaces = 0u32;
         for c in chans.iter() {
-            if let Some(Some(ch)) = self.chans.get(c as usize) {
+            if let Some(ChanSlot(Some(ch))) = self.chans.get(c as usize) {
                 spaces |= 1 << ch.space;
             }
         }
@@ -354,17 +376,17 @@ impl<P: PdeStorage> Mediator<P> {
     fn guest_vram_write(&mut self, env: &mut Env<'_>, guest: u64, host: u64, v: u32) {
         self.stats.forwarded += 1;
         env.vram.write32(host, v);
-        for s in self.spaces.iter_mut().flatten() {
+        for s in self.spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
             s.vm.note_guest_write(guest);
         }
         // A write into a bound instance block is mirrored into its shadow.
         let slice = self.slice();
-        for ch in self.chans.iter().flatten() {
+        for ch in self.chans.iter().filter_map(|c| c.0.as_ref()) {
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
                 continue;
             }
             let off = (guest - ch.guest_inst) as u32 & !3;
-            let Some(Some(space)) = self.spaces.get(ch.space) else { continue };
+            let Some(SpaceSlot(Some(space))) = self.spaces.get(ch.space) else { continue };
             let shadow = InstShadow { pd_host: space.vm.pd_host(), limit: space.vm.limit() };
             let word = {
                 let mem = GuestVram::new(&*env.vram, slice);
@@ -382,7 +404,7 @@ impl<P: PdeStorage> Mediator<P> {
                 let mode = env.host.sync_mode();
                 for i in 0..MAX_SPACES {
                     let hit = match self.spaces.get(i) {
-                        Some(Some(s)) => pd.is_none_or(|p| s.pd == p),
+                        Some(SpaceSlot(Some(s))) => pd.is_none_or(|p| s.pd == p),
                         _ => false,
                     };
                     if hit {
@@ -422,7 +444,7 @@ impl<P: PdeStorage> Mediator<P> {
             Effect::ChannelBind { chid, host_chid, inst } => self.bind(env, chid, host_chid, inst),
             Effect::ChannelUnbind { chid, host_chid } => self.unbind(env, chid, host_chid),
             Effect::ChannelState { chid, host_chid, runnable } => {
-                if let Some(Some(ch)) = self.chans.get_mut(chid as usize) {
+                if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
                     ch.runnable = runnable;
                     env.host.set_runnable(host_chid, runnable);
                 }
@@ -445,16 +467,16 @@ impl<P: PdeStorage> Mediator<P> {
 
     /// Finds or creates the shadow of the address space with guest PD `desc.pd`.
     fn space_for(&mut self, env: &mut Env<'_>, desc: VmDesc) -> Option<usize> {
-        if let Some(i) = self.spaces.iter().position(|s| s.as_ref().is_some_and(|s| s.pd == desc.pd)) {
+        if let Some(i) = self.spaces.iter().position(|s| s.0.as_ref().is_some_and(|s| s.pd == desc.pd)) {
             return Some(i);
         }
-        let free = self.spaces.iter().position(Option::is_none)?;
+        let free = self.spaces.iter().position(|s| s.0.is_none())?;
         let count = (desc.pde_count() as usize).min(MAX_PDES);
-        let pdes = P::with_len(count)?;
+        let pdes = S::with_len(count)?;
         // Every guest write to VRAM is trapped in this mode, so writes are tracked.
         let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut *env.tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
-            *slot = Some(Space { pd: desc.pd, vm });
+            *slot = SpaceSlot(Some(Space { pd: desc.pd, vm }));
         }
         Some(free)
     }
@@ -477,7 +499,7 @@ impl<P: PdeStorage> Mediator<P> {
             return;
         };
         self.sync_space(env, space, SyncOp::Use(UsePoint::ChannelBind));
-        let Some(Some(s)) = self.spaces.get(space) else {
+        let Some(SpaceSlot(Some(s))) = self.spaces.get(space) else {
             env.tables.free(host_inst, inst::SIZE);
             return;
         };
@@ -489,13 +511,13 @@ impl<P: PdeStorage> Mediator<P> {
         }
         env.host.bind(host_chid, Some(host_inst));
         if let Some(slot) = self.chans.get_mut(chid as usize) {
-            *slot = Some(Chan { guest_inst, host_inst, space, runnable: false });
+            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false }));
         }
     }
 
     fn unbind(&mut self, env: &mut Env<'_>, chid: u32, host_chid: u32) {
         let Some(slot) = self.chans.get_mut(chid as usize) else { return };
-        let Some(ch) = slot.take() else { return };
+        let Some(ch) = slot.0.take() else { return };
         env.host.bind(host_chid, None);
         env.tables.free(ch.host_inst, inst::SIZE);
         if self.runlist.contains(chid) {
@@ -507,7 +529,7 @@ impl<P: PdeStorage> Mediator<P> {
     /// Frees every shadow address space.
     fn drop_spaces(&mut self, env: &mut Env<'_>) {
         for slot in self.spaces.iter_mut() {
-            if let Some(s) = slot.take() {
+            if let Some(s) = slot.0.take() {
                 let _ = s.vm.release(&mut *env.tables);
             }
         }
@@ -530,7 +552,7 @@ impl<P: PdeStorage> Mediator<P> {
     fn commit_runlist(&mut self, env: &mut Env<'_>) {
         let mut bound = ChannelSet::default();
         for c in self.runlist.iter() {
-            if matches!(self.chans.get(c as usize), Some(Some(_))) {
+            if matches!(self.chans.get(c as usize), Some(ChanSlot(Some(_)))) {
                 bound.insert(c);
             }
         }
@@ -569,14 +591,14 @@ impl<P: PdeStorage> Mediator<P> {
         // No channel bound: the GPU cannot walk any shadow, so drop them all (rebuilt at the
         // next bind) instead of re-walking every guest table (a driver unmaps its buffers
         // after closing its channels).
-        if self.chans.iter().all(Option::is_none) {
+        if self.chans.iter().all(|c| c.0.is_none()) {
             self.drop_spaces(env);
             env.sys.unpin_range(iova, len);
             return;
         }
         self.unmapping = Some((iova, len));
         for i in 0..MAX_SPACES {
-            if let Some(Some(s)) = self.spaces.get_mut(i) {
+            if let Some(SpaceSlot(Some(s))) = self.spaces.get_mut(i) {
                 s.vm.invalidate_all();
             }
             self.sync_space(env, i, SyncOp::Full);
@@ -594,7 +616,7 @@ impl<P: PdeStorage> Mediator<P> {
         }
         for (unit, f) in faults.iter().enumerate() {
             let Some(f) = *f else { continue };
-            if let Some(ch) = self.chans.iter().flatten().find(|c| c.host_inst == f.inst) {
+            if let Some(ch) = self.chans.iter().filter_map(|c| c.0.as_ref()).find(|c| c.host_inst == f.inst) {
                 self.stats.faults += 1;
                 self.vregs.raise_vm_fault(unit as u32, ch.guest_inst, f.va, f.info);
             }
@@ -654,7 +676,7 @@ impl<P: PdeStorage> Mediator<P> {
     /// The guest rang channel `chid`'s doorbell with GP_PUT `put`: the submission point.
     fn doorbell(&mut self, env: &mut Env<'_>, chid: u32, put: u32) {
         let Some(host_chid) = self.slice().channel_to_host(chid) else { return };
-        if !matches!(self.chans.get(chid as usize), Some(Some(_))) {
+        if !matches!(self.chans.get(chid as usize), Some(ChanSlot(Some(_)))) {
             return;
         }
         self.stats.doorbells += 1;

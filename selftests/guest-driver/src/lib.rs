@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod driver;
+pub mod hostile;
 pub mod record;
 pub mod transport;
 pub mod workloads;

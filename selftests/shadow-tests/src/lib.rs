@@ -36,13 +36,15 @@ pub mod mediator;
 
 extern crate alloc;
 
-/// On the host a shadow address space's per-PDE state lives in a `Vec` (a `KVec` in the
-/// kernel).
-impl mediator::PdeStorage for alloc::vec::Vec<shadow_vm::PdeShadow> {
-    fn with_len(len: usize) -> Option<Self> {
+/// On the host the mediator's tables live in `Vec`s (`KVec`s in the kernel).
+pub struct HostStorage;
+
+impl mediator::Storage for HostStorage {
+    type Vec<T: Default> = alloc::vec::Vec<T>;
+    fn with_len<T: Default>(len: usize) -> Option<alloc::vec::Vec<T>> {
         let mut v = alloc::vec::Vec::new();
         v.try_reserve_exact(len).ok()?;
-        v.resize(len, shadow_vm::PdeShadow::default());
+        v.resize_with(len, T::default);
         Some(v)
     }
 }

@@ -20,7 +20,8 @@ use gpuvm_shadow::host_pool::HostPool;
 use gpuvm_shadow::mediator::{Env, GuestMemory, HostChannels, Mediator, MediatorStats};
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
-use gpuvm_shadow::shadow_vm::{PdeShadow, TableAlloc};
+use gpuvm_shadow::shadow_vm::TableAlloc;
+use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
 use gpuvm_shadow::vregs;
 use std::cell::Cell;
@@ -205,7 +206,7 @@ impl GuestMemory for GuestSys {
 
 /// A vGPU's state, under its lock (the kernel's per-vGPU state mutex).
 struct VgpuState {
-    med: Box<Mediator<Vec<PdeShadow>>>,
+    med: Box<Mediator<HostStorage>>,
     sys: GuestSys,
     /// MSIs signalled and not yet taken by `irq_wait`.
     msi_pending: u32,
@@ -233,7 +234,7 @@ pub struct VgpuShared {
 impl VgpuShared {
     /// Runs `f` with the mediator and an environment over the host, then signals the guest's
     /// MSI on a rising edge of its line.
-    fn with_env<R>(&self, f: impl FnOnce(&mut Mediator<Vec<PdeShadow>>, &mut Env<'_>) -> R) -> R {
+    fn with_env<R>(&self, f: impl FnOnce(&mut Mediator<HostStorage>, &mut Env<'_>) -> R) -> R {
         let h = &*self.host;
         let mut st = lock(&self.state);
         let st = &mut *st;
@@ -357,7 +358,7 @@ impl MediatedHost {
         let units = UnitMap::units_for(share).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let first = lock(&self.shared.units).alloc(share).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC))?;
         let slice = self.shared.pools.slice(first, units);
-        let med = Box::new(Mediator::new(slice, self.shared.boot0));
+        let med = Box::new(Mediator::new(slice, self.shared.boot0).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?);
         let v = Arc::new(VgpuShared {
             host: self.shared.clone(),
             index: first,
