@@ -15,7 +15,7 @@
 use core::ops::DerefMut;
 
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
-use crate::gf100::{inst, pfifo, userd};
+use crate::gf100::{inst, pfifo, ramfc, userd};
 use crate::host_gpu::{HostError, HostFault};
 use crate::memory::{Clock, GuestVram, SysMem, Vram};
 use crate::pagetable::{self, Aperture, VmDesc};
@@ -381,20 +381,15 @@ impl<S: Storage> Mediator<S> {
         }
         // A write into a bound instance block is mirrored into its shadow.
         let slice = self.slice();
-        for ch in self.chans.iter().filter_map(|c| c.0.as_ref()) {
+        for (chid, ch) in self.chans.iter().enumerate() {
+            let Some(ch) = ch.0 else { continue };
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
                 continue;
             }
-            let off = (guest - ch.guest_inst) as u32 & !3;
             let Some(SpaceSlot(Some(space))) = self.spaces.get(ch.space) else { continue };
             let shadow = InstShadow { pd_host: space.vm.pd_host(), limit: space.vm.limit() };
-            let word = {
-                let mem = GuestVram::new(&*env.vram, slice);
-                channel::shadow_inst_word(&mem, &slice, ch.guest_inst, off, &shadow)
-            };
-            if let Ok(w) = word {
-                env.vram.write32(ch.host_inst + u64::from(off), w);
-            }
+            let Some(host_chid) = slice.channel_to_host(chid as u32) else { continue };
+            mirror_inst_write(env, &slice, &ch, host_chid, (guest - ch.guest_inst) as u32 & !3, &shadow);
         }
     }
 
@@ -515,36 +510,45 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
+    /// Takes a channel off the host in the order that keeps the GPU off its memory: off the
+    /// runlist, not runnable, preempted (the engines leave it; bounded, a timeout reported),
+    /// unbound; only then is its shadow instance block freed.
     fn unbind(&mut self, env: &mut Env<'_>, chid: u32, host_chid: u32) {
         let Some(slot) = self.chans.get_mut(chid as usize) else { return };
         let Some(ch) = slot.0.take() else { return };
-        env.host.bind(host_chid, None);
-        env.tables.free(ch.host_inst, inst::SIZE);
         if self.runlist.contains(chid) {
             self.runlist.remove(chid);
             self.commit_runlist(env);
         }
+        stop_channel(env, host_chid);
+        env.host.bind(host_chid, None);
+        env.tables.free(ch.host_inst, inst::SIZE);
     }
 
-    /// Frees every shadow address space.
+    /// Frees every shadow address space. No channel may use them any more; the host TLB is
+    /// flushed for each page directory before its memory can go to anyone else.
     fn drop_spaces(&mut self, env: &mut Env<'_>) {
         for slot in self.spaces.iter_mut() {
             if let Some(s) = slot.0.take() {
+                if let Err(e) = env.host.tlb_flush(s.vm.pd_host()) {
+                    env.host.report(e);
+                }
                 let _ = s.vm.release(&mut *env.tables);
             }
         }
     }
 
-    /// Unbinds every channel, drops the vGPU from the host runlist, frees every shadow.
+    /// Drops the vGPU from the host runlist (once), stops and unbinds every channel, frees
+    /// every shadow.
     fn release_channels(&mut self, env: &mut Env<'_>) {
+        self.runlist = ChannelSet::default();
+        self.commit_runlist(env);
         let slice = self.slice();
         for c in 0..slice.channels {
             if let Some(host) = slice.channel_to_host(c) {
                 self.unbind(env, c, host);
             }
         }
-        self.runlist = ChannelSet::default();
-        self.commit_runlist(env);
         self.drop_spaces(env);
     }
 
@@ -690,6 +694,56 @@ impl<S: Storage> Mediator<S> {
     /// Shadow address spaces in use (for tests and sysfs).
     pub fn spaces_in_use(&self) -> usize {
         self.space_count()
+    }
+}
+
+/// Stops host channel `host_chid`: not runnable, then preempted so no engine still works
+/// for it (bounded; a timeout is reported and the caller goes on, the channel being
+/// unrunnable).
+fn stop_channel(env: &mut Env<'_>, host_chid: u32) {
+    env.host.set_runnable(host_chid, false);
+    if let Err(e) = env.host.kick(host_chid) {
+        env.host.report(e);
+    }
+}
+
+/// The instance-block words that hold one pointer (low, high): a guest write to either is
+/// mirrored as a whole, never leaving a shadow pointer made of an old and a new half.
+fn pointer_words(off: u32) -> Option<(u32, u32)> {
+    const PAIRS: [(u32, u32); 6] = [
+        (ramfc::USERD_LO, ramfc::USERD_HI),
+        (ramfc::GP_BASE, ramfc::GP_BASE_HI),
+        (inst::GR_CTX_LO, inst::GR_CTX_HI),
+        (inst::PCOPY0_CTX_LO, inst::PCOPY0_CTX_HI),
+        (inst::PCOPY1_CTX_LO, inst::PCOPY1_CTX_HI),
+        (inst::PDB_LO, inst::PDB_HI),
+    ];
+    PAIRS.into_iter().find(|&(lo, hi)| off == lo || off == hi)
+}
+
+/// Mirrors a guest write at offset `off` of bound channel `ch`'s instance block into its
+/// shadow. A pointer is recomputed (and validated) whole; if both of its shadow words change
+/// while the channel may run, the channel is stopped around the update, so the GPU loads
+/// either the old or the new pointer. A word that does not validate leaves the shadow as it
+/// was (the last valid value).
+fn mirror_inst_write(env: &mut Env<'_>, slice: &Slice, ch: &Chan, host_chid: u32, off: u32, shadow: &InstShadow) {
+    let (lo, hi) = pointer_words(off).unwrap_or((off, off));
+    let value = |env: &Env<'_>, o: u32| {
+        let mem = GuestVram::new(&*env.vram, *slice);
+        channel::shadow_inst_word(&mem, slice, ch.guest_inst, o, shadow).ok()
+    };
+    let (Some(new_lo), Some(new_hi)) = (value(env, lo), value(env, hi)) else { return };
+    let (at_lo, at_hi) = (ch.host_inst + u64::from(lo), ch.host_inst + u64::from(hi));
+    let torn = lo != hi && env.vram.read32(at_lo) != new_lo && env.vram.read32(at_hi) != new_hi;
+    if torn && ch.runnable {
+        stop_channel(env, host_chid);
+    }
+    env.vram.write32(at_lo, new_lo);
+    if hi != lo {
+        env.vram.write32(at_hi, new_hi);
+    }
+    if torn && ch.runnable {
+        env.host.set_runnable(host_chid, true);
     }
 }
 

@@ -47,7 +47,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What the host owns of the GPU: the model, the host's VRAM pool and runlist, the slices.
-/// Lock order: a vGPU's `state` → `runlist` → `pramin`; `pool` and `units` are leaves.
+/// Lock order: a vGPU's `state` → `runlist` → `pramin`; `pool`, `tlb` and `units` are leaves.
 struct HostShared {
     gpu: Arc<Gpu>,
     boot0: u32,
@@ -58,6 +58,8 @@ struct HostShared {
     runlist: Mutex<HostRunlist>,
     /// Where the one PRAMIN window points.
     pramin: Mutex<Cell<Option<u32>>>,
+    /// Serialises host TLB flushes.
+    tlb: Mutex<()>,
     lazy_shadow: AtomicBool,
     vgpus: Mutex<Vec<Weak<VgpuShared>>>,
     /// Host operations that failed (the kernel logs them): tests assert there are none.
@@ -128,6 +130,7 @@ impl HostChannels for ModelChannels<'_> {
         lock(&self.0.runlist).commit(&ModelBars(self.0), self.0.bar3_mapped, part).map(|_| ())
     }
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+        let _serialised = lock(&self.0.tlb);
         host_gpu::tlb_flush(&ModelBars(self.0), pd)
     }
     fn sync_mode(&self) -> SyncMode {
@@ -312,6 +315,7 @@ impl MediatedHost {
             pool: Mutex::new(HostPool::new(0, 0)),
             runlist: Mutex::new(HostRunlist::new([0; 2])),
             pramin: Mutex::new(Cell::new(None)),
+            tlb: Mutex::new(()),
             lazy_shadow: AtomicBool::new(true),
             vgpus: Mutex::new(Vec::new()),
             host_errors: Mutex::new(Vec::new()),

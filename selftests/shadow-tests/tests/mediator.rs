@@ -1,0 +1,207 @@
+//! The mediator against recording stand-ins for the host: the order in which a channel is
+//! taken off the GPU, whole-pointer mirroring of instance-block writes, and that every
+//! shadow goes back to the pool.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Alloc, FakeClock, MIB};
+use gpuvm_shadow_tests::channel::RunlistPart;
+use gpuvm_shadow_tests::gf100::{inst, pfifo, ramfc, target, userd, vm};
+use gpuvm_shadow_tests::host_gpu::HostError;
+use gpuvm_shadow_tests::mediator::{Env, GuestMemory, HostChannels, Mediator};
+use gpuvm_shadow_tests::memory::{SysMem, Vram};
+use gpuvm_shadow_tests::partition::Slice;
+use gpuvm_shadow_tests::sync_policy::SyncMode;
+use gpuvm_shadow_tests::HostStorage;
+
+/// Sparse host VRAM (the partition may sit above 4 GiB).
+#[derive(Default)]
+struct SparseVram(BTreeMap<u64, u32>);
+
+impl Vram for SparseVram {
+    fn read32(&self, pa: u64) -> u32 {
+        *self.0.get(&pa).unwrap_or(&0)
+    }
+    fn write32(&mut self, pa: u64, v: u32) {
+        self.0.insert(pa, v);
+    }
+}
+
+#[derive(Default)]
+struct NoSys;
+impl SysMem for NoSys {
+    fn pin(&mut self, _: u64, _: u64) -> Option<u64> {
+        None
+    }
+}
+impl GuestMemory for NoSys {
+    fn any_pinned(&self, _: u64, _: u64) -> bool {
+        false
+    }
+    fn unpin_range(&mut self, _: u64, _: u64) -> u64 {
+        0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Bind(u32, Option<u64>),
+    Runnable(u32, bool),
+    Kick(u32),
+    Doorbell(u32, u32),
+    Runlist(u128),
+    Flush(u64),
+}
+
+#[derive(Default)]
+struct Recorder {
+    ops: Vec<Op>,
+    errors: Vec<HostError>,
+}
+
+impl HostChannels for Recorder {
+    fn bind(&mut self, h: u32, inst: Option<u64>) {
+        self.ops.push(Op::Bind(h, inst));
+    }
+    fn set_runnable(&mut self, h: u32, r: bool) {
+        self.ops.push(Op::Runnable(h, r));
+    }
+    fn kick(&mut self, h: u32) -> Result<(), HostError> {
+        self.ops.push(Op::Kick(h));
+        Ok(())
+    }
+    fn ring_doorbell(&mut self, h: u32, put: u32) {
+        self.ops.push(Op::Doorbell(h, put));
+    }
+    fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError> {
+        self.ops.push(Op::Runlist(part.channels.0));
+        Ok(())
+    }
+    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+        self.ops.push(Op::Flush(pd));
+        Ok(())
+    }
+    fn sync_mode(&self) -> SyncMode {
+        SyncMode::Lazy
+    }
+    fn report(&mut self, what: HostError) {
+        self.errors.push(what);
+    }
+}
+
+/// A vGPU whose partition is `[base, base + 16 MiB)` of host VRAM, channels 8..12.
+struct Rig {
+    med: Mediator<HostStorage>,
+    vram: SparseVram,
+    sys: NoSys,
+    tables: Alloc,
+    host: Recorder,
+    clock: FakeClock,
+    slice: Slice,
+}
+
+const INST: u64 = 0x10_0000;
+const PD: u64 = 0x20_0000;
+const USERD: u64 = 0x30_0000;
+const RUNLIST: u64 = 0x40_0000;
+
+impl Rig {
+    fn new(base: u64) -> Rig {
+        let slice = Slice { first_unit: 1, units: 1, vram_base: base, vram_size: 16 * MIB, first_channel: 8, channels: 4 };
+        Rig {
+            med: Mediator::new(slice, 0x0c0c_00a3).expect("mediator"),
+            vram: SparseVram::default(),
+            sys: NoSys,
+            tables: Alloc::new(0x1000..4 * MIB),
+            host: Recorder::default(),
+            clock: FakeClock(Default::default()),
+            slice,
+        }
+    }
+    fn guest32(&mut self, gpa: u64, v: u32) {
+        self.vram.write32(self.slice.vram_base + gpa, v);
+    }
+    /// A guest BAR0 write through the mediator; false if denied.
+    fn bar0(&mut self, off: u32, v: u32) -> bool {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.bar0_write(&mut env, off, v)
+    }
+    /// A guest PRAMIN write (how a driver writes its instance block).
+    fn pramin(&mut self, gpa: u64, v: u32) {
+        use gpuvm_shadow_tests::gf100::pbus;
+        assert!(self.bar0(pbus::PRAMIN_BASE, (gpa >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32));
+        let off = pbus::PRAMIN_WINDOW + (gpa & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32;
+        assert!(self.bar0(off, v));
+    }
+    /// Channel 0 bound to a valid instance block, runnable, on the runlist.
+    fn channel_up(&mut self) {
+        self.guest32(INST + u64::from(inst::PDB_LO), PD as u32 | target::VRAM);
+        self.guest32(INST + u64::from(inst::LIMIT_LO), (16 * MIB - 1) as u32);
+        self.guest32(INST + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
+        self.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+        assert!(self.bar0(pfifo::chan_inst(0), pfifo::chan_inst_value(INST)));
+        assert!(self.bar0(pfifo::chan_state(0), pfifo::CHAN_STATE_RUNNABLE));
+        self.guest32(RUNLIST, 0);
+        self.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
+        assert!(self.bar0(pfifo::RUNLIST_BASE, (RUNLIST >> vm::SMALL_PAGE_SHIFT) as u32 | target::VRAM << pfifo::RUNLIST_TARGET_SHIFT));
+        assert!(self.bar0(pfifo::RUNLIST_SUBMIT, 1));
+        let _ = userd::SIZE;
+    }
+    fn host_inst(&self) -> u64 {
+        self.host.ops.iter().rev().find_map(|o| match o { Op::Bind(8, Some(i)) => Some(*i), _ => None }).expect("bound")
+    }
+}
+
+#[test]
+fn unbind_stops_the_channel_before_freeing_it() {
+    let mut r = Rig::new(64 * MIB);
+    r.channel_up();
+    let live = r.tables.live.len();
+    assert!(r.host.ops.contains(&Op::Runlist(1)), "on the runlist: {:?}", r.host.ops);
+    r.host.ops.clear();
+    assert!(r.bar0(pfifo::chan_inst(0), 0));
+    let expect = [Op::Runlist(0), Op::Runnable(8, false), Op::Kick(8), Op::Bind(8, None)];
+    assert_eq!(r.host.ops, expect, "off the runlist, stopped, preempted, unbound, in that order");
+    assert_eq!(r.tables.live.len(), live - 1, "the shadow instance block was freed after");
+    assert!(r.host.errors.is_empty());
+}
+
+#[test]
+fn reset_flushes_each_shadow_pd_before_freeing_it() {
+    let mut r = Rig::new(64 * MIB);
+    r.channel_up();
+    r.host.ops.clear();
+    let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
+    r.med.reset(&mut env);
+    let ops = &r.host.ops;
+    let unbind = ops.iter().position(|o| *o == Op::Bind(8, None)).expect("unbound");
+    let flush = ops.iter().position(|o| matches!(o, Op::Flush(_))).expect("host TLB flushed for the shadow PD");
+    assert!(ops[0] == Op::Runlist(0) && unbind < flush, "{ops:?}");
+    assert!(r.tables.live.is_empty(), "every shadow table and instance block back in the pool: {:?}", r.tables.live);
+}
+
+/// USERD moved across a 4 GiB boundary of host VRAM: both shadow words change, so the channel
+/// is stopped around the update and the shadow never holds half of each.
+#[test]
+fn userd_is_mirrored_whole() {
+    let base = (4 << 30) - 8 * MIB; // the partition straddles 4 GiB
+    let mut r = Rig::new(base);
+    r.channel_up();
+    let hi = r.host_inst();
+    let shadow_userd = |r: &Rig| u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_LO)) & ramfc::USERD_ADDR_MASK) | u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_HI))) << 32;
+    assert_eq!(shadow_userd(&r), base + USERD);
+    r.host.ops.clear();
+    // The guest moves USERD to 12 MiB: host base + 12 MiB is above 4 GiB.
+    let new = 12 * MIB;
+    r.pramin(INST + u64::from(ramfc::USERD_LO), new as u32 | target::VRAM);
+    assert_eq!(shadow_userd(&r), base + new, "both words follow");
+    assert!(base + new >= 1 << 32 && base + USERD < 1 << 32);
+    assert_eq!(r.host.ops, [Op::Runnable(8, false), Op::Kick(8), Op::Runnable(8, true)], "stopped around the two-word update");
+    // A USERD outside the partition is not mirrored: the shadow keeps its last valid value.
+    r.pramin(INST + u64::from(ramfc::USERD_LO), (17 * MIB) as u32 | target::VRAM);
+    assert_eq!(shadow_userd(&r), base + new);
+    r.pramin(INST + u64::from(ramfc::USERD_HI), 1);
+    assert_eq!(shadow_userd(&r), base + new, "a high word pointing outside is refused too");
+}
