@@ -28,11 +28,12 @@ pub const VA_MAX: u64 = (1 << vm::VA_BITS) - 1;
 const ADDR_FIELD_LIMIT: u64 = (vm::PDE_ADDR_MASK + 1) << vm::SMALL_PAGE_SHIFT;
 
 /// The entry the shadow writes for a guest PTE it refuses (VRAM outside the partition, an
-/// unpinnable system page, a peer target): valid, so that the MMU does not fall back from a
-/// refused small page to the big page of a dual PDE, but with the peer aperture, which
-/// translates nowhere and faults (`mmu::FAULT_BAD_PHYSICAL` on the model) in the guest's own
-/// channel.
-pub const REFUSED_PTE: u64 = vm::PTE_VALID | vm::PTE_APER_PEER << vm::PTE_APER_SHIFT;
+/// unpinnable system page, a peer target): not VALID, so every GF100 faults on it in the
+/// guest's own channel. (An aperture trick is not portable: envytools' `g80_mem_target`
+/// leaves target 1 as "some other sysram", so a real card may reach memory through it.)
+/// Where a dual PDE also has a big-page table, the MMU may use the big page instead; that
+/// entry went through the same validation, so the access stays inside the vGPU's memory.
+pub const REFUSED_PTE: u64 = 0;
 
 /// Page size of a page table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -124,8 +124,9 @@ fn shadow_pte_translates_vram_and_sysmem_and_refuses_the_rest() {
     assert_eq!(shadow_pte(0x1234_5670, PageSize::Small, &s, &mut sys), 0);
     let tagged = vram_pte(0x1000, false) | 0x7f << vm::PTE_COMPTAG_SHIFT;
     assert_eq!(shadow_pte(tagged, PageSize::Small, &s, &mut sys) >> vm::PTE_COMPTAG_SHIFT, 0);
-    // The refused entry is valid (no dual-PDE fallback) and faults as a bad physical address.
-    assert!(Pte::decode(REFUSED_PTE).is_some_and(|p| p.aperture == Aperture::Peer));
+    // The refused entry is not VALID: any GF100 faults on it (no aperture a card may map).
+    assert!(Pte::decode(REFUSED_PTE).is_none());
+    assert_eq!(REFUSED_PTE & vm::PTE_VALID, 0);
 }
 
 #[test]
