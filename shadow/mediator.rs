@@ -230,6 +230,11 @@ pub struct Mediator<S: Storage> {
     msi_rearm: bool,
     /// The interrupt line level last signalled (MSI is sent on rising edges).
     irq_level: bool,
+    /// Bus mastering is on in the vGPU's PCI command register.
+    bus_master: bool,
+    /// Whether the vGPU's channels are on the host GPU (bus master, PMC and PFIFO enabled),
+    /// as last applied.
+    host_work: bool,
     /// Counters.
     pub stats: MediatorStats,
 }
@@ -252,6 +257,8 @@ impl<S: Storage> Mediator<S> {
             unmapping: None,
             msi_rearm: false,
             irq_level: false,
+            bus_master: false,
+            host_work: false,
             stats: MediatorStats::default(),
         })
     }
@@ -357,6 +364,44 @@ impl<S: Storage> Mediator<S> {
 
     /// A guest BAR0 write of 32 bits; `false` if it was denied.
     pub fn bar0_write(&mut self, env: &mut Env<'_>, off: u32, v: u32) -> bool {
+        let ok = self.bar0_write_inner(env, off, v);
+        self.apply_enables(env);
+        ok
+    }
+
+    /// The guest turned bus mastering on or off (its PCI command register).
+    pub fn set_bus_master(&mut self, env: &mut Env<'_>, on: bool) {
+        self.bus_master = on;
+        self.apply_enables(env);
+    }
+
+    /// Whether the vGPU's channels may run on the host GPU now.
+    fn may_run(&self) -> bool {
+        self.bus_master && self.vregs.pfifo_running()
+    }
+
+    /// Follows the guest's disables: with bus mastering, its PMC PFIFO enable or PFIFO off,
+    /// its channels leave the host runlist and are stopped (so no engine does DMA for it);
+    /// when all are back on, they return as the guest left them.
+    fn apply_enables(&mut self, env: &mut Env<'_>) {
+        let run = self.may_run();
+        if run == self.host_work {
+            return;
+        }
+        self.host_work = run;
+        self.commit_runlist(env);
+        let slice = self.slice();
+        for (c, ch) in self.chans.iter().enumerate() {
+            let (Some(ch), Some(host)) = (ch.0, slice.channel_to_host(c as u32)) else { continue };
+            if !run {
+                stop_channel(env, host);
+            } else if ch.runnable {
+                env.host.set_runnable(host, true);
+            }
+        }
+    }
+
+    fn bar0_write_inner(&mut self, env: &mut Env<'_>, off: u32, v: u32) -> bool {
         match self.vregs.write(off, v, env.clock) {
             Write::Done => true,
             Write::Vram(a, v) => {
@@ -439,9 +484,10 @@ impl<S: Storage> Mediator<S> {
             Effect::ChannelBind { chid, host_chid, inst } => self.bind(env, chid, host_chid, inst),
             Effect::ChannelUnbind { chid, host_chid } => self.unbind(env, chid, host_chid),
             Effect::ChannelState { chid, host_chid, runnable } => {
+                let may_run = self.may_run();
                 if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
                     ch.runnable = runnable;
-                    env.host.set_runnable(host_chid, runnable);
+                    env.host.set_runnable(host_chid, runnable && may_run);
                 }
             }
             Effect::PfifoReset => self.release_channels(env),
@@ -552,10 +598,11 @@ impl<S: Storage> Mediator<S> {
         self.drop_spaces(env);
     }
 
-    /// Publishes this vGPU's runnable bound channels and rewrites the host runlist.
+    /// Publishes this vGPU's runnable bound channels and rewrites the host runlist (none
+    /// while the guest has its PFIFO or bus mastering off).
     fn commit_runlist(&mut self, env: &mut Env<'_>) {
         let mut bound = ChannelSet::default();
-        for c in self.runlist.iter() {
+        for c in self.runlist.iter().filter(|_| self.host_work) {
             if matches!(self.chans.get(c as usize), Some(ChanSlot(Some(_)))) {
                 bound.insert(c);
             }
@@ -576,6 +623,8 @@ impl<S: Storage> Mediator<S> {
         self.poll = None;
         self.msi_rearm = false;
         self.irq_level = false;
+        self.bus_master = false;
+        self.host_work = false;
     }
 
     /// The device is closed: reset, then every pinned page is released.

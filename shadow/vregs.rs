@@ -399,6 +399,12 @@ impl VRegs {
         v
     }
 
+    /// Whether the guest's PFIFO may run channels: its PMC enable bit is set and PFIFO is
+    /// enabled. When it is not, the mediator keeps the vGPU's channels off the host GPU.
+    pub fn pfifo_running(&self) -> bool {
+        self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0
+    }
+
     /// Whether the vGPU's interrupt line is asserted.
     pub fn irq_line(&self) -> bool {
         let hw = self.pmc_hw_intr();

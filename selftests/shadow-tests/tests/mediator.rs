@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::{Alloc, FakeClock, MIB};
 use gpuvm_shadow_tests::channel::RunlistPart;
-use gpuvm_shadow_tests::gf100::{inst, pfifo, ramfc, target, userd, vm};
+use gpuvm_shadow_tests::gf100::{inst, pfifo, pmc, ramfc, target, userd, vm};
 use gpuvm_shadow_tests::host_gpu::HostError;
 use gpuvm_shadow_tests::mediator::{Env, GuestMemory, HostChannels, Mediator};
 use gpuvm_shadow_tests::memory::{SysMem, Vram};
@@ -135,8 +135,16 @@ impl Rig {
         let off = pbus::PRAMIN_WINDOW + (gpa & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32;
         assert!(self.bar0(off, v));
     }
-    /// Channel 0 bound to a valid instance block, runnable, on the runlist.
+    fn bus_master(&mut self, on: bool) {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.set_bus_master(&mut env, on);
+    }
+    /// Channel 0 bound to a valid instance block, runnable, on the runlist, with the guest's
+    /// bus mastering, PMC units and PFIFO on.
     fn channel_up(&mut self) {
+        self.bus_master(true);
+        assert!(self.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+        assert!(self.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
         self.guest32(INST + u64::from(inst::PDB_LO), PD as u32 | target::VRAM);
         self.guest32(INST + u64::from(inst::LIMIT_LO), (16 * MIB - 1) as u32);
         self.guest32(INST + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
@@ -204,4 +212,46 @@ fn userd_is_mirrored_whole() {
     assert_eq!(shadow_userd(&r), base + new);
     r.pramin(INST + u64::from(ramfc::USERD_HI), 1);
     assert_eq!(shadow_userd(&r), base + new, "a high word pointing outside is refused too");
+}
+
+/// The guest turning off its PFIFO, its PMC PFIFO bit or bus mastering takes its channels
+/// off the GPU (runlist part emptied, channel stopped); turning them back on restores them.
+#[test]
+fn guest_disables_stop_its_host_channels() {
+    let mut r = Rig::new(64 * MIB);
+    r.channel_up();
+    let stop = [Op::Runlist(0), Op::Runnable(8, false), Op::Kick(8)];
+    let start = [Op::Runlist(1), Op::Runnable(8, true)];
+    let (off, on) = (pfifo::CTRL, pfifo::CTRL_ENABLE);
+    r.host.ops.clear();
+    assert!(r.bar0(off, 0));
+    assert_eq!(r.host.ops, stop, "PFIFO off");
+    r.host.ops.clear();
+    // A runnable write while disabled changes nothing on the host.
+    assert!(r.bar0(pfifo::chan_state(0), pfifo::CHAN_STATE_RUNNABLE));
+    assert_eq!(r.host.ops, [Op::Runnable(8, false)], "stays stopped");
+    r.host.ops.clear();
+    assert!(r.bar0(off, on));
+    assert_eq!(r.host.ops, start, "PFIFO on again");
+    r.host.ops.clear();
+    r.bus_master(false);
+    assert_eq!(r.host.ops, stop, "bus master off");
+    r.host.ops.clear();
+    r.bus_master(true);
+    assert_eq!(r.host.ops, start, "bus master on");
+}
+
+/// PMC's PFIFO bit off stops the channels; back on (0 -> 1 resets the unit) they are gone, as
+/// on the hardware, and nothing of the vGPU stays on the host.
+#[test]
+fn pmc_pfifo_off_then_on_resets_the_guest_pfifo() {
+    let mut r = Rig::new(64 * MIB);
+    r.channel_up();
+    r.host.ops.clear();
+    assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL & !pmc::ENABLE_PFIFO));
+    assert_eq!(r.host.ops, [Op::Runlist(0), Op::Runnable(8, false), Op::Kick(8)]);
+    r.host.ops.clear();
+    assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+    assert!(r.host.ops.contains(&Op::Bind(8, None)), "the reset unbound the channel: {:?}", r.host.ops);
+    assert!(r.tables.live.is_empty(), "and freed its shadows: {:?}", r.tables.live);
 }

@@ -388,6 +388,9 @@ impl MediatedHost {
             st.open = true;
             st.msi_pending = 0;
         }
+        // What the guest driver's VFIO transport does first: memory space and bus mastering on
+        // in the PCI command register (the mediated vGPU has no config space of its own).
+        v.with_env(|med, env| med.set_bus_master(env, true));
         Ok(MediatedTransport { vgpu: v.clone(), next_iova: GUEST_IOVA_BASE, irq: false })
     }
 }
