@@ -192,6 +192,30 @@ impl SysMem for Excluding<'_> {
     }
 }
 
+/// The host pool as one vGPU may use it: allocations beyond its quota fail (the guest sees
+/// an unloadable channel or a fault in its own address space), so one guest's page tables
+/// cannot take the pool from the others.
+struct Quota<'a> {
+    inner: &'a mut dyn TableAlloc,
+    used: &'a mut u64,
+    quota: u64,
+}
+
+impl TableAlloc for Quota<'_> {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        if self.used.checked_add(bytes)? > self.quota {
+            return None;
+        }
+        let a = self.inner.alloc(bytes)?;
+        *self.used += bytes;
+        Some(a)
+    }
+    fn free(&mut self, addr: u64, bytes: u64) {
+        self.inner.free(addr, bytes);
+        *self.used = self.used.saturating_sub(bytes);
+    }
+}
+
 /// What a sync of one shadow address space is for.
 #[derive(Clone, Copy)]
 enum SyncOp {
@@ -230,6 +254,10 @@ pub struct Mediator<S: Storage> {
     msi_rearm: bool,
     /// The interrupt line level last signalled (MSI is sent on rising edges).
     irq_level: bool,
+    /// Host-pool bytes this vGPU may hold (shadow tables and instance blocks), in proportion
+    /// to its share of the GPU, and what it holds.
+    pool_quota: u64,
+    pool_used: u64,
     /// Bus mastering is on in the vGPU's PCI command register.
     bus_master: bool,
     /// Whether the vGPU's channels are on the host GPU (bus master, PMC and PFIFO enabled),
@@ -240,9 +268,9 @@ pub struct Mediator<S: Storage> {
 }
 
 impl<S: Storage> Mediator<S> {
-    /// The power-on state of a vGPU owning `slice`, identifying as `boot0`; `None` when its
-    /// tables cannot be allocated.
-    pub fn new(slice: Slice, boot0: u32) -> Option<Self> {
+    /// The power-on state of a vGPU owning `slice`, identifying as `boot0`, that may hold
+    /// `pool_quota` bytes of the host pool; `None` when its tables cannot be allocated.
+    pub fn new(slice: Slice, boot0: u32, pool_quota: u64) -> Option<Self> {
         let chans = S::with_len((slice.channels as usize).min(MAX_CHANNELS))?;
         let spaces = S::with_len(MAX_SPACES)?;
         Some(Self {
@@ -257,6 +285,8 @@ impl<S: Storage> Mediator<S> {
             unmapping: None,
             msi_rearm: false,
             irq_level: false,
+            pool_quota,
+            pool_used: 0,
             bus_master: false,
             host_work: false,
             stats: MediatorStats::default(),
@@ -271,6 +301,16 @@ impl<S: Storage> Mediator<S> {
     /// The emulated registers (counters of denied accesses live there).
     pub fn vregs(&self) -> &VRegs {
         &self.vregs
+    }
+
+    /// Host-pool bytes the vGPU holds.
+    pub fn pool_used(&self) -> u64 {
+        self.pool_used
+    }
+
+    /// The host pool as this vGPU may use it (within its quota).
+    fn quota<'b>(&'b mut self, env: &'b mut Env<'_>) -> Quota<'b> {
+        Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota }
     }
 
     /// Whether the guest's interrupt line is asserted.
@@ -311,7 +351,8 @@ impl<S: Storage> Mediator<S> {
         let Some(SpaceSlot(Some(space))) = self.spaces.get_mut(i) else { return };
         let before = space.vm.stats;
         let mut sys = Excluding { inner: &mut *env.sys, exclude: self.unmapping };
-        let mut senv = SyncEnv { vram: &mut *env.vram, slice: &slice, sys: &mut sys, alloc: &mut *env.tables };
+        let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
+        let mut senv = SyncEnv { vram: &mut *env.vram, slice: &slice, sys: &mut sys, alloc: &mut tables };
         let synced = match op {
             SyncOp::Flush(mode) => sync_policy::on_flush(mode, &mut space.vm, &mut senv),
             SyncOp::Use(why) => sync_policy::before_use(why, &mut space.vm, &mut senv),
@@ -515,7 +556,8 @@ impl<S: Storage> Mediator<S> {
         let count = (desc.pde_count() as usize).min(MAX_PDES);
         let pdes = S::with_len(count)?;
         // Every guest write to VRAM is trapped in this mode, so writes are tracked.
-        let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut *env.tables)?;
+        let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
+        let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
             *slot = SpaceSlot(Some(Space { pd: desc.pd, vm }));
         }
@@ -535,18 +577,18 @@ impl<S: Storage> Mediator<S> {
             self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
-        let Some(host_inst) = env.tables.alloc(inst::SIZE) else {
+        let Some(host_inst) = self.quota(env).alloc(inst::SIZE) else {
             self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
         self.sync_space(env, space, SyncOp::Use(UsePoint::ChannelBind));
         let Some(SpaceSlot(Some(s))) = self.spaces.get(space) else {
-            env.tables.free(host_inst, inst::SIZE);
+            self.quota(env).free(host_inst, inst::SIZE);
             return;
         };
         let shadow = InstShadow { pd_host: s.vm.pd_host(), limit: s.vm.limit() };
         if channel::shadow_instance(&mut *env.vram, &slice, guest_inst, host_inst, &shadow).is_err() {
-            env.tables.free(host_inst, inst::SIZE);
+            self.quota(env).free(host_inst, inst::SIZE);
             self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         }
@@ -568,7 +610,7 @@ impl<S: Storage> Mediator<S> {
         }
         stop_channel(env, host_chid);
         env.host.bind(host_chid, None);
-        env.tables.free(ch.host_inst, inst::SIZE);
+        self.quota(env).free(ch.host_inst, inst::SIZE);
     }
 
     /// Frees every shadow address space. No channel may use them any more; the host TLB is
@@ -579,7 +621,7 @@ impl<S: Storage> Mediator<S> {
                 if let Err(e) = env.host.tlb_flush(s.vm.pd_host()) {
                     env.host.report(e);
                 }
-                let _ = s.vm.release(&mut *env.tables);
+                let _ = s.vm.release(&mut Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota });
             }
         }
     }

@@ -102,6 +102,8 @@ struct Rig {
     slice: Slice,
 }
 
+/// Host-pool bytes the test vGPU may hold.
+const QUOTA: u64 = MIB;
 const INST: u64 = 0x10_0000;
 const PD: u64 = 0x20_0000;
 const USERD: u64 = 0x30_0000;
@@ -111,7 +113,7 @@ impl Rig {
     fn new(base: u64) -> Rig {
         let slice = Slice { first_unit: 1, units: 1, vram_base: base, vram_size: 16 * MIB, first_channel: 8, channels: 4 };
         Rig {
-            med: Mediator::new(slice, 0x0c0c_00a3).expect("mediator"),
+            med: Mediator::new(slice, 0x0c0c_00a3, QUOTA).expect("mediator"),
             vram: SparseVram::default(),
             sys: NoSys,
             tables: Alloc::new(0x1000..4 * MIB),
@@ -254,4 +256,32 @@ fn pmc_pfifo_off_then_on_resets_the_guest_pfifo() {
     assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
     assert!(r.host.ops.contains(&Op::Bind(8, None)), "the reset unbound the channel: {:?}", r.host.ops);
     assert!(r.tables.live.is_empty(), "and freed its shadows: {:?}", r.tables.live);
+}
+
+/// A guest whose address space needs more shadow tables than its quota gets an unloadable
+/// channel (a CHAN_TABLE error it can see), and the pool keeps the rest for the others.
+#[test]
+fn host_pool_quota_bounds_one_guest() {
+    let mut r = Rig::new(64 * MIB);
+    r.bus_master(true);
+    // A page directory whose limit spans 256 PDEs, each with a full small-page table
+    // (256 KiB of shadow table each): far beyond the 1 MiB quota.
+    r.guest32(INST + u64::from(inst::PDB_LO), PD as u32 | target::VRAM);
+    r.guest32(INST + u64::from(inst::LIMIT_LO), u32::MAX);
+    r.guest32(INST + u64::from(inst::LIMIT_HI), 0x1f);
+    for i in 0..256u64 {
+        let pt = 0x80_0000 + i * 0x4_0000 % (8 * MIB);
+        let pde = vm::pde(0, vm::PDE_APER_NONE, pt, vm::PDE_APER_VRAM);
+        r.guest32(PD + i * 8, pde as u32);
+        r.guest32(PD + i * 8 + 4, (pde >> 32) as u32);
+    }
+    r.guest32(INST + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
+    assert!(r.bar0(pfifo::chan_inst(0), pfifo::chan_inst_value(INST)));
+    assert!(r.med.pool_used() <= QUOTA, "held {} of a {} quota", r.med.pool_used(), QUOTA);
+    assert!(r.med.pool_used() > QUOTA / 2, "it did fill its quota: {}", r.med.pool_used());
+    assert!(r.tables.live.values().sum::<u64>() <= QUOTA);
+    let live_before_reset = r.tables.live.len();
+    let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
+    r.med.reset(&mut env);
+    assert!(live_before_reset > 0 && r.tables.live.is_empty() && r.med.pool_used() == 0, "all given back");
 }

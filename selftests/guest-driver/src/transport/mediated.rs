@@ -53,6 +53,8 @@ struct HostShared {
     boot0: u32,
     pools: Pools,
     bar3_mapped: u64,
+    /// Bytes of the host pool at bring-up (vGPU quotas are shares of it).
+    pool_bytes: u64,
     units: Mutex<UnitMap>,
     pool: Mutex<HostPool>,
     runlist: Mutex<HostRunlist>,
@@ -311,6 +313,7 @@ impl MediatedHost {
             boot0,
             pools,
             bar3_mapped: 0,
+            pool_bytes: 0,
             units: Mutex::new(UnitMap::default()),
             pool: Mutex::new(HostPool::new(0, 0)),
             runlist: Mutex::new(HostRunlist::new([0; 2])),
@@ -329,6 +332,7 @@ impl MediatedHost {
         let mut pool = HostPool::new(layout::FREE, up.bar3_mapped);
         let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES), pool.alloc(host_gpu::RUNLIST_BYTES)];
         let [Some(a), Some(b)] = bufs else { return Err(io::Error::other("no host VRAM for the runlists")) };
+        shared.pool_bytes = pool.free_bytes();
         shared.pool = Mutex::new(pool);
         shared.runlist = Mutex::new(HostRunlist::new([a, b]));
         let shared = Arc::new(shared);
@@ -362,7 +366,8 @@ impl MediatedHost {
         let units = UnitMap::units_for(share).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let first = lock(&self.shared.units).alloc(share).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC))?;
         let slice = self.shared.pools.slice(first, units);
-        let med = Box::new(Mediator::new(slice, self.shared.boot0).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?);
+        let quota = self.shared.pool_bytes * u64::from(units) / u64::from(UNITS);
+        let med = Box::new(Mediator::new(slice, self.shared.boot0, quota).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?);
         let v = Arc::new(VgpuShared {
             host: self.shared.clone(),
             index: first,
