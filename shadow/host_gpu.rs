@@ -189,6 +189,33 @@ pub struct HostFault {
     pub info: u32,
 }
 
+/// A PBDMA error as the host read it (the PBDMA's method slot and loaded channel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PbdmaError {
+    /// PBDMA INTR bits.
+    pub intr: u32,
+    /// The method and data that caused it.
+    pub method: u32,
+    pub data: u32,
+    /// Host channel loaded on the PBDMA.
+    pub host_chid: u32,
+}
+
+/// A PGRAPH error as the host read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PgraphError {
+    /// PGRAPH INTR bits (errors only, not NOTIFY).
+    pub intr: u32,
+    pub data_error: u32,
+    /// TRAPPED_ADDR / TRAPPED_DATA.
+    pub trapped: [u32; 2],
+    /// Host VRAM address of the (shadow) instance block of the channel that caused it.
+    pub inst: u64,
+}
+
+/// PBDMAs whose errors the host reads.
+pub const PBDMAS: usize = pfifo::PBDMA_COUNT as usize;
+
 /// What one run of the interrupt handler found for the vGPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostEvents {
@@ -196,12 +223,16 @@ pub struct HostEvents {
     pub nonstall: bool,
     /// MMU faults by unit.
     pub faults: [Option<HostFault>; FAULT_UNITS],
+    /// PBDMA errors by PBDMA.
+    pub pbdma: [Option<PbdmaError>; PBDMAS],
+    /// A PGRAPH error.
+    pub pgraph: Option<PgraphError>,
 }
 
 impl HostEvents {
     /// Whether there is anything to deliver.
     pub fn any(&self) -> bool {
-        self.nonstall || self.faults.iter().any(Option::is_some)
+        self.nonstall || self.faults.iter().any(Option::is_some) || self.pbdma.iter().any(Option::is_some) || self.pgraph.is_some()
     }
 }
 
@@ -244,12 +275,39 @@ pub fn service_interrupt(m: &impl Mmio) -> Option<HostEvents> {
         }
         if causes & pfifo::INTR_PBDMA != 0 {
             let units = m.rd(pfifo::PBDMA_INTR_UNITS);
+            for (i, rec) in ev.pbdma.iter_mut().enumerate() {
+                let i = i as u32;
+                if units & (1 << i) == 0 {
+                    continue;
+                }
+                let b = pfifo::pbdma_base(i);
+                let intr = m.rd(b + pfifo::PBDMA_INTR);
+                *rec = Some(PbdmaError {
+                    intr,
+                    method: m.rd(b + pfifo::PBDMA_METHOD),
+                    data: m.rd(b + pfifo::PBDMA_DATA),
+                    host_chid: m.rd(b + pfifo::PBDMA_CHID),
+                });
+                // As nouveau does: the offending method is dropped and the PBDMA goes on; the
+                // guest that issued it hears of it through its own PBDMA registers.
+                m.wr(b + pfifo::PBDMA_METHOD, pfifo::PBDMA_METHOD_CLEAR);
+                m.wr(b + pfifo::PBDMA_INTR, intr);
+            }
             m.wr(pfifo::PBDMA_INTR_UNITS, units);
         }
         m.wr(pfifo::INTR, causes);
     }
     if pending & pmc::INTR_PGRAPH != 0 {
         let g = m.rd(pgraph::INTR);
+        let errors = g & !pgraph::INTR_NOTIFY;
+        if errors != 0 {
+            ev.pgraph = Some(PgraphError {
+                intr: errors,
+                data_error: m.rd(pgraph::DATA_ERROR_CODE),
+                trapped: [m.rd(pgraph::TRAPPED_ADDR), m.rd(pgraph::TRAPPED_DATA)],
+                inst: u64::from(m.rd(pgraph::INTR_CHANNEL_INST) & pgraph::INTR_CHANNEL_INST_MASK) << 12,
+            });
+        }
         m.wr(pgraph::INTR, g);
     }
     // MSI is sent on a rising edge of the interrupt line: a cause that arrived after the

@@ -16,7 +16,7 @@ use core::ops::DerefMut;
 
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
-use crate::host_gpu::{HostError, HostFault};
+use crate::host_gpu::{HostError, HostEvents};
 use crate::memory::{Clock, GuestVram, SysMem, Vram};
 use crate::pagetable::{self, Aperture, VmDesc};
 use crate::partition::Slice;
@@ -703,19 +703,36 @@ impl<S: Storage> Mediator<S> {
     }
 
     /// Host interrupt events: a non-stall interrupt goes to every vGPU with channels on the
-    /// runlist (the GPU reports all of them in one slot); an MMU fault to the vGPU whose
-    /// shadow instance block faulted, named by its guest instance block.
-    pub fn deliver(&mut self, nonstall: bool, faults: &[Option<HostFault>]) {
-        if nonstall && !self.runlist.is_empty() {
+    /// runlist (the GPU reports all of them in one slot); an MMU fault, a PGRAPH error and a
+    /// PBDMA error go only to the vGPU whose channel caused them (named by its shadow
+    /// instance block or its host channel id), with the guest's own names.
+    pub fn deliver(&mut self, ev: &HostEvents) {
+        if ev.nonstall && !self.runlist.is_empty() {
             self.vregs.raise_nonstall();
         }
-        for (unit, f) in faults.iter().enumerate() {
+        for (unit, f) in ev.faults.iter().enumerate() {
             let Some(f) = *f else { continue };
-            if let Some(ch) = self.chans.iter().filter_map(|c| c.0.as_ref()).find(|c| c.host_inst == f.inst) {
+            if let Some(ch) = self.chan_by_host_inst(f.inst) {
                 self.stats.faults += 1;
                 self.vregs.raise_vm_fault(unit as u32, ch.guest_inst, f.va, f.info);
             }
         }
+        let slice = self.slice();
+        for (pbdma, e) in ev.pbdma.iter().enumerate() {
+            let Some(e) = *e else { continue };
+            if let Some(chid) = slice.channel_from_host(e.host_chid) {
+                self.vregs.raise_pbdma(pbdma as u32, e.intr, e.method, e.data, chid);
+            }
+        }
+        if let Some(g) = ev.pgraph {
+            if let Some(ch) = self.chan_by_host_inst(g.inst) {
+                self.vregs.raise_pgraph(g.intr, g.data_error, g.trapped, ch.guest_inst);
+            }
+        }
+    }
+
+    fn chan_by_host_inst(&self, host_inst: u64) -> Option<Chan> {
+        self.chans.iter().filter_map(|c| c.0).find(|c| c.host_inst == host_inst)
     }
 
     // ---- BAR1 / BAR3

@@ -428,7 +428,7 @@ fn irq_thread(h: &Arc<HostShared>) {
         }
         let vgpus: Vec<Arc<VgpuShared>> = lock(&h.vgpus).iter().filter_map(Weak::upgrade).collect();
         for v in vgpus {
-            v.with_env(|med, _| med.deliver(ev.nonstall, &ev.faults));
+            v.with_env(|med, _| med.deliver(&ev));
         }
     }
 }
