@@ -5,13 +5,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gpuvm_uapi::config_space::{ConfigSpace, Profile};
 use gpuvm_uapi::gf100::{bad, mmu, pbus, pci, pfb, pfifo, pgraph, pmc, pstraps, ptimer};
 
 use crate::bus::{PhysAddr, PhysBus};
 use crate::counters::{Counters, CountersSnapshot};
 use crate::mem::HostMemory;
 use crate::mmu::{Fault, Tlb, VmContext};
-use crate::pci::ConfigSpace;
+
+/// The card's PCI configuration space: PCIe-sized, as BAR0 mirrors it.
+pub(crate) type CardConfig = ConfigSpace<{ pci::CFG_SIZE_PCIE }>;
 
 /// The three memory BARs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,7 +351,7 @@ pub(crate) struct Inner {
     /// Signalled (with `regs`) when PFIFO may have work: doorbell, runlist, kick, shutdown.
     pub work: Condvar,
     pub tlb: Mutex<Tlb>,
-    pub config: Mutex<ConfigSpace>,
+    pub config: Mutex<CardConfig>,
     /// Held while an engine executes work: PGRAPH (M2MF, compute), PCOPY0, PCOPY1.
     pub engines: [Mutex<()>; 3],
     irq: IrqLine,
@@ -577,7 +580,9 @@ impl Inner {
                 .and_then(|pa| self.bus.read32(pa))
                 .unwrap_or(bad::VM_FAULT);
         }
-        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE)
+            .contains(&off)
+        {
             let mut b = [0u8; 4];
             self.config
                 .lock()
@@ -759,7 +764,9 @@ impl Inner {
             self.irq.retrigger();
             return;
         }
-        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE)
+            .contains(&off)
+        {
             self.config_write((off - pci::BAR0_CONFIG_MIRROR) as u64, &v.to_le_bytes());
             return;
         }
@@ -781,7 +788,8 @@ impl Inner {
     /// expect; elsewhere they are dropped and counted, since a read-modify-write could
     /// trigger side effects.
     pub fn partial_mmio_write(&self, off: u64, bytes: &[u8]) {
-        let mirror = pci::BAR0_CONFIG_MIRROR as u64..pci::BAR0_CONFIG_MIRROR as u64 + 0x1000;
+        let mirror = pci::BAR0_CONFIG_MIRROR as u64
+            ..(pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE) as u64;
         if off & !3 == pci::BAR0_MSI_REARM as u64 {
             self.irq.retrigger();
         } else if mirror.contains(&off) {
@@ -1097,7 +1105,7 @@ impl Gpu {
             regs: Mutex::new(Regs::new()),
             work: Condvar::new(),
             tlb: Mutex::new(Tlb::default()),
-            config: Mutex::new(ConfigSpace::new()),
+            config: Mutex::new(CardConfig::power_on(&Profile::CARD)),
             engines: Default::default(),
             irq: IrqLine::default(),
             counters: Counters::default(),

@@ -2,6 +2,8 @@
 //! them (by path, with `crate::gf100` providing the register declarations).
 #![no_std]
 
+#[path = "../../../uapi/config_space.rs"]
+pub mod config_space;
 #[path = "../../../uapi/gf100.rs"]
 pub mod gf100;
 
