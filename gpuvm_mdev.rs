@@ -34,6 +34,9 @@ mod pci_ids;
 #[path = "uapi/config_space.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod config_space;
+#[path = "uapi/intr_tree.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod intr_tree;
 
 #[path = "shadow/host_pool.rs"]
 #[allow(dead_code, unreachable_pub)]

@@ -185,6 +185,8 @@ pub mod ptimer {
     pub const INTR_ALARM: u32 = 1 << 0;
     pub const CLOCK_DIV: u32 = 0x009200;
     pub const CLOCK_MUL: u32 = 0x009210;
+    /// CLOCK_DIV and CLOCK_MUL are 16-bit fields (ENV `ptimer.rst`).
+    pub const CLOCK_RATIO_MASK: u32 = 0xffff;
     pub const CLOCK_SOURCE: u32 = 0x009220;
     pub const TIME_LOW: u32 = 0x009400;
     pub const TIME_HIGH: u32 = 0x009410;

@@ -7,5 +7,6 @@
 
 pub mod config_space;
 pub mod gf100;
+pub mod intr_tree;
 pub mod kernels;
 pub mod pci_ids;

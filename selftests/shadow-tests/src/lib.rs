@@ -6,6 +6,8 @@
 pub mod config_space;
 #[path = "../../../uapi/gf100.rs"]
 pub mod gf100;
+#[path = "../../../uapi/intr_tree.rs"]
+pub mod intr_tree;
 
 #[path = "../../../shadow/partition.rs"]
 pub mod partition;
