@@ -31,6 +31,12 @@ mod gf100;
 #[path = "uapi/pci_ids.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod pci_ids;
+#[path = "uapi/config_space.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod config_space;
+#[path = "uapi/intr_tree.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod intr_tree;
 
 #[path = "shadow/host_pool.rs"]
 #[allow(dead_code, unreachable_pub)]

@@ -34,34 +34,15 @@ pub enum Window {
     Pramin,
 }
 
-/// Two interrupt trees of PMC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Line {
-    /// The host line (INTR_HOST and friends).
-    Host,
-    /// The non-redirectable line.
-    NrHost,
-}
-
 /// Emulated registers (families; `vregs` finds the element from the offset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reg {
     Boot0,
     Endian,
-    PmcIntr(Line),
-    PmcIntrEn(Line),
-    PmcIntrLine,
-    PmcEnable,
+    /// PMC_ENABLE, PMC's interrupt registers and PTIMER: the interrupt tree the model has
+    /// too (`intr_tree`), which decodes the offset itself.
+    IntrTree,
     SpoonEnable,
-    PmcIntrMask(Line),
-    PtimerIntr,
-    PtimerIntrEn,
-    PtimerClockDiv,
-    PtimerClockMul,
-    PtimerClockSource,
-    PtimerTimeLow,
-    PtimerTimeHigh,
-    PtimerAlarm,
     Straps,
     /// FBP_COUNT / PART_COUNT.
     VramParts,
@@ -139,15 +120,15 @@ const fn pbdma(i: u32, reg: u32) -> Entry {
 pub static TABLE: &[Entry] = &[
     one(pmc::BOOT_0, Reg::Boot0),
     one(pmc::ENDIAN, Reg::Endian),
-    one(pmc::INTR_HOST, Reg::PmcIntr(Line::Host)),
-    one(pmc::INTR_NRHOST, Reg::PmcIntr(Line::NrHost)),
-    one(pmc::INTR_EN_HOST, Reg::PmcIntrEn(Line::Host)),
-    one(pmc::INTR_EN_NRHOST, Reg::PmcIntrEn(Line::NrHost)),
-    one(pmc::INTR_LINE_STATUS, Reg::PmcIntrLine),
-    one(pmc::ENABLE, Reg::PmcEnable),
+    one(pmc::INTR_HOST, Reg::IntrTree),
+    one(pmc::INTR_NRHOST, Reg::IntrTree),
+    one(pmc::INTR_EN_HOST, Reg::IntrTree),
+    one(pmc::INTR_EN_NRHOST, Reg::IntrTree),
+    one(pmc::INTR_LINE_STATUS, Reg::IntrTree),
+    one(pmc::ENABLE, Reg::IntrTree),
     one(pmc::SPOON_ENABLE, Reg::SpoonEnable),
-    one(pmc::INTR_MASK_HOST, Reg::PmcIntrMask(Line::Host)),
-    one(pmc::INTR_MASK_NRHOST, Reg::PmcIntrMask(Line::NrHost)),
+    one(pmc::INTR_MASK_HOST, Reg::IntrTree),
+    one(pmc::INTR_MASK_NRHOST, Reg::IntrTree),
     one(pbus::PRAMIN_BASE, Reg::PraminBase),
     one(pbus::BAR1_INST, Reg::Bar1Inst),
     one(pbus::BAR3_INST, Reg::Bar3Inst),
@@ -182,14 +163,14 @@ pub static TABLE: &[Entry] = &[
     range(pfifo::vm_fault_inst(0), pfifo::vm_fault_inst(VM_FAULT_RECORDS), Reg::VmFaultRecord),
     one(pfifo::INTR_RUNLIST_STATUS, Reg::IntrRunlistStatus),
     range(pfifo::CHAN_TABLE_START, pfifo::CHAN_TABLE_END, Reg::ChanTable),
-    one(ptimer::INTR, Reg::PtimerIntr),
-    one(ptimer::INTR_EN, Reg::PtimerIntrEn),
-    one(ptimer::CLOCK_DIV, Reg::PtimerClockDiv),
-    one(ptimer::CLOCK_MUL, Reg::PtimerClockMul),
-    one(ptimer::CLOCK_SOURCE, Reg::PtimerClockSource),
-    one(ptimer::TIME_LOW, Reg::PtimerTimeLow),
-    one(ptimer::TIME_HIGH, Reg::PtimerTimeHigh),
-    one(ptimer::ALARM, Reg::PtimerAlarm),
+    one(ptimer::INTR, Reg::IntrTree),
+    one(ptimer::INTR_EN, Reg::IntrTree),
+    one(ptimer::CLOCK_DIV, Reg::IntrTree),
+    one(ptimer::CLOCK_MUL, Reg::IntrTree),
+    one(ptimer::CLOCK_SOURCE, Reg::IntrTree),
+    one(ptimer::TIME_LOW, Reg::IntrTree),
+    one(ptimer::TIME_HIGH, Reg::IntrTree),
+    one(ptimer::ALARM, Reg::IntrTree),
     one(pfb::FBP_COUNT, Reg::VramParts),
     one(pfb::FBP_DISABLED_MASK, Reg::VramPartsDisabled),
     pbdma(0, pfifo::PBDMA_METHOD),

@@ -12,12 +12,15 @@
 //! Interrupt sources the host sees for the vGPU's channels (non-stall notifications, MMU
 //! faults, PBDMA and PGRAPH errors) are injected by the glue through the `raise_*` methods;
 //! after any access or injection, [`VRegs::irq_line`] says whether the vGPU's interrupt line
-//! (MSI/INTx eventfd) should be asserted.
+//! (MSI/INTx eventfd) should be asserted. PMC's interrupt tree and PTIMER are served by the
+//! implementation the model uses too (`uapi/intr_tree.rs`), fed with the vGPU's PFIFO/PGRAPH
+//! state and the kernel's clock.
 
-use crate::gf100::{inst, mmu, pbus, pfb, pfifo, pgraph, pmc, pstraps, ptimer, target, vm};
+use crate::gf100::{inst, mmu, pbus, pfb, pfifo, pgraph, pmc, pstraps, target, vm};
+use crate::intr_tree::{IntrTree, Written};
 use crate::memory::Clock;
 use crate::partition::Slice;
-use crate::regs::{self, Class, Line, Reg, Window, ENGINE_INTR_COUNT, VM_FAULT_RECORDS};
+use crate::regs::{self, Class, Reg, Window, ENGINE_INTR_COUNT, VM_FAULT_RECORDS};
 
 /// One of the two BAR windows with a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,20 +278,9 @@ pub struct VRegs {
     /// VRAM geometry as reported: partitions and MiB each.
     parts: u32,
     part_mib: u32,
-    enable: u32,
+    /// PMC_ENABLE, PMC's interrupt tree and PTIMER.
+    pmc: IntrTree,
     spoon_enable: u32,
-    intr_en: [u32; 2],
-    intr_mask: [u32; 2],
-    sw_intr: [bool; 2],
-    pt_intr: u32,
-    pt_intr_en: u32,
-    pt_div: u32,
-    pt_mul: u32,
-    pt_source: u32,
-    pt_alarm: u32,
-    pt_alarm_armed: bool,
-    /// Guest time = clock + offset (the guest may set TIME_LOW/HIGH).
-    time_offset: u64,
     pramin_base: u32,
     bar_inst: [u32; 2],
     mmu_ctrl: u32,
@@ -303,20 +295,11 @@ pub struct VRegs {
 
 /// The "one flush slot free" value of MMU CTRL's slot field.
 const FLUSH_SLOT_FREE: u32 = 1 << mmu::CTRL_FLUSH_SLOTS_MASK.trailing_zeros();
-/// PMC INTR_EN bits that exist.
-const INTR_EN_BITS: u32 = pmc::INTR_EN_HW | pmc::INTR_EN_SW;
 /// PBDMA enable bits (one per PBDMA).
 const PBDMA_BITS: u32 = (1 << pfifo::PBDMA_COUNT) - 1;
 /// STATE bits the guest can write.
 const CHAN_STATE_WRITABLE: u32 =
     pfifo::CHAN_STATE_RUNNABLE | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT;
-
-fn line_index(l: Line) -> usize {
-    match l {
-        Line::Host => 0,
-        Line::NrHost => 1,
-    }
-}
 
 /// `(partitions, MiB each)` reporting `vram_bytes`: the most partitions (up to the GF100's
 /// six) that divide the size evenly, so the guest's sum is exact.
@@ -335,19 +318,8 @@ impl VRegs {
             boot0,
             parts,
             part_mib,
-            enable: 0,
+            pmc: IntrTree::new(),
             spoon_enable: 0,
-            intr_en: [0; 2],
-            intr_mask: [u32::MAX; 2],
-            sw_intr: [false; 2],
-            pt_intr: 0,
-            pt_intr_en: 0,
-            pt_div: 0,
-            pt_mul: 0,
-            pt_source: 0,
-            pt_alarm: 0,
-            pt_alarm_armed: false,
-            time_offset: 0,
             pramin_base: 0,
             bar_inst: [0; 2],
             mmu_ctrl: 0,
@@ -372,29 +344,16 @@ impl VRegs {
         self.denied = denied;
     }
 
-    fn time<C: Clock + ?Sized>(&self, clock: &C) -> u64 {
-        clock.now_ns().wrapping_add(self.time_offset)
-    }
-
-    fn check_alarm<C: Clock + ?Sized>(&mut self, clock: &C) {
-        // The alarm is evaluated when the guest looks (reads of PTIMER/PMC interrupt state);
-        // no guest driver of this project arms it.
-        if self.pt_alarm_armed && (self.time(clock) as u32 & ptimer::TIME_LOW_MASK) >= self.pt_alarm {
-            self.pt_intr |= ptimer::INTR_ALARM;
-            self.pt_alarm_armed = false;
-        }
-    }
-
-    fn pmc_hw_intr(&self) -> u32 {
+    /// The PMC inputs of the units the vGPU emulates outside the interrupt tree: PFIFO and
+    /// PGRAPH, from the state the glue injected (the tree adds PTIMER and gates by
+    /// PMC_ENABLE).
+    fn unit_inputs(&self) -> u32 {
         let mut v = 0;
-        if self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.intr_status() & self.pfifo.intr_en != 0 {
+        if self.pfifo.intr_status() & self.pfifo.intr_en != 0 {
             v |= pmc::INTR_PFIFO;
         }
-        if self.enable & pmc::ENABLE_PGRAPH != 0 && self.pgraph.intr & self.pgraph.intr_en != 0 {
+        if self.pgraph.intr & self.pgraph.intr_en != 0 {
             v |= pmc::INTR_PGRAPH;
-        }
-        if self.enable & pmc::ENABLE_PTIMER != 0 && self.pt_intr & self.pt_intr_en != 0 {
-            v |= pmc::INTR_PTIMER;
         }
         v
     }
@@ -407,11 +366,7 @@ impl VRegs {
 
     /// Whether the vGPU's interrupt line is asserted.
     pub fn irq_line(&self) -> bool {
-        let hw = self.pmc_hw_intr();
-        (0..2).any(|i| {
-            (hw & self.intr_mask[i] != 0 && self.intr_en[i] & pmc::INTR_EN_HW != 0)
-                || (self.sw_intr[i] && self.intr_en[i] & pmc::INTR_EN_SW != 0)
-        })
+        self.pmc.line(self.unit_inputs())
     }
 
     /// Guest VRAM address behind PRAMIN window offset `off` (BAR0 offset), translated.
@@ -445,28 +400,11 @@ impl VRegs {
         let v = match reg {
             Reg::Boot0 => self.boot0,
             Reg::Endian => 0,
-            Reg::PmcIntr(l) => {
-                self.check_alarm(clock);
-                let i = line_index(l);
-                (self.pmc_hw_intr() & self.intr_mask[i] & !pmc::INTR_SOFTWARE)
-                    | if self.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
+            Reg::IntrTree => {
+                let inputs = self.unit_inputs();
+                self.pmc.read(off, inputs, clock.now_ns()).ok_or(Denial::Unknown)?
             }
-            Reg::PmcIntrEn(l) => self.intr_en[line_index(l)],
-            Reg::PmcIntrLine => u32::from(self.irq_line()),
-            Reg::PmcEnable => self.enable,
             Reg::SpoonEnable => self.spoon_enable,
-            Reg::PmcIntrMask(l) => self.intr_mask[line_index(l)],
-            Reg::PtimerIntr => {
-                self.check_alarm(clock);
-                self.pt_intr
-            }
-            Reg::PtimerIntrEn => self.pt_intr_en,
-            Reg::PtimerClockDiv => self.pt_div,
-            Reg::PtimerClockMul => self.pt_mul,
-            Reg::PtimerClockSource => self.pt_source,
-            Reg::PtimerTimeLow => self.time(clock) as u32 & ptimer::TIME_LOW_MASK,
-            Reg::PtimerTimeHigh => (self.time(clock) >> 32) as u32 & ptimer::TIME_HIGH_MASK,
-            Reg::PtimerAlarm => self.pt_alarm,
             Reg::Straps => pstraps::CRYSTAL_27MHZ,
             Reg::VramParts => self.parts,
             Reg::VramPartsDisabled => 0,
@@ -560,7 +498,7 @@ impl VRegs {
     fn write_reg<C: Clock + ?Sized>(&mut self, reg: Reg, off: u32, rel: u32, v: u32, clock: &C) -> Result<Write, Denial> {
         let p = &mut self.pfifo;
         match reg {
-            Reg::Boot0 | Reg::PmcIntrLine | Reg::Straps | Reg::VramParts | Reg::VramPartsDisabled => {}
+            Reg::Boot0 | Reg::Straps | Reg::VramParts | Reg::VramPartsDisabled => {}
             Reg::VramPartMib | Reg::RunlistStatus | Reg::PbdmaIntrUnits | Reg::EngineIntrUnits => {}
             Reg::VmFaultRecord | Reg::PgraphDataError | Reg::PgraphTrapped | Reg::PgraphIntrInst => {}
             Reg::Endian => {
@@ -569,44 +507,13 @@ impl VRegs {
                     return Err(Denial::Unsupported);
                 }
             }
-            Reg::PmcIntr(l) => self.sw_intr[line_index(l)] = v & pmc::INTR_SOFTWARE != 0,
-            Reg::PmcIntrEn(l) => self.intr_en[line_index(l)] = v & INTR_EN_BITS,
-            Reg::PmcEnable => {
-                let rising = v & !self.enable;
-                self.enable = v;
-                if rising & pmc::ENABLE_PGRAPH != 0 {
-                    self.pgraph = Pgraph::default();
-                }
-                if rising & pmc::ENABLE_PTIMER != 0 {
-                    self.pt_intr = 0;
-                    self.pt_intr_en = 0;
-                }
-                if rising & pmc::ENABLE_PFIFO != 0 {
-                    self.pfifo = Pfifo::default();
-                    return Ok(Write::Effect(Effect::PfifoReset));
-                }
-            }
+            Reg::IntrTree => match self.pmc.write(off, v, clock.now_ns()).ok_or(Denial::Unknown)? {
+                // The alarm is looked at when the guest reads interrupt state (no guest
+                // driver of this project arms it); nothing polls it.
+                Written::Done | Written::AlarmSet => {}
+                Written::Enabled(rising) => return Ok(self.units_enabled(rising)),
+            },
             Reg::SpoonEnable => self.spoon_enable = v & PBDMA_BITS,
-            Reg::PmcIntrMask(l) => self.intr_mask[line_index(l)] = v,
-            Reg::PtimerIntr => self.pt_intr &= !v,
-            Reg::PtimerIntrEn => self.pt_intr_en = v & ptimer::INTR_ALARM,
-            Reg::PtimerClockDiv => self.pt_div = v & 0xffff,
-            Reg::PtimerClockMul => self.pt_mul = v & 0xffff,
-            Reg::PtimerClockSource => self.pt_source = v,
-            Reg::PtimerTimeLow | Reg::PtimerTimeHigh => {
-                let cur = self.time(clock);
-                let new = if reg == Reg::PtimerTimeLow {
-                    (cur & !0xffff_ffff) | u64::from(v & ptimer::TIME_LOW_MASK)
-                } else {
-                    (cur & 0xffff_ffff) | u64::from(v & ptimer::TIME_HIGH_MASK) << 32
-                };
-                self.time_offset = self.time_offset.wrapping_add(new.wrapping_sub(cur));
-            }
-            Reg::PtimerAlarm => {
-                self.pt_alarm = v & ptimer::TIME_LOW_MASK;
-                self.pt_alarm_armed = true;
-                self.check_alarm(clock);
-            }
             Reg::MmuCtrl => {
                 // The big-page size is global (the host's, 128 KiB): the bit cannot be set.
                 self.mmu_ctrl = v & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE | mmu::CTRL_BIG_PAGE_64K);
@@ -677,6 +584,18 @@ impl VRegs {
             Reg::MsiRearm => return Ok(Write::Effect(Effect::MsiRearm)),
         }
         Ok(Write::Done)
+    }
+
+    /// PMC_ENABLE bits `rising` went 0 -> 1: those units reset (the tree has reset PTIMER).
+    fn units_enabled(&mut self, rising: u32) -> Write {
+        if rising & pmc::ENABLE_PGRAPH != 0 {
+            self.pgraph = Pgraph::default();
+        }
+        if rising & pmc::ENABLE_PFIFO != 0 {
+            self.pfifo = Pfifo::default();
+            return Write::Effect(Effect::PfifoReset);
+        }
+        Write::Done
     }
 
     fn tlb_invalidate(&mut self, v: u32) -> Result<Write, Denial> {

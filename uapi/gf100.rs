@@ -35,27 +35,79 @@ pub mod pci {
     pub const BAR1_SIZE: u64 = 128 << 20;
     pub const BAR3_SIZE: u64 = 64 << 20;
 
+    /// Bytes of conventional PCI configuration space (what a vGPU presents).
+    pub const CFG_SIZE_PCI: usize = 0x100;
+    /// Bytes of PCIe configuration space (the card's, mirrored in BAR0; ENV `pci.rst`).
+    pub const CFG_SIZE_PCIE: usize = 0x1000;
+
+    /// Type-0 header offsets (PCI Local Bus 3.0 §6.1).
+    pub const CFG_VENDOR_ID: usize = 0x00;
+    pub const CFG_DEVICE_ID: usize = 0x02;
+    pub const CFG_REVISION: usize = 0x08;
+    /// Three bytes: prog-if, subclass, base class (`CLASS_CODE`).
+    pub const CFG_CLASS: usize = 0x09;
+    pub const CFG_CLASS_LEN: usize = 3;
+    pub const CFG_SUBSYSTEM_VENDOR: usize = 0x2c;
+    pub const CFG_SUBSYSTEM_DEVICE: usize = 0x2e;
+    pub const CFG_CAP_PTR: usize = 0x34;
+    pub const CFG_INTERRUPT_LINE: usize = 0x3c;
+    pub const CFG_INTERRUPT_PIN: usize = 0x3d;
+    /// The card signals INTA (GPUVM's lspci of the Quadro 6000).
+    pub const INTERRUPT_PIN_INTA: u8 = 1;
+
     /// Config-space offsets of the BAR registers (BAR1 and BAR3 are 64-bit: two registers each).
     pub const CFG_BAR0: usize = 0x10;
     pub const CFG_BAR1_LO: usize = 0x14;
     pub const CFG_BAR1_HI: usize = 0x18;
     pub const CFG_BAR3_LO: usize = 0x1c;
     pub const CFG_BAR3_HI: usize = 0x20;
+    /// The low bits of a memory BAR are its read-only type flags.
+    pub const BAR_FLAGS_MASK: u32 = 0xf;
+    /// Memory BAR type flags: 64-bit (type 2 in bits 2:1) and prefetchable (bit 3).
+    pub const BAR_MEM64_PREFETCH: u32 = 0x0000_000c;
 
-    /// Capability offsets in config space (the model exposes PM and MSI; see model docs).
     pub const CFG_COMMAND: usize = 0x04;
     pub const CFG_STATUS: usize = 0x06;
+    pub const COMMAND_IO: u16 = 1 << 0;
     pub const COMMAND_MEMORY: u16 = 1 << 1;
     /// Bus mastering: **choice** the model reaches system memory only while it is set.
     pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+    pub const COMMAND_PARITY: u16 = 1 << 6;
+    pub const COMMAND_SERR: u16 = 1 << 8;
     pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
     /// Status bit 3: the INTx pin is asserted.
     pub const STATUS_INTERRUPT: u16 = 1 << 3;
+    /// Status bit 4: CAP_PTR starts a capability list.
+    pub const STATUS_CAP_LIST: u16 = 1 << 4;
+
+    /// Capability offsets in config space (the model exposes PM and MSI; see model docs).
     pub const CAP_PM: usize = 0x60;
     pub const CAP_MSI: usize = 0x68;
+    /// Every capability starts with its id and the offset of the next one (0 = end).
+    pub const CAP_ID: usize = 0;
+    pub const CAP_NEXT: usize = 1;
+    pub const CAP_ID_PM: u8 = 0x01;
+    pub const CAP_ID_MSI: u8 = 0x05;
+    /// PM capability (PCI PM 1.2 §3.2): capabilities word (version 3, no D1/D2, no PME),
+    /// then control/status whose bits 1:0 are the power state.
+    pub const PM_CAPS: usize = 2;
+    pub const PM_CAPS_VERSION_3: u16 = 0x0003;
+    pub const PM_CTRL: usize = 4;
+    pub const PM_CTRL_STATE_MASK: u8 = 0x03;
+    /// MSI capability, 64-bit address, one vector, no masking (ENV `pci.rst`: "64-bit
+    /// addressing, no mask").
+    pub const MSI_CTRL: usize = 2;
+    pub const MSI_CTRL_ENABLE: u16 = 1 << 0;
+    pub const MSI_CTRL_64BIT: u16 = 1 << 7;
+    pub const MSI_ADDRESS_LO: usize = 4;
+    /// The message address is dword aligned: bits 1:0 read 0.
+    pub const MSI_ADDRESS_LO_MASK: u32 = 0xffff_fffc;
+    pub const MSI_ADDRESS_HI: usize = 8;
+    pub const MSI_DATA: usize = 12;
 
     /// The whole 4 KiB config space is mirrored in BAR0 (§1).
     pub const BAR0_CONFIG_MIRROR: u32 = 0x088000;
+    pub const BAR0_CONFIG_MIRROR_SIZE: u32 = CFG_SIZE_PCIE as u32;
     /// Writing any value here re-sends an MSI if the interrupt line is still asserted
     /// (nouveau's GF100 "MSI rearm" byte write at config offset 0x704 through the mirror).
     pub const BAR0_MSI_REARM: u32 = 0x088704;
@@ -133,6 +185,8 @@ pub mod ptimer {
     pub const INTR_ALARM: u32 = 1 << 0;
     pub const CLOCK_DIV: u32 = 0x009200;
     pub const CLOCK_MUL: u32 = 0x009210;
+    /// CLOCK_DIV and CLOCK_MUL are 16-bit fields (ENV `ptimer.rst`).
+    pub const CLOCK_RATIO_MASK: u32 = 0xffff;
     pub const CLOCK_SOURCE: u32 = 0x009220;
     pub const TIME_LOW: u32 = 0x009400;
     pub const TIME_HIGH: u32 = 0x009410;

@@ -5,6 +5,8 @@
 //! (`#[path = "uapi/gf100.rs"] mod gf100;`). The authority for the values is
 //! `shared/docs/gf100-interface.md` (section numbers are cited as "§n").
 
+pub mod config_space;
 pub mod gf100;
+pub mod intr_tree;
 pub mod kernels;
 pub mod pci_ids;

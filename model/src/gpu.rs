@@ -5,13 +5,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gpuvm_uapi::config_space::{ConfigSpace, Profile};
 use gpuvm_uapi::gf100::{bad, mmu, pbus, pci, pfb, pfifo, pgraph, pmc, pstraps, ptimer};
+use gpuvm_uapi::intr_tree::{IntrTree, Written};
 
 use crate::bus::{PhysAddr, PhysBus};
 use crate::counters::{Counters, CountersSnapshot};
 use crate::mem::HostMemory;
 use crate::mmu::{Fault, Tlb, VmContext};
-use crate::pci::ConfigSpace;
+
+/// The card's PCI configuration space: PCIe-sized, as BAR0 mirrors it.
+pub(crate) type CardConfig = ConfigSpace<{ pci::CFG_SIZE_PCIE }>;
 
 /// The three memory BARs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,21 +250,12 @@ pub(crate) struct PgraphRegs {
 }
 
 pub(crate) struct Regs {
-    pub enable: u32,
+    /// PMC_ENABLE, PMC's interrupt tree and PTIMER (shared with the mediator's vGPUs).
+    pub pmc: IntrTree,
     pub spoon_enable: u32,
     endian: u32,
-    intr_en: [u32; 2],
-    intr_mask: [u32; 2],
-    sw_intr: [bool; 2],
+    /// The interrupt output as last driven (edges are signalled on change).
     irq_line: bool,
-    pt_intr: u32,
-    pt_intr_en: u32,
-    pt_div: u32,
-    pt_mul: u32,
-    pt_source: u32,
-    pt_alarm: u32,
-    pt_alarm_armed: bool,
-    time_offset: i64,
     pramin_base: u32,
     pub bar1: BarVm,
     pub bar3: BarVm,
@@ -281,21 +276,10 @@ pub(crate) struct Regs {
 impl Regs {
     fn new() -> Regs {
         Regs {
-            enable: 0,
+            pmc: IntrTree::new(),
             spoon_enable: 0,
             endian: 0,
-            intr_en: [0; 2],
-            intr_mask: [0xffff_ffff; 2],
-            sw_intr: [false; 2],
             irq_line: false,
-            pt_intr: 0,
-            pt_intr_en: 0,
-            pt_div: 0,
-            pt_mul: 0,
-            pt_source: 0,
-            pt_alarm: 0,
-            pt_alarm_armed: false,
-            time_offset: 0,
             pramin_base: 0,
             bar1: BarVm::default(),
             bar3: BarVm::default(),
@@ -321,7 +305,7 @@ impl Regs {
     }
 
     pub fn pfifo_running(&self) -> bool {
-        self.enable & pmc::ENABLE_PFIFO != 0
+        self.pmc.enable() & pmc::ENABLE_PFIFO != 0
             && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0
             && !self.shutdown
     }
@@ -348,7 +332,7 @@ pub(crate) struct Inner {
     /// Signalled (with `regs`) when PFIFO may have work: doorbell, runlist, kick, shutdown.
     pub work: Condvar,
     pub tlb: Mutex<Tlb>,
-    pub config: Mutex<ConfigSpace>,
+    pub config: Mutex<CardConfig>,
     /// Held while an engine executes work: PGRAPH (M2MF, compute), PCOPY0, PCOPY1.
     pub engines: [Mutex<()>; 3],
     irq: IrqLine,
@@ -367,21 +351,19 @@ impl Inner {
         self.tlb.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The clock PTIMER counts: ns since the GPU was created.
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
     /// PTIMER time in ns (bits 0-4 zero).
     pub fn time_ns(&self, r: &Regs) -> u64 {
-        let now = self.start.elapsed().as_nanos() as i64;
-        (now.wrapping_add(r.time_offset) as u64) & !0x1f
+        r.pmc.time(self.now_ns())
     }
 
     /// Re-evaluates the interrupt output after any change of interrupt state.
     pub fn update_irq(&self, r: &mut Regs) {
-        let hw = self.pmc_hw_intr(r);
-        let mut line = false;
-        for i in 0..2 {
-            let pending_hw = hw & r.intr_mask[i] != 0 && r.intr_en[i] & pmc::INTR_EN_HW != 0;
-            let pending_sw = r.sw_intr[i] && r.intr_en[i] & pmc::INTR_EN_SW != 0;
-            line |= pending_hw || pending_sw;
-        }
+        let line = r.pmc.line(Self::unit_inputs(r));
         if line != r.irq_line {
             r.irq_line = line;
             // PCI status "interrupt" mirrors the INTx pin, which is silent while MSI is on;
@@ -394,32 +376,24 @@ impl Inner {
         }
     }
 
-    fn check_alarm(&self, r: &mut Regs) {
-        if r.pt_alarm_armed
-            && (self.time_ns(r) as u32 & ptimer::TIME_LOW_MASK).wrapping_sub(r.pt_alarm) as i32 >= 0
-        {
-            r.pt_alarm_armed = false;
-            r.pt_intr |= ptimer::INTR_ALARM;
+    /// Polls the PTIMER alarm (called periodically by the PBDMA workers): the line rises
+    /// without the driver reading interrupt state. Returns whether the alarm is still armed.
+    pub fn poll_alarm(&self, r: &mut Regs) -> bool {
+        if r.pmc.check_alarm(self.now_ns()) {
             self.update_irq(r);
         }
+        r.pmc.alarm_armed()
     }
 
-    /// Polls the PTIMER alarm (called periodically by the PBDMA workers).
-    pub fn poll_alarm(&self, r: &mut Regs) -> bool {
-        self.check_alarm(r);
-        r.pt_alarm_armed
-    }
-
-    fn pmc_hw_intr(&self, r: &Regs) -> u32 {
+    /// The PMC inputs of the units outside the interrupt tree (the tree adds PTIMER and
+    /// gates each by PMC_ENABLE).
+    fn unit_inputs(r: &Regs) -> u32 {
         let mut v = 0;
-        if r.enable & pmc::ENABLE_PFIFO != 0 && r.pfifo.intr_status() & r.pfifo.intr_en != 0 {
+        if r.pfifo.intr_status() & r.pfifo.intr_en != 0 {
             v |= pmc::INTR_PFIFO;
         }
-        if r.enable & pmc::ENABLE_PGRAPH != 0 && r.pgraph.intr & r.pgraph.intr_en != 0 {
+        if r.pgraph.intr & r.pgraph.intr_en != 0 {
             v |= pmc::INTR_PGRAPH;
-        }
-        if r.enable & pmc::ENABLE_PTIMER != 0 && r.pt_intr & r.pt_intr_en != 0 {
-            v |= pmc::INTR_PTIMER;
         }
         v
     }
@@ -577,7 +551,9 @@ impl Inner {
                 .and_then(|pa| self.bus.read32(pa))
                 .unwrap_or(bad::VM_FAULT);
         }
-        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE)
+            .contains(&off)
+        {
             let mut b = [0u8; 4];
             self.config
                 .lock()
@@ -587,7 +563,7 @@ impl Inner {
         }
         let mut r = self.lock_regs();
         if let Some(bit) = unit_enable_bit(off) {
-            if r.enable & bit == 0 {
+            if r.pmc.enable() & bit == 0 {
                 return bad::UNIT_DISABLED;
             }
         }
@@ -601,39 +577,22 @@ impl Inner {
     }
 
     fn read_reg(&self, r: &mut Regs, off: u32) -> Option<u32> {
-        let hw = self.pmc_hw_intr(r);
+        if IntrTree::serves(off) {
+            let v = r.pmc.read(off, Self::unit_inputs(r), self.now_ns());
+            // Reading interrupt state may have fired the alarm.
+            self.update_irq(r);
+            return v;
+        }
         let p = &r.pfifo;
         let v = match off {
             pmc::BOOT_0 => pmc::BOOT_0_QUADRO_6000,
             pmc::ENDIAN => r.endian,
-            pmc::INTR_HOST | pmc::INTR_NRHOST => {
-                let i = ((off - pmc::INTR_HOST) / 4) as usize;
-                (hw & r.intr_mask[i] & !pmc::INTR_SOFTWARE)
-                    | if r.sw_intr[i] { pmc::INTR_SOFTWARE } else { 0 }
-            }
-            pmc::INTR_EN_HOST => r.intr_en[0],
-            pmc::INTR_EN_NRHOST => r.intr_en[1],
-            pmc::INTR_LINE_STATUS => r.irq_line as u32,
-            pmc::ENABLE => r.enable,
             pmc::SPOON_ENABLE => r.spoon_enable,
-            pmc::INTR_MASK_HOST => r.intr_mask[0],
-            pmc::INTR_MASK_NRHOST => r.intr_mask[1],
             pbus::PRAMIN_BASE => r.pramin_base,
             pbus::BAR1_INST => r.bar1.reg,
             pbus::BAR3_INST => r.bar3.reg,
             pbus::PEEPHOLE_INST => r.peephole,
             pbus::FLUSH => 0,
-            ptimer::INTR => {
-                self.check_alarm(r);
-                r.pt_intr
-            }
-            ptimer::INTR_EN => r.pt_intr_en,
-            ptimer::CLOCK_DIV => r.pt_div,
-            ptimer::CLOCK_MUL => r.pt_mul,
-            ptimer::CLOCK_SOURCE => r.pt_source,
-            ptimer::TIME_LOW => self.time_ns(r) as u32,
-            ptimer::TIME_HIGH => (self.time_ns(r) >> 32) as u32 & ptimer::TIME_HIGH_MASK,
-            ptimer::ALARM => r.pt_alarm,
             pstraps::STRAPS => pstraps::CRYSTAL_27MHZ,
             pfb::FBP_COUNT | pfb::PART_COUNT => self.parts.0,
             pfb::FBP_DISABLED_MASK => 0,
@@ -759,13 +718,15 @@ impl Inner {
             self.irq.retrigger();
             return;
         }
-        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + 0x1000).contains(&off) {
+        if (pci::BAR0_CONFIG_MIRROR..pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE)
+            .contains(&off)
+        {
             self.config_write((off - pci::BAR0_CONFIG_MIRROR) as u64, &v.to_le_bytes());
             return;
         }
         let mut r = self.lock_regs();
         if let Some(bit) = unit_enable_bit(off) {
-            if r.enable & bit == 0 {
+            if r.pmc.enable() & bit == 0 {
                 Counters::inc(&self.counters.bar0_unknown);
                 return;
             }
@@ -781,7 +742,8 @@ impl Inner {
     /// expect; elsewhere they are dropped and counted, since a read-modify-write could
     /// trigger side effects.
     pub fn partial_mmio_write(&self, off: u64, bytes: &[u8]) {
-        let mirror = pci::BAR0_CONFIG_MIRROR as u64..pci::BAR0_CONFIG_MIRROR as u64 + 0x1000;
+        let mirror = pci::BAR0_CONFIG_MIRROR as u64
+            ..(pci::BAR0_CONFIG_MIRROR + pci::BAR0_CONFIG_MIRROR_SIZE) as u64;
         if off & !3 == pci::BAR0_MSI_REARM as u64 {
             self.irq.retrigger();
         } else if mirror.contains(&off) {
@@ -800,6 +762,15 @@ impl Inner {
 
     /// Returns false for an unknown register.
     fn write_reg(&self, r: &mut Regs, off: u32, v: u32) -> bool {
+        if let Some(w) = r.pmc.write(off, v, self.now_ns()) {
+            match w {
+                Written::Done => {}
+                Written::Enabled(rising) => self.units_enabled(r, rising),
+                // The PBDMA workers poll an armed alarm.
+                Written::AlarmSet => self.work.notify_all(),
+            }
+            return true;
+        }
         match off {
             pmc::BOOT_0 => {}
             pmc::ENDIAN => {
@@ -807,17 +778,7 @@ impl Inner {
                     r.endian ^= pmc::ENDIAN_BIG;
                 }
             }
-            pmc::INTR_HOST | pmc::INTR_NRHOST => {
-                // Only the software bit is writable.
-                r.sw_intr[((off - pmc::INTR_HOST) / 4) as usize] = v & pmc::INTR_SOFTWARE != 0;
-            }
-            pmc::INTR_EN_HOST => r.intr_en[0] = v & 3,
-            pmc::INTR_EN_NRHOST => r.intr_en[1] = v & 3,
-            pmc::INTR_LINE_STATUS => {}
-            pmc::ENABLE => self.write_enable(r, v),
             pmc::SPOON_ENABLE => r.spoon_enable = v & ((1 << pfifo::PBDMA_COUNT) - 1),
-            pmc::INTR_MASK_HOST => r.intr_mask[0] = v,
-            pmc::INTR_MASK_NRHOST => r.intr_mask[1] = v,
             pbus::PRAMIN_BASE => r.pramin_base = v,
             pbus::BAR1_INST => {
                 r.bar1 = BarVm {
@@ -835,26 +796,6 @@ impl Inner {
             }
             pbus::PEEPHOLE_INST => r.peephole = v,
             pbus::FLUSH => {}
-            ptimer::INTR => r.pt_intr &= !v,
-            ptimer::INTR_EN => r.pt_intr_en = v & ptimer::INTR_ALARM,
-            ptimer::CLOCK_DIV => r.pt_div = v & 0xffff,
-            ptimer::CLOCK_MUL => r.pt_mul = v & 0xffff,
-            ptimer::CLOCK_SOURCE => r.pt_source = v,
-            ptimer::TIME_LOW | ptimer::TIME_HIGH => {
-                let cur = self.time_ns(r);
-                let new = if off == ptimer::TIME_LOW {
-                    (cur & !0xffff_ffff) | (v & ptimer::TIME_LOW_MASK) as u64
-                } else {
-                    (cur & 0xffff_ffff) | ((v & ptimer::TIME_HIGH_MASK) as u64) << 32
-                };
-                r.time_offset = r.time_offset.wrapping_add(new.wrapping_sub(cur) as i64);
-            }
-            ptimer::ALARM => {
-                r.pt_alarm = v & ptimer::TIME_LOW_MASK;
-                r.pt_alarm_armed = true;
-                self.check_alarm(r);
-                self.work.notify_all();
-            }
             pstraps::STRAPS => {}
             mmu::CTRL => r.mmu_ctrl = v & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE),
             mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush = v,
@@ -961,9 +902,9 @@ impl Inner {
         true
     }
 
-    fn write_enable(&self, r: &mut Regs, v: u32) {
-        let rising = v & !r.enable;
-        r.enable = v;
+    /// PMC_ENABLE was written; `rising` went 0 -> 1: those units reset (the interrupt tree
+    /// has reset PTIMER).
+    fn units_enabled(&self, r: &mut Regs, rising: u32) {
         if rising & pmc::ENABLE_PFIFO != 0 {
             // PFIFO reset: registers, channel table and runlist cleared; PFIFO drops every
             // channel's state.
@@ -972,10 +913,6 @@ impl Inner {
         }
         if rising & pmc::ENABLE_PGRAPH != 0 {
             r.pgraph = PgraphRegs::default();
-        }
-        if rising & pmc::ENABLE_PTIMER != 0 {
-            r.pt_intr = 0;
-            r.pt_intr_en = 0;
         }
         self.work.notify_all();
     }
@@ -1097,7 +1034,7 @@ impl Gpu {
             regs: Mutex::new(Regs::new()),
             work: Condvar::new(),
             tlb: Mutex::new(Tlb::default()),
-            config: Mutex::new(ConfigSpace::new()),
+            config: Mutex::new(CardConfig::power_on(&Profile::CARD)),
             engines: Default::default(),
             irq: IrqLine::default(),
             counters: Counters::default(),

@@ -60,7 +60,6 @@ mod gpu;
 mod kernels;
 pub mod mem;
 pub mod mmu;
-pub mod pci;
 mod pfifo;
 pub mod server;
 

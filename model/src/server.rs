@@ -20,7 +20,6 @@ use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, Serv
 
 use crate::gpu::{Bar, Gpu};
 use crate::mem::HostMemory;
-use crate::pci::CONFIG_SIZE;
 
 /// Where the interrupt output goes; shared with the GPU's notifier.
 #[derive(Default)]
@@ -226,7 +225,7 @@ fn region(index: u32, size: u64) -> ServerRegion {
 fn regions() -> Vec<ServerRegion> {
     (0..VFIO_PCI_NUM_REGIONS)
         .map(|i| match i {
-            VFIO_PCI_CONFIG_REGION_INDEX => region(i, CONFIG_SIZE as u64),
+            VFIO_PCI_CONFIG_REGION_INDEX => region(i, gpuvm_uapi::gf100::pci::CFG_SIZE_PCIE as u64),
             _ => region(i, bar_of(i).map_or(0, Bar::size)),
         })
         .collect()

@@ -2,8 +2,12 @@
 //! them (by path, with `crate::gf100` providing the register declarations).
 #![no_std]
 
+#[path = "../../../uapi/config_space.rs"]
+pub mod config_space;
 #[path = "../../../uapi/gf100.rs"]
 pub mod gf100;
+#[path = "../../../uapi/intr_tree.rs"]
+pub mod intr_tree;
 
 #[path = "../../../shadow/partition.rs"]
 pub mod partition;

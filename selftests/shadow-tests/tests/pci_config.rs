@@ -71,3 +71,43 @@ fn command_msi_and_bounds() {
     assert!(!c.read(u64::MAX, &mut b));
     assert!(c.read(252, &mut b));
 }
+
+/// The shared implementation (`uapi/config_space.rs`) in the card's PCIe size, as the model
+/// uses it: ranges that run past the end read the bytes inside and zeros, and write nothing.
+#[test]
+fn shared_space_partial_ranges_and_profiles() {
+    use gpuvm_shadow_tests::config_space::{ConfigSpace as Space, Profile};
+    let mut card = Space::<{ pci::CFG_SIZE_PCIE }>::power_on(&Profile::CARD);
+    let end = pci::CFG_SIZE_PCIE as u64;
+    let mut b = [0xaau8; 4];
+    assert!(!card.read(end - 2, &mut b));
+    assert_eq!(b, [0; 4]);
+    assert!(!card.write(end - 2, &[0xff; 4]));
+    assert!(!card.read(u64::MAX, &mut b));
+    assert!(card.read(pci::CFG_BAR1_LO as u64, &mut b));
+    assert_eq!(u32::from_le_bytes(b), BAR_MEM64_PREFETCH);
+    // The card takes more COMMAND bits than a vGPU, and keeps D0.
+    assert!(card.write(4, &[0xff, 0xff]));
+    assert_eq!(card.command(), 0x0547);
+    let pmcsr = (pci::CAP_PM + pci::PM_CTRL) as u64;
+    assert!(card.write(pmcsr, &[3]));
+    assert!(card.read(pmcsr, &mut b[..1]));
+    assert_eq!(b[0], 0);
+    let mut vgpu = ConfigSpace::new(16 * MIB, 8 * MIB);
+    assert!(vgpu.write(pmcsr, &[3]));
+    assert!(vgpu.read(pmcsr, &mut b[..1]));
+    assert_eq!(b[0], 3);
+    // A 64-bit BAR above 4 GiB sizes into its high register.
+    let mut big = Space::<{ pci::CFG_SIZE_PCI }>::power_on(&Profile::vgpu(8 << 30, 8 * MIB));
+    wr32(&mut big, 0x14, 0xffff_ffff);
+    wr32(&mut big, 0x18, 0xffff_ffff);
+    assert_eq!((rd32(&big, 0x14), rd32(&big, 0x18)), (0x0000_000c, 0xffff_fffe));
+    set_interrupt_status_roundtrip(&mut vgpu);
+}
+
+fn set_interrupt_status_roundtrip(c: &mut ConfigSpace) {
+    c.set_interrupt_status(true);
+    assert_eq!(rd32(c, 4) >> 16 & u32::from(pci::STATUS_INTERRUPT), u32::from(pci::STATUS_INTERRUPT));
+    c.set_interrupt_status(false);
+    assert_eq!(rd32(c, 4) >> 16 & u32::from(pci::STATUS_INTERRUPT), 0);
+}
