@@ -361,7 +361,7 @@ impl VRegs {
     /// Whether the guest's PFIFO may run channels: its PMC enable bit is set and PFIFO is
     /// enabled. When it is not, the mediator keeps the vGPU's channels off the host GPU.
     pub fn pfifo_running(&self) -> bool {
-        self.enable & pmc::ENABLE_PFIFO != 0 && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0
+        self.pmc.enable() & pmc::ENABLE_PFIFO != 0 && self.pfifo.ctrl & pfifo::CTRL_ENABLE != 0
     }
 
     /// Whether the vGPU's interrupt line is asserted.
