@@ -5,17 +5,21 @@
 //! 1. **Utilisation-aware demotion.** Credit is charged in lumps after each completion and
 //!    clipped at ±one period, so on its own it misjudges a vGPU whose kernels are long or
 //!    irregular. BAND demotes a vGPU only when it is out of credit *and* over its share of
-//!    the GPU measured over a longer window. Queued vGPUs are ranked as in GPUvm: under
-//!    their share first, then over their share with credit, then over their share without
-//!    (demoted); within a rank as CREDIT (most credit, then least recently run).
+//!    the GPU measured over a longer window (Gdev's rule); a vGPU in debt but under its
+//!    share keeps competing, by credit, with those not demoted. Within each of the two
+//!    classes the order is CREDIT's (most credit, then least recently run). GPUvm's BAND
+//!    also put every under-share vGPU before all others; that lets a vGPU returning from
+//!    idle run alone until the window says it has caught up (several periods), whereas
+//!    here its lead is bounded by credit, as under CREDIT.
 //! 2. **A bounded wait.** When the GPU frees and the next candidate is over its share while
 //!    the vGPU that just finished is under it, the GPU is held for up to `band_wait`. A guest
 //!    with short kernels rings its next doorbell soon after it sees a completion; without
 //!    the wait its next kernel would queue behind a long one of the over-share vGPU. The wait
-//!    is taken at most once per completion and ends at the awaited vGPU's doorbell, at the
-//!    doorbell of any vGPU under its share, or at `band_wait` after the completion. It is
-//!    BAND's only departure from work conservation (the "inserted idle" GPUvm's slides blame
-//!    for BAND's throughput loss), bounded by `band_wait` per completion.
+//!    is taken at most once per completion, only if the finished vGPU has nothing queued,
+//!    and ends at its next doorbell (it then runs), when the best candidate is no longer
+//!    over its share, or at `band_wait` after the completion. It is BAND's only departure
+//!    from work conservation (the "inserted idle" GPUvm's slides blame for BAND's
+//!    throughput loss), bounded by `band_wait` per completion.
 //!
 //! Utilisation is the GPU time a vGPU completed over elapsed time, both decaying by 1/16 at
 //! each period boundary: a window of about 16 periods (0.5 s at 30 ms; GPUvm sampled every
@@ -77,15 +81,9 @@ impl Band {
         used.saturating_mul(u64::from(acct.present_weight())) > elapsed.saturating_mul(u64::from(acct.weight_or_zero(v)))
     }
 
-    /// 0: under its share; 1: over it with credit; 2: over it without (demoted).
+    /// 1 if `v` is demoted (out of credit and over its share), else 0.
     fn rank(&self, acct: &Account, v: VgpuId, now: Ns) -> u8 {
-        if !self.over_share(acct, v, now) {
-            0
-        } else if self.ledger.credit(v) >= 0 {
-            1
-        } else {
-            2
-        }
+        u8::from(self.ledger.credit(v) < 0 && self.over_share(acct, v, now))
     }
 
     fn forget(&mut self, v: VgpuId) {
@@ -155,8 +153,12 @@ impl Policy for Band {
             return Decision::Idle;
         };
         if let Some(w) = self.waiting.take() {
-            // Keep holding only while the best candidate is still an over-share one.
-            if now < w.until && next != w.vgpu && self.over_share(acct, next, now) {
+            // The awaited vGPU rang: it gets the GPU, whatever its credit (it is under its
+            // share). Otherwise hold only while the best candidate is over its share.
+            if acct.queued(w.vgpu) > 0 {
+                return Decision::Run(w.vgpu);
+            }
+            if now < w.until && self.over_share(acct, next, now) {
                 self.waiting = Some(w);
                 return Decision::WaitUntil(w.until);
             }
@@ -165,7 +167,10 @@ impl Policy for Band {
         if core::mem::take(&mut self.chance) {
             if let Some(done) = acct.last_done() {
                 let until = done.at.saturating_add(self.wait_ns);
+                // Only for a vGPU with nothing queued: waiting for one that is queued but
+                // not the best candidate would idle the GPU for nothing.
                 if done.vgpu != next
+                    && acct.queued(done.vgpu) == 0
                     && now < until
                     && acct.is_present(done.vgpu)
                     && self.over_share(acct, next, now)
