@@ -81,7 +81,7 @@ fn removal_drops_queued_work_and_forgets_the_running_submission() {
 }
 
 #[test]
-fn a_wrong_answer_of_the_policy_cannot_idle_the_gpu() {
+fn band_without_a_wait_is_work_conserving() {
     // BAND may only wait; and only up to band_wait: with the wait at 0 it never does.
     let knobs = Knobs { band_wait: BandWait::from_us(0).unwrap(), ..Knobs::default() };
     let mut s = Scheduler::new(PolicyKind::Band, knobs, 0);
@@ -149,4 +149,31 @@ fn switching_keeps_the_queues() {
     }
     order.sort();
     assert_eq!(order, [1, 1, 2, 2, 2], "everything queued before the switches ran once");
+}
+
+#[test]
+fn the_scheduler_fits_a_small_allocation() {
+    // One per GPU, kept in the GPU's state; no heap inside.
+    let size = std::mem::size_of::<Scheduler>();
+    println!("Scheduler: {size} bytes");
+    assert!(size <= 4096, "{size} bytes");
+}
+
+/// What the kernel cannot have: std or alloc, floating point, panicking shortcuts.
+#[test]
+fn sched_sources_are_core_only() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sched");
+    let mut files = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in src.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for bad in ["std::", "alloc::", "kernel::", "f32", "f64", ".unwrap()", ".expect(", "panic!", "unreachable!", "unsafe"] {
+                assert!(!code.contains(bad), "{}:{}: {bad}", path.display(), n + 1);
+            }
+        }
+        files += 1;
+    }
+    assert_eq!(files, 8);
 }
