@@ -14,11 +14,11 @@
 //!   debt of a kernel longer than a period, which Gdev also does (its ±30 ms reset).
 //!
 //! Among queued vGPUs CREDIT takes the one with the most credit, ties to the one that ran
-//! least recently. Xen and GPUvm go round-robin within "has credit"; with non-preemptive
-//! submissions of unequal length that hands a long-kernel vGPU more time per turn, and the
-//! error is only corrected period by period. Taking the richest keeps every backlogged vGPU
-//! within about one submission of its share at any time, and a vGPU that has credit still
-//! always goes before one that has none.
+//! least recently. Xen and GPUvm take turns in list order among those with credit; with
+//! non-preemptive submissions of unequal length that hands a long-kernel vGPU more time per
+//! turn, and the error is only corrected period by period. Taking the richest keeps every
+//! backlogged vGPU within about one submission of what it earned by the end of each period,
+//! and a vGPU that has credit still always goes before one that has none.
 //!
 //! Replenishing is lazy: [`Policy::advance`] catches up with the period boundaries that
 //! passed before each event, so no timer is needed.

@@ -8,8 +8,8 @@
 //! sees the state after the event. Before it applies any event, the scheduler first calls
 //! [`Policy::advance`] with the account as it was, so time-driven state (credit replenished at
 //! period boundaries) is brought up to `now` from the facts that held meanwhile. Policies
-//! never fail: any event is legal for them, and
-//! an answer that does not fit the account is overridden by the scheduler.
+//! never fail: any event is legal for them, and an answer that does not fit the account is
+//! overridden by the scheduler.
 
 use super::account::{Account, Ns, VgpuId};
 use super::knobs::{BandWait, Period, PolicyKind};

@@ -117,9 +117,10 @@ fn fifo_keeps_arrival_order() {
 /// least −P; the others' at most +P, and whoever runs ahead of it pays for it, so it
 /// becomes the richest after at most 2P of others' GPU time beyond what it earns meanwhile
 /// (it earns P/N per period while the others together earn P − P/N and spend P): at most
-/// 2N periods, plus the kernel running when it became eligible and one overshoot. BAND adds
-/// the time for its utilisation to decay under its share (≤ 11·log2(N) periods, the window
-/// loses 1/16 a period) and one wait.
+/// 2N periods, plus the kernel running when it became eligible and one overshoot. Under
+/// BAND a vGPU in debt but under its share may also go ahead of it, until its utilisation
+/// passes its share: the window loses 1/16 a period, ≤ 11 periods per halving, so add
+/// 11·log2(N) periods, one more, and one wait.
 #[test]
 fn nobody_starves() {
     for kind in PolicyKind::ALL {

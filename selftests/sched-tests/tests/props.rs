@@ -35,9 +35,9 @@ fn specs(max: usize) -> impl Strategy<Value = Vec<VgpuSpec>> {
 }
 
 /// The starvation bound of vGPU `i` (see `policies.rs::nobody_starves` for the argument):
-/// in credit terms it needs 2P over W/w_i periods; BAND adds the decay of its utilisation
-/// below its share (11 periods per halving of W/w_i) and a wait; FIFO waits at most for
-/// every other vGPU's full queue.
+/// in credit terms it needs 2P over W/w_i periods; BAND adds the time for the under-share
+/// vGPUs in debt that may go ahead of it to pass their share (11 periods per halving of
+/// W/w_i) and a wait; FIFO waits at most for every other vGPU's full queue.
 fn starvation_bound(kind: PolicyKind, specs: &[VgpuSpec], i: usize, longest: u64) -> u64 {
     let w_all: u64 = specs.iter().map(|s| u64::from(s.weight)).sum();
     let ratio = w_all.div_ceil(u64::from(specs[i].weight));
