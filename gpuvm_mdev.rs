@@ -10,7 +10,7 @@ use core::{
     fmt::Write,
     sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
 };
-use gf100::{pfb, pfifo, pmc};
+use gf100::{pfb, pmc};
 use kernel::{
     device::Core,
     io::Io,
@@ -69,8 +69,14 @@ mod partition;
 #[allow(dead_code, unreachable_pub)]
 mod host_init;
 #[path = "shadow/pci_config.rs"]
-#[allow(dead_code, unreachable_pub)]
+#[allow(dead_code, unreachable_pub, unused_imports)]
 mod pci_config;
+#[path = "shadow/host_gpu.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host_gpu;
+#[path = "shadow/mediator.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod mediator;
 
 #[path = "rust/bindings.rs"]
 mod bindings;
@@ -85,8 +91,7 @@ mod rust_sysfs;
 #[path = "rust/vfio.rs"]
 mod vfio;
 
-mod fullvirt;
-mod host_mem;
+mod host_env;
 mod vgpu;
 
 module! {
@@ -97,19 +102,18 @@ module! {
     license: "GPL",
 }
 
-/// VRAM the host keeps for its own structures (instance blocks, BAR page tables, USERD,
-/// shadow page tables); the rest is cut into vGPU units.
-const HOST_VRAM_RESERVED: u64 = 64 << 20;
-/// Channels 0..GUEST_CHANNELS go to vGPUs; the rest stay with the host.
-const GUEST_CHANNELS: u32 = 120;
-
-/// What every vGPU of a GPU shares: identity, geometry, and the allocation map.
+/// What every vGPU of a GPU shares: identity, geometry, the allocation map, the host's
+/// apertures, pool and runlist.
+///
+/// Lock order (outer first): a vGPU's `state` → `runlist` → `pramin`; `pool`, `tlb` and
+/// `units` are leaves taken alone; `vgpu_list` is never held while a vGPU's `state` is taken (the
+/// interrupt thread copies the list first).
 #[pin_data]
 pub(crate) struct GpuShared {
     pdev: ARef<pci::Device>,
-    pub(crate) boot0: u32,
+    boot0: u32,
     vram_bytes: u64,
-    pub(crate) pools: Pools,
+    pools: Pools,
     #[pin]
     units: Mutex<UnitMap>,
     vgpus: AtomicU32,
@@ -119,10 +123,16 @@ pub(crate) struct GpuShared {
     bar3_mapped: u64,
     /// The PRAMIN window (BAR0 0x700000) is one per GPU: whoever moves it holds this.
     #[pin]
-    pramin: Mutex<host_mem::PraminWindow>,
+    pramin: Mutex<host_env::PraminWindow>,
     /// Host VRAM for shadow structures.
     #[pin]
     pool: Mutex<HostPool>,
+    /// Bytes of the pool after bring-up: each vGPU may hold its share of it.
+    pool_bytes: u64,
+    /// Serialises host TLB flushes (a flush is a slot wait, two register writes and a
+    /// completion wait, which must not interleave between vGPUs).
+    #[pin]
+    tlb: Mutex<()>,
     /// The host's BAR1: its USERD area, where doorbells are rung.
     bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
     /// Interrupts the host handled (all causes).
@@ -133,66 +143,62 @@ pub(crate) struct GpuShared {
     lazy_shadow: AtomicBool,
     /// The one host runlist all vGPUs share.
     #[pin]
-    runlist: Mutex<HostRunlist>,
+    runlist: Mutex<host_gpu::HostRunlist>,
     /// Live vGPUs, for interrupt delivery.
     #[pin]
     vgpu_list: Mutex<KVec<ARef<vfio::Device<vgpu::Vgpu>>>>,
-    /// Events the hard-IRQ half recorded for the thread to deliver.
-    pending_nonstall: AtomicBool,
-    pending_faults: AtomicU32,
-    fault_records: [FaultRecord; FAULT_UNITS],
 }
 
-/// Fault units whose records the host keeps (the PFIFO VM_FAULT unit bits).
-const FAULT_UNITS: usize = 32;
-
-/// One MMU fault as the hard-IRQ half read it (atomics: written there, read by the thread).
-#[derive(Default)]
-struct FaultRecord {
-    inst: AtomicU64,
-    va: AtomicU64,
-    info: AtomicU32,
-}
-
-/// The host runlist: each vGPU's part (indexed by its first unit), double-buffered in host
-/// VRAM like nouveau does, so the GPU never reads a list being rewritten.
-struct HostRunlist {
-    parts: [Option<channel::RunlistPart>; UNITS as usize],
-    bufs: [u64; 2],
-    next: usize,
-}
-
-/// Runlist entries one buffer holds (every channel once).
-const RUNLIST_CAPACITY: u32 = gf100::pfifo::CHANNELS;
 
 impl GpuShared {
+    pub(crate) fn pdev(&self) -> &kernel::device::Device {
+        self.pdev.as_ref()
+    }
+    /// BOOT_0 of the physical GPU (what a vGPU reports too).
+    pub(crate) fn boot0(&self) -> u32 {
+        self.boot0
+    }
+    pub(crate) fn bar0(&self) -> &pci::DevresBar<{ gf100::pci::BAR0_SIZE as usize }> {
+        &self.bar0
+    }
+    pub(crate) fn bar1(&self) -> &pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }> {
+        &self.bar1
+    }
+    pub(crate) fn bar3(&self) -> &pci::DevresBar<{ gf100::pci::BAR3_SIZE as usize }> {
+        &self.bar3
+    }
+    /// BAR3 maps host VRAM `[0, bar3_mapped)` one to one.
+    pub(crate) fn bar3_mapped(&self) -> u64 {
+        self.bar3_mapped
+    }
+    pub(crate) fn pramin(&self) -> &Mutex<host_env::PraminWindow> {
+        &self.pramin
+    }
+    pub(crate) fn pool(&self) -> &Mutex<HostPool> {
+        &self.pool
+    }
+    /// Host-pool bytes a vGPU of `units` units may hold (its share of the GPU).
+    pub(crate) fn pool_quota(&self, units: u32) -> u64 {
+        self.pool_bytes * u64::from(units) / u64::from(UNITS)
+    }
+    /// Flushes the host TLB for the page directory at host VRAM `pd`, serialised with every
+    /// other flush of this GPU.
+    pub(crate) fn tlb_flush(&self, pd: u64) -> core::result::Result<(), host_gpu::HostError> {
+        let _serialised = self.tlb.lock();
+        host_gpu::tlb_flush(&host_env::KernelBars(self), pd)
+    }
+    /// The `lazy_shadow` knob.
+    pub(crate) fn lazy_shadow(&self) -> bool {
+        self.lazy_shadow.load(Ordering::Relaxed)
+    }
+    /// Nanoseconds since probe (the vGPUs' PTIMER base).
+    pub(crate) fn uptime_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
     /// Replaces one vGPU's part of the host runlist and submits the merged list.
-    pub(crate) fn commit_runlist(&self, part: channel::RunlistPart) {
-        let mut rl = self.runlist.lock();
-        if let Some(slot) = rl.parts.get_mut(part.slice.first_unit as usize) {
-            *slot = (!part.channels.is_empty()).then_some(part);
-        }
-        let mut merged = [channel::RunlistPart { slice: part.slice, channels: channel::ChannelSet::default() }; UNITS as usize];
-        let mut n_parts = 0;
-        for p in rl.parts.iter().flatten() {
-            merged[n_parts] = *p;
-            n_parts += 1;
-        }
-        let buf = rl.bufs[rl.next];
-        rl.next ^= 1;
-        let entries = {
-            let mut vram = host_mem::HostVram::new(self);
-            channel::write_host_runlist(&mut vram, buf, RUNLIST_CAPACITY, &merged[..n_parts])
-        };
-        let Some(bar0) = self.bar0.try_access() else { return };
-        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | gf100::target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
-        let _ = bar0.try_write32(base, pfifo::RUNLIST_BASE as usize);
-        let _ = bar0.try_write32(pfifo::RUNLIST_COMMIT_UNK | entries, pfifo::RUNLIST_SUBMIT as usize);
-        for _ in 0..100_000 {
-            if bar0.try_read32(pfifo::RUNLIST_STATUS as usize).unwrap_or(0) & pfifo::RUNLIST_STATUS_PENDING == 0 {
-                break;
-            }
-        }
+    pub(crate) fn commit_runlist(&self, part: channel::RunlistPart) -> core::result::Result<(), host_gpu::HostError> {
+        self.runlist.lock().commit(&host_env::KernelBars(self), self.bar3_mapped, part).map(|_| ())
     }
 
     fn add_vgpu(&self, dev: ARef<vfio::Device<vgpu::Vgpu>>) -> Result {
@@ -209,83 +215,42 @@ impl GpuShared {
 }
 
 impl irq::Handler for GpuShared {
-    /// Acknowledges what is pending and records what the vGPUs must hear about.
+    /// Claims the interrupt if the GPU raised it. The line stays masked (IRQF_ONESHOT) until
+    /// the thread has read and acknowledged the causes.
     fn handle(&self) -> irq::IrqReturn {
-        let Some(bar0) = self.bar0.try_access() else { return irq::IrqReturn::None };
-        let m = HostBar0(&bar0);
-        let rd = |off: u32| host_init::Mmio::rd(&m, off);
-        let wr = |off: u32, v: u32| host_init::Mmio::wr(&m, off, v);
-        let pending = rd(pmc::INTR_HOST);
+        let pending = host_init::Mmio::rd(&host_env::KernelBars(self), pmc::INTR_HOST);
         if pending == 0 || pending == gf100::bad::UNIT_DISABLED {
             return irq::IrqReturn::None;
         }
         self.interrupts.fetch_add(1, Ordering::Relaxed);
-        let mut wake = false;
-        if pending & pmc::INTR_SOFTWARE != 0 {
-            wr(pmc::INTR_HOST, 0);
-        }
-        if pending & pmc::INTR_PFIFO != 0 {
-            let causes = rd(pfifo::INTR);
-            if causes & pfifo::INTR_ENGINE != 0 {
-                let units = rd(pfifo::ENGINE_INTR_UNITS);
-                for n in 0..32 {
-                    if units & (1 << n) != 0 {
-                        let v = rd(pfifo::engine_intr(n));
-                        wr(pfifo::engine_intr(n), v);
-                    }
-                }
-                self.pending_nonstall.store(true, Ordering::Release);
-                wake = true;
-            }
-            if causes & pfifo::INTR_VM_FAULT != 0 {
-                let units = rd(pfifo::VM_FAULT_UNITS);
-                for (u, rec) in self.fault_records.iter().enumerate() {
-                    let u = u as u32;
-                    if units & (1 << u) == 0 {
-                        continue;
-                    }
-                    rec.inst.store(u64::from(rd(pfifo::vm_fault_inst(u))) << 12, Ordering::Relaxed);
-                    rec.va.store(u64::from(rd(pfifo::vm_fault_addr_lo(u))) | u64::from(rd(pfifo::vm_fault_addr_hi(u))) << 32, Ordering::Relaxed);
-                    rec.info.store(rd(pfifo::vm_fault_info(u)), Ordering::Relaxed);
-                }
-                wr(pfifo::VM_FAULT_UNITS, units);
-                self.pending_faults.fetch_or(units, Ordering::Release);
-                wake = true;
-            }
-            if causes & pfifo::INTR_PBDMA != 0 {
-                let units = rd(pfifo::PBDMA_INTR_UNITS);
-                wr(pfifo::PBDMA_INTR_UNITS, units);
-            }
-            wr(pfifo::INTR, causes);
-        }
-        if pending & pmc::INTR_PGRAPH != 0 {
-            let g = rd(gf100::pgraph::INTR);
-            wr(gf100::pgraph::INTR, g);
-        }
-        // MSI is sent on a rising edge of the interrupt line: a cause that arrived after the
-        // reads above keeps the line high without a new message. Re-arming makes the GPU send
-        // one if the line is still asserted (nouveau does the same at the end of its handler).
-        wr(gf100::pci::BAR0_MSI_REARM, 0);
-        if wake {
-            irq::IrqReturn::WakeThread
-        } else {
-            irq::IrqReturn::Handled
-        }
+        irq::IrqReturn::WakeThread
     }
 
-    /// Delivers recorded events to the vGPUs (process context: their state locks sleep).
+    /// Reads and acknowledges every cause (shadow/host_gpu.rs) and delivers what the vGPUs
+    /// must hear about (process context: their state locks sleep). The list lock is dropped
+    /// before any vGPU's lock is taken, so one busy vGPU does not hold up the list.
     fn thread(&self) {
-        let nonstall = self.pending_nonstall.swap(false, Ordering::Acquire);
-        let faults = self.pending_faults.swap(0, Ordering::Acquire);
-        let list = self.vgpu_list.lock();
-        for dev in list.iter() {
-            let mut fault_list = [None; FAULT_UNITS];
-            for (u, rec) in self.fault_records.iter().enumerate() {
-                if faults & (1 << u) != 0 {
-                    fault_list[u] = Some((rec.inst.load(Ordering::Relaxed), rec.va.load(Ordering::Relaxed), rec.info.load(Ordering::Relaxed)));
+        let Some(ev) = host_gpu::service_interrupt(&host_env::KernelBars(self)) else { return };
+        if !ev.any() {
+            return;
+        }
+        let targets = {
+            let list = self.vgpu_list.lock();
+            let mut v = KVec::with_capacity(list.len(), GFP_KERNEL);
+            if let Ok(v) = &mut v {
+                for d in list.iter() {
+                    let _ = v.push(d.clone(), GFP_KERNEL);
                 }
             }
-            vgpu::Vgpu::deliver(dev, nonstall, &fault_list);
+            v
+        };
+        match targets {
+            Ok(targets) => {
+                for dev in targets.iter() {
+                    vgpu::Vgpu::deliver(dev, &ev);
+                }
+            }
+            Err(_) => dev_warn!(self.pdev.as_ref(), "interrupt delivery: out of memory, events dropped\n"),
         }
     }
 }
@@ -324,7 +289,7 @@ impl mdev::Driver for VgpuDriver {
     type Data = VgpuHandle;
 
     const DEVICE_API: &'static CStr = c"vfio-pci";
-    const DEV_GROUPS: Option<&'static GroupList<2>> = Some(&VGPU_GROUPS);
+    const DEV_GROUPS: Option<&'static GroupList<2>> = Some(&vgpu_sysfs::GROUPS);
 
     fn probe(mdev: &mdev::Device, gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>) -> Result<Pin<KBox<VgpuHandle>>> {
         let share = *mtype.data();
@@ -507,7 +472,7 @@ impl pci::Driver for GpuvmPciDriver {
             return Err(ENODEV);
         }
         let vram = vram_bytes(&bar0);
-        let Some(pools) = Pools::new(vram, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS) else {
+        let Some(pools) = Pools::new(vram, host_gpu::HOST_VRAM_RESERVED, 0, host_gpu::GUEST_CHANNELS) else {
             dev_err!(pdev, "VRAM of {} MiB is too small to partition: refusing\n", vram >> 20);
             return Err(ENODEV);
         };
@@ -535,7 +500,7 @@ impl pci::Driver for GpuvmPciDriver {
             BAR0_TIMING_READS
         );
         let bar3_len = pdev.resource_len(3)?;
-        let host = host_init::bring_up(&HostBar0(&bar0), HOST_VRAM_RESERVED, bar3_len).map_err(|e| {
+        let host = host_init::bring_up(&HostBar0(&bar0), host_gpu::HOST_VRAM_RESERVED, bar3_len).map_err(|e| {
             dev_err!(pdev, "host bring-up failed: {:?}\n", e);
             EIO
         })?;
@@ -543,8 +508,7 @@ impl pci::Driver for GpuvmPciDriver {
         let bar3 = pdev.iomap_region_sized::<{ gf100::pci::BAR3_SIZE as usize }>(3, c"gpuvm-bar3")?.into_devres()?;
         let bar1 = pdev.iomap_region_sized::<{ gf100::pci::BAR1_SIZE as usize }>(1, c"gpuvm-bar1")?.into_devres()?;
         let mut pool = HostPool::new(host_init::layout::FREE, host.bar3_mapped);
-        let runlist_bytes = u64::from(RUNLIST_CAPACITY) * pfifo::RUNLIST_ENTRY_SIZE;
-        let bufs = [pool.alloc(runlist_bytes).ok_or(ENOMEM)?, pool.alloc(runlist_bytes).ok_or(ENOMEM)?];
+        let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES).ok_or(ENOMEM)?, pool.alloc(host_gpu::RUNLIST_BYTES).ok_or(ENOMEM)?];
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {
@@ -557,17 +521,16 @@ impl pci::Driver for GpuvmPciDriver {
                 bar0: bar0.into_devres()?,
                 bar3,
                 bar3_mapped: host.bar3_mapped,
-                pramin <- new_mutex!(host_mem::PraminWindow::new()),
+                pramin <- new_mutex!(host_env::PraminWindow::new()),
+                pool_bytes: pool.free_bytes(),
                 pool <- new_mutex!(pool),
+                tlb <- new_mutex!(()),
                 bar1,
                 interrupts: AtomicU64::new(0),
                 epoch: Instant::<Monotonic>::now(),
                 lazy_shadow: AtomicBool::new(true),
-                runlist <- new_mutex!(HostRunlist { parts: [None; UNITS as usize], bufs, next: 0 }),
+                runlist <- new_mutex!(host_gpu::HostRunlist::new(bufs)),
                 vgpu_list <- new_mutex!(KVec::new()),
-                pending_nonstall: AtomicBool::new(false),
-                pending_faults: AtomicU32::new(0),
-                fault_records: [const { FaultRecord { inst: AtomicU64::new(0), va: AtomicU64::new(0), info: AtomicU32::new(0) } }; FAULT_UNITS],
             }),
             GFP_KERNEL,
         )?;
@@ -583,7 +546,7 @@ impl pci::Driver for GpuvmPciDriver {
             types.push(mdev::TypeDesc { sysfs_name, pretty_name, data: share }, GFP_KERNEL)?;
         }
         let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
-        let attrs = GroupsRegistration::new(pdev.as_ref(), &GPU_GROUPS)?;
+        let attrs = GroupsRegistration::new(pdev.as_ref(), &gpu_sysfs::GROUPS)?;
         Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: host, shared })
     }
 }
@@ -596,36 +559,49 @@ impl Drop for GpuvmGpu {
 
 // ---- sysfs: <pci device>/gpuvm/ (documented in uapi/sysfs-gpuvm)
 
-/// Declares read-only attributes: `name: Target => |data| value`.
-macro_rules! ro_attrs {
-    ($target:ty; $($ty:ident $name:literal => |$d:ident| $val:expr;)*) => {$(
+/// Declares a sysfs group in one place: each line is one attribute, `ro Type c"name" =>
+/// |data| value;` (the type and its show are generated) or `rw Type c"name";` (the type and
+/// its show/store written by hand). The macro makes every attribute's static, the
+/// NULL-terminated list (counted, never by hand) and the group, in module `$m`.
+macro_rules! sysfs_group {
+    ($m:ident: $target:ty, $dir:literal { $( $kind:ident $ty:ident $name:literal $(=> |$d:ident| $val:expr)?; )* }) => {
+        $( sysfs_group!(@show $target, $ty $(=> |$d| $val)?); )*
+        mod $m {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[allow(non_upper_case_globals)]
+                static $ty: DeviceAttribute = DeviceAttribute::$kind::<$target, super::$ty>($name);
+            )*
+            static LIST: AttrList<{ [$(stringify!($ty)),*].len() + 1 }> = AttrList::new([$($ty.attr(),)* core::ptr::null_mut()]);
+            static GROUP: AttrGroup = AttrGroup::new(Some($dir), &LIST);
+            pub(super) static GROUPS: GroupList<2> = GroupList::new([GROUP.as_ptr(), core::ptr::null()]);
+        }
+    };
+    (@show $target:ty, $ty:ident => |$d:ident| $val:expr) => {
         struct $ty;
         impl Attr<$target> for $ty {
             fn show($d: <$target as rust_sysfs::AttrTarget>::Data<'_>, f: &mut Formatter<'_>) -> Result {
                 writeln!(f, "{}", $val).map_err(|_| EINVAL)
             }
         }
-    )*};
+    };
+    (@show $target:ty, $ty:ident) => {};
 }
 
 type GpuAttrs = BoundDriverData<GpuvmGpu>;
 
-ro_attrs! { GpuAttrs;
-    GpuVramTotal "vram_total_mib" => |g| (g.shared.pools.vram_per_unit * UNITS as u64) >> 20;
-    GpuVramFree "vram_free_mib" => |g| (g.shared.pools.vram_per_unit * g.shared.units.lock().free_units() as u64) >> 20;
-    GpuChannelsTotal "channels_total" => |g| g.shared.pools.channels_per_unit * UNITS;
-    GpuChannelsFree "channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
-    GpuVgpus "vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
-    GpuVramBytes "vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
-    GpuInterrupts "interrupts" => |g| g.shared.interrupts.load(Ordering::Relaxed);
-}
+sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
+    rw GpuLazyShadow c"lazy_shadow";
+    ro GpuInterrupts c"interrupts" => |g| g.shared.interrupts.load(Ordering::Relaxed);
+    ro GpuVramTotal c"vram_total_mib" => |g| (g.shared.pools.vram_per_unit * UNITS as u64) >> 20;
+    ro GpuVramFree c"vram_free_mib" => |g| (g.shared.pools.vram_per_unit * g.shared.units.lock().free_units() as u64) >> 20;
+    ro GpuChannelsTotal c"channels_total" => |g| g.shared.pools.channels_per_unit * UNITS;
+    ro GpuChannelsFree c"channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
+    ro GpuVgpus c"vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
+    ro GpuVramPhysical c"vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
+}}
 
-static GPU_VRAM_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramTotal>(c"vram_total_mib");
-static GPU_VRAM_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramFree>(c"vram_free_mib");
-static GPU_CHANNELS_TOTAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsTotal>(c"channels_total");
-static GPU_CHANNELS_FREE: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuChannelsFree>(c"channels_free");
-static GPU_VGPUS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVgpus>(c"vgpus");
-static GPU_VRAM_PHYSICAL: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuVramBytes>(c"vram_physical_mib");
 /// Shadow sync policy: 1 = lazy (sync at the next use), 0 = naive (sync at the guest's flush).
 struct GpuLazyShadow;
 impl Attr<GpuAttrs> for GpuLazyShadow {
@@ -636,52 +612,40 @@ impl Attr<GpuAttrs> for GpuLazyShadow {
         let on = match rust_sysfs::parse_u32(input)? {
             0 => false,
             1 => true,
-            _ => return Err(EINVAL),
+            v => {
+                dev_warn!(g.shared.pdev(), "lazy_shadow: {} is not 0 or 1 (EINVAL)\n", v);
+                return Err(EINVAL);
+            }
         };
         g.shared.lazy_shadow.store(on, Ordering::Relaxed);
         Ok(())
     }
 }
 
-static GPU_LAZY_SHADOW: DeviceAttribute = DeviceAttribute::rw::<GpuAttrs, GpuLazyShadow>(c"lazy_shadow");
-static GPU_INTERRUPTS: DeviceAttribute = DeviceAttribute::ro::<GpuAttrs, GpuInterrupts>(c"interrupts");
-static GPU_ATTR_LIST: AttrList<9> = AttrList::new([
-    GPU_LAZY_SHADOW.attr(),
-    GPU_INTERRUPTS.attr(),
-    GPU_VRAM_TOTAL.attr(),
-    GPU_VRAM_FREE.attr(),
-    GPU_CHANNELS_TOTAL.attr(),
-    GPU_CHANNELS_FREE.attr(),
-    GPU_VGPUS.attr(),
-    GPU_VRAM_PHYSICAL.attr(),
-    core::ptr::null_mut(),
-]);
-static GPU_GROUP: AttrGroup = AttrGroup::new(Some(c"gpuvm"), &GPU_ATTR_LIST);
-static GPU_GROUPS: GroupList<2> = GroupList::new([GPU_GROUP.as_ptr(), core::ptr::null()]);
-
 // ---- sysfs: /sys/bus/mdev/devices/<uuid>/gpuvm/
 
 type VgpuAttrs = mdev::MdevData<VgpuDriver>;
 
-ro_attrs! { VgpuAttrs;
-    VgpuType "type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
-    VgpuVramMib "vram_mib" => |h| h.reg.device().slice.vram_size >> 20;
-    VgpuVramBase "vram_base_mib" => |h| h.reg.device().slice.vram_base >> 20;
-    VgpuChannels "channels" => |h| h.reg.device().slice.channels;
-    VgpuFirstChannel "first_channel" => |h| h.reg.device().slice.first_channel;
-    VgpuBar1 "bar1_mib" => |h| h.reg.device().bar1_size >> 20;
-    VgpuBar3 "bar3_mib" => |h| h.reg.device().bar3_size >> 20;
-    VgpuMmioTraps "mmio_traps" => |h| h.reg.device().counters.mmio_traps.load(Ordering::Relaxed);
-    VgpuMmioDenied "mmio_denied" => |h| h.reg.device().counters.mmio_denied.load(Ordering::Relaxed);
-    VgpuResets "resets" => |h| h.reg.device().counters.resets.load(Ordering::Relaxed);
-    VgpuForwarded "mmio_forwarded" => |h| h.reg.device().virt_stats().forwarded;
-    VgpuDoorbells "submissions" => |h| h.reg.device().virt_stats().doorbells;
-    VgpuSyncs "shadow_syncs" => |h| h.reg.device().virt_stats().syncs;
-    VgpuPteWrites "pte_writes" => |h| h.reg.device().virt_stats().pte_writes;
-    VgpuGuestReads "pte_reads" => |h| h.reg.device().virt_stats().guest_reads;
-    VgpuRefused "pte_refused" => |h| h.reg.device().virt_stats().refused;
-    VgpuFaults "faults" => |h| h.reg.device().virt_stats().faults;
-}
+sysfs_group! { vgpu_sysfs: VgpuAttrs, c"gpuvm" {
+    ro VgpuForwarded c"mmio_forwarded" => |h| h.reg.device().virt_stats().forwarded;
+    ro VgpuDoorbells c"submissions" => |h| h.reg.device().virt_stats().doorbells;
+    ro VgpuSyncs c"shadow_syncs" => |h| h.reg.device().virt_stats().syncs;
+    ro VgpuPteWrites c"pte_writes" => |h| h.reg.device().virt_stats().pte_writes;
+    ro VgpuGuestReads c"pte_reads" => |h| h.reg.device().virt_stats().guest_reads;
+    ro VgpuRefused c"pte_refused" => |h| h.reg.device().virt_stats().refused;
+    ro VgpuFaults c"faults" => |h| h.reg.device().virt_stats().faults;
+    ro VgpuType c"type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
+    ro VgpuVramMib c"vram_mib" => |h| h.reg.device().slice.vram_size >> 20;
+    ro VgpuVramBase c"vram_base_mib" => |h| h.reg.device().slice.vram_base >> 20;
+    ro VgpuChannels c"channels" => |h| h.reg.device().slice.channels;
+    ro VgpuFirstChannel c"first_channel" => |h| h.reg.device().slice.first_channel;
+    ro VgpuBar1 c"bar1_mib" => |h| h.reg.device().bar1_size >> 20;
+    ro VgpuBar3 c"bar3_mib" => |h| h.reg.device().bar3_size >> 20;
+    ro VgpuMmioTraps c"mmio_traps" => |h| h.reg.device().counters.mmio_traps.load(Ordering::Relaxed);
+    ro VgpuMmioDenied c"mmio_denied" => |h| h.reg.device().counters.mmio_denied.load(Ordering::Relaxed);
+    ro VgpuResets c"resets" => |h| h.reg.device().counters.resets.load(Ordering::Relaxed);
+    rw VgpuWeight c"weight";
+}}
 
 /// Scheduling weight, 1..=100.
 struct VgpuWeight;
@@ -692,54 +656,13 @@ impl Attr<VgpuAttrs> for VgpuWeight {
     fn store(h: &VgpuHandle, input: &[u8]) -> Result {
         let w = rust_sysfs::parse_u32(input)?;
         if !(1..=vgpu::WEIGHT_MAX).contains(&w) {
+            dev_warn!(h.reg.device().parent(), "weight: {} is outside 1..={} (EINVAL)\n", w, vgpu::WEIGHT_MAX);
             return Err(EINVAL);
         }
         h.reg.device().weight.store(w, Ordering::Relaxed);
         Ok(())
     }
 }
-
-static VGPU_TYPE: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuType>(c"type");
-static VGPU_VRAM_MIB: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuVramMib>(c"vram_mib");
-static VGPU_VRAM_BASE: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuVramBase>(c"vram_base_mib");
-static VGPU_CHANNELS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuChannels>(c"channels");
-static VGPU_FIRST_CHANNEL: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuFirstChannel>(c"first_channel");
-static VGPU_BAR1: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuBar1>(c"bar1_mib");
-static VGPU_BAR3: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuBar3>(c"bar3_mib");
-static VGPU_MMIO_TRAPS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuMmioTraps>(c"mmio_traps");
-static VGPU_MMIO_DENIED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuMmioDenied>(c"mmio_denied");
-static VGPU_RESETS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuResets>(c"resets");
-static VGPU_WEIGHT: DeviceAttribute = DeviceAttribute::rw::<VgpuAttrs, VgpuWeight>(c"weight");
-static VGPU_FORWARDED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuForwarded>(c"mmio_forwarded");
-static VGPU_SUBMISSIONS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuDoorbells>(c"submissions");
-static VGPU_SYNCS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuSyncs>(c"shadow_syncs");
-static VGPU_PTE_WRITES: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuPteWrites>(c"pte_writes");
-static VGPU_PTE_READS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuGuestReads>(c"pte_reads");
-static VGPU_PTE_REFUSED: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuRefused>(c"pte_refused");
-static VGPU_FAULTS: DeviceAttribute = DeviceAttribute::ro::<VgpuAttrs, VgpuFaults>(c"faults");
-static VGPU_ATTR_LIST: AttrList<19> = AttrList::new([
-    VGPU_FORWARDED.attr(),
-    VGPU_SUBMISSIONS.attr(),
-    VGPU_SYNCS.attr(),
-    VGPU_PTE_WRITES.attr(),
-    VGPU_PTE_READS.attr(),
-    VGPU_PTE_REFUSED.attr(),
-    VGPU_FAULTS.attr(),
-    VGPU_TYPE.attr(),
-    VGPU_VRAM_MIB.attr(),
-    VGPU_VRAM_BASE.attr(),
-    VGPU_CHANNELS.attr(),
-    VGPU_FIRST_CHANNEL.attr(),
-    VGPU_BAR1.attr(),
-    VGPU_BAR3.attr(),
-    VGPU_MMIO_TRAPS.attr(),
-    VGPU_MMIO_DENIED.attr(),
-    VGPU_RESETS.attr(),
-    VGPU_WEIGHT.attr(),
-    core::ptr::null_mut(),
-]);
-static VGPU_GROUP: AttrGroup = AttrGroup::new(Some(c"gpuvm"), &VGPU_ATTR_LIST);
-static VGPU_GROUPS: GroupList<2> = GroupList::new([VGPU_GROUP.as_ptr(), core::ptr::null()]);
 
 // ---- module
 

@@ -3,16 +3,17 @@
 //!
 //! It looks like a Quadro 6000: an emulated config space (shadow/pci_config.rs) with the
 //! type's BAR sizes, the VFIO regions of a PCI device, INTx/MSI/REQ interrupts delivered
-//! through eventfds, and reset. BAR accesses are trapped here and handed to the
-//! full-virtualization engine (`fullvirt.rs`).
+//! through eventfds, and reset. BAR accesses are trapped here and handed to the vGPU's
+//! mediator (shadow/mediator.rs), which reaches the host through `host_env`.
 
 use crate::{
     bindings as sys,
     eventfd::EventFd,
-    fullvirt::{Ctx, VirtState},
     gf100,
+    host_env::{self, KernelStorage, PinCache},
+    mediator::{Mediator, MediatorStats},
     partition::Slice,
-    pci_config::{ConfigSpace, CONFIG_SIZE},
+    pci_config::{ConfigSpace, COMMAND_BUS_MASTER, CONFIG_SIZE},
     vfio, vregs, GpuShared,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,11 +31,11 @@ struct Irqs {
 struct VgpuState {
     config: ConfigSpace,
     irqs: Irqs,
-    /// The interrupt line level last signalled (MSI is sent on rising edges).
-    irq_level: bool,
     /// Boxed: it holds 128-bit channel sets, and the VFIO core only guarantees 8-byte
     /// alignment for the memory the vGPU lives in.
-    virt: KBox<VirtState>,
+    med: KBox<Mediator<KernelStorage>>,
+    /// Guest pages pinned for the GPU, until unmapped or closed.
+    pins: PinCache,
 }
 
 /// Counters shown in sysfs.
@@ -70,7 +71,7 @@ impl Vgpu {
         let bar1_size = gf100::pci::BAR1_SIZE / share as u64;
         let bar3_size = gf100::pci::BAR3_SIZE / share as u64;
         let config = ConfigSpace::new(bar1_size, bar3_size);
-        let virt = KBox::new(VirtState::new(slice, gpu.boot0)?, GFP_KERNEL)?;
+        let med = KBox::new(Mediator::new(slice, gpu.boot0(), gpu.pool_quota(slice.units)).ok_or(ENOMEM)?, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             gpu,
             share,
@@ -79,18 +80,14 @@ impl Vgpu {
             bar3_size,
             counters: VgpuCounters::default(),
             weight: AtomicU32::new(WEIGHT_DEFAULT),
-            state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), irq_level: false, virt }),
+            state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), med, pins: PinCache::new() }),
         }))
     }
 
     /// Signals the guest on a rising edge of its virtual interrupt line: MSI if set up, else
     /// INTx (masked automatically until the guest unmasks it).
     fn update_irq(st: &mut VgpuState) {
-        let level = st.virt.vregs.irq_line();
-        let rearm = core::mem::take(&mut st.virt.msi_rearm);
-        let rising = level && (!st.irq_level || rearm);
-        st.irq_level = level;
-        if !rising {
+        if !st.med.take_irq_edge() {
             return;
         }
         // As with vfio-pci, an installed MSI trigger means MSI is on: userspace drivers
@@ -108,10 +105,9 @@ impl Vgpu {
 
     /// Host interrupt events for this vGPU (from the host IRQ thread): a non-stall interrupt
     /// and MMU faults `(host instance block, VA, info)` per fault unit.
-    pub(crate) fn deliver(dev: &vfio::Device<Self>, nonstall: bool, faults: &[Option<(u64, u64, u32)>]) {
+    pub(crate) fn deliver(dev: &vfio::Device<Self>, ev: &crate::host_gpu::HostEvents) {
         let mut st = dev.state.lock();
-        let ctx = Ctx { gpu: &dev.gpu, dev };
-        ctx.deliver(&mut st.virt, nonstall, faults);
+        st.med.deliver(ev);
         Self::update_irq(&mut st);
     }
 
@@ -143,18 +139,18 @@ impl Vgpu {
     /// [`Vgpu::mmio`] with the state lock held (a run of accesses takes it once).
     fn mmio_locked(dev: &vfio::Device<Self>, st: &mut VgpuState, region: u32, off: u64, val: Option<u32>) -> u32 {
         dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
-        let ctx = Ctx { gpu: &dev.gpu, dev };
         let bar = match region {
             sys::VFIO_PCI_BAR1_REGION_INDEX => Some(vregs::Bar::Bar1),
             sys::VFIO_PCI_BAR3_REGION_INDEX => Some(vregs::Bar::Bar3),
             _ => None,
         };
-        let (ok, value) = match (bar, val) {
-            (None, None) => ctx.bar0_read(&mut st.virt, off as u32).map_or((false, 0), |v| (true, v)),
-            (None, Some(v)) => (ctx.bar0_write(&mut st.virt, off as u32, v), 0),
-            (Some(b), None) => ctx.bar_read(&mut st.virt, b, off).map_or((false, 0), |v| (true, v)),
-            (Some(b), Some(v)) => (ctx.bar_write(&mut st.virt, b, off, v), 0),
-        };
+        let med = &mut st.med;
+        let (ok, value) = host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| match (bar, val) {
+            (None, None) => med.bar0_read(env, off as u32).map_or((false, 0), |v| (true, v)),
+            (None, Some(v)) => (med.bar0_write(env, off as u32, v), 0),
+            (Some(b), None) => med.bar_read(env, b, off).map_or((false, 0), |v| (true, v)),
+            (Some(b), Some(v)) => (med.bar_write(env, b, off, v), 0),
+        });
         if !ok {
             dev.counters.mmio_denied.fetch_add(1, Ordering::Relaxed);
         }
@@ -172,18 +168,16 @@ impl Vgpu {
             && self.check_access(region, off, len).is_ok()
     }
 
-    /// Counters of the full-virtualization engine (sysfs).
-    pub(crate) fn virt_stats(&self) -> crate::fullvirt::VirtStats {
-        self.state.lock().virt.stats
+    /// Counters of the mediator (sysfs).
+    pub(crate) fn virt_stats(&self) -> MediatorStats {
+        self.state.lock().med.stats
     }
 
     fn reset_state(dev: &vfio::Device<Self>, st: &mut VgpuState) {
         st.config = ConfigSpace::new(dev.bar1_size, dev.bar3_size);
         st.irqs.intx_masked = false;
-        st.irq_level = false;
-        let ctx = Ctx { gpu: &dev.gpu, dev };
-        ctx.release_channels(&mut st.virt);
-        st.virt.vregs.reset();
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.reset(env));
     }
 }
 
@@ -193,6 +187,15 @@ impl PinnedDrop for Vgpu {
         self.gpu.release_slice(&self.slice);
     }
 }
+
+/// Whether the guest has bus mastering on in its PCI command register.
+fn bus_master(config: &ConfigSpace) -> bool {
+    let mut cmd = [0u8; 2];
+    config.read(PCI_COMMAND, &mut cmd) && u16::from_le_bytes(cmd) & COMMAND_BUS_MASTER != 0
+}
+
+/// The PCI command register's offset in config space.
+const PCI_COMMAND: u64 = 0x04;
 
 /// Installs or removes the eventfd of a one-vector IRQ index.
 fn set_eventfd(slot: &mut Option<EventFd>, fd: i32) -> Result {
@@ -211,16 +214,17 @@ impl vfio::Ops for Vgpu {
         // possible while the device still counts as open), and nothing signals a dead eventfd.
         let mut guard = dev.state.lock();
         let st = &mut *guard;
-        Self::reset_state(dev, st);
-        st.virt.pins.unpin_range(dev, 0, u64::MAX);
+        st.config = ConfigSpace::new(dev.bar1_size, dev.bar3_size);
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.close(env));
         st.irqs = Irqs::default();
     }
 
     fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
         let mut guard = dev.state.lock();
         let st = &mut *guard;
-        let ctx = Ctx { gpu: &dev.gpu, dev };
-        ctx.dma_unmap(&mut st.virt, iova, length);
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.dma_unmap(env, iova, length));
     }
 
     fn device_info(_dev: &vfio::Device<Self>) -> vfio::DeviceInfo {
@@ -346,7 +350,16 @@ impl vfio::Ops for Vgpu {
         dev.check_access(region, off, data.len())?;
         match region {
             sys::VFIO_PCI_CONFIG_REGION_INDEX => {
-                dev.state.lock().config.write(off, data).then_some(()).ok_or(EINVAL)
+                let mut guard = dev.state.lock();
+                let st = &mut *guard;
+                if !st.config.write(off, data) {
+                    return Err(EINVAL);
+                }
+                // Bus mastering off stops the vGPU's DMA: its channels leave the GPU.
+                let bus_master = bus_master(&st.config);
+                let med = &mut st.med;
+                host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.set_bus_master(env, bus_master));
+                Ok(())
             }
             sys::VFIO_PCI_BAR0_REGION_INDEX if data.len() != 4 => Err(EINVAL),
             _ if data.len() != 4 && data.len() != 8 => Err(EINVAL),

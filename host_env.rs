@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+//! How the mediator (shadow/mediator.rs) reaches the host from the kernel: the GPU's BARs
+//! ([`KernelBars`], over which shadow/host_gpu.rs gives host VRAM, channel controls, the runlist
+//! and TLB flushes), the host pool for shadow tables, the `lazy_shadow` knob, and guest system
+//! memory pinned through VFIO. [`env`] puts them together for one trapped access.
+
+use crate::{
+    channel::RunlistPart,
+    host_gpu::{self, HostBars, HostError, HostVram},
+    host_init::Mmio,
+    mediator::{Env, GuestMemory, HostChannels, Storage},
+    memory::{Clock, SysMem},
+    shadow_vm::TableAlloc,
+    sync_policy::SyncMode,
+    vfio, GpuShared,
+};
+use core::cell::Cell;
+use kernel::{io::Io, prelude::*, rbtree::RBTree};
+
+/// The host GPU's BARs. Each access takes the BAR's revocable mapping for just that access;
+/// an access after the GPU was unbound reads all-ones and writes nothing.
+pub(crate) struct KernelBars<'a>(pub(crate) &'a GpuShared);
+
+impl Mmio for KernelBars<'_> {
+    fn rd(&self, off: u32) -> u32 {
+        self.0.bar0().try_access().and_then(|b| b.try_read32(off as usize).ok()).unwrap_or(u32::MAX)
+    }
+    fn wr(&self, off: u32, val: u32) {
+        // Offsets come from uapi/ and the host layout, all inside BAR0; an out-of-range one
+        // would be a bug caught by try_write32's bounds check rather than a stray access.
+        if let Some(b) = self.0.bar0().try_access() {
+            let _ = b.try_write32(val, off as usize);
+        }
+    }
+}
+
+impl HostBars for KernelBars<'_> {
+    fn bar1_write32(&self, off: u64, v: u32) {
+        if let Some(b) = self.0.bar1().try_access() {
+            let _ = b.try_write32(v, off as usize);
+        }
+    }
+    fn bar3_read32(&self, off: u64) -> u32 {
+        self.0.bar3().try_access().and_then(|b| b.try_read32(off as usize).ok()).unwrap_or(u32::MAX)
+    }
+    fn bar3_write32(&self, off: u64, v: u32) {
+        if let Some(b) = self.0.bar3().try_access() {
+            let _ = b.try_write32(v, off as usize);
+        }
+    }
+    fn with_pramin<R>(&self, f: impl FnOnce(&Cell<Option<u32>>) -> R) -> R {
+        f(&self.0.pramin().lock().base)
+    }
+}
+
+/// Where the PRAMIN window points (None: unknown, e.g. after probe). A `Cell` because reads
+/// (`&self` in `Vram`) may have to move the window; the mutex around it makes that safe.
+pub(crate) struct PraminWindow {
+    base: Cell<Option<u32>>,
+}
+
+impl PraminWindow {
+    pub(crate) const fn new() -> Self {
+        Self { base: Cell::new(None) }
+    }
+}
+
+/// Shadow tables come from the host pool (locked per allocation).
+pub(crate) struct PoolTables<'a>(pub(crate) &'a GpuShared);
+
+impl TableAlloc for PoolTables<'_> {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        self.0.pool().lock().alloc(bytes)
+    }
+    fn free(&mut self, addr: u64, bytes: u64) {
+        if !self.0.pool().lock().free(addr, bytes) {
+            pr_err!("gpuvm: host pool: {:#x}+{:#x} freed but not allocated (accounting bug)\n", addr, bytes);
+        }
+    }
+}
+
+/// The host channel controls of shadow/host_gpu.rs over the GPU's BARs.
+pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared);
+
+impl HostChannels for KernelChannels<'_> {
+    fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
+        host_gpu::bind_channel(&KernelBars(self.0), host_chid, inst)
+    }
+    fn set_runnable(&mut self, host_chid: u32, runnable: bool) {
+        host_gpu::set_runnable(&KernelBars(self.0), host_chid, runnable)
+    }
+    fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
+        host_gpu::kick(&KernelBars(self.0), host_chid)
+    }
+    fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
+        host_gpu::ring_doorbell(&KernelBars(self.0), host_chid, put)
+    }
+    fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError> {
+        self.0.commit_runlist(part)
+    }
+    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+        self.0.tlb_flush(pd)
+    }
+    fn sync_mode(&self) -> SyncMode {
+        if self.0.lazy_shadow() {
+            SyncMode::Lazy
+        } else {
+            SyncMode::Naive
+        }
+    }
+    fn report(&mut self, what: HostError) {
+        dev_warn!(self.0.pdev(), "host GPU operation failed: {:?} (the GPU did not settle in time)\n", what);
+    }
+}
+
+/// The vGPUs' PTIMER: nanoseconds since the GPU was probed.
+pub(crate) struct GpuClock<'a>(pub(crate) &'a GpuShared);
+
+impl Clock for GpuClock<'_> {
+    fn now_ns(&self) -> u64 {
+        self.0.uptime_ns()
+    }
+}
+
+/// The mediator's tables live in kernel vectors.
+pub(crate) struct KernelStorage;
+
+impl Storage for KernelStorage {
+    type Vec<T: Default> = KVec<T>;
+    fn with_len<T: Default>(len: usize) -> Option<KVec<T>> {
+        let mut v = KVec::with_capacity(len, GFP_KERNEL).ok()?;
+        for _ in 0..len {
+            v.push(T::default(), GFP_KERNEL).ok()?;
+        }
+        Some(v)
+    }
+}
+
+const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
+
+/// Guest system memory pinned through VFIO: IOVA page -> physical address, kept until the
+/// IOVA is unmapped or the device closes.
+pub(crate) struct PinCache {
+    pages: RBTree<u64, u64>,
+}
+
+impl PinCache {
+    pub(crate) fn new() -> Self {
+        Self { pages: RBTree::new() }
+    }
+}
+
+/// [`GuestMemory`] of one open VFIO device.
+pub(crate) struct VfioGuestMemory<'a, T: vfio::Ops> {
+    pub(crate) dev: &'a vfio::Device<T>,
+    pub(crate) pins: &'a mut PinCache,
+}
+
+impl<T: vfio::Ops> VfioGuestMemory<'_, T> {
+    fn pin_one(&mut self, page_iova: u64) -> Option<u64> {
+        if let Some(&phys) = self.pins.pages.get(&page_iova) {
+            return Some(phys);
+        }
+        let phys = self.dev.pin_page(page_iova, true).ok()?;
+        match self.pins.pages.try_create_and_insert(page_iova, phys, GFP_KERNEL) {
+            Ok(_) => Some(phys),
+            Err(_) => {
+                self.dev.unpin_page(page_iova);
+                None
+            }
+        }
+    }
+}
+
+impl<T: vfio::Ops> SysMem for VfioGuestMemory<'_, T> {
+    fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
+        let first = iova & !(PAGE - 1);
+        let end = iova.checked_add(len.max(1))?;
+        let base = self.pin_one(first)?;
+        // The GPU sees one contiguous range: every page after the first must follow it.
+        let mut page = first + PAGE;
+        while page < end {
+            if self.pin_one(page)? != base + (page - first) {
+                return None;
+            }
+            page += PAGE;
+        }
+        Some(base + (iova - first))
+    }
+}
+
+impl<T: vfio::Ops> GuestMemory for VfioGuestMemory<'_, T> {
+    fn any_pinned(&self, iova: u64, len: u64) -> bool {
+        self.pins.pages.cursor_lower_bound(&(iova & !(PAGE - 1))).is_some_and(|c| *c.current().0 < iova.saturating_add(len))
+    }
+
+    fn unpin_range(&mut self, iova: u64, len: u64) -> u64 {
+        let end = iova.saturating_add(len);
+        let mut n = 0;
+        loop {
+            let Some(key) = self.pins.pages.cursor_lower_bound(&iova).map(|c| *c.current().0) else { break };
+            if key >= end {
+                break;
+            }
+            self.pins.pages.remove(&key);
+            self.dev.unpin_page(key);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Runs `f` with an [`Env`] over `gpu` and the guest memory of `dev`.
+pub(crate) fn with_env<T: vfio::Ops, R>(
+    gpu: &GpuShared,
+    dev: &vfio::Device<T>,
+    pins: &mut PinCache,
+    f: impl FnOnce(&mut Env<'_>) -> R,
+) -> R {
+    let bars = KernelBars(gpu);
+    let mut vram = HostVram::new(&bars, gpu.bar3_mapped());
+    let mut sys = VfioGuestMemory { dev, pins };
+    let mut tables = PoolTables(gpu);
+    let mut host = KernelChannels(gpu);
+    let clock = GpuClock(gpu);
+    let mut env = Env { vram: &mut vram, sys: &mut sys, tables: &mut tables, host: &mut host, clock: &clock };
+    f(&mut env)
+}
