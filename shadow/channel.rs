@@ -4,13 +4,17 @@
 //! the one host runlist.
 //!
 //! Instance block words are handled by a whitelist (the guest controls all 4 KiB, so
-//! anything the hardware might read as an address must be known):
-//! - RAMFC (0x000..0x100): copied, except USERD, which is a guest VRAM address and is moved by
-//!   `vram_base` after a bounds check of the whole USERD page. Its other pointers (GP_BASE,
-//!   semaphores) are channel VAs, translated by the shadow page tables.
+//! anything the hardware might read as an address or a privilege must be known):
+//! - RAMFC (0x000..0x100): only the words nouveau fills for a GF100 channel (§8.6) and GP_GET
+//!   (the model's saved ring position) are copied ([`RAMFC_COPIED`]). USERD is a guest VRAM
+//!   address and is moved by `vram_base` after a bounds check of the whole USERD page; GP_BASE
+//!   is a channel VA, translated by the shadow page tables. HCE_CTRL, the physical-copy gate,
+//!   is always 0 (closed): a guest channel must not address anything but its own channel VM.
+//!   Every other RAMFC word is 0.
 //! - PDB and limit: replaced by the shadow PD and the shadow's limit.
-//! - Engine context pointers (0x210..0x248): copied; they are channel VAs (`| CTX_VALID`), so
-//!   the shadow page tables confine them.
+//! - Engine context pointers (GR, PCOPY0, PCOPY1; low and high word): a low word is copied
+//!   only in VIRTUAL mode (`CTX_VALID`), as a channel VA the shadow page tables confine; a
+//!   PHYSICAL pointer becomes 0 (none). High words (VA bits 39:32) are copied.
 //! - Everything else: zero.
 
 use crate::gf100::{inst, pfifo, ramfc, target, userd};
@@ -39,8 +43,30 @@ pub struct InstShadow {
     pub limit: u64,
 }
 
-/// The RAMFC part of the instance block.
-const RAMFC_END: u32 = 0x100;
+/// RAMFC words copied from the guest as they are: nouveau's GF100 fill (§8.6, the values the
+/// guest driver writes) and GP_GET, which the model keeps as the channel's saved position.
+/// USERD is copied after translation; anything else in RAMFC, HCE_CTRL included, is 0.
+pub const RAMFC_COPIED: [u32; 15] = [
+    ramfc::SIGNATURE,
+    ramfc::GP_GET,
+    ramfc::ACQUIRE,
+    ramfc::GP_BASE,
+    ramfc::GP_BASE_HI,
+    ramfc::UNK54,
+    ramfc::PB_HEADER,
+    ramfc::SUBDEVICE,
+    ramfc::FORMATS,
+    ramfc::SUBCH_ENGINE_MAP0,
+    ramfc::SUBCH_ENGINE_MAP1,
+    ramfc::CURRENT_ENGINE,
+    ramfc::UNKB8,
+    ramfc::UNKF8,
+    ramfc::UNKFC,
+];
+
+/// Engine context pointers: (low word, high word).
+const ENGINE_CTX: [(u32, u32); 3] =
+    [(inst::GR_CTX_LO, inst::GR_CTX_HI), (inst::PCOPY0_CTX_LO, inst::PCOPY0_CTX_HI), (inst::PCOPY1_CTX_LO, inst::PCOPY1_CTX_HI)];
 
 /// Host USERD address of the guest RAMFC USERD words, after the checks.
 fn userd_to_host(lo: u32, hi: u32, slice: &Slice) -> Result<u64, InstError> {
@@ -76,12 +102,22 @@ pub fn shadow_inst_word<V: Vram + ?Sized>(
             let host = userd_to_host(guest(ramfc::USERD_LO)?, guest(ramfc::USERD_HI)?, slice)?;
             (host >> 32) as u32
         }
-        o if o < RAMFC_END => guest(o)?,
+        // The physical-copy gate stays closed whatever the guest wrote.
+        ramfc::HCE_CTRL => 0,
+        o if RAMFC_COPIED.contains(&o) => guest(o)?,
         inst::PDB_LO => (shadow.pd_host as u32 & inst::PDB_ADDR_MASK) | target::VRAM,
         inst::PDB_HI => (shadow.pd_host >> 32) as u32,
         inst::LIMIT_LO => shadow.limit as u32,
         inst::LIMIT_HI => (shadow.limit >> 32) as u32,
-        o if (inst::GR_CTX_LO..=inst::PCOPY1_CTX_HI).contains(&o) => guest(o)?,
+        o if ENGINE_CTX.iter().any(|&(lo, _)| lo == o) => {
+            let lo = guest(o)?;
+            if lo & inst::CTX_VALID != 0 {
+                (lo & inst::CTX_ADDR_MASK) | inst::CTX_VALID
+            } else {
+                0
+            }
+        }
+        o if ENGINE_CTX.iter().any(|&(_, hi)| hi == o) => guest(o)?,
         _ => 0,
     })
 }

@@ -198,6 +198,13 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     let pbdma_mask = if pbdmas >= 32 { u32::MAX } else { (1 << pbdmas) - 1 };
     m.wr(pmc::SPOON_ENABLE, pbdma_mask);
     m.wr(pfifo::SUBFIFO_ENABLE, pbdma_mask);
+    // PBDMA errors (an illegal method, a refused physical copy) interrupt the host, which
+    // hands each to the vGPU owning the channel (`host_gpu::service_interrupt`). Cleared,
+    // then all enabled (§8.2; nouveau leaves bit 8, ENGINE_PULL_TIMEOUT, off).
+    for i in 0..pbdmas.min(pfifo::PBDMA_COUNT) {
+        m.wr(pfifo::pbdma_base(i) + pfifo::PBDMA_INTR, u32::MAX);
+        m.wr(pfifo::pbdma_base(i) + pfifo::PBDMA_INTR_EN, u32::MAX);
+    }
     m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) | pfifo::CTRL_ENABLE);
     m.wr(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (layout::USERD_BAR1_VA >> 12) as u32 & pfifo::USERD_POLL_ADDR_MASK);
     m.wr(pfifo::INTR, u32::MAX);

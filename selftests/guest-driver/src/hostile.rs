@@ -1,6 +1,6 @@
 //! The hostile guest's checks (`gpuvm-hostile` in the VM, `mediated_hostile_*` in cargo
-//! test): page tables outside the partition, privileged registers, foreign channel ids, and
-//! the victim that holds a known pattern while an attacker runs. A [`Target`] is how a check
+//! test): page tables outside the partition, privileged registers, foreign channel ids,
+//! physical-mode copies, and the victim that holds a known pattern while an attacker runs. A [`Target`] is how a check
 //! opens the vGPU under attack and reads the module's counters for it (sysfs in the VM, the
 //! mediator's counters in process).
 //!
@@ -8,18 +8,22 @@
 
 use crate::driver::hw::Hw;
 use crate::driver::vm::Aper;
-use crate::driver::{DevMem, Gpu};
+use crate::driver::{ChannelOpts, DevMem, Gpu, SUBC_COPY};
 use crate::transport::PAGE;
 use crate::workloads::Params;
-use gpuvm_uapi::gf100::{pbus, pfifo, pgraph, pmc};
+use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf};
 use gpuvm_uapi::kernels::{self, fill as fk};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 /// The vGPU under test.
 pub trait Target {
+    /// Opens the vGPU and brings the driver up on it, its channel set up with `opts`.
+    fn open_opts(&self, opts: ChannelOpts) -> Result<Gpu, String>;
     /// Opens the vGPU and brings the driver up on it.
-    fn open(&self) -> Result<Gpu, String>;
+    fn open(&self) -> Result<Gpu, String> {
+        self.open_opts(ChannelOpts::default())
+    }
     /// One of the module's per-vGPU counters (`faults`, `pte_refused`, `mmio_denied`,
     /// `channels`), as sysfs names them.
     fn counter(&self, name: &str) -> Result<u64, String>;
@@ -48,6 +52,9 @@ const UNMAPPED_IOVA: u64 = 0xf0_0000_0000;
 const ATTACK_BYTES: usize = 64 << 10;
 /// How long an attack copy may take to fault.
 const FAULT_WAIT: Duration = Duration::from_secs(15);
+/// A host-physical system-memory address for the physical-copy attack (host RAM above the
+/// first MiB: what a copy engine reaches without an IOMMU, or another device's DMA mapping).
+const HOST_SYS_ADDR: u64 = 0x10_0000;
 
 /// The outcome of each check, printed as it is made.
 #[derive(Default)]
@@ -324,5 +331,96 @@ pub fn channels<T: Target>(v: &T, c: &mut Checks, foreign: u32) -> Result<(), St
     c.check(r.is_ok(), format!("its own channel runs again ({})", r.err().map_or("fence done".into(), |e| e.0)));
     let r = g.close();
     c.check(r.is_ok(), format!("driver teardown ({})", r.err().map_or("clean".into(), |e| e.0)));
+    Ok(())
+}
+
+// ---- physical-mode copies ---------------------------------------------------------------
+
+/// One end of a copy-engine copy.
+#[derive(Clone, Copy)]
+enum End {
+    /// The attacker's own host buffer (a channel VA).
+    Own,
+    /// Host VRAM, physical.
+    Vram(u64),
+    /// System memory, physical (a bus address).
+    Sys(u64),
+}
+
+impl End {
+    /// ADDRESSING_MODE bits of this end: `physical` and `shift` select the SRC or DST field.
+    fn mode(self, physical: u32, shift: u32) -> u32 {
+        match self {
+            End::Own => 0,
+            End::Vram(_) => physical | copy::PHYS_TARGET_LOCAL_FB << shift,
+            End::Sys(_) => physical | copy::PHYS_TARGET_NONCOHERENT_SYSMEM << shift,
+        }
+    }
+}
+
+/// Physical-mode copy-engine copies (class 0x90b5 ADDRESSING_MODE): reads and writes of host
+/// VRAM `target` (a neighbour's pattern, outside the attacker's partition), reads and writes
+/// of host VRAM 0 (the host's BAR3 instance block) and a read of host system memory. The
+/// attacker asks for the physical-copy gate in its own RAMFC, as a host driver would; every
+/// copy must move nothing and raise a PBDMA error on its own channel.
+pub fn physical_copy<T: Target>(v: &T, c: &mut Checks, target: u64) -> Result<(), String> {
+    let len = ATTACK_BYTES as u64;
+    phys_attack(v, c, End::Vram(target), End::Own, len, &format!("physical read of host VRAM {target:#x} (the victim)"))?;
+    phys_attack(v, c, End::Own, End::Vram(target), len, &format!("physical write of host VRAM {target:#x} (the victim)"))?;
+    phys_attack(v, c, End::Vram(0), End::Own, len, "physical read of host VRAM 0 (the host's BAR3 instance block)")?;
+    phys_attack(v, c, End::Own, End::Vram(0), inst::SIZE, "physical write of host VRAM 0 (the host's BAR3 instance block)")?;
+    phys_attack(v, c, End::Sys(HOST_SYS_ADDR), End::Own, len, &format!("physical read of system memory at bus address {HOST_SYS_ADDR:#x}"))?;
+    Ok(())
+}
+
+/// On a fresh open asking for the gate: one copy of `len` bytes from `src` to `dst`. It must
+/// not complete; the guest must see a PBDMA ILLEGAL_MTHD for LAUNCH_DMA on its own channel
+/// (no MMU fault: nothing was translated); a read must bring nothing back. The device is
+/// closed without the driver's teardown (its channel is dead).
+fn phys_attack<T: Target>(v: &T, c: &mut Checks, src: End, dst: End, len: u64, what: &str) -> Result<(), String> {
+    let mut g = v.open_opts(ChannelOpts { phys_copy: true })?;
+    let mut buf = g.malloc_host(len as usize).map_err(hw_err)?;
+    let fill = if let End::Own = dst { SENTINEL } else { ATTACK };
+    for w in buf.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&fill.to_le_bytes());
+    }
+    let addr = |e: End| match e {
+        End::Own => buf.va,
+        End::Vram(a) | End::Sys(a) => a,
+    };
+    let mode = src.mode(copy::ADDR_SRC_PHYSICAL, copy::ADDR_SRC_TARGET_SHIFT) | dst.mode(copy::ADDR_DST_PHYSICAL, copy::ADDR_DST_TARGET_SHIFT);
+    g.raw_ce_copy(mode, addr(dst), addr(src), len).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    // Until an error shows in PFIFO INTR (polled) or the fence passes (the copy went through).
+    let start = Instant::now();
+    let mut intr = 0;
+    while !g.fence_done(seq) && intr & (pfifo::INTR_PBDMA | pfifo::INTR_VM_FAULT) == 0 && start.elapsed() < FAULT_WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    let done = g.fence_done(seq);
+    c.check(!done, format!("{what}: the copy did not complete (after {:?})", start.elapsed()));
+    let (chid, _) = g.raw_channel();
+    let hw = g.raw_hw();
+    let units = hw.rd(pfifo::PBDMA_INTR_UNITS);
+    let err = (0..pfifo::PBDMA_COUNT).filter(|i| units & (1 << i) != 0).find_map(|i| {
+        let b = pfifo::pbdma_base(i);
+        let (pi, m, d, ch) = (hw.rd(b + pfifo::PBDMA_INTR), hw.rd(b + pfifo::PBDMA_METHOD), hw.rd(b + pfifo::PBDMA_DATA), hw.rd(b + pfifo::PBDMA_CHID));
+        let launch = m & pfifo::PBDMA_METHOD_ADDR_MASK == copy::LAUNCH_DMA && (m >> pfifo::PBDMA_METHOD_SUBCH_SHIFT) & pushbuf::SUBCH_MASK == SUBC_COPY;
+        (pi & pfifo::PBDMA_INTR_ILLEGAL_MTHD != 0 && launch && ch & pfifo::PBDMA_CHID_MASK == chid).then_some((i, pi, m, d))
+    });
+    c.check(
+        intr & pfifo::INTR_PBDMA != 0 && intr & pfifo::INTR_VM_FAULT == 0 && err.is_some(),
+        format!(
+            "{what}: PBDMA error on its own channel {chid}, no MMU fault (PFIFO INTR {intr:#x}, PBDMA units {units:#x}, {})",
+            err.map_or("no ILLEGAL_MTHD for LAUNCH_DMA on its channel".into(), |(i, pi, m, d)| format!("PBDMA{i} intr {pi:#x} method {m:#x} data {d:#x}"))
+        ),
+    );
+    if let End::Own = dst {
+        let kept = count_words(buf.as_slice(), SENTINEL);
+        let leaked = count_words(buf.as_slice(), PATTERN);
+        c.check(kept * 4 == len as usize, format!("{what}: no data came back ({} words changed, {leaked} hold the victim's pattern)", len as usize / 4 - kept));
+    }
+    drop(g);
     Ok(())
 }

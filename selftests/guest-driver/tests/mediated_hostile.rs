@@ -3,7 +3,7 @@
 //! attacker's partition, and a victim running checked workloads throughout. Every check must
 //! pass, the pattern must be intact and the victim's results correct.
 
-use gpuvm_guest_driver::driver::Gpu;
+use gpuvm_guest_driver::driver::{ChannelOpts, Gpu};
 use gpuvm_guest_driver::hostile::{self, Checks, PatternHolder, Target};
 use gpuvm_guest_driver::transport::mediated::{MediatedHost, VgpuShared};
 use gpuvm_guest_driver::transport::Transport;
@@ -21,9 +21,9 @@ struct Mediated<'a> {
 }
 
 impl Target for Mediated<'_> {
-    fn open(&self) -> Result<Gpu, String> {
+    fn open_opts(&self, opts: ChannelOpts) -> Result<Gpu, String> {
         let t = self.host.open(&self.v).map_err(|e| format!("open: {e}"))?;
-        Gpu::open(Box::new(t), 0, true).map_err(|e| format!("init: {e}"))
+        Gpu::open_opts(Box::new(t), 0, true, opts).map_err(|e| format!("init: {e}"))
     }
     fn counter(&self, name: &str) -> Result<u64, String> {
         let s = self.v.stats();
@@ -107,4 +107,30 @@ fn mediated_hostile_channels() {
     assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
     assert!(c.passed >= 10, "{} checks ran", c.passed);
     assert!(runs >= 2);
+}
+
+#[test]
+fn mediated_hostile_physical_copy() {
+    let (c, runs) = under_attack(|host, a, c| {
+        let holder = Mediated { host, v: host.create(4).expect("pattern holder") };
+        let p = PatternHolder::fill(&holder, c, 16).expect("fill the pattern");
+        // The holder's buffer (+1 MiB) as a host VRAM address: what a physical copy names.
+        let target = holder.v.slice().vram_base + p.vram() + (1 << 20);
+        let vram = host.gpu().vram().clone();
+        let host_inst = |vram: &gf100_model::mem::HostMemory| {
+            let mut b = vec![0u8; 0x1000];
+            assert!(vram.read(0, &mut b));
+            b
+        };
+        let before = host_inst(&vram);
+        hostile::physical_copy(a, c, target).expect("attack ran");
+        p.verify(c).expect("verify the pattern");
+        c.check(host_inst(&vram) == before, "host VRAM 0 (the host's BAR3 instance block) unchanged");
+        // Refused before any translation: no MMU fault, on the attacker or the holder.
+        assert_eq!(a.counter("faults").unwrap(), 0, "the attacker saw no MMU fault");
+        assert_eq!(holder.counter("faults").unwrap(), 0, "the holder saw no fault");
+    });
+    assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
+    assert!(c.passed >= 16, "{} checks ran", c.passed);
+    assert!(runs >= 2, "the victim made progress ({runs} runs)");
 }

@@ -1,7 +1,9 @@
 //! Every workload against the in-process model, with small sizes; plus the checker failing on
 //! one corrupted element, the polled fence path, and the VFIO transport's error path.
 
+use gpuvm_guest_driver::driver::{ChannelOpts, Gpu, SUBC_COPY};
 use gpuvm_guest_driver::record::Phase;
+use gpuvm_uapi::gf100::{copy, pfifo};
 use gpuvm_guest_driver::transport::model::ModelTransport;
 use gpuvm_guest_driver::transport::vfio::{VfioPath, VfioTarget, VfioTransport};
 use gpuvm_guest_driver::transport::Transport;
@@ -109,5 +111,34 @@ fn vfio_open_missing_device_errors() {
         assert!(!e.to_string().is_empty());
         let e = VfioTransport::open(VfioTarget::Mdev("00000000-0000-0000-0000-000000000000".into()), p).err().expect("no such mdev");
         assert!(!e.to_string().is_empty());
+    }
+}
+
+/// The driver as a host driver on the bare model: a channel whose RAMFC opens the
+/// physical-copy gate copies from a physical VRAM address; one with nouveau's plain RAMFC
+/// gets a PBDMA error for the same copy and nothing moves.
+#[test]
+fn physical_copy_needs_the_gate_in_ramfc() {
+    let gpu = ModelTransport::new(256).expect("model").gpu().clone();
+    let data: Vec<u8> = (0..0x1000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let phys_read = copy::ADDR_SRC_PHYSICAL | copy::PHYS_TARGET_LOCAL_FB << copy::ADDR_SRC_TARGET_SHIFT;
+    for phys_copy in [true, false] {
+        let mut g = Gpu::open_opts(Box::new(ModelTransport::with_gpu(gpu.clone())), 0, false, ChannelOpts { phys_copy }).expect("open");
+        let mut m = g.malloc(0x1000).expect("malloc");
+        g.memcpy_htod(&mut m, 0, &data).expect("upload");
+        let h = g.malloc_host(0x1000).expect("host buffer");
+        g.raw_ce_copy(phys_read, h.va, m.vram, 0x1000).expect("push");
+        let r = g.sync();
+        if phys_copy {
+            assert!(r.is_ok(), "{:?}", r.err());
+            assert_eq!(h.as_slice(), &data[..], "read through the physical address");
+            g.free_host(h).expect("free");
+            g.free(m).expect("free");
+            g.close().expect("teardown");
+        } else {
+            let e = r.expect_err("refused").0;
+            assert!(e.contains("PBDMA0 intr 0x200000") && e.contains(&format!("method {:#x}", copy::LAUNCH_DMA | SUBC_COPY << pfifo::PBDMA_METHOD_SUBCH_SHIFT)), "{e}");
+            assert!(h.as_slice().iter().all(|&b| b == 0), "nothing copied");
+        }
     }
 }

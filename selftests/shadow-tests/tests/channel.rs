@@ -40,7 +40,7 @@ fn instance_block_is_copied_with_pointers_rewritten_and_the_rest_zeroed() {
     assert_eq!(h(ramfc::USERD_HI), (host_userd >> 32) as u32);
     assert_eq!(h(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
     assert_eq!(h(ramfc::GP_BASE), 0x1000);
-    assert_eq!(h(ramfc::UNKFC), 0xdead_0000 | ramfc::UNKFC, "other RAMFC words are copied");
+    assert_eq!(h(ramfc::UNKFC), 0xdead_0000 | ramfc::UNKFC, "whitelisted RAMFC words are copied");
     assert_eq!(h(inst::PDB_LO), 0x10_0000 | target::VRAM);
     assert_eq!(h(inst::PDB_HI), 0);
     assert_eq!((h(inst::LIMIT_LO), h(inst::LIMIT_HI)), (SHADOW.limit as u32, (SHADOW.limit >> 32) as u32));
@@ -54,6 +54,71 @@ fn instance_block_is_copied_with_pointers_rewritten_and_the_rest_zeroed() {
     let m = GuestVram::new(&v, slice());
     assert_eq!(shadow_inst_word(&m, &slice(), GUEST_INST, ramfc::GP_BASE, &SHADOW), Ok(0x2000));
     assert_eq!(shadow_inst_word(&m, &slice(), GUEST_INST, inst::PDB_LO, &SHADOW), Ok(0x10_0000));
+}
+
+/// The RAMFC words a shadow may hold a guest value in: the copied ones and USERD (moved).
+fn ramfc_guest_word(off: u32) -> bool {
+    RAMFC_COPIED.contains(&off) || off == ramfc::USERD_LO || off == ramfc::USERD_HI
+}
+
+#[test]
+fn only_whitelisted_ramfc_words_are_copied_and_the_physical_copy_gate_is_closed() {
+    let mut v = ByteVram::new();
+    guest_inst(&mut v);
+    // The guest opens the gate (and sets every other bit of HCE_CTRL and of CONFIG, 0xf4).
+    v.guest32(GUEST_INST + ramfc::HCE_CTRL as u64, u32::MAX);
+    v.guest32(GUEST_INST + 0xf4, u32::MAX);
+    v.writable = HOST_INST..HOST_INST + inst::SIZE;
+    shadow_instance(&mut v, &slice(), GUEST_INST, HOST_INST, &SHADOW).unwrap();
+    let h = |off: u32| v.read32(HOST_INST + off as u64);
+    let g = |off: u32| v.read32(GUEST_BASE + GUEST_INST + off as u64);
+    assert_eq!(h(ramfc::HCE_CTRL), 0, "the physical-copy gate is closed in the shadow");
+    assert_eq!(h(0xf4), 0);
+    for off in (0..0x100).step_by(4) {
+        if RAMFC_COPIED.contains(&off) {
+            assert_eq!(h(off), g(off), "RAMFC word {off:#x} is copied");
+        } else if !ramfc_guest_word(off) {
+            assert_eq!(h(off), 0, "RAMFC word {off:#x} (guest {:#x}) must be 0", g(off));
+        }
+    }
+    // nouveau's fill is in the whitelist, so a well-behaved guest loses nothing.
+    for off in [ramfc::SIGNATURE, ramfc::ACQUIRE, ramfc::GP_BASE, ramfc::GP_BASE_HI, ramfc::UNK54, ramfc::PB_HEADER, ramfc::SUBDEVICE, ramfc::FORMATS] {
+        assert!(RAMFC_COPIED.contains(&off));
+    }
+    assert!(!RAMFC_COPIED.contains(&ramfc::HCE_CTRL));
+    // A mirrored guest write of the gate keeps it closed.
+    let m = GuestVram::new(&v, slice());
+    assert_eq!(shadow_inst_word(&m, &slice(), GUEST_INST, ramfc::HCE_CTRL, &SHADOW), Ok(0));
+    assert_eq!(shadow_inst_word(&m, &slice(), GUEST_INST, 0x20, &SHADOW), Ok(0));
+}
+
+#[test]
+fn engine_context_pointers_are_kept_only_as_virtual_addresses() {
+    let mut v = ByteVram::new();
+    guest_inst(&mut v);
+    let w = |v: &mut ByteVram, off: u32, x: u32| v.guest32(GUEST_INST + off as u64, x);
+    // GR: virtual, with junk in the target bits; PCOPY0: physical in VRAM; PCOPY1: physical
+    // in system memory.
+    w(&mut v, inst::GR_CTX_LO, 0x3000_0000 | inst::CTX_VALID | target::SYS_NONCOHERENT);
+    w(&mut v, inst::GR_CTX_HI, 0x12);
+    w(&mut v, inst::PCOPY0_CTX_LO, 0x0000_1000 | target::VRAM);
+    w(&mut v, inst::PCOPY0_CTX_HI, 0);
+    w(&mut v, inst::PCOPY1_CTX_LO, 0x0004_0000 | target::SYS_COHERENT);
+    v.writable = HOST_INST..HOST_INST + inst::SIZE;
+    shadow_instance(&mut v, &slice(), GUEST_INST, HOST_INST, &SHADOW).unwrap();
+    let h = |off: u32| v.read32(HOST_INST + off as u64);
+    assert_eq!(h(inst::GR_CTX_LO), 0x3000_0000 | inst::CTX_VALID);
+    assert_eq!(h(inst::GR_CTX_HI), 0x12);
+    assert_eq!(h(inst::PCOPY0_CTX_LO), 0, "a physical context pointer is dropped");
+    assert_eq!(h(inst::PCOPY1_CTX_LO), 0, "a physical context pointer is dropped");
+    // Between and after the pointers: nothing.
+    for off in (inst::GR_CTX_HI + 4..inst::PCOPY0_CTX_LO).step_by(4).chain([inst::PCOPY0_CTX_HI + 4, inst::PCOPY1_CTX_HI + 4]) {
+        assert_eq!(h(off), 0, "word {off:#x} must not be copied");
+    }
+    // A mirrored guest write turning a pointer physical drops it.
+    v.guest32(GUEST_INST + inst::GR_CTX_LO as u64, 0x3000_0000);
+    let m = GuestVram::new(&v, slice());
+    assert_eq!(shadow_inst_word(&m, &slice(), GUEST_INST, inst::GR_CTX_LO, &SHADOW), Ok(0));
 }
 
 #[test]
@@ -136,6 +201,32 @@ fn host_runlist_interleaves_vgpus_and_respects_capacity() {
     s.remove(5);
     s.remove(500);
     assert!(s.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Whatever a guest writes into its instance block, the shadow's gate is closed, no RAMFC
+    /// word outside the whitelist holds a value, and engine context pointers are virtual or 0.
+    #[test]
+    fn shadow_never_opens_the_gate_or_carries_unlisted_words(words in proptest::collection::vec(any::<u32>(), 1024)) {
+        let mut v = ByteVram::new();
+        for (i, &x) in words.iter().enumerate() {
+            v.guest32(GUEST_INST + 4 * i as u64, x);
+        }
+        // A valid USERD, so the block is shadowed at all.
+        v.guest32(GUEST_INST + ramfc::USERD_LO as u64, USERD as u32 | target::VRAM);
+        v.guest32(GUEST_INST + ramfc::USERD_HI as u64, 0);
+        v.writable = HOST_INST..HOST_INST + inst::SIZE;
+        shadow_instance(&mut v, &slice(), GUEST_INST, HOST_INST, &SHADOW).unwrap();
+        let h = |off: u32| v.read32(HOST_INST + off as u64);
+        prop_assert_eq!(h(ramfc::HCE_CTRL), 0);
+        for off in (0..0x100).step_by(4).filter(|&o| !ramfc_guest_word(o)) {
+            prop_assert_eq!(h(off), 0, "RAMFC word {:#x}", off);
+        }
+        for lo in [inst::GR_CTX_LO, inst::PCOPY0_CTX_LO, inst::PCOPY1_CTX_LO] {
+            prop_assert!(h(lo) == 0 || h(lo) & (inst::CTX_VALID | !inst::CTX_ADDR_MASK) == inst::CTX_VALID, "{:#x}: {:#x}", lo, h(lo));
+        }
+    }
 }
 
 proptest! {

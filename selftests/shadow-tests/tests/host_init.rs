@@ -56,6 +56,18 @@ fn bar1_reaches_userd_and_pfifo_polls_it() {
     assert_ne!(m.rd(pfifo::CTRL) & pfifo::CTRL_ENABLE, 0);
 }
 
+/// PBDMA errors of guest channels must interrupt the host (which hands them to the vGPU):
+/// every PBDMA's interrupts are enabled, none left pending.
+#[test]
+fn pbdma_errors_interrupt_the_host() {
+    let m = model();
+    let host = bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    for i in 0..host.pbdmas {
+        assert_eq!(m.rd(pfifo::pbdma_base(i) + pfifo::PBDMA_INTR_EN), u32::MAX, "PBDMA {i}");
+        assert_eq!(m.rd(pfifo::pbdma_base(i) + pfifo::PBDMA_INTR), 0, "PBDMA {i}");
+    }
+}
+
 #[test]
 fn too_little_reserved_vram_is_refused() {
     let m = model();

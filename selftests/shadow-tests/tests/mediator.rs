@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use common::{Alloc, FakeClock, MIB};
 use gpuvm_shadow_tests::channel::RunlistPart;
-use gpuvm_shadow_tests::gf100::{inst, pfifo, pmc, ramfc, target, userd, vm};
-use gpuvm_shadow_tests::host_gpu::HostError;
+use gpuvm_shadow_tests::gf100::{copy, inst, pfifo, pmc, ramfc, target, userd, vm};
+use gpuvm_shadow_tests::host_gpu::{HostError, HostEvents, PbdmaError};
 use gpuvm_shadow_tests::mediator::{Env, GuestMemory, HostChannels, Mediator};
 use gpuvm_shadow_tests::memory::{SysMem, Vram};
 use gpuvm_shadow_tests::partition::Slice;
@@ -159,6 +159,11 @@ impl Rig {
         assert!(self.bar0(pfifo::RUNLIST_SUBMIT, 1));
         let _ = userd::SIZE;
     }
+    /// A guest BAR0 read through the mediator.
+    fn rd(&mut self, off: u32) -> Option<u32> {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.bar0_read(&mut env, off)
+    }
     fn host_inst(&self) -> u64 {
         self.host.ops.iter().rev().find_map(|o| match o { Op::Bind(8, Some(i)) => Some(*i), _ => None }).expect("bound")
     }
@@ -284,4 +289,42 @@ fn host_pool_quota_bounds_one_guest() {
     let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
     r.med.reset(&mut env);
     assert!(live_before_reset > 0 && r.tables.live.is_empty() && r.med.pool_used() == 0, "all given back");
+}
+
+/// A guest that opens the physical-copy gate in its RAMFC (before binding, and by a write to
+/// the bound instance block) never gets it: the shadow's HCE_CTRL stays 0. The PBDMA error
+/// its physical copy then raises on the host reaches it, under its own channel id, and no
+/// other vGPU.
+#[test]
+fn guest_channels_never_get_the_physical_copy_gate() {
+    let mut r = Rig::new(64 * MIB);
+    r.guest32(INST + u64::from(ramfc::HCE_CTRL), ramfc::HCE_CTRL_PRIV_MODE);
+    r.channel_up();
+    let hi = r.host_inst();
+    let shadow = |r: &Rig, off: u32| r.vram.read32(hi + u64::from(off));
+    assert_eq!(shadow(&r, ramfc::HCE_CTRL), 0, "closed at bind");
+    assert_eq!(shadow(&r, ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+    r.pramin(INST + u64::from(ramfc::HCE_CTRL), u32::MAX);
+    assert_eq!(shadow(&r, ramfc::HCE_CTRL), 0, "closed after a guest write to the bound block");
+    r.pramin(INST + 0xf4, u32::MAX);
+    assert_eq!(shadow(&r, 0xf4), 0, "an unlisted RAMFC word is not mirrored");
+    // The model's error for the refused copy, as the host interrupt handler reads it.
+    let err = PbdmaError { intr: pfifo::PBDMA_INTR_ILLEGAL_MTHD, method: copy::LAUNCH_DMA | 3 << pfifo::PBDMA_METHOD_SUBCH_SHIFT, data: copy::LAUNCH_COPY_PITCH, host_chid: 8 };
+    let ev = HostEvents { pbdma: [Some(err), None, None], ..HostEvents::default() };
+    assert!(r.bar0(pfifo::INTR_EN, u32::MAX));
+    assert!(r.bar0(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR_EN, u32::MAX));
+    r.med.deliver(&ev);
+    let b = pfifo::pbdma_base(0);
+    assert_ne!(r.rd(pfifo::INTR).unwrap() & pfifo::INTR_PBDMA, 0);
+    assert_eq!(r.rd(b + pfifo::PBDMA_INTR), Some(pfifo::PBDMA_INTR_ILLEGAL_MTHD));
+    assert_eq!(r.rd(b + pfifo::PBDMA_METHOD), Some(err.method));
+    assert_eq!(r.rd(b + pfifo::PBDMA_DATA), Some(err.data));
+    assert_eq!(r.rd(b + pfifo::PBDMA_CHID), Some(0), "its own (guest) channel id");
+    // Another vGPU (host channels 12..16) does not hear of it.
+    let mut other = Rig::new(128 * MIB);
+    other.slice = Slice { first_channel: 12, ..other.slice };
+    other.med = Mediator::new(other.slice, 0x0c0c_00a3, QUOTA).expect("mediator");
+    assert!(other.bar0(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR_EN, u32::MAX));
+    other.med.deliver(&ev);
+    assert_eq!(other.rd(b + pfifo::PBDMA_INTR), Some(0));
 }

@@ -1,14 +1,14 @@
 //! gpuvm-hostile: a hostile guest for the isolation tests. It brings a gpuvm vGPU up with the
 //! guest driver's library and then does what a well-behaved driver never does: page-table
 //! entries outside its partition, writes to privileged registers, foreign channel ids in the
-//! channel table, the runlist and the kick register. It also plays the victim that holds a
-//! known pattern in its VRAM while an attacker runs.
+//! channel table, the runlist and the kick register, physical-mode copies. It also plays the
+//! victim that holds a known pattern in its VRAM while an attacker runs.
 //!
 //! Every check prints `ok - ...` or `FAIL - ...`; the exit status is 1 if a check failed and
 //! 2 if the run could not get that far. The vGPU's counters are read from its sysfs
 //! directory (the binary runs in the host VM, next to the mdev).
 
-use gpuvm_guest_driver::driver::Gpu;
+use gpuvm_guest_driver::driver::{ChannelOpts, Gpu};
 use gpuvm_guest_driver::hostile::{self, Checks, PatternHolder, Target};
 use gpuvm_guest_driver::transport::vfio::{VfioPath, VfioTarget, VfioTransport};
 use std::path::Path;
@@ -28,7 +28,13 @@ commands:
   registers       attacker: privileged BAR0 writes are emulated per vGPU or denied
   channels --foreign CHID
                   attacker: channel CHID (not its own) in the channel table, the kick
-                  register and the runlist is refused";
+                  register and the runlist is refused
+  physical-copy --target ADDR
+                  attacker: copy-engine copies in physical addressing mode (its RAMFC asks
+                  for the physical-copy gate) reading and writing host VRAM ADDR (a victim's
+                  pattern), reading and writing host VRAM 0 (the host's BAR3 instance block)
+                  and reading system memory; each must raise a PBDMA error on its own
+                  channel and move nothing";
 
 /// How long the victim waits for the release file.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(240);
@@ -64,9 +70,9 @@ impl Target for Vgpu {
         s.trim().parse().map_err(|e| format!("{p}: {e}"))
     }
 
-    fn open(&self) -> Result<Gpu, String> {
+    fn open_opts(&self, opts: ChannelOpts) -> Result<Gpu, String> {
         let t = VfioTransport::open(VfioTarget::Mdev(self.uuid.clone()), VfioPath::Auto).map_err(|e| format!("open: {e}"))?;
-        Gpu::open(Box::new(t), 0, true).map_err(|e| format!("init: {e}"))
+        Gpu::open_opts(Box::new(t), 0, true, opts).map_err(|e| format!("init: {e}"))
     }
 }
 
@@ -106,6 +112,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("pagetable") => hostile::pagetable(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("registers") => hostile::registers(&v, c),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
+        Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         _ => Err(format!("no or unknown command\n{USAGE}")),
     }
 }

@@ -59,8 +59,9 @@ impl Channel {
     }
 
     /// Fill RAMFC as nouveau does for a GF100 GPFIFO channel (§8.6). The instance block must
-    /// be zeroed beforehand.
-    pub fn write_ramfc(&self, hw: &mut Hw, pool: &Pool, userd_phys: u64) {
+    /// be zeroed beforehand. `phys_copy` also opens the physical-copy gate (`ramfc::HCE_CTRL`),
+    /// as a host driver does for its own channels.
+    pub fn write_ramfc(&self, hw: &mut Hw, pool: &Pool, userd_phys: u64, phys_copy: bool) {
         let w = |hw: &mut Hw, off: u32, v: u32| write_words(hw, pool, Access::Bar3, self.inst + off as u64, &[v]);
         w(hw, ramfc::USERD_LO, (userd_phys as u32 & ramfc::USERD_ADDR_MASK) | target::VRAM);
         w(hw, ramfc::USERD_HI, (userd_phys >> 32) as u32);
@@ -78,6 +79,9 @@ impl Channel {
         w(hw, ramfc::UNKB8, ramfc::UNKB8_VALUE);
         w(hw, ramfc::UNKF8, ramfc::UNKF8_VALUE);
         w(hw, ramfc::UNKFC, ramfc::UNKFC_VALUE);
+        if phys_copy {
+            w(hw, ramfc::HCE_CTRL, ramfc::HCE_CTRL_PRIV_MODE);
+        }
     }
 
     /// Zero the USERD words PFIFO and the driver use (pscnv's set) through BAR1.

@@ -95,6 +95,15 @@ impl HostMem {
     }
 }
 
+/// How [`Gpu::open_opts`] sets up the driver's channel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChannelOpts {
+    /// Open the physical-copy gate in the channel's RAMFC (`ramfc::HCE_CTRL`), as a host
+    /// driver does for its own channel: copy-engine physical addressing is then allowed
+    /// natively. On a gpuvm vGPU the mediator keeps every guest channel's gate closed.
+    pub phys_copy: bool,
+}
+
 /// Statistics next to the access counts.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Stats {
@@ -158,6 +167,11 @@ impl Gpu {
     /// Bring the GPU up and create one channel (chid `chid`). `use_irq` = false forces polled
     /// fence waits.
     pub fn open(t: Box<dyn Transport>, chid: u32, use_irq: bool) -> Result<Gpu> {
+        Self::open_opts(t, chid, use_irq, ChannelOpts::default())
+    }
+
+    /// [`Gpu::open`] with channel options.
+    pub fn open_opts(t: Box<dyn Transport>, chid: u32, use_irq: bool, opts: ChannelOpts) -> Result<Gpu> {
         let mut hw = Hw::new(t);
         // Identify (§3.1).
         if hw.rd(pmc::ENDIAN) != 0 {
@@ -264,7 +278,7 @@ impl Gpu {
             irq: IrqMode::None,
             stats: Stats::default(),
         };
-        g.channel_new(chid)?;
+        g.channel_new(chid, opts)?;
         g.objects_init()?;
         if use_irq {
             g.irq = g.hw.transport().irq_enable();
@@ -324,7 +338,7 @@ impl Gpu {
         (&mut self.hw, self.ch.as_mut().expect("channel"))
     }
 
-    fn channel_new(&mut self, chid: u32) -> Result<()> {
+    fn channel_new(&mut self, chid: u32, opts: ChannelOpts) -> Result<()> {
         if chid >= pfifo::CHANNELS {
             return fail(format!("chid {chid} out of range"));
         }
@@ -337,7 +351,7 @@ impl Gpu {
         self.vm.flush(&mut self.hw)?;
         self.vm.bind_inst(&mut self.hw, &self.pool, Access::Bar3, inst_addr);
         let ch = Channel::new(chid, inst_addr, self.userd_bar1 + chid as u64 * pfifo::USERD_POLL_STRIDE, gp, gp_va, pb, pb_va);
-        ch.write_ramfc(&mut self.hw, &self.pool, self.userd_vram + chid as u64 * userd::SIZE);
+        ch.write_ramfc(&mut self.hw, &self.pool, self.userd_vram + chid as u64 * userd::SIZE, opts.phys_copy);
         ch.clear_userd(&mut self.hw);
         self.hw.bar_flush()?;
         ch.enable(&mut self.hw);
@@ -766,6 +780,18 @@ impl Gpu {
         self.vm.map(&mut self.hw, &mut self.pool, va, pages, aper, false)?;
         self.vm.flush(&mut self.hw)?;
         Ok(va)
+    }
+
+    /// Test hook: a copy-engine copy of `len` bytes from `src` to `dst` with ADDRESSING_MODE
+    /// `addressing` (`copy::ADDR_*`: either end may be a physical VRAM or system-memory
+    /// address instead of a channel VA); virtual addressing is restored after it. Submitted
+    /// with the next fence.
+    pub fn raw_ce_copy(&mut self, addressing: u32, dst: u64, src: u64, len: u64) -> Result<()> {
+        let (hw, ch) = self.ch();
+        ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[addressing], false)?;
+        self.ce_copy(dst, src, len)?;
+        let (hw, ch) = self.ch();
+        ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[0], false)
     }
 
     /// Test hook: write a runlist naming `chids` (as given) and commit it.
