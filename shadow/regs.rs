@@ -137,7 +137,7 @@ const fn pbdma(i: u32, reg: u32) -> Entry {
 
 /// The table, sorted by offset, rows disjoint (checked by the host tests).
 pub static TABLE: &[Entry] = &[
-    one(pmc::BOOT_0, Reg::Boot0),
+    one(pmc::Boot0::OFFSET, Reg::Boot0),
     one(pmc::ENDIAN, Reg::Endian),
     one(pmc::INTR_HOST, Reg::PmcIntr(Line::Host)),
     one(pmc::INTR_NRHOST, Reg::PmcIntr(Line::NrHost)),

@@ -5,8 +5,11 @@
 //! **Choice**; the GF100 model (`model/`) implements exactly these choices.
 //!
 //! Conventions: register offsets are BAR0 byte offsets (`u32`); method numbers are byte
-//! offsets as in NVIDIA's class headers; `*_SHIFT`/`*_MASK` pairs describe a field as
-//! `(value >> SHIFT) & MASK`. This file depends on `core` only and may be included by path.
+//! offsets as in NVIDIA's class headers. A register with fields is a type declared with
+//! `register!` (`register.rs`): its offset, fields and typed accessors in one place, checked
+//! against envytools' rnndb (cited as "rnndb `file` NAME"). Elsewhere `*_SHIFT`/`*_MASK` pairs
+//! describe a field as `(value >> SHIFT) & MASK`. This file (with `register.rs`) depends on
+//! `core` only and may be included by path.
 //!
 //! **Channel errors (model choice).** Each stops only the offending channel (until its CHAN
 //! word is written again) and raises one interrupt, all visible through PMC INTR:
@@ -19,6 +22,10 @@
 //! - Unknown class (or class on the wrong engine) in SET_OBJECT: `pgraph::INTR_ILLEGAL_CLASS`.
 //! - Invalid compute launch or unsupported M2MF/copy request: `pgraph::INTR_DATA_ERROR` with
 //!   `pgraph::DATA_ERROR_CODE`.
+
+#[macro_use]
+#[path = "register.rs"]
+pub mod register;
 
 /// PCI identity and BAR geometry (§1).
 pub mod pci {
@@ -74,13 +81,26 @@ pub mod bad {
 
 /// PMC, 0x000000 (§3).
 pub mod pmc {
-    pub const BOOT_0: u32 = 0x000000;
-    /// The Quadro 6000's BOOT_0: chipset 0xc0, device-id bits 0x18, stepping 0xa3.
-    pub const BOOT_0_QUADRO_6000: u32 = 0x0c0c_00a3;
-    pub const BOOT_0_STEPPING_MASK: u32 = 0xff;
-    pub const BOOT_0_CHIPSET_SHIFT: u32 = 20;
-    pub const BOOT_0_CHIPSET_MASK: u32 = 0x1ff;
+    register! {
+        /// BOOT_0: which chip this is (rnndb `bus/pmc.xml` PMC.ID, NV10-; DEVICE_ID is bits
+        /// 19:15 on G92:GF119).
+        pub Boot0(u32) @ 0x000000 {
+            /// Stepping (the PCI revision id).
+            7:0   stepping: u32, with_stepping;
+            19:15 device_id: u32, with_device_id;
+            /// `CHIPSET_GF100` for every GF100.
+            28:20 chipset: u32, with_chipset;
+            /// 0 = TSMC.
+            31:29 foundry: u32, with_foundry;
+        }
+    }
     pub const CHIPSET_GF100: u32 = 0xc0;
+    /// The Quadro 6000's BOOT_0 (0x0c0c00a3): DEVICE_ID is the PCI device id's low 5 bits.
+    pub const BOOT_0_QUADRO_6000: u32 = Boot0::from_raw(0)
+        .with_stepping(super::pci::REVISION as u32)
+        .with_device_id(super::pci::DEVICE_QUADRO_6000 as u32)
+        .with_chipset(CHIPSET_GF100)
+        .raw();
     /// Endian switch; reads 0 in little-endian mode. Writing a value with bit 24 set toggles.
     pub const ENDIAN: u32 = 0x000004;
     pub const ENDIAN_BIG: u32 = 0x0100_0001;

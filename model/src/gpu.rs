@@ -604,7 +604,7 @@ impl Inner {
         let hw = self.pmc_hw_intr(r);
         let p = &r.pfifo;
         let v = match off {
-            pmc::BOOT_0 => pmc::BOOT_0_QUADRO_6000,
+            pmc::Boot0::OFFSET => pmc::BOOT_0_QUADRO_6000,
             pmc::ENDIAN => r.endian,
             pmc::INTR_HOST | pmc::INTR_NRHOST => {
                 let i = ((off - pmc::INTR_HOST) / 4) as usize;
@@ -801,7 +801,7 @@ impl Inner {
     /// Returns false for an unknown register.
     fn write_reg(&self, r: &mut Regs, off: u32, v: u32) -> bool {
         match off {
-            pmc::BOOT_0 => {}
+            pmc::Boot0::OFFSET => {}
             pmc::ENDIAN => {
                 if v & (1 << 24) != 0 {
                     r.endian ^= pmc::ENDIAN_BIG;

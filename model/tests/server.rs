@@ -84,7 +84,7 @@ fn serves_one_client_then_returns() {
     );
     let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
     assert_eq!(
-        rd32(&mut c, bar0, pmc::BOOT_0 as u64),
+        rd32(&mut c, bar0, pmc::Boot0::OFFSET as u64),
         pmc::BOOT_0_QUADRO_6000
     );
     // PRAMIN window onto VRAM 0x300000.
@@ -237,7 +237,7 @@ fn binary_serves_writes_stats_and_exits_zero() {
     }
     let mut c = Client::new(&sock).unwrap();
     assert_eq!(
-        rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::BOOT_0 as u64),
+        rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::Boot0::OFFSET as u64),
         pmc::BOOT_0_QUADRO_6000
     );
     assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, 0x022438), 6);

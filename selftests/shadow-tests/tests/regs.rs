@@ -44,7 +44,7 @@ fn lookup_finds_every_row_and_nothing_between() {
 /// `module::NAME` register constants the guest driver may name.
 fn named(expr: &str) -> Option<u32> {
     Some(match expr {
-        "pmc::BOOT_0" => pmc::BOOT_0,
+        "pmc::Boot0::OFFSET" => pmc::Boot0::OFFSET,
         "pmc::ENDIAN" => pmc::ENDIAN,
         "pmc::ENABLE" => pmc::ENABLE,
         "pmc::SPOON_ENABLE" => pmc::SPOON_ENABLE,

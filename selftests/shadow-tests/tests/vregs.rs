@@ -29,7 +29,7 @@ fn wr(r: &mut VRegs, c: &FakeClock, off: u32, v: u32) -> Write {
 fn identity_time_and_vram_size_as_the_guest_driver_reads_them() {
     let (mut r, c) = vgpu();
     assert_eq!(rd(&mut r, &c, pmc::ENDIAN), 0);
-    assert_eq!(rd(&mut r, &c, pmc::BOOT_0), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(rd(&mut r, &c, pmc::Boot0::OFFSET), pmc::BOOT_0_QUADRO_6000);
     assert_eq!(rd(&mut r, &c, pstraps::STRAPS) & pstraps::CRYSTAL_MASK, pstraps::CRYSTAL_27MHZ);
     // The guest driver's sum over enabled partitions is the vGPU's share.
     let fbps = rd(&mut r, &c, pfb::FBP_COUNT).min(pfb::MAX_PARTS);

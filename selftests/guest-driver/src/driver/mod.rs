@@ -163,10 +163,9 @@ impl Gpu {
         if hw.rd(pmc::ENDIAN) != 0 {
             hw.wr(pmc::ENDIAN, pmc::ENDIAN_BIG);
         }
-        let boot0 = hw.rd(pmc::BOOT_0);
-        let chipset = (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK;
-        if chipset != pmc::CHIPSET_GF100 {
-            return fail(format!("not a GF100: BOOT_0 = {boot0:#010x}"));
+        let boot0 = pmc::Boot0::from_raw(hw.rd(pmc::Boot0::OFFSET));
+        if boot0.chipset() != pmc::CHIPSET_GF100 {
+            return fail(format!("not a GF100: BOOT_0 = {:#010x}", boot0.raw()));
         }
         let straps = hw.rd(pstraps::STRAPS);
         // PMC: everything on; interrupts of the units we use pass; host line enabled.
@@ -243,7 +242,7 @@ impl Gpu {
             pool,
             vram_alloc,
             vram_size,
-            boot0,
+            boot0: boot0.raw(),
             bar3_vm,
             bar3_inst,
             bar1_vm,
