@@ -179,11 +179,11 @@ impl GpuShared {
             channel::write_host_runlist(&mut vram, buf, RUNLIST_CAPACITY, &merged[..n_parts])
         };
         let Some(bar0) = self.bar0.try_access() else { return };
-        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | gf100::target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
-        let _ = bar0.try_write32(base, pfifo::RUNLIST_BASE as usize);
-        let _ = bar0.try_write32(pfifo::RUNLIST_COMMIT_UNK | entries, pfifo::RUNLIST_SUBMIT as usize);
+        let base = pfifo::RunlistBase::default().with_addr(buf).with_target(gf100::target::VRAM).raw();
+        let _ = bar0.try_write32(base, pfifo::RunlistBase::OFFSET as usize);
+        let _ = bar0.try_write32(pfifo::RunlistSubmit::commit(entries).raw(), pfifo::RunlistSubmit::OFFSET as usize);
         for _ in 0..100_000 {
-            if bar0.try_read32(pfifo::RUNLIST_STATUS as usize).unwrap_or(0) & pfifo::RUNLIST_STATUS_PENDING == 0 {
+            if !pfifo::RunlistStatus::from_raw(bar0.try_read32(pfifo::RunlistStatus::OFFSET as usize).unwrap_or(0)).pending() {
                 break;
             }
         }
@@ -238,9 +238,9 @@ impl irq::Handler for GpuShared {
                     if units & (1 << u) == 0 {
                         continue;
                     }
-                    rec.inst.store(u64::from(rd(pfifo::vm_fault_inst(u))) << 12, Ordering::Relaxed);
-                    rec.va.store(u64::from(rd(pfifo::vm_fault_addr_lo(u))) | u64::from(rd(pfifo::vm_fault_addr_hi(u))) << 32, Ordering::Relaxed);
-                    rec.info.store(rd(pfifo::vm_fault_info(u)), Ordering::Relaxed);
+                    rec.inst.store(pfifo::VmFaultInst::from_raw(rd(pfifo::VmFaultInst::offset(u))).addr(), Ordering::Relaxed);
+                    rec.va.store(pfifo::VmFaultAddrLo::from_raw(rd(pfifo::VmFaultAddrLo::offset(u))).va() | pfifo::VmFaultAddrHi::from_raw(rd(pfifo::VmFaultAddrHi::offset(u))).va(), Ordering::Relaxed);
+                    rec.info.store(rd(pfifo::VmFaultInfo::offset(u)), Ordering::Relaxed);
                 }
                 wr(pfifo::VM_FAULT_UNITS, units);
                 self.pending_faults.fetch_or(units, Ordering::Release);
@@ -517,7 +517,7 @@ impl pci::Driver for GpuvmPciDriver {
         // Writes of the PRAMIN window base (harmless before bring-up) may be posted.
         let t0 = Instant::<Monotonic>::now();
         for _ in 0..BAR0_TIMING_READS {
-            bar0.write32(0, gf100::pbus::PRAMIN_BASE as usize);
+            bar0.write32(0, gf100::pbus::PraminBase::OFFSET as usize);
         }
         let wr_ns = t0.elapsed().as_nanos() / i64::from(BAR0_TIMING_READS);
         dev_info!(

@@ -83,7 +83,7 @@ fn vram_geometry_registers() {
             // The whole 6 GiB is addressable (PRAMIN at the very end).
             wr(
                 &g,
-                pbus::PRAMIN_BASE,
+                pbus::PraminBase::OFFSET,
                 (((mib << 20) - (1 << 20)) >> 16) as u32,
             );
             wr(&g, pbus::PRAMIN_WINDOW + 0xffffc, 0x6666);
@@ -174,11 +174,11 @@ fn interrupt_enable_mask_and_software_line() {
 fn reset_restores_registers_and_keeps_vram() {
     let g = gpu(64 << 20);
     wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
-    wr(&g, pbus::PRAMIN_BASE, 0x10);
+    wr(&g, pbus::PraminBase::OFFSET, 0x10);
     wr(&g, pbus::PRAMIN_WINDOW, 0x1234);
     g.reset();
     assert_eq!(rd(&g, pmc::ENABLE), 0);
-    assert_eq!(rd(&g, pbus::PRAMIN_BASE), 0);
+    assert_eq!(rd(&g, pbus::PraminBase::OFFSET), 0);
     assert_eq!(g.vram().read32(0x10_0000), Some(0x1234));
     g.shutdown();
     g.shutdown();

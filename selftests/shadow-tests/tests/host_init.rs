@@ -39,7 +39,7 @@ fn bar3_maps_reserved_vram_one_to_one() {
     // Beyond the mapped range BAR3 faults instead of reaching guest VRAM.
     vram.write32(64 * MIB, 0x1234_5678);
     assert_ne!(m.0.bar_read32(Bar::Bar3, 64 * MIB), 0x1234_5678);
-    assert_eq!(m.rd(pbus::BAR3_INST), pbus::bar_inst_value(layout::BAR3_INST));
+    assert_eq!(m.rd(pbus::BAR3_INST), pbus::BarInst::vm(layout::BAR3_INST).raw());
     assert_eq!(m.rd(pmc::ENABLE), pmc::ENABLE_ALL);
 }
 

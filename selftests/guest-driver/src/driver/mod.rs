@@ -192,7 +192,7 @@ impl Gpu {
         let pool_pages: Vec<u64> = (0..POOL_SIZE / SMALL_PAGE).map(|i| VRAM_RESERVED_LOW + i * SMALL_PAGE).collect();
         bar3_vm.map(&mut hw, &mut pool, 0, &pool_pages, Aper::Vram, false)?;
         bar3_vm.bind_inst(&mut hw, &pool, Access::Pramin, bar3_inst);
-        hw.wr(pbus::BAR3_INST, pbus::bar_inst_value(bar3_inst));
+        hw.wr(pbus::BAR3_INST, pbus::BarInst::vm(bar3_inst).raw());
         bar3_vm.flush(&mut hw)?;
 
         // BAR1 VM (big pages only: 128 KiB granules), written through BAR3 from now on.
@@ -200,7 +200,7 @@ impl Gpu {
         let bar1_inst = pool.alloc(inst::SIZE, inst::SIZE)?;
         let mut bar1_vm = Vm::new(&mut hw, &mut pool, Access::Bar3, bar1_size, 0, 0, true)?;
         bar1_vm.bind_inst(&mut hw, &pool, Access::Bar3, bar1_inst);
-        hw.wr(pbus::BAR1_INST, pbus::bar_inst_value(bar1_inst));
+        hw.wr(pbus::BAR1_INST, pbus::BarInst::vm(bar1_inst).raw());
 
         let mut vram_alloc = RangeAlloc::new(VRAM_RESERVED_LOW + POOL_SIZE, vram_size - VRAM_RESERVED_HIGH);
         // USERD area in VRAM, mapped at the start of BAR1.
@@ -716,11 +716,11 @@ impl Gpu {
         let mut s = format!("PFIFO INTR {f:#010x}");
         if f & pfifo::INTR_VM_FAULT != 0 {
             let units = self.hw.rd(pfifo::VM_FAULT_UNITS);
-            for u in (0..32).filter(|u| units & (1 << u) != 0) {
-                let lo = self.hw.rd(pfifo::vm_fault_addr_lo(u));
-                let hi = self.hw.rd(pfifo::vm_fault_addr_hi(u));
-                let info = self.hw.rd(pfifo::vm_fault_info(u));
-                s += &format!("; VM fault unit {u:#x} addr {:#x} info {info:#x}", (hi as u64) << 32 | lo as u64);
+            for u in (0..pfifo::VM_FAULT_UNITS_MAX).filter(|u| units & (1 << u) != 0) {
+                let lo = pfifo::VmFaultAddrLo::from_raw(self.hw.rd(pfifo::VmFaultAddrLo::offset(u)));
+                let hi = pfifo::VmFaultAddrHi::from_raw(self.hw.rd(pfifo::VmFaultAddrHi::offset(u)));
+                let info = pfifo::VmFaultInfo::from_raw(self.hw.rd(pfifo::VmFaultInfo::offset(u)));
+                s += &format!("; VM fault unit {u:#x} addr {:#x} info {:#x}", hi.va() | lo.va(), info.raw());
             }
         }
         if f & pfifo::INTR_PBDMA != 0 {
@@ -784,12 +784,14 @@ impl Gpu {
         let ch = self.ch.take().expect("channel");
         ch.disable_and_kick(&mut self.hw)?;
         self.update_runlist(false)?;
-        self.hw.wr(pfifo::chan_inst(ch.chid), 0);
+        self.hw.wr(pfifo::ChanInst::offset(ch.chid), 0);
         for m in [self.code.take(), self.cb.take(), self.local.take()].into_iter().flatten() {
             self.vram_alloc.free(m.vram, m.alloc_size);
         }
-        self.hw.mask(pbus::BAR1_INST, pbus::BAR_INST_MODE_VM, 0);
-        self.hw.mask(pbus::BAR3_INST, pbus::BAR_INST_MODE_VM, 0);
+        let bar1 = pbus::BarInst::from_raw(self.hw.rd(pbus::BAR1_INST)).with_mode_vm(false);
+        self.hw.wr(pbus::BAR1_INST, bar1.raw());
+        let bar3 = pbus::BarInst::from_raw(self.hw.rd(pbus::BAR3_INST)).with_mode_vm(false);
+        self.hw.wr(pbus::BAR3_INST, bar3.raw());
         let t = self.hw.transport();
         for m in [self.fence.take(), self.staging.take()].into_iter().flatten() {
             t.dma_free(m.buf);
