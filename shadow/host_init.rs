@@ -143,7 +143,7 @@ pub fn tlb_flush(m: &impl Mmio, pd: Option<u64>) -> Result<(), InitError> {
         .find(|_| m.rd(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK != 0)
         .ok_or(InitError::TlbTimeout)?;
     if let Some(pd) = pd {
-        m.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_target(target::VRAM).raw());
+        m.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw());
     }
     let flush = mmu::Invalidate::default().with_page_all(true).with_all_pdb(pd.is_none()).with_trigger(true);
     m.wr(mmu::Invalidate::OFFSET, flush.raw());

@@ -689,7 +689,7 @@ impl VRegs {
             return Ok(Write::Effect(Effect::TlbFlush { pd: None, hub_only }));
         }
         let pdb = mmu::InvalidatePdb::from_raw(self.invalidate_pdb);
-        if pdb.target() != target::VRAM {
+        if pdb.sysram() {
             return Err(Denial::UnsupportedTarget);
         }
         let pd = pdb.addr();

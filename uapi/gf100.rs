@@ -266,11 +266,13 @@ pub mod mmu {
     pub const CTRL_FLUSH_SLOTS_MODEL: u32 = 0x10;
     pub const SYSMEM_FLUSH_PAGE: u32 = 0x100c10;
     register! {
-        /// TLB-invalidate PDB: the page directory whose TLB entries `Invalidate` drops, unless
-        /// it names all of them.
+        /// TLB-invalidate PDB (rnndb `memory/gf100_pffb.xml` PFFB.VM.TLB_FLUSH_VSPACE): the page
+        /// directory whose TLB entries `Invalidate` drops, unless it names all of them.
+        /// **Choice:** bit 0, which rnndb does not describe, is stored and ignored; nouveau
+        /// writes a `target::*` into bits 1:0, whose bit 1 is exactly `sysram`.
         pub InvalidatePdb(u32) @ 0x100cb8 {
-            /// `target::*`.
-            1:0   target: u32, with_target;
+            /// The page directory is in system memory (either snooping mode), not VRAM.
+            1:1   sysram: bool, with_sysram;
             /// Page directory address.
             31:4  addr: u64 << 12, with_addr;
         }

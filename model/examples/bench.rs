@@ -59,7 +59,7 @@ impl Setup {
         self.gpu.bar_write32(
             Bar::Bar0,
             mmu::InvalidatePdb::OFFSET as u64,
-            mmu::InvalidatePdb::default().with_addr(pd).with_target(target::VRAM).raw(),
+            mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw(),
         );
         self.gpu.bar_write32(
             Bar::Bar0,

@@ -850,8 +850,12 @@ impl Inner {
                 let v = mmu::Invalidate::from_raw(v);
                 if v.trigger() {
                     let pdb = r.invalidate_pdb;
-                    let pd = PhysAddr::from_target(pdb.target(), pdb.addr());
-                    self.tlb_invalidate(r, if v.all_pdb() { None } else { pd });
+                    let pd = if pdb.sysram() {
+                        PhysAddr::sys(pdb.addr())
+                    } else {
+                        PhysAddr::vram(pdb.addr())
+                    };
+                    self.tlb_invalidate(r, if v.all_pdb() { None } else { Some(pd) });
                     r.flush_done = true;
                 }
             }

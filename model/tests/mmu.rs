@@ -270,6 +270,40 @@ fn tlb_keeps_stale_translations_until_flushed() {
     assert!(rig.gpu.counters().tlb_flushes >= 6);
 }
 
+/// INVALIDATE_PDB names a VRAM page directory unless bit 1 is set (envytools rnndb
+/// `memory/gf100_pffb.xml` TLB_FLUSH_VSPACE.TARGET: 0 VRAM, 1 SYSRAM); bit 0 is not part of
+/// the target (the model used to decode bits 1:0 and took 1 as "no PDB": flush everything).
+#[test]
+fn tlb_flush_pdb_target_is_bit_1() {
+    let (rig, mut vm) = bar1_rig(pci::BAR1_SIZE - 1);
+    let old = rig.alloc(0x1000, 0x1000);
+    let new = rig.alloc(0x1000, 0x1000);
+    rig.w32(old, 0x01d);
+    rig.w32(new, 0x2e3);
+    vm.map(&rig, 0x8000, old, vm::PTE_APER_VRAM, false);
+    rig.flush(vm.pd, true);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    // Remapped without a flush: the TLB keeps the old page until this PD is flushed.
+    vm.map(&rig, 0x8000, new, vm::PTE_APER_VRAM, false);
+    let flush_pdb = |pdb: u32| {
+        rig.set(mmu::InvalidatePdb::OFFSET, pdb);
+        let flush = mmu::Invalidate::default()
+            .with_page_all(true)
+            .with_hub_only(true)
+            .with_trigger(true);
+        rig.set(mmu::Invalidate::OFFSET, flush.raw());
+    };
+    // nouveau's encoding, `pd >> 8 | target`, with bit 0 set: still one VRAM PD.
+    let other = Vm::new(&rig, 0xffff);
+    flush_pdb((other.pd >> 8) as u32 | 1);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    // The same address in system memory is another PD.
+    flush_pdb((vm.pd >> 8) as u32 | target::SYS_COHERENT);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    flush_pdb((vm.pd >> 8) as u32 | 1);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x2e3);
+}
+
 #[test]
 fn bar3_direct_mode_and_pramin() {
     let rig = Rig::new();

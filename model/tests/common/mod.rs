@@ -94,7 +94,7 @@ impl Rig {
         assert_ne!(self.reg(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK, 0);
         self.set(
             mmu::InvalidatePdb::OFFSET,
-            mmu::InvalidatePdb::default().with_addr(pd).with_target(target::VRAM).raw(),
+            mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw(),
         );
         let flush = mmu::Invalidate::default()
             .with_page_all(true)

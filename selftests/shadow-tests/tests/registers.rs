@@ -81,9 +81,9 @@ proptest! {
     #[test]
     fn invalidate_pdb_is_the_pd_shifted(page in 0u64..1 << 28) {
         let pd = page << 12;
-        let v = mmu::InvalidatePdb::default().with_addr(pd).with_target(target::VRAM);
+        let v = mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false);
         prop_assert_eq!(v.raw(), (pd >> 8) as u32);
-        prop_assert_eq!(mmu::InvalidatePdb::from_raw((pd >> 8) as u32 | target::SYS_NONCOHERENT).target(), target::SYS_NONCOHERENT);
+        prop_assert_eq!(mmu::InvalidatePdb::from_raw((pd >> 8) as u32 | target::SYS_NONCOHERENT).sysram(), true);
     }
 
     /// The PRAMIN window for `addr` is the old `addr >> 16` base and `addr & 0xffff` offset.

@@ -60,7 +60,7 @@ fn identity_time_and_vram_size_as_the_guest_driver_reads_them() {
 fn tlb_flush_protocol_yields_a_checked_flush_effect() {
     let (mut r, c) = vgpu();
     assert_ne!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK, 0);
-    assert_eq!(wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x10_0000).with_target(target::VRAM).raw()), Write::Done);
+    assert_eq!(wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x10_0000).with_sysram(false).raw()), Write::Done);
     assert_eq!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
     let flush = mmu::Invalidate::default().with_page_all(true).with_trigger(true);
     let t = flush.raw();
@@ -71,13 +71,37 @@ fn tlb_flush_protocol_yields_a_checked_flush_effect() {
         Write::Effect(Effect::TlbFlush { pd: None, hub_only: true })
     );
     // A PD outside the partition or in system memory: no effect, but the guest's poll ends.
-    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(GUEST_SIZE).with_target(target::VRAM).raw());
+    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(GUEST_SIZE).with_sysram(false).raw());
     assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, t), Write::Denied(Denial::OutsidePartition));
     assert_ne!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
-    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x1000).with_target(target::SYS_COHERENT).raw());
+    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x1000).with_sysram(true).raw());
     assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, t), Write::Denied(Denial::UnsupportedTarget));
     // Without the trigger bit nothing happens.
     assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, flush.with_trigger(false).raw()), Write::Done);
+}
+
+/// INVALIDATE_PDB's target is bit 1 alone (envytools rnndb `memory/gf100_pffb.xml`
+/// TLB_FLUSH_VSPACE: 0 VRAM, 1 system memory), not a two-bit `target::*`: a PDB word with
+/// only bit 0 set names a VRAM page directory, both system-memory targets name system memory.
+#[test]
+fn tlb_flush_pdb_target_is_bit_1() {
+    let (mut r, c) = vgpu();
+    let flush = mmu::Invalidate::default().with_page_all(true).with_trigger(true).raw();
+    let pd = 0x10_0000u64;
+    let cases = [
+        (target::VRAM, Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only: false })),
+        (1, Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only: false })),
+        (target::SYS_COHERENT, Write::Denied(Denial::UnsupportedTarget)),
+        (target::SYS_NONCOHERENT, Write::Denied(Denial::UnsupportedTarget)),
+    ];
+    for (low_bits, want) in cases {
+        // What nouveau writes: `pd >> 8 | target`.
+        let pdb = (pd >> 8) as u32 | low_bits;
+        assert_eq!(mmu::InvalidatePdb::from_raw(pdb).addr(), pd);
+        assert_eq!(mmu::InvalidatePdb::from_raw(pdb).sysram(), low_bits & 2 != 0);
+        wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, pdb);
+        assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, flush), want, "PDB {pdb:#x}");
+    }
 }
 
 #[test]

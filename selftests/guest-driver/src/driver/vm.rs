@@ -230,7 +230,7 @@ impl Vm {
         }
         hw.bar_flush()?;
         hw.wait(mmu::CTRL, "TLB flush slot", |v| v & mmu::CTRL_FLUSH_SLOTS_MASK != 0)?;
-        hw.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(self.pd).with_target(target::VRAM).raw());
+        hw.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(self.pd).with_sysram(false).raw());
         let flush = mmu::Invalidate::default().with_page_all(true).with_hub_only(self.hub).with_trigger(true);
         hw.wr(mmu::Invalidate::OFFSET, flush.raw());
         hw.wait(mmu::CTRL, "TLB flush done", |v| v & mmu::CTRL_FLUSH_DONE != 0)?;
