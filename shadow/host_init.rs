@@ -196,7 +196,7 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     m.wr(pmc::SPOON_ENABLE, pbdma_mask);
     m.wr(pfifo::SUBFIFO_ENABLE, pbdma_mask);
     m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) | pfifo::CTRL_ENABLE);
-    m.wr(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (layout::USERD_BAR1_VA >> 12) as u32 & pfifo::USERD_POLL_ADDR_MASK);
+    m.wr(pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(layout::USERD_BAR1_VA).with_enable(true).raw());
     m.wr(pfifo::INTR, u32::MAX);
     m.wr(pfifo::INTR_EN, u32::MAX);
     m.wr(pfifo::ENGINE_INTR_EN, 1);
@@ -209,7 +209,7 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
 pub fn shut_down(m: &impl Mmio) {
     m.wr(pmc::INTR_EN_HOST, 0);
     m.wr(pfifo::INTR_EN, 0);
-    m.wr(pfifo::USERD_POLL_BASE, 0);
+    m.wr(pfifo::UserdPollBase::OFFSET, 0);
     m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) & !pfifo::CTRL_ENABLE);
     m.wr(pbus::BAR1_INST, 0);
     m.wr(pbus::BAR3_INST, 0);

@@ -163,7 +163,7 @@ pub static TABLE: &[Entry] = &[
         pfifo::eng_subfifo_mask(pfifo::ENG_SUBFIFO_MASK_COUNT),
         Reg::EngSubfifoMask,
     ),
-    one(pfifo::USERD_POLL_BASE, Reg::UserdPollBase),
+    one(pfifo::UserdPollBase::OFFSET, Reg::UserdPollBase),
     one(pfifo::RunlistBase::OFFSET, Reg::RunlistBase),
     one(pfifo::RunlistSubmit::OFFSET, Reg::RunlistSubmit),
     one(pfifo::RunlistStatus::OFFSET, Reg::RunlistStatus),

@@ -191,7 +191,7 @@ struct Pfifo {
     ctrl: u32,
     subfifo_enable: u32,
     eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-    poll_base: u32,
+    poll_base: pfifo::UserdPollBase,
     runlist_base: pfifo::RunlistBase,
     runlist_submit: pfifo::RunlistSubmit,
     runlist_intr: u32,
@@ -215,7 +215,7 @@ impl Default for Pfifo {
             ctrl: 0,
             subfifo_enable: 0,
             eng_subfifo_mask: [0; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-            poll_base: 0,
+            poll_base: pfifo::UserdPollBase::default(),
             runlist_base: pfifo::RunlistBase::default(),
             runlist_submit: pfifo::RunlistSubmit::default(),
             runlist_intr: 0,
@@ -484,7 +484,7 @@ impl VRegs {
             Reg::PfifoCtrl => p.ctrl,
             Reg::SubfifoEnable => p.subfifo_enable,
             Reg::EngSubfifoMask => *p.eng_subfifo_mask.get((rel / 4) as usize).ok_or(Denial::Unknown)?,
-            Reg::UserdPollBase => p.poll_base,
+            Reg::UserdPollBase => p.poll_base.raw(),
             Reg::RunlistBase => p.runlist_base.raw(),
             Reg::RunlistSubmit => p.runlist_submit.raw(),
             Reg::RunlistStatus => 0,
@@ -637,10 +637,10 @@ impl VRegs {
             Reg::SubfifoEnable => p.subfifo_enable = v & PBDMA_BITS,
             Reg::EngSubfifoMask => *p.eng_subfifo_mask.get_mut((rel / 4) as usize).ok_or(Denial::Unknown)? = v,
             Reg::UserdPollBase => {
-                p.poll_base = v;
+                p.poll_base = pfifo::UserdPollBase::from_raw(v);
                 return Ok(Write::Effect(Effect::UserdPollBase {
-                    bar1_va: u64::from(v & pfifo::USERD_POLL_ADDR_MASK) << vm::SMALL_PAGE_SHIFT,
-                    enabled: v & pfifo::USERD_POLL_ENABLE != 0,
+                    bar1_va: p.poll_base.bar1_va(),
+                    enabled: p.poll_base.enable(),
                 }));
             }
             Reg::RunlistBase => p.runlist_base = pfifo::RunlistBase::from_raw(v),
@@ -753,7 +753,7 @@ impl VRegs {
             p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
             return Err(if vram { Denial::OutsidePartition } else { Denial::UnsupportedTarget });
         }
-        if v.poll_enable() && p.poll_base & pfifo::USERD_POLL_ENABLE == 0 {
+        if v.poll_enable() && !p.poll_base.enable() {
             p.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
             p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
         }

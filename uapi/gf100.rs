@@ -501,7 +501,7 @@ pub mod userd {
     pub const GET_HI: u32 = 0x60;
     /// Written back by PFIFO after each GPFIFO entry has been fully executed.
     pub const GP_GET: u32 = 0x88;
-    /// Written by the driver; the doorbell (see `pfifo::USERD_POLL_BASE`).
+    /// Written by the driver; the doorbell (see `pfifo::UserdPollBase`).
     pub const GP_PUT: u32 = 0x8c;
 }
 
@@ -544,14 +544,20 @@ pub mod pfifo {
     }
     pub const ENG_SUBFIFO_MASK_COUNT: u32 = 6;
 
-    /// USERD poll area: bits 27:0 = BAR1 VA of the 128 USERD pages >> 12, bit 28 enable.
-    /// The doorbell is a BAR1 write of GP_PUT at `area + chid * 0x1000 + userd::GP_PUT`.
-    /// **Choice (§17.1):** only that BAR1 write wakes a channel; PFIFO then re-reads GP_PUT
-    /// from the channel's USERD memory (RAMFC USERD) and writes GP_GET, GET, TOP_LEVEL_GET
-    /// and REF back there. Bit 28 must be set for doorbells to be recognised.
-    pub const USERD_POLL_BASE: u32 = 0x002254;
-    pub const USERD_POLL_ENABLE: u32 = 1 << 28;
-    pub const USERD_POLL_ADDR_MASK: u32 = 0x0fff_ffff;
+    register! {
+        /// USERD poll area (rnndb `fifo/gf100_pfifo.xml` BAR1_BASE): where in BAR1 the 128
+        /// USERD pages are. The doorbell is a BAR1 write of GP_PUT at
+        /// `bar1_va + chid * USERD_POLL_STRIDE + userd::GP_PUT`.
+        /// **Choice (§17.1):** only that BAR1 write wakes a channel; PFIFO then re-reads GP_PUT
+        /// from the channel's USERD memory (RAMFC USERD) and writes GP_GET, GET, TOP_LEVEL_GET
+        /// and REF back there. `enable` must be set for doorbells to be recognised.
+        pub UserdPollBase(u32) @ 0x002254 {
+            /// BAR1 address of channel 0's USERD page.
+            27:0  bar1_va: u64 << 12, with_bar1_va;
+            /// Doorbells are recognised (rnndb UNK28).
+            28:28 enable: bool, with_enable;
+        }
+    }
     pub const USERD_POLL_STRIDE: u64 = 0x1000;
 
     register! {

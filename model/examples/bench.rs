@@ -139,8 +139,11 @@ fn main() {
     let userd = s.map(b1_pd, u_va, 0x1000);
     s.flush(b1_pd);
     w(
-        pfifo::USERD_POLL_BASE,
-        pfifo::USERD_POLL_ENABLE | (u_va >> 12) as u32,
+        pfifo::UserdPollBase::OFFSET,
+        pfifo::UserdPollBase::default()
+            .with_bar1_va(u_va)
+            .with_enable(true)
+            .raw(),
     );
     let (inst, pd) = s.vm(0xff_ffff_ffff);
     let gp_va = 0x1000_0000u64;

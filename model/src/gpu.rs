@@ -130,7 +130,7 @@ pub(crate) struct PfifoRegs {
     pub ctrl: u32,
     pub subfifo_enable: u32,
     pub eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-    pub poll_base: u32,
+    pub poll_base: pfifo::UserdPollBase,
     pub runlist_base: pfifo::RunlistBase,
     pub runlist_submit: u32,
     /// The committed runlist (chids).
@@ -175,7 +175,7 @@ impl Default for PfifoRegs {
             ctrl: 0,
             subfifo_enable: 0,
             eng_subfifo_mask: [0; 6],
-            poll_base: 0,
+            poll_base: pfifo::UserdPollBase::default(),
             runlist_base: pfifo::RunlistBase::default(),
             runlist_submit: 0,
             runlist: Vec::new(),
@@ -534,10 +534,10 @@ impl Inner {
     fn check_doorbell(&self, start: u64, end: u64) {
         let mut r = self.lock_regs();
         let pb = r.pfifo.poll_base;
-        if pb & pfifo::USERD_POLL_ENABLE == 0 {
+        if !pb.enable() {
             return;
         }
-        let area = ((pb & pfifo::USERD_POLL_ADDR_MASK) as u64) << 12;
+        let area = pb.bar1_va();
         let area_end = area + pfifo::CHANNELS as u64 * pfifo::USERD_POLL_STRIDE;
         let put = gpuvm_uapi::gf100::userd::GP_PUT as u64;
         let mut rang = false;
@@ -664,7 +664,7 @@ impl Inner {
             {
                 p.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize]
             }
-            pfifo::USERD_POLL_BASE => p.poll_base,
+            pfifo::UserdPollBase::OFFSET => p.poll_base.raw(),
             pfifo::RunlistBase::OFFSET => p.runlist_base.raw(),
             pfifo::RunlistSubmit::OFFSET => p.runlist_submit,
             pfifo::RunlistStatus::OFFSET => 0,
@@ -882,7 +882,7 @@ impl Inner {
             {
                 r.pfifo.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize] = v;
             }
-            pfifo::USERD_POLL_BASE => r.pfifo.poll_base = v,
+            pfifo::UserdPollBase::OFFSET => r.pfifo.poll_base = pfifo::UserdPollBase::from_raw(v),
             pfifo::RunlistBase::OFFSET => r.pfifo.runlist_base = pfifo::RunlistBase::from_raw(v),
             pfifo::RunlistSubmit::OFFSET => self.commit_runlist(r, v),
             pfifo::RunlistStatus::OFFSET => {}
@@ -962,7 +962,7 @@ impl Inner {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
             } else if v.poll_enable()
-                && r.pfifo.poll_base & pfifo::USERD_POLL_ENABLE == 0
+                && !r.pfifo.poll_base.enable()
             {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;

@@ -120,8 +120,11 @@ impl Rig {
         self.set(pbus::BAR1_INST, pbus::BarInst::vm(vm.inst).raw());
         self.flush(vm.pd, true);
         self.set(
-            pfifo::USERD_POLL_BASE,
-            pfifo::USERD_POLL_ENABLE | (USERD_BAR1_VA >> 12) as u32,
+            pfifo::UserdPollBase::OFFSET,
+            pfifo::UserdPollBase::default()
+                .with_bar1_va(USERD_BAR1_VA)
+                .with_enable(true)
+                .raw(),
         );
         self.runlist_pa = self.alloc(0x1000, 0x1000);
         self.bar1 = Some(vm);

@@ -52,7 +52,7 @@ fn bar1_reaches_userd_and_pfifo_polls_it() {
     let off = layout::USERD_BAR1_VA + 5 * 0x1000 + 0x40;
     m.0.bar_write32(Bar::Bar1, off, 0xdead_beef);
     assert_eq!(vram.read32(layout::USERD + 5 * 0x1000 + 0x40), Some(0xdead_beef));
-    assert_eq!(m.rd(pfifo::USERD_POLL_BASE) & pfifo::USERD_POLL_ENABLE, pfifo::USERD_POLL_ENABLE);
+    assert!(pfifo::UserdPollBase::from_raw(m.rd(pfifo::UserdPollBase::OFFSET)).enable());
     assert_ne!(m.rd(pfifo::CTRL) & pfifo::CTRL_ENABLE, 0);
 }
 

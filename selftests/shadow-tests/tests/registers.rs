@@ -29,6 +29,7 @@ fn offsets_match_rnndb() {
         assert_eq!(pfifo::ChanState::offset(chid), 0x003004 + 8 * chid);
     }
     assert_eq!(pfifo::ChanInst::offset(pfifo::ChanInst::COUNT), 0x003400);
+    assert_eq!(pfifo::UserdPollBase::OFFSET, 0x002254);
     for unit in 0..pfifo::VM_FAULT_UNITS_MAX {
         let base = 0x002800 + 0x10 * unit;
         assert_eq!(pfifo::VmFaultInst::offset(unit), base);
@@ -52,6 +53,8 @@ fn values_the_drivers_write_are_unchanged() {
     assert_eq!(flush.with_all_pdb(true).with_hub_only(true).raw(), 0x8000_0007);
     // The STATE bits a driver writes.
     assert_eq!(pfifo::ChanState::from_raw(u32::MAX).writable().raw(), 0x001f_0001);
+    // `USERD_POLL_ENABLE | va >> 12`.
+    assert_eq!(pfifo::UserdPollBase::default().with_bar1_va(0x2_0000).with_enable(true).raw(), 0x1000_0020);
 }
 
 #[test]

@@ -68,7 +68,7 @@ fn named(expr: &str) -> Option<u32> {
         "pbus::FLUSH" => pbus::FLUSH,
         "pfifo::SUBFIFO_ENABLE" => pfifo::SUBFIFO_ENABLE,
         "pfifo::CTRL" => pfifo::CTRL,
-        "pfifo::USERD_POLL_BASE" => pfifo::USERD_POLL_BASE,
+        "pfifo::UserdPollBase::OFFSET" => pfifo::UserdPollBase::OFFSET,
         "pfifo::INTR_RUNLIST_STATUS" => pfifo::INTR_RUNLIST_STATUS,
         "pfifo::INTR" => pfifo::INTR,
         "pfifo::INTR_EN" => pfifo::INTR_EN,

@@ -144,7 +144,7 @@ fn bar_instance_blocks_and_poll_area() {
     assert_eq!(wr(&mut r, &c, pbus::FLUSH, pbus::FLUSH_TRIGGER), Write::Effect(Effect::BarFlush));
     assert_eq!(rd(&mut r, &c, pbus::FLUSH) & pbus::FLUSH_BUSY, 0);
     assert_eq!(
-        wr(&mut r, &c, pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | 0x20),
+        wr(&mut r, &c, pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(0x2_0000).with_enable(true).raw()),
         Write::Effect(Effect::UserdPollBase { bar1_va: 0x2_0000, enabled: true })
     );
     assert_eq!(wr(&mut r, &c, pci::BAR0_MSI_REARM, 0), Write::Effect(Effect::MsiRearm));
@@ -155,7 +155,7 @@ fn channels_runlist_and_kick_are_checked_against_the_slice() {
     let (mut r, c) = vgpu();
     assert_eq!(wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_ALL), Write::Effect(Effect::PfifoReset));
     assert_eq!(wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_ALL), Write::Done);
-    wr(&mut r, &c, pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE);
+    wr(&mut r, &c, pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_enable(true).raw());
     let s = slice();
     // Bind, state, unbind on the vGPU's last channel.
     let ch = s.channels - 1;

@@ -228,7 +228,7 @@ impl Gpu {
             hw.wr(b + pfifo::PBDMA_INTR_EN, u32::MAX);
         }
         hw.mask(pfifo::CTRL, 0, pfifo::CTRL_ENABLE);
-        hw.wr(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (userd_bar1 >> 12) as u32 & pfifo::USERD_POLL_ADDR_MASK);
+        hw.wr(pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(userd_bar1).with_enable(true).raw());
         hw.wr(pfifo::INTR_RUNLIST_STATUS, u32::MAX);
         hw.wr(pfifo::INTR, u32::MAX);
         hw.wr(pfifo::INTR_EN, u32::MAX);
