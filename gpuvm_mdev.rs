@@ -465,8 +465,8 @@ impl pci::Driver for GpuvmPciDriver {
         pdev.enable_device_mem()?;
         pdev.set_master();
         let bar0 = pdev.iomap_region_sized::<{ gf100::pci::BAR0_SIZE as usize }>(0, c"gpuvm-bar0")?;
-        let boot0 = bar0.read32(pmc::BOOT_0 as usize);
-        let chipset = (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK;
+        let boot0 = bar0.read32(pmc::Boot0::OFFSET as usize);
+        let chipset = pmc::Boot0::from_raw(boot0).chipset();
         if chipset != pmc::CHIPSET_GF100 {
             dev_err!(pdev, "BOOT_0 {:#010x} reports chipset {:#x}, not GF100 ({:#x}): refusing\n", boot0, chipset, pmc::CHIPSET_GF100);
             return Err(ENODEV);
@@ -482,13 +482,13 @@ impl pci::Driver for GpuvmPciDriver {
         let t0 = Instant::<Monotonic>::now();
         let mut same = 0u32;
         for _ in 0..BAR0_TIMING_READS {
-            same += u32::from(bar0.read32(pmc::BOOT_0 as usize) == boot0);
+            same += u32::from(bar0.read32(pmc::Boot0::OFFSET as usize) == boot0);
         }
         let rtt_ns = t0.elapsed().as_nanos() / i64::from(BAR0_TIMING_READS);
         // Writes of the PRAMIN window base (harmless before bring-up) may be posted.
         let t0 = Instant::<Monotonic>::now();
         for _ in 0..BAR0_TIMING_READS {
-            bar0.write32(0, gf100::pbus::PRAMIN_BASE as usize);
+            bar0.write32(0, gf100::pbus::PraminBase::OFFSET as usize);
         }
         let wr_ns = t0.elapsed().as_nanos() / i64::from(BAR0_TIMING_READS);
         dev_info!(

@@ -213,7 +213,7 @@ pub struct GuestRunlist {
 /// Reads the guest runlist of `count` entries at guest VRAM `guest_addr`.
 pub fn read_guest_runlist<V: Vram + ?Sized>(mem: &GuestVram<'_, V>, slice: &Slice, guest_addr: u64, count: u32) -> GuestRunlist {
     let mut r = GuestRunlist::default();
-    for i in 0..u64::from(count.min(pfifo::RUNLIST_COUNT_MASK)) {
+    for i in 0..u64::from(count.min(pfifo::RunlistSubmit::COUNT_MAX)) {
         let at = guest_addr.checked_add(i * pfifo::RUNLIST_ENTRY_SIZE);
         let chid = at.and_then(|a| mem.read32(a));
         let word1 = at.and_then(|a| mem.read32(a.checked_add(4)?));
@@ -240,7 +240,7 @@ pub struct RunlistPart {
 /// Writes the host runlist at host VRAM `host_addr` (room for `capacity` entries): the
 /// channels of all parts, interleaved round-robin across vGPUs so that PFIFO's time slicing
 /// alternates between them. Guest ids the slice does not own are skipped. Returns the number
-/// of entries written (for `pfifo::RUNLIST_SUBMIT`).
+/// of entries written (for `pfifo::RunlistSubmit`).
 pub fn write_host_runlist<V: Vram + ?Sized>(vram: &mut V, host_addr: u64, capacity: u32, parts: &[RunlistPart]) -> u32 {
     let mut n = 0u32;
     // One pending set per vGPU; there are at most `UNITS` vGPUs on a GPU.

@@ -99,14 +99,14 @@ impl<B: HostBars> Vram for HostVram<'_, B> {
 /// Points host channel `host_chid` at the instance block at host VRAM `inst` (0: unbind).
 pub fn bind_channel(m: &impl Mmio, host_chid: u32, inst: Option<u64>) {
     if inst.is_none() {
-        m.wr(pfifo::chan_state(host_chid), 0);
+        m.wr(pfifo::ChanState::offset(host_chid), 0);
     }
-    m.wr(pfifo::chan_inst(host_chid), inst.map_or(0, pfifo::chan_inst_value));
+    m.wr(pfifo::ChanInst::offset(host_chid), inst.map_or(pfifo::ChanInst::default(), pfifo::ChanInst::bound).raw());
 }
 
 /// Sets the RUNNABLE state of host channel `host_chid`.
 pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
-    m.wr(pfifo::chan_state(host_chid), if runnable { pfifo::CHAN_STATE_RUNNABLE } else { 0 });
+    m.wr(pfifo::ChanState::offset(host_chid), pfifo::ChanState::default().with_runnable(runnable).raw());
 }
 
 /// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so.
@@ -165,10 +165,10 @@ impl HostRunlist {
         let buf = self.bufs[self.next];
         self.next ^= 1;
         let entries = channel::write_host_runlist(&mut HostVram::new(bars, bar3_mapped), buf, RUNLIST_CAPACITY, &merged[..n_parts]);
-        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
-        bars.wr(pfifo::RUNLIST_BASE, base);
-        bars.wr(pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | entries);
-        if !poll(bars, pfifo::RUNLIST_STATUS, |v| v & pfifo::RUNLIST_STATUS_PENDING == 0) {
+        let base = pfifo::RunlistBase::default().with_addr(buf).with_target(target::VRAM);
+        bars.wr(pfifo::RunlistBase::OFFSET, base.raw());
+        bars.wr(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(entries).raw());
+        if !poll(bars, pfifo::RunlistStatus::OFFSET, |v| !pfifo::RunlistStatus::from_raw(v).pending()) {
             return Err(HostError::RunlistTimeout);
         }
         Ok(entries)
@@ -176,7 +176,7 @@ impl HostRunlist {
 }
 
 /// Fault units whose records the host reads (the PFIFO VM_FAULT unit bits).
-pub const FAULT_UNITS: usize = 32;
+pub const FAULT_UNITS: usize = pfifo::VM_FAULT_UNITS_MAX as usize;
 
 /// One MMU fault as the host read it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -265,10 +265,12 @@ pub fn service_interrupt(m: &impl Mmio) -> Option<HostEvents> {
                 if units & (1 << u) == 0 {
                     continue;
                 }
+                let lo = pfifo::VmFaultAddrLo::from_raw(m.rd(pfifo::VmFaultAddrLo::offset(u)));
+                let hi = pfifo::VmFaultAddrHi::from_raw(m.rd(pfifo::VmFaultAddrHi::offset(u)));
                 *rec = Some(HostFault {
-                    inst: u64::from(m.rd(pfifo::vm_fault_inst(u))) << 12,
-                    va: u64::from(m.rd(pfifo::vm_fault_addr_lo(u))) | u64::from(m.rd(pfifo::vm_fault_addr_hi(u))) << 32,
-                    info: m.rd(pfifo::vm_fault_info(u)),
+                    inst: pfifo::VmFaultInst::from_raw(m.rd(pfifo::VmFaultInst::offset(u))).addr(),
+                    va: hi.va() | lo.va(),
+                    info: m.rd(pfifo::VmFaultInfo::offset(u)),
                 });
             }
             m.wr(pfifo::VM_FAULT_UNITS, units);

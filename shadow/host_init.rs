@@ -63,12 +63,12 @@ const BIG_PAGE: u64 = 1 << vm::BIG_PAGE_SHIFT_128K;
 /// BAR0 offset of host VRAM `addr` in the PRAMIN window. `base` remembers where the window
 /// points (None: unknown); it is moved (one register write) only when `addr` lies outside.
 pub fn pramin_window(m: &impl Mmio, base: &Cell<Option<u32>>, addr: u64) -> u32 {
-    let want = (addr >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32 & pbus::PRAMIN_BASE_ADDR_MASK;
-    if base.get() != Some(want) {
-        m.wr(pbus::PRAMIN_BASE, want);
-        base.set(Some(want));
+    let (want, off) = pbus::PraminBase::window(addr);
+    if base.get() != Some(want.raw()) {
+        m.wr(pbus::PraminBase::OFFSET, want.raw());
+        base.set(Some(want.raw()));
     }
-    pbus::PRAMIN_WINDOW + (addr & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32
+    off
 }
 
 /// Host VRAM access through the PRAMIN window, moving the 1 MiB window only when an access
@@ -142,14 +142,11 @@ pub fn tlb_flush(m: &impl Mmio, pd: Option<u64>) -> Result<(), InitError> {
     (0..POLL_LIMIT)
         .find(|_| m.rd(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK != 0)
         .ok_or(InitError::TlbTimeout)?;
-    let which = match pd {
-        Some(pd) => {
-            m.wr(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(pd, target::VRAM));
-            0
-        }
-        None => mmu::INVALIDATE_ALL_PDB,
-    };
-    m.wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | which | mmu::INVALIDATE_PAGE_ALL);
+    if let Some(pd) = pd {
+        m.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw());
+    }
+    let flush = mmu::Invalidate::default().with_page_all(true).with_all_pdb(pd.is_none()).with_trigger(true);
+    m.wr(mmu::Invalidate::OFFSET, flush.raw());
     (0..POLL_LIMIT).find(|_| m.rd(mmu::CTRL) & mmu::CTRL_FLUSH_DONE != 0).map(|_| ()).ok_or(InitError::TlbTimeout)
 }
 
@@ -183,8 +180,8 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     // would cost 128k register writes.
     build_bar_vm(&p, layout::BAR1_INST, layout::BAR1_PD, layout::BAR1_LPT, layout::USERD_SIZE, layout::USERD);
     flush_bar_writes(m)?;
-    m.wr(pbus::BAR3_INST, pbus::bar_inst_value(layout::BAR3_INST));
-    m.wr(pbus::BAR1_INST, pbus::bar_inst_value(layout::BAR1_INST));
+    m.wr(pbus::BAR3_INST, pbus::BarInst::vm(layout::BAR3_INST).raw());
+    m.wr(pbus::BAR1_INST, pbus::BarInst::vm(layout::BAR1_INST).raw());
     tlb_flush(m, None)?;
 
     // PFIFO (§8.9): reset, enable the PBDMAs that exist, enable, USERD poll area, interrupts.
@@ -206,7 +203,7 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
         m.wr(pfifo::pbdma_base(i) + pfifo::PBDMA_INTR_EN, u32::MAX);
     }
     m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) | pfifo::CTRL_ENABLE);
-    m.wr(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (layout::USERD_BAR1_VA >> 12) as u32 & pfifo::USERD_POLL_ADDR_MASK);
+    m.wr(pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(layout::USERD_BAR1_VA).with_enable(true).raw());
     m.wr(pfifo::INTR, u32::MAX);
     m.wr(pfifo::INTR_EN, u32::MAX);
     m.wr(pfifo::ENGINE_INTR_EN, 1);
@@ -219,7 +216,7 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
 pub fn shut_down(m: &impl Mmio) {
     m.wr(pmc::INTR_EN_HOST, 0);
     m.wr(pfifo::INTR_EN, 0);
-    m.wr(pfifo::USERD_POLL_BASE, 0);
+    m.wr(pfifo::UserdPollBase::OFFSET, 0);
     m.wr(pfifo::CTRL, m.rd(pfifo::CTRL) & !pfifo::CTRL_ENABLE);
     m.wr(pbus::BAR1_INST, 0);
     m.wr(pbus::BAR3_INST, 0);

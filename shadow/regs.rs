@@ -30,7 +30,7 @@ pub enum Class {
 /// BAR0 windows onto memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Window {
-    /// 0x700000..0x800000 onto the 1 MiB of guest VRAM selected by `pbus::PRAMIN_BASE`.
+    /// 0x700000..0x800000 onto the 1 MiB of guest VRAM selected by `pbus::PraminBase`.
     Pramin,
 }
 
@@ -73,14 +73,14 @@ pub enum Reg {
     VmFaultUnits,
     PbdmaIntrUnits,
     EngineIntrUnits,
-    /// `engine_intr(n)`, n < 8.
+    /// `engine_intr(n)`, n < `pfifo::ENGINE_INTR_COUNT`.
     EngineIntr,
     EngineIntrEn,
     Kick,
-    /// The 32 VM fault records at `vm_fault_inst(u)`.. (read-only).
+    /// The VM fault records `pfifo::VmFault*` of every unit (read-only).
     VmFaultRecord,
     IntrRunlistStatus,
-    /// CHAN / STATE words of the 128 channels.
+    /// `pfifo::ChanInst` / `pfifo::ChanState` of the 128 channels.
     ChanTable,
     /// A PBDMA register (`pbdma_base(i) + PBDMA_*`).
     Pbdma,
@@ -118,7 +118,7 @@ const fn pbdma(i: u32, reg: u32) -> Entry {
 
 /// The table, sorted by offset, rows disjoint (checked by the host tests).
 pub static TABLE: &[Entry] = &[
-    one(pmc::BOOT_0, Reg::Boot0),
+    one(pmc::Boot0::OFFSET, Reg::Boot0),
     one(pmc::ENDIAN, Reg::Endian),
     one(pmc::INTR_HOST, Reg::IntrTree),
     one(pmc::INTR_NRHOST, Reg::IntrTree),
@@ -129,7 +129,7 @@ pub static TABLE: &[Entry] = &[
     one(pmc::SPOON_ENABLE, Reg::SpoonEnable),
     one(pmc::INTR_MASK_HOST, Reg::IntrTree),
     one(pmc::INTR_MASK_NRHOST, Reg::IntrTree),
-    one(pbus::PRAMIN_BASE, Reg::PraminBase),
+    one(pbus::PraminBase::OFFSET, Reg::PraminBase),
     one(pbus::BAR1_INST, Reg::Bar1Inst),
     one(pbus::BAR3_INST, Reg::Bar3Inst),
     // The peephole is a third BAR-like window with its own instance block; no guest driver
@@ -144,25 +144,25 @@ pub static TABLE: &[Entry] = &[
         pfifo::eng_subfifo_mask(pfifo::ENG_SUBFIFO_MASK_COUNT),
         Reg::EngSubfifoMask,
     ),
-    one(pfifo::USERD_POLL_BASE, Reg::UserdPollBase),
-    one(pfifo::RUNLIST_BASE, Reg::RunlistBase),
-    one(pfifo::RUNLIST_SUBMIT, Reg::RunlistSubmit),
-    one(pfifo::RUNLIST_STATUS, Reg::RunlistStatus),
+    one(pfifo::UserdPollBase::OFFSET, Reg::UserdPollBase),
+    one(pfifo::RunlistBase::OFFSET, Reg::RunlistBase),
+    one(pfifo::RunlistSubmit::OFFSET, Reg::RunlistSubmit),
+    one(pfifo::RunlistStatus::OFFSET, Reg::RunlistStatus),
     one(pfifo::CHAN_TABLE_ERROR, Reg::ChanTableError),
     one(pfifo::SCHED_ERROR, Reg::SchedError),
     one(pfifo::VM_FAULT_UNITS, Reg::VmFaultUnits),
     one(pfifo::PBDMA_INTR_UNITS, Reg::PbdmaIntrUnits),
     one(pfifo::ENGINE_INTR_UNITS, Reg::EngineIntrUnits),
-    range(pfifo::engine_intr(0), pfifo::engine_intr(ENGINE_INTR_COUNT), Reg::EngineIntr),
+    range(pfifo::engine_intr(0), pfifo::engine_intr(pfifo::ENGINE_INTR_COUNT), Reg::EngineIntr),
     one(pfifo::ENGINE_INTR_EN, Reg::EngineIntrEn),
     // Engine fault / freeze and engine state are recovery and status registers of the whole
     // GPU: they would show or stop other vGPUs' channels.
     deny(pfifo::ENG_FAULT, pfifo::KICK),
     one(pfifo::KICK, Reg::Kick),
     deny(pfifo::eng_state(0), pfifo::eng_state(pfifo::ENG_SUBFIFO_MASK_COUNT)),
-    range(pfifo::vm_fault_inst(0), pfifo::vm_fault_inst(VM_FAULT_RECORDS), Reg::VmFaultRecord),
+    range(pfifo::VmFaultInst::offset(0), pfifo::VmFaultInst::offset(pfifo::VM_FAULT_UNITS_MAX), Reg::VmFaultRecord),
     one(pfifo::INTR_RUNLIST_STATUS, Reg::IntrRunlistStatus),
-    range(pfifo::CHAN_TABLE_START, pfifo::CHAN_TABLE_END, Reg::ChanTable),
+    range(pfifo::ChanInst::offset(0), pfifo::ChanInst::offset(pfifo::CHANNELS), Reg::ChanTable),
     one(ptimer::INTR, Reg::IntrTree),
     one(ptimer::INTR_EN, Reg::IntrTree),
     one(ptimer::CLOCK_DIV, Reg::IntrTree),
@@ -196,8 +196,8 @@ pub static TABLE: &[Entry] = &[
     one(pci::BAR0_MSI_REARM, Reg::MsiRearm),
     one(mmu::SYSMEM_FLUSH_PAGE, Reg::SysmemFlushPage),
     one(mmu::CTRL, Reg::MmuCtrl),
-    one(mmu::INVALIDATE_PDB, Reg::TlbPdb),
-    one(mmu::INVALIDATE, Reg::TlbInvalidate),
+    one(mmu::InvalidatePdb::OFFSET, Reg::TlbPdb),
+    one(mmu::Invalidate::OFFSET, Reg::TlbInvalidate),
     one(pstraps::STRAPS, Reg::Straps),
     one(pfb::PART_MIB_BROADCAST, Reg::VramPartMib),
     one(pfb::part_mib(0), Reg::VramPartMib),
@@ -218,11 +218,6 @@ pub static TABLE: &[Entry] = &[
         class: Class::Translate(Window::Pramin),
     },
 ];
-
-/// ENGINE_INTR registers emulated (`engine_intr(n)`, n < this).
-pub const ENGINE_INTR_COUNT: u32 = 8;
-/// VM fault records emulated (`vm_fault_inst(u)`, u < this).
-pub const VM_FAULT_RECORDS: u32 = 32;
 
 /// The row an offset falls in, if any (binary search; offsets must be 4-byte aligned and
 /// inside BAR0).

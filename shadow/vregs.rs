@@ -20,7 +20,7 @@ use crate::gf100::{inst, mmu, pbus, pfb, pfifo, pgraph, pmc, pstraps, target, vm
 use crate::intr_tree::{IntrTree, Written};
 use crate::memory::Clock;
 use crate::partition::Slice;
-use crate::regs::{self, Class, Reg, Window, ENGINE_INTR_COUNT, VM_FAULT_RECORDS};
+use crate::regs::{self, Class, Reg, Window};
 
 /// One of the two BAR windows with a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,10 +179,10 @@ struct Pbdma {
 /// A VM fault record.
 #[derive(Clone, Copy, Debug, Default)]
 struct FaultRecord {
-    inst: u32,
-    addr_lo: u32,
-    addr_hi: u32,
-    info: u32,
+    inst: pfifo::VmFaultInst,
+    addr_lo: pfifo::VmFaultAddrLo,
+    addr_hi: pfifo::VmFaultAddrHi,
+    info: pfifo::VmFaultInfo,
 }
 
 /// PFIFO's emulated state (cleared by a PFIFO reset).
@@ -194,19 +194,19 @@ struct Pfifo {
     ctrl: u32,
     subfifo_enable: u32,
     eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-    poll_base: u32,
-    runlist_base: u32,
-    runlist_submit: u32,
+    poll_base: pfifo::UserdPollBase,
+    runlist_base: pfifo::RunlistBase,
+    runlist_submit: pfifo::RunlistSubmit,
     runlist_intr: u32,
     chan_table_error: u32,
     sched_error: u32,
     vm_fault_units: u32,
-    vm_faults: [FaultRecord; VM_FAULT_RECORDS as usize],
-    engine_intr: [u32; ENGINE_INTR_COUNT as usize],
+    vm_faults: [FaultRecord; pfifo::VM_FAULT_UNITS_MAX as usize],
+    engine_intr: [u32; pfifo::ENGINE_INTR_COUNT as usize],
     engine_intr_en: u32,
     kick: u32,
-    chan_inst: [u32; CHANNELS],
-    chan_state: [u32; CHANNELS],
+    chan_inst: [pfifo::ChanInst; CHANNELS],
+    chan_state: [pfifo::ChanState; CHANNELS],
     pbdma: [Pbdma; PBDMA_COUNT],
 }
 
@@ -218,19 +218,19 @@ impl Default for Pfifo {
             ctrl: 0,
             subfifo_enable: 0,
             eng_subfifo_mask: [0; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-            poll_base: 0,
-            runlist_base: 0,
-            runlist_submit: 0,
+            poll_base: pfifo::UserdPollBase::default(),
+            runlist_base: pfifo::RunlistBase::default(),
+            runlist_submit: pfifo::RunlistSubmit::default(),
             runlist_intr: 0,
             chan_table_error: 0,
             sched_error: 0,
             vm_fault_units: 0,
-            vm_faults: [FaultRecord::default(); VM_FAULT_RECORDS as usize],
-            engine_intr: [0; ENGINE_INTR_COUNT as usize],
+            vm_faults: [FaultRecord::default(); pfifo::VM_FAULT_UNITS_MAX as usize],
+            engine_intr: [0; pfifo::ENGINE_INTR_COUNT as usize],
             engine_intr_en: 0,
             kick: 0,
-            chan_inst: [0; CHANNELS],
-            chan_state: [0; CHANNELS],
+            chan_inst: [pfifo::ChanInst::default(); CHANNELS],
+            chan_state: [pfifo::ChanState::default(); CHANNELS],
             pbdma: [Pbdma::default(); PBDMA_COUNT],
         }
     }
@@ -242,7 +242,7 @@ impl Pfifo {
     }
 
     fn engine_units(&self) -> u32 {
-        (0..ENGINE_INTR_COUNT as usize).fold(0, |m, i| if self.engine_intr[i] != 0 { m | 1 << i } else { m })
+        (0..pfifo::ENGINE_INTR_COUNT as usize).fold(0, |m, i| if self.engine_intr[i] != 0 { m | 1 << i } else { m })
     }
 
     /// INTR as read: latched bits plus the level bits from their sources.
@@ -297,9 +297,6 @@ pub struct VRegs {
 const FLUSH_SLOT_FREE: u32 = 1 << mmu::CTRL_FLUSH_SLOTS_MASK.trailing_zeros();
 /// PBDMA enable bits (one per PBDMA).
 const PBDMA_BITS: u32 = (1 << pfifo::PBDMA_COUNT) - 1;
-/// STATE bits the guest can write.
-const CHAN_STATE_WRITABLE: u32 =
-    pfifo::CHAN_STATE_RUNNABLE | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT;
 
 /// `(partitions, MiB each)` reporting `vram_bytes`: the most partitions (up to the GF100's
 /// six) that divide the size evenly, so the guest's sum is exact.
@@ -371,12 +368,11 @@ impl VRegs {
 
     /// Guest VRAM address behind PRAMIN window offset `off` (BAR0 offset), translated.
     fn pramin(&self, off: u32) -> Result<VramAccess, Denial> {
-        let b = self.pramin_base;
-        if (b >> pbus::PRAMIN_BASE_TARGET_SHIFT) & pbus::PRAMIN_BASE_TARGET_MASK != target::VRAM {
+        let b = pbus::PraminBase::from_raw(self.pramin_base);
+        if b.target() != target::VRAM {
             return Err(Denial::UnsupportedTarget);
         }
-        let base = u64::from(b & pbus::PRAMIN_BASE_ADDR_MASK) << pbus::PRAMIN_BASE_ADDR_SHIFT;
-        let guest = base + u64::from(off.wrapping_sub(pbus::PRAMIN_WINDOW));
+        let guest = b.addr() + u64::from(off.wrapping_sub(pbus::PRAMIN_WINDOW));
         let host = self.slice.vram_to_host(guest, 4).ok_or(Denial::OutsidePartition)?;
         Ok(VramAccess { guest, host })
     }
@@ -432,9 +428,9 @@ impl VRegs {
             Reg::PfifoCtrl => p.ctrl,
             Reg::SubfifoEnable => p.subfifo_enable,
             Reg::EngSubfifoMask => *p.eng_subfifo_mask.get((rel / 4) as usize).ok_or(Denial::Unknown)?,
-            Reg::UserdPollBase => p.poll_base,
-            Reg::RunlistBase => p.runlist_base,
-            Reg::RunlistSubmit => p.runlist_submit,
+            Reg::UserdPollBase => p.poll_base.raw(),
+            Reg::RunlistBase => p.runlist_base.raw(),
+            Reg::RunlistSubmit => p.runlist_submit.raw(),
             Reg::RunlistStatus => 0,
             Reg::ChanTableError => p.chan_table_error,
             Reg::SchedError => p.sched_error,
@@ -445,18 +441,25 @@ impl VRegs {
             Reg::EngineIntrEn => p.engine_intr_en,
             Reg::Kick => p.kick,
             Reg::VmFaultRecord => {
-                let f = p.vm_faults.get((rel / 0x10) as usize).ok_or(Denial::Unknown)?;
-                [f.inst, f.addr_lo, f.addr_hi, f.info][((rel % 0x10) / 4) as usize]
+                let rec = |unit: u32| p.vm_faults.get(unit as usize).ok_or(Denial::Unknown);
+                if let Some(u) = pfifo::VmFaultInst::index(off) {
+                    rec(u)?.inst.raw()
+                } else if let Some(u) = pfifo::VmFaultAddrLo::index(off) {
+                    rec(u)?.addr_lo.raw()
+                } else if let Some(u) = pfifo::VmFaultAddrHi::index(off) {
+                    rec(u)?.addr_hi.raw()
+                } else {
+                    rec(pfifo::VmFaultInfo::index(off).ok_or(Denial::Unknown)?)?.info.raw()
+                }
             }
             Reg::IntrRunlistStatus => p.runlist_intr,
             Reg::ChanTable => {
-                let chid = rel / 8;
+                let (chid, word) = chan_table_word(off).ok_or(Denial::Unknown)?;
                 self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
                 let c = chid as usize;
-                if rel.is_multiple_of(8) {
-                    *p.chan_inst.get(c).ok_or(Denial::ForeignChannel)?
-                } else {
-                    *p.chan_state.get(c).ok_or(Denial::ForeignChannel)?
+                match word {
+                    ChanWord::Inst => p.chan_inst.get(c).ok_or(Denial::ForeignChannel)?.raw(),
+                    ChanWord::State => p.chan_state.get(c).ok_or(Denial::ForeignChannel)?.raw(),
                 }
             }
             Reg::Pbdma => {
@@ -547,13 +550,13 @@ impl VRegs {
             Reg::SubfifoEnable => p.subfifo_enable = v & PBDMA_BITS,
             Reg::EngSubfifoMask => *p.eng_subfifo_mask.get_mut((rel / 4) as usize).ok_or(Denial::Unknown)? = v,
             Reg::UserdPollBase => {
-                p.poll_base = v;
+                p.poll_base = pfifo::UserdPollBase::from_raw(v);
                 return Ok(Write::Effect(Effect::UserdPollBase {
-                    bar1_va: u64::from(v & pfifo::USERD_POLL_ADDR_MASK) << vm::SMALL_PAGE_SHIFT,
-                    enabled: v & pfifo::USERD_POLL_ENABLE != 0,
+                    bar1_va: p.poll_base.bar1_va(),
+                    enabled: p.poll_base.enable(),
                 }));
             }
-            Reg::RunlistBase => p.runlist_base = v,
+            Reg::RunlistBase => p.runlist_base = pfifo::RunlistBase::from_raw(v),
             Reg::RunlistSubmit => return self.runlist_submit(v),
             Reg::ChanTableError => p.chan_table_error = v,
             Reg::SchedError => p.sched_error = v,
@@ -566,7 +569,7 @@ impl VRegs {
                 return Ok(Write::Effect(Effect::Kick { chid: v, host_chid }));
             }
             Reg::IntrRunlistStatus => p.runlist_intr &= !v,
-            Reg::ChanTable => return self.chan_table(rel, v),
+            Reg::ChanTable => return self.chan_table(off, v),
             Reg::Pbdma => {
                 let (i, r) = pbdma_reg(off).ok_or(Denial::Unknown)?;
                 let b = &mut p.pbdma[i];
@@ -599,21 +602,22 @@ impl VRegs {
     }
 
     fn tlb_invalidate(&mut self, v: u32) -> Result<Write, Denial> {
-        if v & mmu::INVALIDATE_TRIGGER == 0 {
+        let v = mmu::Invalidate::from_raw(v);
+        if !v.trigger() {
             return Ok(Write::Done);
         }
         // The guest polls for FLUSH_DONE: a refused flush completes too (it just does
         // nothing), so a confused guest does not hang in its own poll loop.
         self.flush_done = true;
-        let hub_only = v & mmu::INVALIDATE_HUB_ONLY != 0;
-        if v & mmu::INVALIDATE_ALL_PDB != 0 {
+        let hub_only = v.hub_only();
+        if v.all_pdb() {
             return Ok(Write::Effect(Effect::TlbFlush { pd: None, hub_only }));
         }
-        let pdb = self.invalidate_pdb;
-        if pdb & mmu::INVALIDATE_PDB_TARGET_MASK != target::VRAM {
+        let pdb = mmu::InvalidatePdb::from_raw(self.invalidate_pdb);
+        if pdb.sysram() {
             return Err(Denial::UnsupportedTarget);
         }
-        let pd = u64::from(pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) << vm::SMALL_PAGE_SHIFT;
+        let pd = pdb.addr();
         self.slice.vram_to_host(pd, vm::PDE_SIZE).ok_or(Denial::OutsidePartition)?;
         Ok(Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only }))
     }
@@ -623,26 +627,26 @@ impl VRegs {
             Bar::Bar1 => 0,
             Bar::Bar3 => 1,
         }] = v;
-        if v & pbus::BAR_INST_MODE_VM == 0 {
+        let v = pbus::BarInst::from_raw(v);
+        if !v.mode_vm() {
             return Ok(Write::Effect(Effect::BarInst { bar, inst: None }));
         }
-        if (v >> pbus::BAR_INST_TARGET_SHIFT) & pbus::BAR_INST_TARGET_MASK != target::VRAM {
+        if v.target() != target::VRAM {
             return Err(Denial::UnsupportedTarget);
         }
-        let a = u64::from(v & pbus::BAR_INST_ADDR_MASK) << pbus::BAR_INST_ADDR_SHIFT;
+        let a = v.addr();
         self.slice.vram_to_host(a, inst::SIZE).ok_or(Denial::OutsidePartition)?;
         Ok(Write::Effect(Effect::BarInst { bar, inst: Some(a) }))
     }
 
     fn runlist_submit(&mut self, v: u32) -> Result<Write, Denial> {
         let p = &mut self.pfifo;
-        p.runlist_submit = v;
+        p.runlist_submit = pfifo::RunlistSubmit::from_raw(v);
         p.runlist_intr |= pfifo::INTR_RUNLIST_DONE;
         p.intr |= pfifo::INTR_RUNLIST;
-        let count = v & pfifo::RUNLIST_COUNT_MASK;
-        let base = p.runlist_base;
-        let guest = u64::from(base & pfifo::RUNLIST_ADDR_MASK) << vm::SMALL_PAGE_SHIFT;
-        let vram = (base >> pfifo::RUNLIST_TARGET_SHIFT) & pfifo::RUNLIST_TARGET_MASK == target::VRAM;
+        let count = p.runlist_submit.count();
+        let guest = p.runlist_base.addr();
+        let vram = p.runlist_base.target() == target::VRAM;
         let inside = self.slice.vram_to_host(guest, u64::from(count) * pfifo::RUNLIST_ENTRY_SIZE).is_some();
         if !(vram && inside) {
             self.raise_sched_error(pfifo::SCHED_ERROR_BAD_RUNLIST);
@@ -651,28 +655,30 @@ impl VRegs {
         Ok(Write::Effect(Effect::RunlistCommit { guest, count }))
     }
 
-    fn chan_table(&mut self, rel: u32, v: u32) -> Result<Write, Denial> {
-        let chid = rel / 8;
+    fn chan_table(&mut self, off: u32, v: u32) -> Result<Write, Denial> {
+        let (chid, word) = chan_table_word(off).ok_or(Denial::Unknown)?;
         let host_chid = self.slice.channel_to_host(chid).ok_or(Denial::ForeignChannel)?;
         let p = &mut self.pfifo;
         let c = chid as usize;
-        if !rel.is_multiple_of(8) {
-            *p.chan_state.get_mut(c).ok_or(Denial::ForeignChannel)? = v & CHAN_STATE_WRITABLE;
-            let runnable = v & pfifo::CHAN_STATE_RUNNABLE != 0;
+        if word == ChanWord::State {
+            let state = pfifo::ChanState::from_raw(v).writable();
+            *p.chan_state.get_mut(c).ok_or(Denial::ForeignChannel)? = state;
+            let runnable = state.runnable();
             return Ok(Write::Effect(Effect::ChannelState { chid, host_chid, runnable }));
         }
+        let v = pfifo::ChanInst::from_raw(v);
         *p.chan_inst.get_mut(c).ok_or(Denial::ForeignChannel)? = v;
-        if v & pfifo::CHAN_INST_VALID == 0 {
+        if !v.valid() {
             return Ok(Write::Effect(Effect::ChannelUnbind { chid, host_chid }));
         }
-        let inst = u64::from(v & pfifo::CHAN_INST_ADDR_MASK) << vm::SMALL_PAGE_SHIFT;
-        let vram = (v >> pfifo::CHAN_INST_TARGET_SHIFT) & pfifo::CHAN_INST_TARGET_MASK == target::VRAM;
+        let inst = v.addr();
+        let vram = v.target() == target::VRAM;
         if !vram || self.slice.vram_to_host(inst, inst::SIZE).is_none() {
             p.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
             p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
             return Err(if vram { Denial::OutsidePartition } else { Denial::UnsupportedTarget });
         }
-        if v & pfifo::CHAN_INST_POLL_ENABLE != 0 && p.poll_base & pfifo::USERD_POLL_ENABLE == 0 {
+        if v.poll_enable() && !p.poll_base.enable() {
             p.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
             p.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
         }
@@ -690,10 +696,10 @@ impl VRegs {
     pub fn raise_vm_fault(&mut self, unit: u32, inst: u64, va: u64, info: u32) {
         let Some(rec) = self.pfifo.vm_faults.get_mut(unit as usize) else { return };
         *rec = FaultRecord {
-            inst: (inst >> vm::SMALL_PAGE_SHIFT) as u32,
-            addr_lo: va as u32,
-            addr_hi: (va >> 32) as u32,
-            info,
+            inst: pfifo::VmFaultInst::default().with_addr(inst),
+            addr_lo: pfifo::VmFaultAddrLo::default().with_va(va),
+            addr_hi: pfifo::VmFaultAddrHi::default().with_va(va),
+            info: pfifo::VmFaultInfo::from_raw(info),
         };
         self.pfifo.vm_fault_units |= 1 << unit;
     }
@@ -721,6 +727,22 @@ impl VRegs {
         g.trapped = trapped;
         g.intr_inst = (inst >> vm::SMALL_PAGE_SHIFT) as u32 & pgraph::INTR_CHANNEL_INST_MASK;
     }
+}
+
+/// The two words of a channel-table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChanWord {
+    /// `pfifo::ChanInst`.
+    Inst,
+    /// `pfifo::ChanState`.
+    State,
+}
+
+/// `(channel, word)` of a BAR0 offset inside the channel table.
+fn chan_table_word(off: u32) -> Option<(u32, ChanWord)> {
+    pfifo::ChanInst::index(off)
+        .map(|chid| (chid, ChanWord::Inst))
+        .or_else(|| pfifo::ChanState::index(off).map(|chid| (chid, ChanWord::State)))
 }
 
 /// `(PBDMA index, register offset within the PBDMA)` of a BAR0 offset the table marks as a

@@ -5,14 +5,17 @@
 //! **Choice**; the GF100 model (`model/`) implements exactly these choices.
 //!
 //! Conventions: register offsets are BAR0 byte offsets (`u32`); method numbers are byte
-//! offsets as in NVIDIA's class headers; `*_SHIFT`/`*_MASK` pairs describe a field as
-//! `(value >> SHIFT) & MASK`. This file depends on `core` only and may be included by path.
+//! offsets as in NVIDIA's class headers. A register with fields is a type declared with
+//! `register!` (`register.rs`): its offset, fields and typed accessors in one place, checked
+//! against envytools' rnndb (cited as "rnndb `file` NAME"). Elsewhere `*_SHIFT`/`*_MASK` pairs
+//! describe a field as `(value >> SHIFT) & MASK`. This file (with `register.rs`) depends on
+//! `core` only and may be included by path.
 //!
 //! **Channel errors (model choice).** Each stops only the offending channel (until its CHAN
 //! word is written again) and raises one interrupt, all visible through PMC INTR:
 //! - MMU fault (pushbuffer/GPFIFO fetch, host semaphore: unit PFIFO; M2MF/compute: PGRAPH;
 //!   copy: PCOPY0/1; CPU BAR1/BAR3 access: BAR1/BAR3, which stops no channel):
-//!   `pfifo::INTR_VM_FAULT`, record at `pfifo::vm_fault_*(unit)`, ack via VM_FAULT_UNITS.
+//!   `pfifo::INTR_VM_FAULT`, record at `pfifo::VmFault*::offset(unit)`, ack via VM_FAULT_UNITS.
 //! - Unknown host or class method, method on an empty subchannel, bad header opcode, bad
 //!   semaphore, bad GPFIFO control entry, RAMFC signature mismatch, a physical copy on a
 //!   channel whose RAMFC keeps the physical-copy gate closed (`ramfc::HCE_CTRL`): PBDMA 0
@@ -21,6 +24,10 @@
 //! - Unknown class (or class on the wrong engine) in SET_OBJECT: `pgraph::INTR_ILLEGAL_CLASS`.
 //! - Invalid compute launch or unsupported M2MF/copy request: `pgraph::INTR_DATA_ERROR` with
 //!   `pgraph::DATA_ERROR_CODE`.
+
+#[macro_use]
+#[path = "register.rs"]
+pub mod register;
 
 /// PCI identity and BAR geometry (§1).
 pub mod pci {
@@ -128,13 +135,26 @@ pub mod bad {
 
 /// PMC, 0x000000 (§3).
 pub mod pmc {
-    pub const BOOT_0: u32 = 0x000000;
-    /// The Quadro 6000's BOOT_0: chipset 0xc0, device-id bits 0x18, stepping 0xa3.
-    pub const BOOT_0_QUADRO_6000: u32 = 0x0c0c_00a3;
-    pub const BOOT_0_STEPPING_MASK: u32 = 0xff;
-    pub const BOOT_0_CHIPSET_SHIFT: u32 = 20;
-    pub const BOOT_0_CHIPSET_MASK: u32 = 0x1ff;
+    register! {
+        /// BOOT_0: which chip this is (rnndb `bus/pmc.xml` PMC.ID, NV10-; DEVICE_ID is bits
+        /// 19:15 on G92:GF119).
+        pub Boot0(u32) @ 0x000000 {
+            /// Stepping (the PCI revision id).
+            7:0   stepping: u32, with_stepping;
+            19:15 device_id: u32, with_device_id;
+            /// `CHIPSET_GF100` for every GF100.
+            28:20 chipset: u32, with_chipset;
+            /// 0 = TSMC.
+            31:29 foundry: u32, with_foundry;
+        }
+    }
     pub const CHIPSET_GF100: u32 = 0xc0;
+    /// The Quadro 6000's BOOT_0 (0x0c0c00a3): DEVICE_ID is the PCI device id's low 5 bits.
+    pub const BOOT_0_QUADRO_6000: u32 = Boot0::from_raw(0)
+        .with_stepping(super::pci::REVISION as u32)
+        .with_device_id(super::pci::DEVICE_QUADRO_6000 as u32)
+        .with_chipset(CHIPSET_GF100)
+        .raw();
     /// Endian switch; reads 0 in little-endian mode. Writing a value with bit 24 set toggles.
     pub const ENDIAN: u32 = 0x000004;
     pub const ENDIAN_BIG: u32 = 0x0100_0001;
@@ -206,9 +226,11 @@ pub mod pstraps {
     pub const CRYSTAL_27MHZ: u32 = 0x0040_0000;
 }
 
-/// Memory targets ("apertures"). Note PDE and PTE encode VRAM differently (§7.3).
+/// Memory targets ("apertures"). Note PDE and PTE encode VRAM differently (§7.3), and
+/// `mmu::InvalidatePdb` has only a VRAM/system-memory bit.
 pub mod target {
-    /// Instance-block PDB / 0x1700 / 0x2270 / channel-table / 0x100cb8 encoding.
+    /// Instance-block PDB, RAMFC USERD and the `target` fields of registers (rnndb
+    /// `g80_defs.xml` g80_mem_target: 1 is invalid, e.g. CHAN_TABLE_ERROR INVALID_TARGET).
     pub const VRAM: u32 = 0;
     pub const SYS_COHERENT: u32 = 2;
     pub const SYS_NONCOHERENT: u32 = 3;
@@ -216,32 +238,53 @@ pub mod target {
 
 /// PBUS host-memory block (§5): PRAMIN window and BAR1/BAR3 VM binding.
 pub mod pbus {
-    /// PRAMIN window base: bits 0-23 = VRAM address >> 16, bits 24-25 target.
-    pub const PRAMIN_BASE: u32 = 0x001700;
-    pub const PRAMIN_BASE_ADDR_MASK: u32 = 0x00ff_ffff;
-    pub const PRAMIN_BASE_ADDR_SHIFT: u32 = 16;
-    pub const PRAMIN_BASE_TARGET_SHIFT: u32 = 24;
-    pub const PRAMIN_BASE_TARGET_MASK: u32 = 0x3;
+    register! {
+        /// PRAMIN window base (rnndb `bus/pbus.xml` HOST_MEM.PMEM, GF100-): which 1 MiB of
+        /// memory BAR0 `PRAMIN_WINDOW` shows, positioned in 64 KiB steps.
+        pub PraminBase(u32) @ 0x001700 {
+            23:0  addr: u64 << 16, with_addr;
+            /// `target::*`.
+            25:24 target: u32, with_target;
+        }
+
+        /// BAR1 / BAR3 / peephole VM binding (rnndb `bus/pbus.xml` HOST_MEM.BAR1, BAR3,
+        /// PEEPHOLE, GF100-), at `BAR1_INST`, `BAR3_INST`, `PEEPHOLE_INST`.
+        /// **Choice (§17.5):** UNK30 is stored and ignored. With MODE = 0 (reset) the BAR is a
+        /// direct window onto VRAM (BAR offset = VRAM address).
+        pub BarInst(u32) {
+            /// Instance block address.
+            27:0  addr: u64 << 12, with_addr;
+            /// `target::*`.
+            29:28 target: u32, with_target;
+            30:30 unk30: bool, with_unk30;
+            /// MODE: 1 = VM (through the instance block), 0 = direct VRAM.
+            31:31 mode_vm: bool, with_mode_vm;
+        }
+    }
     /// BAR0 range of the 1 MiB window.
     pub const PRAMIN_WINDOW: u32 = 0x700000;
     pub const PRAMIN_WINDOW_SIZE: u32 = 0x100000;
 
-    /// BAR1 / BAR3 VM: bits 0-27 inst>>12, 28-29 target, 30 UNK30, 31 MODE (1 = VM).
-    /// **Choice (§17.5):** bit 30 is stored and ignored. With MODE = 0 (reset) the BAR is a
-    /// direct window onto VRAM (BAR offset = VRAM address).
+    /// Offsets of the three `BarInst` registers.
     pub const BAR1_INST: u32 = 0x001704;
     pub const BAR3_INST: u32 = 0x001714;
     pub const PEEPHOLE_INST: u32 = 0x001718;
-    pub const BAR_INST_ADDR_MASK: u32 = 0x0fff_ffff;
-    pub const BAR_INST_ADDR_SHIFT: u32 = 12;
-    pub const BAR_INST_TARGET_SHIFT: u32 = 28;
-    pub const BAR_INST_TARGET_MASK: u32 = 0x3;
-    pub const BAR_INST_UNK30: u32 = 1 << 30;
-    pub const BAR_INST_MODE_VM: u32 = 1 << 31;
 
-    /// `BAR_INST_MODE_VM | inst >> 12` for an instance block in VRAM.
-    pub const fn bar_inst_value(inst_addr: u64) -> u32 {
-        BAR_INST_MODE_VM | ((inst_addr >> BAR_INST_ADDR_SHIFT) as u32 & BAR_INST_ADDR_MASK)
+    impl PraminBase {
+        /// The base that puts VRAM `addr` in the window, and `addr`'s BAR0 offset there.
+        pub const fn window(addr: u64) -> (Self, u32) {
+            // The window starts at the 64 KiB step below `addr`; the offset is the low bits
+            // `with_addr` drops.
+            let step_shift = Self::from_raw(0).with_addr(u64::MAX).addr().trailing_zeros();
+            (Self::from_raw(0).with_addr(addr), PRAMIN_WINDOW + (addr & ((1 << step_shift) - 1)) as u32)
+        }
+    }
+
+    impl BarInst {
+        /// VM mode through the instance block at VRAM `inst_addr`.
+        pub const fn vm(inst_addr: u64) -> Self {
+            Self::from_raw(0).with_addr(inst_addr).with_target(super::target::VRAM).with_mode_vm(true)
+        }
     }
 
     /// Write 1 to flush BAR writes, then poll until `FLUSH_BUSY` reads 0.
@@ -278,24 +321,32 @@ pub mod mmu {
     /// Free flush slots the model always reports (it flushes synchronously).
     pub const CTRL_FLUSH_SLOTS_MODEL: u32 = 0x10;
     pub const SYSMEM_FLUSH_PAGE: u32 = 0x100c10;
-    /// TLB-invalidate PDB: `(pd_addr >> 12) << 4 | target` (= `pd_addr >> 8 | target`).
-    pub const INVALIDATE_PDB: u32 = 0x100cb8;
-    pub const INVALIDATE_PDB_TARGET_MASK: u32 = 0x3;
-    pub const INVALIDATE_PDB_ADDR_SHIFT: u32 = 4;
-    /// Trigger: `INVALIDATE_TRIGGER | type`.
-    pub const INVALIDATE: u32 = 0x100cbc;
-    pub const INVALIDATE_TRIGGER: u32 = 1 << 31;
-    pub const INVALIDATE_PAGE_ALL: u32 = 1 << 0;
-    /// Invalidate every PDB (0x100cb8 unused).
-    pub const INVALIDATE_ALL_PDB: u32 = 1 << 1;
-    pub const INVALIDATE_HUB_ONLY: u32 = 1 << 2;
+    register! {
+        /// TLB-invalidate PDB (rnndb `memory/gf100_pffb.xml` PFFB.VM.TLB_FLUSH_VSPACE): the page
+        /// directory whose TLB entries `Invalidate` drops, unless it names all of them.
+        /// **Choice:** bit 0, which rnndb does not describe, is stored and ignored; nouveau
+        /// writes a `target::*` into bits 1:0, whose bit 1 is exactly `sysram`.
+        pub InvalidatePdb(u32) @ 0x100cb8 {
+            /// The page directory is in system memory (either snooping mode), not VRAM.
+            1:1   sysram: bool, with_sysram;
+            /// Page directory address.
+            31:4  addr: u64 << 12, with_addr;
+        }
 
-    pub const fn invalidate_pdb_value(pd_addr: u64, target: u32) -> u32 {
-        ((pd_addr >> 12) as u32) << INVALIDATE_PDB_ADDR_SHIFT
-            | (target & INVALIDATE_PDB_TARGET_MASK)
+        /// TLB-invalidate trigger (rnndb `memory/gf100_pffb.xml` PFFB.VM.TLB_FLUSH_TRIGGER).
+        pub Invalidate(u32) @ 0x100cbc {
+            /// Every page (1), not one (0).
+            0:0   page_all: bool, with_page_all;
+            /// Every page directory (1; `InvalidatePdb` is unused), not `InvalidatePdb`'s (0).
+            1:1   all_pdb: bool, with_all_pdb;
+            /// Only the HUB's TLBs (set for BAR1/BAR3 VMs), not the HUB's and the GPCs'.
+            2:2   hub_only: bool, with_hub_only;
+            /// 1 starts the flush.
+            31:31 trigger: bool, with_trigger;
+        }
     }
 
-    /// MMU fault reasons (§7.3), reported in `pfifo::VM_FAULT_INFO` bits 0-3.
+    /// MMU fault reasons (§7.3), reported in `pfifo::VmFaultInfo::reason`.
     pub const FAULT_PT_NOT_PRESENT: u32 = 0x0;
     pub const FAULT_PT_TOO_SHORT: u32 = 0x1;
     pub const FAULT_PAGE_NOT_PRESENT: u32 = 0x2;
@@ -529,7 +580,7 @@ pub mod userd {
     pub const GET_HI: u32 = 0x60;
     /// Written back by PFIFO after each GPFIFO entry has been fully executed.
     pub const GP_GET: u32 = 0x88;
-    /// Written by the driver; the doorbell (see `pfifo::USERD_POLL_BASE`).
+    /// Written by the driver; the doorbell (see `pfifo::UserdPollBase`).
     pub const GP_PUT: u32 = 0x8c;
 }
 
@@ -542,8 +593,11 @@ pub mod pfifo {
     pub const PBDMA_REGS_START: u32 = 0x040000;
     pub const PBDMA_STRIDE: u32 = 0x2000;
     pub const PBDMA_REGS_END: u32 = PBDMA_REGS_START + PBDMA_STRIDE * PBDMA_COUNT;
-    pub const VM_FAULT_STRIDE: u32 = 0x10;
+    /// Fault units: bits of `VM_FAULT_UNITS`, records `VmFault*::offset(unit)` (rnndb
+    /// `fifo/gf100_pfifo.xml` VM_FAULT, length 32).
     pub const VM_FAULT_UNITS_MAX: u32 = 32;
+    /// `engine_intr(n)` registers, n < this. **Choice:** rnndb lists 16 (ENGINE_INTR, length
+    /// 16); the model and the vGPUs implement the first 8 (n = 0 is the only one used, §17.13).
     pub const ENGINE_INTR_COUNT: u32 = 8;
     /// ENG_STATE: bit 31 busy, bits 6:0 chid.
     pub const ENG_STATE_BUSY: u32 = 1 << 31;
@@ -569,29 +623,58 @@ pub mod pfifo {
     }
     pub const ENG_SUBFIFO_MASK_COUNT: u32 = 6;
 
-    /// USERD poll area: bits 27:0 = BAR1 VA of the 128 USERD pages >> 12, bit 28 enable.
-    /// The doorbell is a BAR1 write of GP_PUT at `area + chid * 0x1000 + userd::GP_PUT`.
-    /// **Choice (§17.1):** only that BAR1 write wakes a channel; PFIFO then re-reads GP_PUT
-    /// from the channel's USERD memory (RAMFC USERD) and writes GP_GET, GET, TOP_LEVEL_GET
-    /// and REF back there. Bit 28 must be set for doorbells to be recognised.
-    pub const USERD_POLL_BASE: u32 = 0x002254;
-    pub const USERD_POLL_ENABLE: u32 = 1 << 28;
-    pub const USERD_POLL_ADDR_MASK: u32 = 0x0fff_ffff;
+    register! {
+        /// USERD poll area (rnndb `fifo/gf100_pfifo.xml` BAR1_BASE): where in BAR1 the 128
+        /// USERD pages are. The doorbell is a BAR1 write of GP_PUT at
+        /// `bar1_va + chid * USERD_POLL_STRIDE + userd::GP_PUT`.
+        /// **Choice (§17.1):** only that BAR1 write wakes a channel; PFIFO then re-reads GP_PUT
+        /// from the channel's USERD memory (RAMFC USERD) and writes GP_GET, GET, TOP_LEVEL_GET
+        /// and REF back there. `enable` must be set for doorbells to be recognised.
+        pub UserdPollBase(u32) @ 0x002254 {
+            /// BAR1 address of channel 0's USERD page.
+            27:0  bar1_va: u64 << 12, with_bar1_va;
+            /// Doorbells are recognised (rnndb UNK28).
+            28:28 enable: bool, with_enable;
+        }
+    }
     pub const USERD_POLL_STRIDE: u64 = 0x1000;
 
-    /// Runlist: bits 27:0 address >> 12, bits 29:28 target (`target::*`).
-    pub const RUNLIST_BASE: u32 = 0x002270;
-    pub const RUNLIST_ADDR_MASK: u32 = 0x0fff_ffff;
-    pub const RUNLIST_TARGET_SHIFT: u32 = 28;
-    pub const RUNLIST_TARGET_MASK: u32 = 0x3;
-    /// Write = commit. Bits 11:0 entry count. **Choice (§17.4):** bits 20-24 are stored and
-    /// ignored; nouveau writes `RUNLIST_COMMIT_UNK | count`.
-    pub const RUNLIST_SUBMIT: u32 = 0x002274;
-    pub const RUNLIST_COUNT_MASK: u32 = 0xfff;
-    pub const RUNLIST_COMMIT_UNK: u32 = 0x01f0_0000;
-    /// Bit 20: update pending. The model commits synchronously, so it reads 0 after the write.
-    pub const RUNLIST_STATUS: u32 = 0x00227c;
-    pub const RUNLIST_STATUS_PENDING: u32 = 1 << 20;
+    register! {
+        /// Runlist base (rnndb `fifo/gf100_pfifo.xml` PLAYLIST_WR).
+        pub RunlistBase(u32) @ 0x002270 {
+            /// Runlist address.
+            27:0  addr: u64 << 12, with_addr;
+            /// `target::*`.
+            29:28 target: u32, with_target;
+        }
+
+        /// Runlist submit (rnndb PLAYLIST_WR_LEN): writing it commits the runlist at
+        /// `RunlistBase`. **Choice (§17.4):** UNK20 is stored and ignored.
+        pub RunlistSubmit(u32) @ 0x002274 {
+            /// Entries.
+            11:0  count: u32, with_count;
+            /// nouveau writes 0x1f (`RunlistSubmit::commit`).
+            24:20 unk20: u32, with_unk20;
+        }
+
+        /// Runlist status (rnndb PLAYLIST_RD_LEN). The model commits synchronously, so
+        /// `pending` reads 0 after the write.
+        pub RunlistStatus(u32) @ 0x00227c {
+            11:0  count: u32, with_count;
+            /// An update is pending (rnndb UNK20, "busy?").
+            20:20 pending: bool, with_pending;
+        }
+    }
+
+    impl RunlistSubmit {
+        /// Commits `count` entries, as nouveau writes it.
+        pub const fn commit(count: u32) -> Self {
+            Self::from_raw(0).with_unk20(0x1f).with_count(count)
+        }
+
+        /// The most entries a runlist can have (`count` all ones).
+        pub const COUNT_MAX: u32 = Self::from_raw(u32::MAX).count();
+    }
     /// Runlist entry: `{ chid, RUNLIST_ENTRY_WORD1 }`. **Choice (§17.4):** word 1 must be 4;
     /// any other value, or a chid >= 128, is a SCHED_ERROR (code `SCHED_ERROR_BAD_RUNLIST`).
     pub const RUNLIST_ENTRY_SIZE: u64 = 8;
@@ -605,13 +688,13 @@ pub mod pfifo {
     pub const SCHED_ERROR: u32 = 0x00254c;
     /// **Model-defined** SCHED_ERROR code: a malformed runlist entry (the entry is skipped).
     pub const SCHED_ERROR_BAD_RUNLIST: u32 = 0x20;
-    /// INTR bit 28: bit u set = a fault is recorded in `vm_fault_inst(u)`..; write back to ack.
+    /// INTR bit 28: bit u set = a fault is recorded in `VmFault*::offset(u)`; write back to ack.
     pub const VM_FAULT_UNITS: u32 = 0x00259c;
     /// INTR bit 29: bit i = PBDMA i has an interrupt; write back to ack.
     pub const PBDMA_INTR_UNITS: u32 = 0x0025a0;
     /// INTR bit 31: bit n = ENGINE_INTR[n] pending.
     pub const ENGINE_INTR_UNITS: u32 = 0x0025a4;
-    /// ENGINE_INTR[n]: bit 0 NOTIFY (non-stall). Write back to ack.
+    /// ENGINE_INTR[n], n < `ENGINE_INTR_COUNT`: bit 0 NOTIFY (non-stall). Write back to ack.
     /// **Choice (§17.13):** the model uses n = 0 for every channel's non-stall interrupt.
     pub const fn engine_intr(n: u32) -> u32 {
         0x0025a8 + 4 * n
@@ -630,24 +713,37 @@ pub mod pfifo {
         0x002640 + 4 * engine
     }
 
-    /// VM fault record of unit u (§8.1): inst>>12, address low, address high, info.
-    pub const fn vm_fault_inst(unit: u32) -> u32 {
-        0x002800 + VM_FAULT_STRIDE * unit
+    register! {
+        /// VM fault record of unit u (§8.1; rnndb `fifo/gf100_pfifo.xml` VM_FAULT[u].CHAN):
+        /// the faulting channel's instance block.
+        pub VmFaultInst(u32)[VM_FAULT_UNITS_MAX, stride = 0x10] @ 0x002800 {
+            27:0  addr: u64 << 12, with_addr;
+            /// `target::*`.
+            29:28 target: u32, with_target;
+        }
+
+        /// Faulting virtual address, bits 31:0 (rnndb VM_FAULT[u].ADDR_LOW).
+        pub VmFaultAddrLo(u32)[VM_FAULT_UNITS_MAX, stride = 0x10] @ 0x002804 {
+            31:0  va: u64 << 0, with_va;
+        }
+
+        /// Faulting virtual address, bits 63:32 (rnndb VM_FAULT[u].ADDR_HIGH).
+        pub VmFaultAddrHi(u32)[VM_FAULT_UNITS_MAX, stride = 0x10] @ 0x002808 {
+            31:0  va: u64 << 32, with_va;
+        }
+
+        /// What faulted, and how (rnndb VM_FAULT[u].FLAGS).
+        pub VmFaultInfo(u32)[VM_FAULT_UNITS_MAX, stride = 0x10] @ 0x00280c {
+            /// `mmu::FAULT_*`.
+            3:0   reason: u32, with_reason;
+            /// The fault came from the HUB (1), not a GPC (0).
+            6:6   hub: bool, with_hub;
+            7:7   write: bool, with_write;
+            /// HUB or GPC client id.
+            12:8  client: u32, with_client;
+            28:24 gpc_id: u32, with_gpc_id;
+        }
     }
-    pub const fn vm_fault_addr_lo(unit: u32) -> u32 {
-        0x002804 + VM_FAULT_STRIDE * unit
-    }
-    pub const fn vm_fault_addr_hi(unit: u32) -> u32 {
-        0x002808 + VM_FAULT_STRIDE * unit
-    }
-    pub const fn vm_fault_info(unit: u32) -> u32 {
-        0x00280c + VM_FAULT_STRIDE * unit
-    }
-    /// VM_FAULT_INFO: bits 3:0 reason (`mmu::FAULT_*`), bit 6 HUB, bit 7 write,
-    /// bits 12:8 client.
-    pub const VM_FAULT_INFO_REASON_MASK: u32 = 0xf;
-    pub const VM_FAULT_INFO_HUB: u32 = 1 << 6;
-    pub const VM_FAULT_INFO_WRITE: u32 = 1 << 7;
     /// Fault units (bit index in VM_FAULT_UNITS).
     pub const FAULT_UNIT_PGRAPH: u32 = 0x00;
     pub const FAULT_UNIT_BAR1: u32 = 0x04;
@@ -660,36 +756,56 @@ pub mod pfifo {
     pub const INTR_RUNLIST_STATUS: u32 = 0x002a00;
     pub const INTR_RUNLIST_DONE: u32 = 1 << 28;
 
-    /// Channel table (§8.3).
-    pub const fn chan_inst(chid: u32) -> u32 {
-        0x003000 + 8 * chid
+    register! {
+        /// Channel table (§8.3), CHAN word of channel `chid` (rnndb `fifo/gf100_pfifo.xml`
+        /// CHAN_TABLE[chid].CHAN, GF100:GK104).
+        /// **Choice:** channel instance blocks must be in VRAM (another target raises
+        /// CHAN_TABLE_ERROR `CHAN_TABLE_ERROR_INVALID_TARGET`); writing the word drops PFIFO's
+        /// state of the channel (pending methods, bound objects, a stop after an error).
+        pub ChanInst(u32)[CHANNELS, stride = 8] @ 0x003000 {
+            /// Instance block address.
+            27:0  addr: u64 << 12, with_addr;
+            /// `target::*`.
+            29:28 target: u32, with_target;
+            /// Doorbells (GP_PUT writes in the USERD poll area) wake the channel.
+            30:30 poll_enable: bool, with_poll_enable;
+            31:31 valid: bool, with_valid;
+        }
+
+        /// Channel table STATE word of channel `chid` (rnndb CHAN_TABLE[chid].STATE). The
+        /// driver writes `runnable` and `engine`; PFIFO maintains the rest.
+        pub ChanState(u32)[CHANNELS, stride = 8] @ 0x003004 {
+            0:0   runnable: bool, with_runnable;
+            4:4   acquire_pending: bool, with_acquire_pending;
+            /// Loaded on a PBDMA.
+            12:12 loaded: bool, with_loaded;
+            /// `ENGINE_*`.
+            20:16 engine: u32, with_engine;
+            28:28 pending: bool, with_pending;
+        }
     }
-    pub const fn chan_state(chid: u32) -> u32 {
-        0x003004 + 8 * chid
+
+    impl ChanInst {
+        /// Bound to the instance block at VRAM `inst_addr`, doorbells enabled (what nouveau
+        /// writes).
+        pub const fn bound(inst_addr: u64) -> Self {
+            Self::from_raw(0)
+                .with_addr(inst_addr)
+                .with_target(super::target::VRAM)
+                .with_poll_enable(true)
+                .with_valid(true)
+        }
     }
-    pub const CHAN_TABLE_START: u32 = 0x003000;
-    pub const CHAN_TABLE_END: u32 = 0x003400;
-    /// CHAN word: bits 27:0 inst>>12, 29:28 target, 30 POLL_ENABLE, 31 VALID.
-    /// **Choice:** channel instance blocks must be in VRAM (another target raises
-    /// CHAN_TABLE_ERROR `CHAN_TABLE_ERROR_INVALID_TARGET`); writing the word drops PFIFO's
-    /// state of the channel (pending methods, bound objects, a stop after an error).
-    pub const CHAN_INST_ADDR_MASK: u32 = 0x0fff_ffff;
-    pub const CHAN_INST_TARGET_SHIFT: u32 = 28;
-    pub const CHAN_INST_TARGET_MASK: u32 = 0x3;
-    pub const CHAN_INST_POLL_ENABLE: u32 = 1 << 30;
-    pub const CHAN_INST_VALID: u32 = 1 << 31;
-    pub const fn chan_inst_value(inst_addr: u64) -> u32 {
-        CHAN_INST_VALID | CHAN_INST_POLL_ENABLE | ((inst_addr >> 12) as u32 & CHAN_INST_ADDR_MASK)
+
+    impl ChanState {
+        /// What nouveau writes when adding a channel: runnable, no engine (0x001f0001).
+        pub const INITIAL: Self = Self::from_raw(0).with_runnable(true).with_engine(ENGINE_SW);
+
+        /// Only the fields a driver writes (`runnable`, `engine`); PFIFO keeps the others.
+        pub const fn writable(self) -> Self {
+            Self::from_raw(0).with_runnable(self.runnable()).with_engine(self.engine())
+        }
     }
-    /// STATE word: bit 0 RUNNABLE, bit 4 ACQUIRE_PENDING, bit 12 LOADED, bits 20:16 engine,
-    /// bit 28 PENDING. nouveau writes `CHAN_STATE_INITIAL` when adding a channel.
-    pub const CHAN_STATE_RUNNABLE: u32 = 1 << 0;
-    pub const CHAN_STATE_ACQUIRE_PENDING: u32 = 1 << 4;
-    pub const CHAN_STATE_LOADED: u32 = 1 << 12;
-    pub const CHAN_STATE_ENGINE_SHIFT: u32 = 16;
-    pub const CHAN_STATE_ENGINE_MASK: u32 = 0x1f;
-    pub const CHAN_STATE_PENDING: u32 = 1 << 28;
-    pub const CHAN_STATE_INITIAL: u32 = 0x001f_0001;
 
     /// PBDMA i registers (§8.2).
     pub const fn pbdma_base(i: u32) -> u32 {

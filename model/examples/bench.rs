@@ -58,13 +58,13 @@ impl Setup {
     fn flush(&self, pd: u64) {
         self.gpu.bar_write32(
             Bar::Bar0,
-            mmu::INVALIDATE_PDB as u64,
-            mmu::invalidate_pdb_value(pd, target::VRAM),
+            mmu::InvalidatePdb::OFFSET as u64,
+            mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw(),
         );
         self.gpu.bar_write32(
             Bar::Bar0,
-            mmu::INVALIDATE as u64,
-            mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL,
+            mmu::Invalidate::OFFSET as u64,
+            mmu::Invalidate::default().with_page_all(true).with_trigger(true).raw(),
         );
     }
 }
@@ -116,7 +116,7 @@ fn main() {
     // BAR1 through its page tables.
     let (b1_inst, b1_pd) = s.vm(pci::BAR1_SIZE - 1);
     s.map(b1_pd, 0, 16 << 20);
-    w(pbus::BAR1_INST, pbus::bar_inst_value(b1_inst));
+    w(pbus::BAR1_INST, pbus::BarInst::vm(b1_inst).raw());
     s.flush(b1_pd);
     let t = Instant::now();
     for i in 0..n {
@@ -139,8 +139,11 @@ fn main() {
     let userd = s.map(b1_pd, u_va, 0x1000);
     s.flush(b1_pd);
     w(
-        pfifo::USERD_POLL_BASE,
-        pfifo::USERD_POLL_ENABLE | (u_va >> 12) as u32,
+        pfifo::UserdPollBase::OFFSET,
+        pfifo::UserdPollBase::default()
+            .with_bar1_va(u_va)
+            .with_enable(true)
+            .raw(),
     );
     let (inst, pd) = s.vm(0xff_ffff_ffff);
     let gp_va = 0x1000_0000u64;
@@ -167,10 +170,10 @@ fn main() {
     let rl = s.alloc(0x1000);
     v.write32(rl, CHID);
     v.write32(rl + 4, pfifo::RUNLIST_ENTRY_WORD1);
-    w(pfifo::chan_inst(CHID), pfifo::chan_inst_value(inst));
-    w(pfifo::chan_state(CHID), pfifo::CHAN_STATE_INITIAL);
-    w(pfifo::RUNLIST_BASE, (rl >> 12) as u32);
-    w(pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | 1);
+    w(pfifo::ChanInst::offset(CHID), pfifo::ChanInst::bound(inst).raw());
+    w(pfifo::ChanState::offset(CHID), pfifo::ChanState::INITIAL.raw());
+    w(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(rl).raw());
+    w(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw());
 
     let line = 1u32 << 20;
     let lines = (len / line as u64) as u32;

@@ -101,13 +101,13 @@ impl IrqLine {
     }
 }
 
-/// A fault record (0x2800 + 0x10 * unit).
+/// A fault record (`pfifo::VmFault*::offset(unit)`).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct FaultRecord {
-    pub inst: u32,
-    pub addr_lo: u32,
-    pub addr_hi: u32,
-    pub info: u32,
+    pub inst: pfifo::VmFaultInst,
+    pub addr_lo: pfifo::VmFaultAddrLo,
+    pub addr_hi: pfifo::VmFaultAddrHi,
+    pub info: pfifo::VmFaultInfo,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -123,7 +123,7 @@ pub(crate) struct PbdmaRegs {
 /// One BAR's VM binding (0x1704 / 0x1714) and its cached context.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct BarVm {
-    pub reg: u32,
+    pub reg: pbus::BarInst,
     ctx: Option<VmContext>,
     ctx_gen: u64,
 }
@@ -134,8 +134,8 @@ pub(crate) struct PfifoRegs {
     pub ctrl: u32,
     pub subfifo_enable: u32,
     pub eng_subfifo_mask: [u32; pfifo::ENG_SUBFIFO_MASK_COUNT as usize],
-    pub poll_base: u32,
-    pub runlist_base: u32,
+    pub poll_base: pfifo::UserdPollBase,
+    pub runlist_base: pfifo::RunlistBase,
     pub runlist_submit: u32,
     /// The committed runlist (chids).
     pub runlist: Vec<u32>,
@@ -150,12 +150,13 @@ pub(crate) struct PfifoRegs {
     pub eng_freeze: u32,
     pub kick: u32,
     pub runlist_intr: u32,
-    pub chan_inst: [u32; pfifo::CHANNELS as usize],
-    pub chan_state: [u32; pfifo::CHANNELS as usize],
+    pub chan_inst: [pfifo::ChanInst; pfifo::CHANNELS as usize],
+    /// What the driver wrote (`ChanState::writable`).
+    pub chan_state: [pfifo::ChanState; pfifo::CHANNELS as usize],
     /// Bumped when a channel's CHAN word is written: PFIFO reloads it from RAMFC.
     pub chan_gen: [u64; pfifo::CHANNELS as usize],
-    /// Status bits PFIFO maintains (LOADED, ACQUIRE_PENDING, PENDING).
-    pub chan_status: [u32; pfifo::CHANNELS as usize],
+    /// Status PFIFO maintains (`loaded`, `acquire_pending`, `pending`).
+    pub chan_status: [pfifo::ChanState; pfifo::CHANNELS as usize],
     /// Doorbells not yet taken by a PBDMA worker (bit = chid).
     pub doorbells: u128,
     /// Channels a PBDMA worker is executing right now.
@@ -178,8 +179,8 @@ impl Default for PfifoRegs {
             ctrl: 0,
             subfifo_enable: 0,
             eng_subfifo_mask: [0; 6],
-            poll_base: 0,
-            runlist_base: 0,
+            poll_base: pfifo::UserdPollBase::default(),
+            runlist_base: pfifo::RunlistBase::default(),
             runlist_submit: 0,
             runlist: Vec::new(),
             chan_table_error: 0,
@@ -193,10 +194,10 @@ impl Default for PfifoRegs {
             eng_freeze: 0,
             kick: 0,
             runlist_intr: 0,
-            chan_inst: [0; 128],
-            chan_state: [0; 128],
+            chan_inst: [pfifo::ChanInst::default(); 128],
+            chan_state: [pfifo::ChanState::default(); 128],
             chan_gen: [0; 128],
-            chan_status: [0; 128],
+            chan_status: [pfifo::ChanState::default(); 128],
             doorbells: 0,
             running: 0,
             active: 0,
@@ -256,14 +257,14 @@ pub(crate) struct Regs {
     endian: u32,
     /// The interrupt output as last driven (edges are signalled on change).
     irq_line: bool,
-    pramin_base: u32,
+    pramin_base: pbus::PraminBase,
     pub bar1: BarVm,
     pub bar3: BarVm,
     peephole: u32,
     pub mmu_ctrl: u32,
     flush_done: bool,
     sysmem_flush: u32,
-    invalidate_pdb: u32,
+    invalidate_pdb: mmu::InvalidatePdb,
     /// Bumped by every TLB flush: VM contexts are re-read from their instance blocks.
     pub vm_gen: u64,
     /// Bumped by a PFIFO reset or device reset: PFIFO drops all channel state.
@@ -280,14 +281,14 @@ impl Regs {
             spoon_enable: 0,
             endian: 0,
             irq_line: false,
-            pramin_base: 0,
+            pramin_base: pbus::PraminBase::default(),
             bar1: BarVm::default(),
             bar3: BarVm::default(),
             peephole: 0,
             mmu_ctrl: 0,
             flush_done: true,
             sysmem_flush: 0,
-            invalidate_pdb: 0,
+            invalidate_pdb: mmu::InvalidatePdb::default(),
             vm_gen: 1,
             pfifo_epoch: 0,
             pfifo: PfifoRegs::default(),
@@ -402,20 +403,17 @@ impl Inner {
     pub fn record_vm_fault(&self, r: &mut Regs, unit: u32, inst: Option<PhysAddr>, f: Fault) {
         Counters::inc(&self.counters.mmu_faults);
         let rec = &mut r.pfifo.vm_faults[(unit % pfifo::VM_FAULT_UNITS_MAX) as usize];
-        rec.inst = inst.map_or(0, |p| (p.addr >> 12) as u32);
-        rec.addr_lo = f.va as u32;
-        rec.addr_hi = (f.va >> 32) as u32;
+        rec.inst = pfifo::VmFaultInst::default().with_addr(inst.map_or(0, |p| p.addr));
+        rec.addr_lo = pfifo::VmFaultAddrLo::default().with_va(f.va);
+        rec.addr_hi = pfifo::VmFaultAddrHi::default().with_va(f.va);
         let hub = matches!(
             unit,
             pfifo::FAULT_UNIT_BAR1 | pfifo::FAULT_UNIT_BAR3 | pfifo::FAULT_UNIT_PFIFO
         );
-        rec.info = (f.reason & pfifo::VM_FAULT_INFO_REASON_MASK)
-            | if hub { pfifo::VM_FAULT_INFO_HUB } else { 0 }
-            | if f.write {
-                pfifo::VM_FAULT_INFO_WRITE
-            } else {
-                0
-            };
+        rec.info = pfifo::VmFaultInfo::default()
+            .with_reason(f.reason)
+            .with_hub(hub)
+            .with_write(f.write);
         r.pfifo.vm_fault_units |= 1 << (unit % pfifo::VM_FAULT_UNITS_MAX);
         self.update_irq(r);
     }
@@ -429,14 +427,10 @@ impl Inner {
         } else {
             &mut r.bar3
         };
-        if b.reg & pbus::BAR_INST_MODE_VM == 0 {
+        if !b.reg.mode_vm() {
             return Ok(None);
         }
-        let inst = PhysAddr::from_target(
-            (b.reg >> pbus::BAR_INST_TARGET_SHIFT) & pbus::BAR_INST_TARGET_MASK,
-            ((b.reg & pbus::BAR_INST_ADDR_MASK) as u64) << pbus::BAR_INST_ADDR_SHIFT,
-        )
-        .ok_or(())?;
+        let inst = PhysAddr::from_target(b.reg.target(), b.reg.addr()).ok_or(())?;
         if b.ctx.is_none() || b.ctx_gen != gen {
             b.ctx = VmContext::load(&self.bus, inst);
             b.ctx_gen = gen;
@@ -514,10 +508,10 @@ impl Inner {
     fn check_doorbell(&self, start: u64, end: u64) {
         let mut r = self.lock_regs();
         let pb = r.pfifo.poll_base;
-        if pb & pfifo::USERD_POLL_ENABLE == 0 {
+        if !pb.enable() {
             return;
         }
-        let area = ((pb & pfifo::USERD_POLL_ADDR_MASK) as u64) << 12;
+        let area = pb.bar1_va();
         let area_end = area + pfifo::CHANNELS as u64 * pfifo::USERD_POLL_STRIDE;
         let put = gpuvm_uapi::gf100::userd::GP_PUT as u64;
         let mut rang = false;
@@ -539,9 +533,7 @@ impl Inner {
 
     fn pramin_pa(&self, off: u32) -> Option<PhysAddr> {
         let base = self.lock_regs().pramin_base;
-        let addr = ((base & pbus::PRAMIN_BASE_ADDR_MASK) as u64) << pbus::PRAMIN_BASE_ADDR_SHIFT;
-        let target = (base >> pbus::PRAMIN_BASE_TARGET_SHIFT) & pbus::PRAMIN_BASE_TARGET_MASK;
-        PhysAddr::from_target(target, addr + (off - pbus::PRAMIN_WINDOW) as u64)
+        PhysAddr::from_target(base.target(), base.addr() + (off - pbus::PRAMIN_WINDOW) as u64)
     }
 
     pub fn mmio_read(&self, off: u32) -> u32 {
@@ -584,13 +576,16 @@ impl Inner {
             return v;
         }
         let p = &r.pfifo;
+        if let Some(v) = vm_fault_word(p, off).or_else(|| chan_table_word(p, off)) {
+            return Some(v);
+        }
         let v = match off {
-            pmc::BOOT_0 => pmc::BOOT_0_QUADRO_6000,
+            pmc::Boot0::OFFSET => pmc::BOOT_0_QUADRO_6000,
             pmc::ENDIAN => r.endian,
             pmc::SPOON_ENABLE => r.spoon_enable,
-            pbus::PRAMIN_BASE => r.pramin_base,
-            pbus::BAR1_INST => r.bar1.reg,
-            pbus::BAR3_INST => r.bar3.reg,
+            pbus::PraminBase::OFFSET => r.pramin_base.raw(),
+            pbus::BAR1_INST => r.bar1.reg.raw(),
+            pbus::BAR3_INST => r.bar3.reg.raw(),
             pbus::PEEPHOLE_INST => r.peephole,
             pbus::FLUSH => 0,
             pstraps::STRAPS => pstraps::CRYSTAL_27MHZ,
@@ -616,8 +611,8 @@ impl Inner {
                     }
             }
             mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush,
-            mmu::INVALIDATE_PDB => r.invalidate_pdb,
-            mmu::INVALIDATE => 0,
+            mmu::InvalidatePdb::OFFSET => r.invalidate_pdb.raw(),
+            mmu::Invalidate::OFFSET => 0,
             pfifo::INTR => p.intr_status(),
             pfifo::INTR_EN => p.intr_en,
             pfifo::CTRL => p.ctrl,
@@ -628,10 +623,10 @@ impl Inner {
             {
                 p.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize]
             }
-            pfifo::USERD_POLL_BASE => p.poll_base,
-            pfifo::RUNLIST_BASE => p.runlist_base,
-            pfifo::RUNLIST_SUBMIT => p.runlist_submit,
-            pfifo::RUNLIST_STATUS => 0,
+            pfifo::UserdPollBase::OFFSET => p.poll_base.raw(),
+            pfifo::RunlistBase::OFFSET => p.runlist_base.raw(),
+            pfifo::RunlistSubmit::OFFSET => p.runlist_submit,
+            pfifo::RunlistStatus::OFFSET => 0,
             pfifo::CHAN_TABLE_ERROR => p.chan_table_error,
             pfifo::SCHED_ERROR => p.sched_error,
             pfifo::VM_FAULT_UNITS => p.vm_fault_units,
@@ -660,27 +655,7 @@ impl Inner {
                     _ => 0,
                 }
             }
-            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(pfifo::VM_FAULT_UNITS_MAX))
-                .contains(&o) =>
-            {
-                let rec =
-                    &p.vm_faults[((o - pfifo::vm_fault_inst(0)) / pfifo::VM_FAULT_STRIDE) as usize];
-                match o & 0xc {
-                    0x0 => rec.inst,
-                    0x4 => rec.addr_lo,
-                    0x8 => rec.addr_hi,
-                    _ => rec.info,
-                }
-            }
             pfifo::INTR_RUNLIST_STATUS => p.runlist_intr,
-            o if (pfifo::CHAN_TABLE_START..pfifo::CHAN_TABLE_END).contains(&o) => {
-                let chid = ((o - pfifo::CHAN_TABLE_START) / 8) as usize;
-                if o & 4 == 0 {
-                    p.chan_inst[chid]
-                } else {
-                    p.chan_state[chid] | p.chan_status[chid]
-                }
-            }
             o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
                 let pb = &p.pbdma[((o - pfifo::pbdma_base(0)) / pfifo::PBDMA_STRIDE) as usize];
                 match (o - pfifo::pbdma_base(0)) % pfifo::PBDMA_STRIDE {
@@ -771,25 +746,34 @@ impl Inner {
             }
             return true;
         }
+        if let Some(chid) = pfifo::ChanInst::index(off) {
+            self.write_chan_inst(r, chid as usize, pfifo::ChanInst::from_raw(v));
+            return true;
+        }
+        if let Some(chid) = pfifo::ChanState::index(off) {
+            r.pfifo.chan_state[chid as usize] = pfifo::ChanState::from_raw(v).writable();
+            self.work.notify_all();
+            return true;
+        }
         match off {
-            pmc::BOOT_0 => {}
+            pmc::Boot0::OFFSET => {}
             pmc::ENDIAN => {
                 if v & (1 << 24) != 0 {
                     r.endian ^= pmc::ENDIAN_BIG;
                 }
             }
             pmc::SPOON_ENABLE => r.spoon_enable = v & ((1 << pfifo::PBDMA_COUNT) - 1),
-            pbus::PRAMIN_BASE => r.pramin_base = v,
+            pbus::PraminBase::OFFSET => r.pramin_base = pbus::PraminBase::from_raw(v),
             pbus::BAR1_INST => {
                 r.bar1 = BarVm {
-                    reg: v,
+                    reg: pbus::BarInst::from_raw(v),
                     ctx: None,
                     ctx_gen: 0,
                 };
             }
             pbus::BAR3_INST => {
                 r.bar3 = BarVm {
-                    reg: v,
+                    reg: pbus::BarInst::from_raw(v),
                     ctx: None,
                     ctx_gen: 0,
                 };
@@ -799,24 +783,20 @@ impl Inner {
             pstraps::STRAPS => {}
             mmu::CTRL => r.mmu_ctrl = v & !(mmu::CTRL_FLUSH_SLOTS_MASK | mmu::CTRL_FLUSH_DONE),
             mmu::SYSMEM_FLUSH_PAGE => r.sysmem_flush = v,
-            mmu::INVALIDATE_PDB => {
-                r.invalidate_pdb = v;
+            mmu::InvalidatePdb::OFFSET => {
+                r.invalidate_pdb = mmu::InvalidatePdb::from_raw(v);
                 r.flush_done = false;
             }
-            mmu::INVALIDATE => {
-                if v & mmu::INVALIDATE_TRIGGER != 0 {
-                    let pdb = PhysAddr::from_target(
-                        r.invalidate_pdb & mmu::INVALIDATE_PDB_TARGET_MASK,
-                        ((r.invalidate_pdb >> mmu::INVALIDATE_PDB_ADDR_SHIFT) as u64) << 12,
-                    );
-                    self.tlb_invalidate(
-                        r,
-                        if v & mmu::INVALIDATE_ALL_PDB != 0 {
-                            None
-                        } else {
-                            pdb
-                        },
-                    );
+            mmu::Invalidate::OFFSET => {
+                let v = mmu::Invalidate::from_raw(v);
+                if v.trigger() {
+                    let pdb = r.invalidate_pdb;
+                    let pd = if pdb.sysram() {
+                        PhysAddr::sys(pdb.addr())
+                    } else {
+                        PhysAddr::vram(pdb.addr())
+                    };
+                    self.tlb_invalidate(r, if v.all_pdb() { None } else { Some(pd) });
                     r.flush_done = true;
                 }
             }
@@ -843,10 +823,10 @@ impl Inner {
             {
                 r.pfifo.eng_subfifo_mask[((o - pfifo::eng_subfifo_mask(0)) / 4) as usize] = v;
             }
-            pfifo::USERD_POLL_BASE => r.pfifo.poll_base = v,
-            pfifo::RUNLIST_BASE => r.pfifo.runlist_base = v,
-            pfifo::RUNLIST_SUBMIT => self.commit_runlist(r, v),
-            pfifo::RUNLIST_STATUS => {}
+            pfifo::UserdPollBase::OFFSET => r.pfifo.poll_base = pfifo::UserdPollBase::from_raw(v),
+            pfifo::RunlistBase::OFFSET => r.pfifo.runlist_base = pfifo::RunlistBase::from_raw(v),
+            pfifo::RunlistSubmit::OFFSET => self.commit_runlist(r, v),
+            pfifo::RunlistStatus::OFFSET => {}
             pfifo::CHAN_TABLE_ERROR => r.pfifo.chan_table_error = v,
             pfifo::SCHED_ERROR => r.pfifo.sched_error = v,
             pfifo::VM_FAULT_UNITS => r.pfifo.vm_fault_units &= !v,
@@ -864,20 +844,9 @@ impl Inner {
                 r.pfifo.kick = v & (pfifo::CHANNELS - 1);
                 self.work.notify_all();
             }
-            o if (pfifo::vm_fault_inst(0)..pfifo::vm_fault_inst(pfifo::VM_FAULT_UNITS_MAX))
-                .contains(&o) => {}
+            // The VM fault records are read-only.
+            o if vm_fault_word(&r.pfifo, o).is_some() => {}
             pfifo::INTR_RUNLIST_STATUS => r.pfifo.runlist_intr &= !v,
-            o if (pfifo::CHAN_TABLE_START..pfifo::CHAN_TABLE_END).contains(&o) => {
-                let chid = ((o - pfifo::CHAN_TABLE_START) / 8) as usize;
-                if o & 4 == 0 {
-                    self.write_chan_inst(r, chid, v);
-                } else {
-                    r.pfifo.chan_state[chid] = v
-                        & (pfifo::CHAN_STATE_RUNNABLE
-                            | pfifo::CHAN_STATE_ENGINE_MASK << pfifo::CHAN_STATE_ENGINE_SHIFT);
-                    self.work.notify_all();
-                }
-            }
             o if (pfifo::pbdma_base(0)..pfifo::pbdma_base(pfifo::PBDMA_COUNT)).contains(&o) => {
                 let pb =
                     &mut r.pfifo.pbdma[((o - pfifo::pbdma_base(0)) / pfifo::PBDMA_STRIDE) as usize];
@@ -917,20 +886,20 @@ impl Inner {
         self.work.notify_all();
     }
 
-    fn write_chan_inst(&self, r: &mut Regs, chid: usize, v: u32) {
+    fn write_chan_inst(&self, r: &mut Regs, chid: usize, v: pfifo::ChanInst) {
         r.pfifo.chan_inst[chid] = v;
         r.pfifo.chan_gen[chid] += 1;
-        r.pfifo.chan_status[chid] = 0;
+        r.pfifo.chan_status[chid] = pfifo::ChanState::default();
         let others = !(1u128 << chid);
         r.pfifo.active &= others;
         r.pfifo.stalled &= others;
         r.pfifo.faulted &= others;
-        if v & pfifo::CHAN_INST_VALID != 0 {
-            if (v >> pfifo::CHAN_INST_TARGET_SHIFT) & 3 != gpuvm_uapi::gf100::target::VRAM {
+        if v.valid() {
+            if v.target() != gpuvm_uapi::gf100::target::VRAM {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_INVALID_TARGET;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
-            } else if v & pfifo::CHAN_INST_POLL_ENABLE != 0
-                && r.pfifo.poll_base & pfifo::USERD_POLL_ENABLE == 0
+            } else if v.poll_enable()
+                && !r.pfifo.poll_base.enable()
             {
                 r.pfifo.chan_table_error = pfifo::CHAN_TABLE_ERROR_NO_POLL;
                 r.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
@@ -942,12 +911,9 @@ impl Inner {
     fn commit_runlist(&self, r: &mut Regs, v: u32) {
         Counters::inc(&self.counters.runlist_commits);
         r.pfifo.runlist_submit = v;
-        let count = (v & pfifo::RUNLIST_COUNT_MASK) as u64;
+        let count = pfifo::RunlistSubmit::from_raw(v).count() as u64;
         let base = r.pfifo.runlist_base;
-        let list = PhysAddr::from_target(
-            base >> pfifo::RUNLIST_TARGET_SHIFT,
-            ((base & pfifo::RUNLIST_ADDR_MASK) as u64) << 12,
-        );
+        let list = PhysAddr::from_target(base.target(), base.addr());
         let mut chids = Vec::with_capacity(count as usize);
         let mut malformed = list.is_none();
         if let Some(list) = list {
@@ -1321,4 +1287,25 @@ impl Drop for Gpu {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The VM fault record word at BAR0 offset `off`, if it is one.
+fn vm_fault_word(p: &PfifoRegs, off: u32) -> Option<u32> {
+    let rec = |unit: u32| &p.vm_faults[unit as usize];
+    (pfifo::VmFaultInst::index(off).map(|u| rec(u).inst.raw()))
+        .or_else(|| pfifo::VmFaultAddrLo::index(off).map(|u| rec(u).addr_lo.raw()))
+        .or_else(|| pfifo::VmFaultAddrHi::index(off).map(|u| rec(u).addr_hi.raw()))
+        .or_else(|| pfifo::VmFaultInfo::index(off).map(|u| rec(u).info.raw()))
+}
+
+/// The channel-table word at BAR0 offset `off`, if it is one: CHAN, or STATE as the driver
+/// wrote it with the status PFIFO maintains.
+fn chan_table_word(p: &PfifoRegs, off: u32) -> Option<u32> {
+    (pfifo::ChanInst::index(off).map(|chid| p.chan_inst[chid as usize].raw())).or_else(|| {
+        pfifo::ChanState::index(off).map(|chid| {
+            let written = p.chan_state[chid as usize];
+            let status = p.chan_status[chid as usize];
+            status.with_runnable(written.runnable()).with_engine(written.engine()).raw()
+        })
+    })
 }

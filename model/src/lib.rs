@@ -11,7 +11,7 @@
 //! use gf100_model::{Bar, Gpu, HostMemory, ModelConfig};
 //!
 //! let gpu = Gpu::new(ModelConfig { vram_bytes: 256 << 20, ..ModelConfig::default() }).unwrap();
-//! assert_eq!(gpu.bar_read32(Bar::Bar0, pmc::BOOT_0 as u64), pmc::BOOT_0_QUADRO_6000);
+//! assert_eq!(gpu.bar_read32(Bar::Bar0, pmc::Boot0::OFFSET as u64), pmc::BOOT_0_QUADRO_6000);
 //! gpu.bar_write32(Bar::Bar0, pmc::ENABLE as u64, pmc::ENABLE_ALL);
 //! // System memory the GPU can reach at bus address 0x1_0000_0000 (sysmem PTEs/targets):
 //! let sys = Arc::new(HostMemory::new("sysmem", 1 << 20).unwrap());

@@ -280,7 +280,7 @@ enum SliceEnd {
 /// What the scheduler copies out of the registers for one timeslice.
 struct Pick {
     chid: u32,
-    chan_inst: u32,
+    chan_inst: pfifo::ChanInst,
     chan_gen: u64,
     epoch: u64,
     vm_gen: u64,
@@ -363,11 +363,7 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
             continue;
         }
         let p = &mut r.pfifo;
-        let mut status = if ch.loaded.is_some() {
-            pfifo::CHAN_STATE_LOADED
-        } else {
-            0
-        };
+        let mut status = pfifo::ChanState::default().with_loaded(ch.loaded.is_some());
         if !matches!(end, SliceEnd::Stalled) {
             // Progress here may have released what blocked channels wait for.
             p.stalled = 0;
@@ -376,9 +372,9 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
             SliceEnd::Idle => p.active &= !bit,
             SliceEnd::Stalled => {
                 p.stalled |= bit;
-                status |= pfifo::CHAN_STATE_ACQUIRE_PENDING | pfifo::CHAN_STATE_PENDING;
+                status = status.with_acquire_pending(true).with_pending(true);
             }
-            SliceEnd::Budget => status |= pfifo::CHAN_STATE_PENDING,
+            SliceEnd::Budget => status = status.with_pending(true),
             SliceEnd::Stopped(..) => {
                 p.faulted |= bit;
                 p.active &= !bit;
@@ -396,11 +392,8 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
     }
 }
 
-fn chan_inst_pa(word: u32) -> Option<PhysAddr> {
-    PhysAddr::from_target(
-        word >> pfifo::CHAN_INST_TARGET_SHIFT,
-        ((word & pfifo::CHAN_INST_ADDR_MASK) as u64) << 12,
-    )
+fn chan_inst_pa(word: pfifo::ChanInst) -> Option<PhysAddr> {
+    PhysAddr::from_target(word.target(), word.addr())
 }
 
 /// Next runnable channel with work, round-robin in runlist order; marks it running.
@@ -423,8 +416,8 @@ fn choose(r: &mut Regs) -> Option<Pick> {
         let chid = p.runlist[idx];
         let bit = 1u128 << chid;
         if eligible & bit == 0
-            || p.chan_inst[chid as usize] & pfifo::CHAN_INST_VALID == 0
-            || p.chan_state[chid as usize] & pfifo::CHAN_STATE_RUNNABLE == 0
+            || !p.chan_inst[chid as usize].valid()
+            || !p.chan_state[chid as usize].runnable()
         {
             continue;
         }
@@ -481,7 +474,7 @@ fn report_error(
 
 const PBDMA_UNIT: u32 = pfifo::FAULT_UNIT_PFIFO;
 
-fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
+fn load_channel(gpu: &Inner, chan_inst: pfifo::ChanInst) -> Result<Loaded, ExecError> {
     let bad = |bits| ExecError::Pbdma { bits };
     let inst = chan_inst_pa(chan_inst).ok_or(bad(pfifo::PBDMA_INTR_SIG_MISMATCH))?;
     let rd = |off: u32| {

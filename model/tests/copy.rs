@@ -429,13 +429,10 @@ fn copy_fault_reports_pcopy0_and_stops_the_channel() {
     let unit = pfifo::FAULT_UNIT_PCOPY0;
     assert_eq!(rig.reg(pfifo::VM_FAULT_UNITS), 1 << unit);
     assert_eq!(
-        rig.reg(pfifo::vm_fault_addr_lo(unit)),
+        rig.reg(pfifo::VmFaultAddrLo::offset(unit)),
         (SRC_VA + 0x2000) as u32
     );
-    assert_eq!(
-        rig.reg(pfifo::vm_fault_info(unit)) & pfifo::VM_FAULT_INFO_WRITE,
-        0
-    );
+    assert!(!pfifo::VmFaultInfo::from_raw(rig.reg(pfifo::VmFaultInfo::offset(unit))).write());
     // What was copied before the fault stays copied (zeros here), nothing beyond.
     assert_eq!(read_virt(&rig, &dst, 0, 4), [0; 4]);
     assert_ne!(ch.gp_get(&rig), ch.put);
@@ -449,12 +446,11 @@ fn copy_fault_reports_pcopy0_and_stops_the_channel() {
         &ce_copy(SRC_VA, 0x3800_0000, 0, 0, 16, 1, copy::LAUNCH_COPY_PITCH),
     );
     rig.wait_intr();
-    let info = rig.reg(pfifo::vm_fault_info(pfifo::FAULT_UNIT_PCOPY0));
-    assert_eq!(
-        info & pfifo::VM_FAULT_INFO_REASON_MASK,
-        mmu::FAULT_PAGE_READ_ONLY
+    let info = pfifo::VmFaultInfo::from_raw(
+        rig.reg(pfifo::VmFaultInfo::offset(pfifo::FAULT_UNIT_PCOPY0)),
     );
-    assert_ne!(info & pfifo::VM_FAULT_INFO_WRITE, 0);
+    assert_eq!(info.reason(), mmu::FAULT_PAGE_READ_ONLY);
+    assert!(info.write());
 }
 
 #[test]

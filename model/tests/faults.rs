@@ -43,16 +43,13 @@ fn mmu_fault_stops_only_its_channel() {
     let unit = pfifo::FAULT_UNIT_PFIFO;
     assert_eq!(rig.reg(pfifo::VM_FAULT_UNITS), 1 << unit);
     assert_eq!(
-        rig.reg(pfifo::vm_fault_inst(unit)),
-        (bad.vm.inst >> 12) as u32
+        pfifo::VmFaultInst::from_raw(rig.reg(pfifo::VmFaultInst::offset(unit))).addr(),
+        bad.vm.inst
     );
-    assert_eq!(rig.reg(pfifo::vm_fault_addr_lo(unit)), 0x7700_0000);
-    let info = rig.reg(pfifo::vm_fault_info(unit));
-    assert_eq!(
-        info & pfifo::VM_FAULT_INFO_REASON_MASK,
-        mmu::FAULT_PT_NOT_PRESENT
-    );
-    assert_ne!(info & pfifo::VM_FAULT_INFO_WRITE, 0);
+    assert_eq!(rig.reg(pfifo::VmFaultAddrLo::offset(unit)), 0x7700_0000);
+    let info = pfifo::VmFaultInfo::from_raw(rig.reg(pfifo::VmFaultInfo::offset(unit)));
+    assert_eq!(info.reason(), mmu::FAULT_PT_NOT_PRESENT);
+    assert!(info.write());
     rig.set(pfifo::VM_FAULT_UNITS, 1 << unit);
     assert!(!rig.gpu.irq_line());
     only_bad_is_stopped(&rig, &mut bad, &mut good, sem);
@@ -146,7 +143,7 @@ fn bad_ramfc_signature_and_channel_table_errors() {
     let mut ch = rig.channel(7);
     rig.w32(ch.vm.inst + ramfc::SIGNATURE as u64, 0xdead);
     // Rebind so PFIFO reloads RAMFC.
-    rig.set(pfifo::chan_inst(7), pfifo::chan_inst_value(ch.vm.inst));
+    rig.set(pfifo::ChanInst::offset(7), pfifo::ChanInst::bound(ch.vm.inst).raw());
     ch.push(&rig, &sem_release(SEM_VA, 1, true));
     rig.wait_intr();
     assert_eq!(
@@ -156,7 +153,7 @@ fn bad_ramfc_signature_and_channel_table_errors() {
 
     // POLL_ENABLE without a poll area: CHAN_TABLE_ERROR NO_POLL.
     let rig = Rig::new();
-    rig.set(pfifo::chan_inst(1), pfifo::chan_inst_value(0x10_0000));
+    rig.set(pfifo::ChanInst::offset(1), pfifo::ChanInst::bound(0x10_0000).raw());
     assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_CHAN_TABLE_ERROR, 0);
     assert_eq!(
         rig.reg(pfifo::CHAN_TABLE_ERROR),
@@ -165,8 +162,8 @@ fn bad_ramfc_signature_and_channel_table_errors() {
     // A malformed runlist entry: SCHED_ERROR, the entry is skipped.
     rig.w32(0x20_0000, 200);
     rig.w32(0x20_0004, pfifo::RUNLIST_ENTRY_WORD1);
-    rig.set(pfifo::RUNLIST_BASE, 0x200);
-    rig.set(pfifo::RUNLIST_SUBMIT, 1);
+    rig.set(pfifo::RunlistBase::OFFSET, 0x200);
+    rig.set(pfifo::RunlistSubmit::OFFSET, 1);
     assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_SCHED_ERROR, 0);
     assert_eq!(rig.reg(pfifo::SCHED_ERROR), pfifo::SCHED_ERROR_BAD_RUNLIST);
     // Unknown registers read 0xbad001xx and are counted.

@@ -560,7 +560,7 @@ fn launch_errors_and_kernel_faults_stop_the_channel() {
         g.rig.reg(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR)
     );
     assert_eq!(
-        g.rig.reg(pfifo::vm_fault_addr_lo(unit)),
+        g.rig.reg(pfifo::VmFaultAddrLo::offset(unit)),
         (dst.va + 0x1000) as u32
     );
     assert_eq!(g.rig.r32(dst.pa + 0xffc), 7);

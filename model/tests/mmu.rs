@@ -10,7 +10,7 @@ use gf100_model::Bar;
 fn bar1_rig(limit: u64) -> (Rig, Vm) {
     let rig = Rig::new();
     let vm = Vm::new(&rig, limit);
-    rig.set(pbus::BAR1_INST, pbus::bar_inst_value(vm.inst));
+    rig.set(pbus::BAR1_INST, pbus::BarInst::vm(vm.inst).raw());
     rig.flush(vm.pd, true);
     (rig, vm)
 }
@@ -21,14 +21,10 @@ fn fault_reason(rig: &Rig, unit: u32) -> (u32, u64, bool) {
         0,
         "no fault recorded for unit {unit}"
     );
-    let info = rig.reg(pfifo::vm_fault_info(unit));
-    let va = rig.reg(pfifo::vm_fault_addr_lo(unit)) as u64
-        | (rig.reg(pfifo::vm_fault_addr_hi(unit)) as u64) << 32;
-    (
-        info & pfifo::VM_FAULT_INFO_REASON_MASK,
-        va,
-        info & pfifo::VM_FAULT_INFO_WRITE != 0,
-    )
+    let info = pfifo::VmFaultInfo::from_raw(rig.reg(pfifo::VmFaultInfo::offset(unit)));
+    let lo = pfifo::VmFaultAddrLo::from_raw(rig.reg(pfifo::VmFaultAddrLo::offset(unit)));
+    let hi = pfifo::VmFaultAddrHi::from_raw(rig.reg(pfifo::VmFaultAddrHi::offset(unit)));
+    (info.reason(), hi.va() | lo.va(), info.write())
 }
 
 fn ack_faults(rig: &Rig) {
@@ -118,7 +114,7 @@ fn big_pages_128k_and_64k() {
     vm64.big_shift = vm::BIG_PAGE_SHIFT_64K;
     let b64 = rig.alloc(0x20000, 0x10000);
     vm64.map_big(&rig, 0x0401_0000, b64 + 0x10000, vm::PTE_APER_VRAM, false);
-    rig.set(pbus::BAR1_INST, pbus::bar_inst_value(vm64.inst));
+    rig.set(pbus::BAR1_INST, pbus::BarInst::vm(vm64.inst).raw());
     rig.flush(vm64.pd, true);
     rig.w32(b64 + 0x1_fffc, 64);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x0401_fffc), 64);
@@ -246,8 +242,8 @@ fn tlb_keeps_stale_translations_until_flushed() {
     vm.unmap(&rig, 0x8000);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x2e3);
     rig.set(
-        mmu::INVALIDATE,
-        mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_ALL_PDB,
+        mmu::Invalidate::OFFSET,
+        mmu::Invalidate::default().with_all_pdb(true).with_trigger(true).raw(),
     );
     assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), bad::VM_FAULT);
 
@@ -274,6 +270,40 @@ fn tlb_keeps_stale_translations_until_flushed() {
     assert!(rig.gpu.counters().tlb_flushes >= 6);
 }
 
+/// INVALIDATE_PDB names a VRAM page directory unless bit 1 is set (envytools rnndb
+/// `memory/gf100_pffb.xml` TLB_FLUSH_VSPACE.TARGET: 0 VRAM, 1 SYSRAM); bit 0 is not part of
+/// the target (the model used to decode bits 1:0 and took 1 as "no PDB": flush everything).
+#[test]
+fn tlb_flush_pdb_target_is_bit_1() {
+    let (rig, mut vm) = bar1_rig(pci::BAR1_SIZE - 1);
+    let old = rig.alloc(0x1000, 0x1000);
+    let new = rig.alloc(0x1000, 0x1000);
+    rig.w32(old, 0x01d);
+    rig.w32(new, 0x2e3);
+    vm.map(&rig, 0x8000, old, vm::PTE_APER_VRAM, false);
+    rig.flush(vm.pd, true);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    // Remapped without a flush: the TLB keeps the old page until this PD is flushed.
+    vm.map(&rig, 0x8000, new, vm::PTE_APER_VRAM, false);
+    let flush_pdb = |pdb: u32| {
+        rig.set(mmu::InvalidatePdb::OFFSET, pdb);
+        let flush = mmu::Invalidate::default()
+            .with_page_all(true)
+            .with_hub_only(true)
+            .with_trigger(true);
+        rig.set(mmu::Invalidate::OFFSET, flush.raw());
+    };
+    // nouveau's encoding, `pd >> 8 | target`, with bit 0 set: still one VRAM PD.
+    let other = Vm::new(&rig, 0xffff);
+    flush_pdb((other.pd >> 8) as u32 | 1);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    // The same address in system memory is another PD.
+    flush_pdb((vm.pd >> 8) as u32 | target::SYS_COHERENT);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x01d);
+    flush_pdb((vm.pd >> 8) as u32 | 1);
+    assert_eq!(rig.gpu.bar_read32(Bar::Bar1, 0x8000), 0x2e3);
+}
+
 #[test]
 fn bar3_direct_mode_and_pramin() {
     let rig = Rig::new();
@@ -281,7 +311,10 @@ fn bar3_direct_mode_and_pramin() {
     rig.w32(0x12_3450, 0x77);
     assert_eq!(rig.gpu.bar_read32(Bar::Bar3, 0x12_3450), 0x77);
     // PRAMIN window at 0x1700 << 16.
-    rig.set(pbus::PRAMIN_BASE, (0x20_0000 >> 16) as u32);
+    rig.set(
+        pbus::PraminBase::OFFSET,
+        pbus::PraminBase::default().with_addr(0x20_0000).raw(),
+    );
     rig.set(pbus::PRAMIN_WINDOW + 0x100, 0x4242);
     assert_eq!(rig.r32(0x20_0100), 0x4242);
     assert_eq!(rig.reg(pbus::PRAMIN_WINDOW + 0x100), 0x4242);
@@ -291,7 +324,7 @@ fn bar3_direct_mode_and_pramin() {
     vm.map(&rig, 0x2000, pa, vm::PTE_APER_VRAM, false);
     rig.set(
         pbus::BAR3_INST,
-        pbus::bar_inst_value(vm.inst) | pbus::BAR_INST_UNK30,
+        pbus::BarInst::vm(vm.inst).with_unk30(true).raw(),
     );
     rig.flush(vm.pd, true);
     rig.gpu.bar_write32(Bar::Bar3, 0x2010, 0x3333);

@@ -71,11 +71,11 @@ fn no_doorbell_not_runnable_or_not_listed_means_no_execution() {
     assert_eq!(rig.r32(sem), 1);
 
     // Not runnable: the doorbell is remembered until the channel is enabled.
-    rig.set(pfifo::chan_state(0), 0);
+    rig.set(pfifo::ChanState::offset(0), 0);
     ch.push(&rig, &sem_release(SEM_VA, 2, true));
     quiet();
     assert_eq!(rig.r32(sem), 1);
-    rig.set(pfifo::chan_state(0), pfifo::CHAN_STATE_INITIAL);
+    rig.set(pfifo::ChanState::offset(0), pfifo::ChanState::INITIAL.raw());
     ch.wait(&rig);
     assert_eq!(rig.r32(sem), 2);
 
@@ -169,10 +169,7 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
     a.push(&rig, &pb);
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!((a.gp_get(&rig), rig.r32(shared + 0x20)), (0, 0));
-    assert_ne!(
-        rig.reg(pfifo::chan_state(1)) & pfifo::CHAN_STATE_ACQUIRE_PENDING,
-        0
-    );
+    assert!(pfifo::ChanState::from_raw(rig.reg(pfifo::ChanState::offset(1))).acquire_pending());
     assert!(!rig.gpu.irq_line());
 
     b.push(&rig, &sem_release(SEM_VA, 5, true));
@@ -309,7 +306,7 @@ fn rebinding_the_same_instance_resumes_at_the_saved_gp_get() {
     );
     ch.wait(&rig);
     // An acquire-increment pattern: entry 1 releases 2 only if it runs exactly once after 1.
-    rig.set(pfifo::chan_inst(8), pfifo::chan_inst_value(ch.vm.inst));
+    rig.set(pfifo::ChanInst::offset(8), pfifo::ChanInst::bound(ch.vm.inst).raw());
     assert_eq!(rig.r32(ch.vm.inst + ramfc::GP_GET as u64), 1);
     rig.w32(sem, 0);
     let mut pb = sem_acquire(SEM_VA, 0);

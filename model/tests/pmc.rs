@@ -24,14 +24,11 @@ fn wr(g: &Gpu, off: u32, v: u32) {
 #[test]
 fn identity_endian_and_unit_enable() {
     let g = gpu(64 << 20);
-    let boot0 = rd(&g, pmc::BOOT_0);
+    let boot0 = pmc::Boot0::from_raw(rd(&g, pmc::Boot0::OFFSET));
+    assert_eq!(boot0.chipset(), pmc::CHIPSET_GF100);
+    assert_eq!(boot0.stepping(), pci::REVISION as u32);
     assert_eq!(
-        (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK,
-        pmc::CHIPSET_GF100
-    );
-    assert_eq!(boot0 & pmc::BOOT_0_STEPPING_MASK, pci::REVISION as u32);
-    assert_eq!(
-        (boot0 >> 15) & 0x1f,
+        boot0.device_id(),
         (pci::DEVICE_QUADRO_6000 & 0x1f) as u32
     );
     assert_eq!(rd(&g, pmc::ENDIAN), 0);
@@ -86,7 +83,7 @@ fn vram_geometry_registers() {
             // The whole 6 GiB is addressable (PRAMIN at the very end).
             wr(
                 &g,
-                pbus::PRAMIN_BASE,
+                pbus::PraminBase::OFFSET,
                 (((mib << 20) - (1 << 20)) >> 16) as u32,
             );
             wr(&g, pbus::PRAMIN_WINDOW + 0xffffc, 0x6666);
@@ -177,15 +174,15 @@ fn interrupt_enable_mask_and_software_line() {
 fn reset_restores_registers_and_keeps_vram() {
     let g = gpu(64 << 20);
     wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
-    wr(&g, pbus::PRAMIN_BASE, 0x10);
+    wr(&g, pbus::PraminBase::OFFSET, 0x10);
     wr(&g, pbus::PRAMIN_WINDOW, 0x1234);
     g.reset();
     assert_eq!(rd(&g, pmc::ENABLE), 0);
-    assert_eq!(rd(&g, pbus::PRAMIN_BASE), 0);
+    assert_eq!(rd(&g, pbus::PraminBase::OFFSET), 0);
     assert_eq!(g.vram().read32(0x10_0000), Some(0x1234));
     g.shutdown();
     g.shutdown();
-    assert_eq!(rd(&g, pmc::BOOT_0), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(rd(&g, pmc::Boot0::OFFSET), pmc::BOOT_0_QUADRO_6000);
 }
 
 #[test]

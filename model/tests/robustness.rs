@@ -121,7 +121,7 @@ fn random_pushbuffers_never_kill_the_engine_thread() {
     for _ in 0..20_000 {
         let (base, len) = rng.pick(&blocks);
         let off = (base + rng.word() % len) & !3;
-        if off == pmc::ENABLE || off == pfifo::CTRL || off == pbus::PRAMIN_BASE {
+        if off == pmc::ENABLE || off == pfifo::CTRL || off == pbus::PraminBase::OFFSET {
             continue;
         }
         if rng.next().is_multiple_of(2) {

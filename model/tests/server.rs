@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gf100_model::gpuvm_uapi::gf100::{pbus, pci, pmc};
+use gf100_model::gpuvm_uapi::gf100::{pbus, pci, pmc, target};
 use gf100_model::server::GpuServer;
 use gf100_model::{Bar, Gpu, HostMemory, ModelConfig};
 use vfio_bindings::bindings::vfio::*;
@@ -84,11 +84,11 @@ fn serves_one_client_then_returns() {
     );
     let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
     assert_eq!(
-        rd32(&mut c, bar0, pmc::BOOT_0 as u64),
+        rd32(&mut c, bar0, pmc::Boot0::OFFSET as u64),
         pmc::BOOT_0_QUADRO_6000
     );
     // PRAMIN window onto VRAM 0x300000.
-    wr32(&mut c, bar0, pbus::PRAMIN_BASE as u64, 0x30);
+    wr32(&mut c, bar0, pbus::PraminBase::OFFSET as u64, 0x30);
     wr32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x10, 0xcafe_f00d);
     assert_eq!(gpu.vram().read32(0x300010), Some(0xcafe_f00d));
     // BAR1 with its VM disabled is VRAM itself.
@@ -111,8 +111,11 @@ fn serves_one_client_then_returns() {
     wr32(
         &mut c,
         bar0,
-        pbus::PRAMIN_BASE as u64,
-        0x8000 | 2 << pbus::PRAMIN_BASE_TARGET_SHIFT,
+        pbus::PraminBase::OFFSET as u64,
+        pbus::PraminBase::default()
+            .with_addr(0x8000 << 16)
+            .with_target(target::SYS_COHERENT)
+            .raw(),
     );
     assert_eq!(
         rd32(&mut c, bar0, pbus::PRAMIN_WINDOW as u64 + 0x40),
@@ -237,7 +240,7 @@ fn binary_serves_writes_stats_and_exits_zero() {
     }
     let mut c = Client::new(&sock).unwrap();
     assert_eq!(
-        rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::BOOT_0 as u64),
+        rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::Boot0::OFFSET as u64),
         pmc::BOOT_0_QUADRO_6000
     );
     assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, 0x022438), 6);

@@ -93,18 +93,14 @@ impl Rig {
     pub fn flush(&self, pd: u64, hub_only: bool) {
         assert_ne!(self.reg(mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK, 0);
         self.set(
-            mmu::INVALIDATE_PDB,
-            mmu::invalidate_pdb_value(pd, target::VRAM),
+            mmu::InvalidatePdb::OFFSET,
+            mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw(),
         );
-        let hub = if hub_only {
-            mmu::INVALIDATE_HUB_ONLY
-        } else {
-            0
-        };
-        self.set(
-            mmu::INVALIDATE,
-            mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL | hub,
-        );
+        let flush = mmu::Invalidate::default()
+            .with_page_all(true)
+            .with_hub_only(hub_only)
+            .with_trigger(true);
+        self.set(mmu::Invalidate::OFFSET, flush.raw());
         assert_ne!(self.reg(mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
     }
 
@@ -121,11 +117,14 @@ impl Rig {
                 false,
             );
         }
-        self.set(pbus::BAR1_INST, pbus::bar_inst_value(vm.inst));
+        self.set(pbus::BAR1_INST, pbus::BarInst::vm(vm.inst).raw());
         self.flush(vm.pd, true);
         self.set(
-            pfifo::USERD_POLL_BASE,
-            pfifo::USERD_POLL_ENABLE | (USERD_BAR1_VA >> 12) as u32,
+            pfifo::UserdPollBase::OFFSET,
+            pfifo::UserdPollBase::default()
+                .with_bar1_va(USERD_BAR1_VA)
+                .with_enable(true)
+                .raw(),
         );
         self.runlist_pa = self.alloc(0x1000, 0x1000);
         self.bar1 = Some(vm);
@@ -139,15 +138,13 @@ impl Rig {
                 pfifo::RUNLIST_ENTRY_WORD1,
             );
         }
-        self.set(pfifo::RUNLIST_BASE, (self.runlist_pa >> 12) as u32);
+        let base = pfifo::RunlistBase::default().with_addr(self.runlist_pa);
+        self.set(pfifo::RunlistBase::OFFSET, base.raw());
         self.set(
-            pfifo::RUNLIST_SUBMIT,
-            pfifo::RUNLIST_COMMIT_UNK | self.runlist.len() as u32,
+            pfifo::RunlistSubmit::OFFSET,
+            pfifo::RunlistSubmit::commit(self.runlist.len() as u32).raw(),
         );
-        assert_eq!(
-            self.reg(pfifo::RUNLIST_STATUS) & pfifo::RUNLIST_STATUS_PENDING,
-            0
-        );
+        assert!(!pfifo::RunlistStatus::from_raw(self.reg(pfifo::RunlistStatus::OFFSET)).pending());
         // The update-complete event, acknowledged like nouveau's handler does.
         assert_ne!(
             self.reg(pfifo::INTR_RUNLIST_STATUS) & pfifo::INTR_RUNLIST_DONE,
@@ -202,8 +199,8 @@ impl Rig {
             self.w32(inst + off as u64, v);
         }
         self.flush(vm.pd, false);
-        self.set(pfifo::chan_inst(chid), pfifo::chan_inst_value(inst));
-        self.set(pfifo::chan_state(chid), pfifo::CHAN_STATE_INITIAL);
+        self.set(pfifo::ChanInst::offset(chid), pfifo::ChanInst::bound(inst).raw());
+        self.set(pfifo::ChanState::offset(chid), pfifo::ChanState::INITIAL.raw());
         if !self.runlist.contains(&chid) {
             self.runlist.push(chid);
         }
@@ -392,8 +389,8 @@ impl Chan {
         self.put = 0;
         self.pb_off = 0;
         rig.set(
-            pfifo::chan_inst(self.chid),
-            pfifo::chan_inst_value(self.vm.inst),
+            pfifo::ChanInst::offset(self.chid),
+            pfifo::ChanInst::bound(self.vm.inst).raw(),
         );
     }
 

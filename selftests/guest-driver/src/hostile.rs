@@ -200,10 +200,11 @@ fn attack<T: Target>(v: &T, c: &mut Checks, base: u64, aper: Aper, dir: Dir, wha
     let hw = g.raw_hw();
     let units = hw.rd(pfifo::VM_FAULT_UNITS);
     let rec = (0..pfifo::VM_FAULT_UNITS_MAX).filter(|u| units & (1 << u) != 0).find_map(|u| {
-        let rinst = hw.rd(pfifo::vm_fault_inst(u));
-        let fva = (hw.rd(pfifo::vm_fault_addr_hi(u)) as u64) << 32 | hw.rd(pfifo::vm_fault_addr_lo(u)) as u64;
-        let info = hw.rd(pfifo::vm_fault_info(u));
-        (rinst == (inst >> 12) as u32 && (va..va + ATTACK_BYTES as u64).contains(&fva)).then_some((u, fva, info))
+        let rinst = pfifo::VmFaultInst::from_raw(hw.rd(pfifo::VmFaultInst::offset(u)));
+        let hi = pfifo::VmFaultAddrHi::from_raw(hw.rd(pfifo::VmFaultAddrHi::offset(u)));
+        let fva = hi.va() | pfifo::VmFaultAddrLo::from_raw(hw.rd(pfifo::VmFaultAddrLo::offset(u))).va();
+        let info = hw.rd(pfifo::VmFaultInfo::offset(u));
+        (rinst == pfifo::VmFaultInst::default().with_addr(inst) && (va..va + ATTACK_BYTES as u64).contains(&fva)).then_some((u, fva, info))
     });
     c.check(
         intr & pfifo::INTR_VM_FAULT != 0 && rec.is_some(),
@@ -231,13 +232,13 @@ pub fn registers<T: Target>(v: &T, c: &mut Checks) -> Result<(), String> {
     let (_, inst) = g.raw_channel();
     let outside = g.vram_size + (16 << 20);
     let denied: [(u32, u32, String); 11] = [
-        (pbus::BAR1_INST, pbus::bar_inst_value(outside), format!("BAR1 instance block at {outside:#x}, outside the partition")),
-        (pbus::BAR3_INST, pbus::bar_inst_value(outside), format!("BAR3 instance block at {outside:#x}, outside the partition")),
+        (pbus::BAR1_INST, pbus::BarInst::vm(outside).raw(), format!("BAR1 instance block at {outside:#x}, outside the partition")),
+        (pbus::BAR3_INST, pbus::BarInst::vm(outside).raw(), format!("BAR3 instance block at {outside:#x}, outside the partition")),
         (pbus::BAR1_INST, u32::MAX, "BAR1 instance register := 0xffffffff (garbage, not VRAM)".into()),
         (pbus::BAR3_INST, u32::MAX, "BAR3 instance register := 0xffffffff (garbage, not VRAM)".into()),
-        (pfifo::chan_inst(n), pfifo::chan_inst_value(inst), format!("chan_inst({n}), first channel beyond its {n}")),
-        (pfifo::chan_state(n), 0, format!("chan_state({n}) := 0")),
-        (pfifo::chan_inst(pfifo::CHANNELS - 1), 0, format!("chan_inst({}) := 0", pfifo::CHANNELS - 1)),
+        (pfifo::ChanInst::offset(n), pfifo::ChanInst::bound(inst).raw(), format!("chan_inst({n}), first channel beyond its {n}")),
+        (pfifo::ChanState::offset(n), 0, format!("chan_state({n}) := 0")),
+        (pfifo::ChanInst::offset(pfifo::CHANNELS - 1), 0, format!("chan_inst({}) := 0", pfifo::CHANNELS - 1)),
         (pbus::PEEPHOLE_INST, u32::MAX, "peephole instance register".into()),
         (pfifo::ENG_FAULT, u32::MAX, "PFIFO engine fault/freeze (global)".into()),
         (pfifo::eng_state(0), 0, "PFIFO engine 0 state (global)".into()),
@@ -250,7 +251,7 @@ pub fn registers<T: Target>(v: &T, c: &mut Checks) -> Result<(), String> {
     }
     let hw = g.raw_hw();
     let mut got = 0;
-    let d = v.denied_by(|| got = hw.rd(pfifo::chan_inst(n)))?;
+    let d = v.denied_by(|| got = hw.rd(pfifo::ChanInst::offset(n)))?;
     c.check(d == 1 && got == 0, format!("read of chan_inst({n}) denied and counted (mmio_denied +{d}), reads {got:#x}"));
     // The refused BAR binds changed nothing: the driver's BAR1 window still round-trips.
     let mut m = g.malloc(PAGE as u64).map_err(hw_err)?;
@@ -287,12 +288,12 @@ pub fn channels<T: Target>(v: &T, c: &mut Checks, foreign: u32) -> Result<(), St
         return Err(format!("--foreign {foreign} is not a channel id outside the vGPU's {n}"));
     }
     let hw = g.raw_hw();
-    let d = v.denied_by(|| hw.wr(pfifo::chan_inst(foreign), pfifo::chan_inst_value(inst)))?;
+    let d = v.denied_by(|| hw.wr(pfifo::ChanInst::offset(foreign), pfifo::ChanInst::bound(inst).raw()))?;
     c.check(d == 1, format!("chan_inst({foreign}) := its own instance block (hijack) denied (mmio_denied +{d})"));
-    let d = v.denied_by(|| hw.wr(pfifo::chan_state(foreign), 0))?;
+    let d = v.denied_by(|| hw.wr(pfifo::ChanState::offset(foreign), 0))?;
     c.check(d == 1, format!("chan_state({foreign}) := 0 (stop it) denied (mmio_denied +{d})"));
     let mut got = (0, 0);
-    let d = v.denied_by(|| got = (hw.rd(pfifo::chan_inst(foreign)), hw.rd(pfifo::chan_state(foreign))))?;
+    let d = v.denied_by(|| got = (hw.rd(pfifo::ChanInst::offset(foreign)), hw.rd(pfifo::ChanState::offset(foreign))))?;
     c.check(d == 2 && got == (0, 0), format!("reads of chan_inst/chan_state({foreign}) denied, read {:#x}/{:#x} (mmio_denied +{d})", got.0, got.1));
     let before = hw.rd(pfifo::KICK);
     let d = v.denied_by(|| hw.wr(pfifo::KICK, foreign))?;
@@ -302,8 +303,8 @@ pub fn channels<T: Target>(v: &T, c: &mut Checks, foreign: u32) -> Result<(), St
     let foreign_ids = pfifo::CHANNELS - n;
     let d = v.denied_by(|| {
         for f in n..pfifo::CHANNELS {
-            hw.wr(pfifo::chan_state(f), 0);
-            hw.wr(pfifo::chan_inst(f), 0);
+            hw.wr(pfifo::ChanState::offset(f), 0);
+            hw.wr(pfifo::ChanInst::offset(f), 0);
         }
     })?;
     c.check(d == 2 * u64::from(foreign_ids), format!("channel-table writes to all {foreign_ids} foreign ids {n}..{} denied (mmio_denied +{d})", pfifo::CHANNELS - 1));

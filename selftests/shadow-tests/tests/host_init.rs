@@ -39,7 +39,7 @@ fn bar3_maps_reserved_vram_one_to_one() {
     // Beyond the mapped range BAR3 faults instead of reaching guest VRAM.
     vram.write32(64 * MIB, 0x1234_5678);
     assert_ne!(m.0.bar_read32(Bar::Bar3, 64 * MIB), 0x1234_5678);
-    assert_eq!(m.rd(pbus::BAR3_INST), pbus::bar_inst_value(layout::BAR3_INST));
+    assert_eq!(m.rd(pbus::BAR3_INST), pbus::BarInst::vm(layout::BAR3_INST).raw());
     assert_eq!(m.rd(pmc::ENABLE), pmc::ENABLE_ALL);
 }
 
@@ -52,7 +52,7 @@ fn bar1_reaches_userd_and_pfifo_polls_it() {
     let off = layout::USERD_BAR1_VA + 5 * 0x1000 + 0x40;
     m.0.bar_write32(Bar::Bar1, off, 0xdead_beef);
     assert_eq!(vram.read32(layout::USERD + 5 * 0x1000 + 0x40), Some(0xdead_beef));
-    assert_eq!(m.rd(pfifo::USERD_POLL_BASE) & pfifo::USERD_POLL_ENABLE, pfifo::USERD_POLL_ENABLE);
+    assert!(pfifo::UserdPollBase::from_raw(m.rd(pfifo::UserdPollBase::OFFSET)).enable());
     assert_ne!(m.rd(pfifo::CTRL) & pfifo::CTRL_ENABLE, 0);
 }
 

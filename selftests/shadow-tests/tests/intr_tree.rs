@@ -75,7 +75,7 @@ fn software_interrupt_masks_and_both_lines() {
     // Line status is read-only.
     assert_eq!(wr(&mut t, pmc::INTR_LINE_STATUS, 1, 0), Written::Done);
     assert_eq!(rd(&mut t, pmc::INTR_LINE_STATUS, 0, 0), 0);
-    assert_eq!(t.read(pmc::BOOT_0, 0, 0), None);
+    assert_eq!(t.read(pmc::Boot0::OFFSET, 0, 0), None);
     assert_eq!(t.write(pfifo::INTR, 0, 0), None);
 }
 

@@ -133,8 +133,8 @@ impl Rig {
     /// A guest PRAMIN write (how a driver writes its instance block).
     fn pramin(&mut self, gpa: u64, v: u32) {
         use gpuvm_shadow_tests::gf100::pbus;
-        assert!(self.bar0(pbus::PRAMIN_BASE, (gpa >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32));
-        let off = pbus::PRAMIN_WINDOW + (gpa & ((1 << pbus::PRAMIN_BASE_ADDR_SHIFT) - 1)) as u32;
+        let (base, off) = pbus::PraminBase::window(gpa);
+        assert!(self.bar0(pbus::PraminBase::OFFSET, base.raw()));
         assert!(self.bar0(off, v));
     }
     fn bus_master(&mut self, on: bool) {
@@ -151,12 +151,12 @@ impl Rig {
         self.guest32(INST + u64::from(inst::LIMIT_LO), (16 * MIB - 1) as u32);
         self.guest32(INST + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
         self.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
-        assert!(self.bar0(pfifo::chan_inst(0), pfifo::chan_inst_value(INST)));
-        assert!(self.bar0(pfifo::chan_state(0), pfifo::CHAN_STATE_RUNNABLE));
+        assert!(self.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
+        assert!(self.bar0(pfifo::ChanState::offset(0), pfifo::ChanState::INITIAL.raw()));
         self.guest32(RUNLIST, 0);
         self.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
-        assert!(self.bar0(pfifo::RUNLIST_BASE, (RUNLIST >> vm::SMALL_PAGE_SHIFT) as u32 | target::VRAM << pfifo::RUNLIST_TARGET_SHIFT));
-        assert!(self.bar0(pfifo::RUNLIST_SUBMIT, 1));
+        assert!(self.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
+        assert!(self.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
         let _ = userd::SIZE;
     }
     /// A guest BAR0 read through the mediator.
@@ -176,7 +176,7 @@ fn unbind_stops_the_channel_before_freeing_it() {
     let live = r.tables.live.len();
     assert!(r.host.ops.contains(&Op::Runlist(1)), "on the runlist: {:?}", r.host.ops);
     r.host.ops.clear();
-    assert!(r.bar0(pfifo::chan_inst(0), 0));
+    assert!(r.bar0(pfifo::ChanInst::offset(0), 0));
     let expect = [Op::Runlist(0), Op::Runnable(8, false), Op::Kick(8), Op::Bind(8, None)];
     assert_eq!(r.host.ops, expect, "off the runlist, stopped, preempted, unbound, in that order");
     assert_eq!(r.tables.live.len(), live - 1, "the shadow instance block was freed after");
@@ -235,7 +235,7 @@ fn guest_disables_stop_its_host_channels() {
     assert_eq!(r.host.ops, stop, "PFIFO off");
     r.host.ops.clear();
     // A runnable write while disabled changes nothing on the host.
-    assert!(r.bar0(pfifo::chan_state(0), pfifo::CHAN_STATE_RUNNABLE));
+    assert!(r.bar0(pfifo::ChanState::offset(0), pfifo::ChanState::INITIAL.raw()));
     assert_eq!(r.host.ops, [Op::Runnable(8, false)], "stays stopped");
     r.host.ops.clear();
     assert!(r.bar0(off, on));
@@ -281,7 +281,7 @@ fn host_pool_quota_bounds_one_guest() {
         r.guest32(PD + i * 8 + 4, (pde >> 32) as u32);
     }
     r.guest32(INST + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
-    assert!(r.bar0(pfifo::chan_inst(0), pfifo::chan_inst_value(INST)));
+    assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
     assert!(r.med.pool_used() <= QUOTA, "held {} of a {} quota", r.med.pool_used(), QUOTA);
     assert!(r.med.pool_used() > QUOTA / 2, "it did fill its quota: {}", r.med.pool_used());
     assert!(r.tables.live.values().sum::<u64>() <= QUOTA);

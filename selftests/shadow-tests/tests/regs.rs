@@ -29,8 +29,8 @@ fn lookup_finds_every_row_and_nothing_between() {
     assert_eq!(classify(pbus::PRAMIN_WINDOW - 4), Class::Deny);
     assert_eq!(classify(pci::BAR0_SIZE as u32), Class::Deny);
     assert_eq!(classify(u32::MAX & !3), Class::Deny);
-    assert_eq!(classify(pfifo::chan_inst(127)), Class::Emulate(Reg::ChanTable));
-    assert_eq!(classify(pfifo::CHAN_TABLE_END), Class::Deny);
+    assert_eq!(classify(pfifo::ChanInst::offset(127)), Class::Emulate(Reg::ChanTable));
+    assert_eq!(classify(pfifo::ChanState::offset(127) + 4), Class::Deny);
     assert_eq!(classify(pfifo::pbdma_base(1) + pfifo::PBDMA_INTR), Class::Emulate(Reg::Pbdma));
     assert_eq!(classify(pfifo::pbdma_base(1) + 0x100), Class::Deny);
     assert_eq!(classify(pfifo::pbdma_base(3) + pfifo::PBDMA_INTR), Class::Deny);
@@ -44,7 +44,7 @@ fn lookup_finds_every_row_and_nothing_between() {
 /// `module::NAME` register constants the guest driver may name.
 fn named(expr: &str) -> Option<u32> {
     Some(match expr {
-        "pmc::BOOT_0" => pmc::BOOT_0,
+        "pmc::Boot0::OFFSET" => pmc::Boot0::OFFSET,
         "pmc::ENDIAN" => pmc::ENDIAN,
         "pmc::ENABLE" => pmc::ENABLE,
         "pmc::SPOON_ENABLE" => pmc::SPOON_ENABLE,
@@ -60,22 +60,22 @@ fn named(expr: &str) -> Option<u32> {
         "pfb::FBP_COUNT" => pfb::FBP_COUNT,
         "pfb::FBP_DISABLED_MASK" => pfb::FBP_DISABLED_MASK,
         "mmu::CTRL" => mmu::CTRL,
-        "mmu::INVALIDATE_PDB" => mmu::INVALIDATE_PDB,
-        "mmu::INVALIDATE" => mmu::INVALIDATE,
-        "pbus::PRAMIN_BASE" => pbus::PRAMIN_BASE,
+        "mmu::InvalidatePdb::OFFSET" => mmu::InvalidatePdb::OFFSET,
+        "mmu::Invalidate::OFFSET" => mmu::Invalidate::OFFSET,
+        "pbus::PraminBase::OFFSET" => pbus::PraminBase::OFFSET,
         "pbus::BAR1_INST" => pbus::BAR1_INST,
         "pbus::BAR3_INST" => pbus::BAR3_INST,
         "pbus::FLUSH" => pbus::FLUSH,
         "pfifo::SUBFIFO_ENABLE" => pfifo::SUBFIFO_ENABLE,
         "pfifo::CTRL" => pfifo::CTRL,
-        "pfifo::USERD_POLL_BASE" => pfifo::USERD_POLL_BASE,
+        "pfifo::UserdPollBase::OFFSET" => pfifo::UserdPollBase::OFFSET,
         "pfifo::INTR_RUNLIST_STATUS" => pfifo::INTR_RUNLIST_STATUS,
         "pfifo::INTR" => pfifo::INTR,
         "pfifo::INTR_EN" => pfifo::INTR_EN,
         "pfifo::ENGINE_INTR_EN" => pfifo::ENGINE_INTR_EN,
-        "pfifo::RUNLIST_BASE" => pfifo::RUNLIST_BASE,
-        "pfifo::RUNLIST_SUBMIT" => pfifo::RUNLIST_SUBMIT,
-        "pfifo::RUNLIST_STATUS" => pfifo::RUNLIST_STATUS,
+        "pfifo::RunlistBase::OFFSET" => pfifo::RunlistBase::OFFSET,
+        "pfifo::RunlistSubmit::OFFSET" => pfifo::RunlistSubmit::OFFSET,
+        "pfifo::RunlistStatus::OFFSET" => pfifo::RunlistStatus::OFFSET,
         "pfifo::KICK" => pfifo::KICK,
         "pfifo::VM_FAULT_UNITS" => pfifo::VM_FAULT_UNITS,
         "pfifo::PBDMA_INTR_UNITS" => pfifo::PBDMA_INTR_UNITS,
@@ -101,11 +101,12 @@ fn offsets(expr: &str) -> Option<Vec<u32>> {
         "pfb::part_mib" => all(pfb::MAX_PARTS, pfb::part_mib),
         "pfifo::eng_subfifo_mask" => all(pfifo::ENG_SUBFIFO_MASK_COUNT, pfifo::eng_subfifo_mask),
         "pfifo::engine_intr" => all(1, pfifo::engine_intr),
-        "pfifo::vm_fault_addr_lo" => all(32, pfifo::vm_fault_addr_lo),
-        "pfifo::vm_fault_addr_hi" => all(32, pfifo::vm_fault_addr_hi),
-        "pfifo::vm_fault_info" => all(32, pfifo::vm_fault_info),
-        "pfifo::chan_inst" => all(pfifo::CHANNELS, pfifo::chan_inst),
-        "pfifo::chan_state" => all(pfifo::CHANNELS, pfifo::chan_state),
+        "pfifo::VmFaultInst::offset" => all(pfifo::VmFaultInst::COUNT, pfifo::VmFaultInst::offset),
+        "pfifo::VmFaultAddrLo::offset" => all(pfifo::VmFaultAddrLo::COUNT, pfifo::VmFaultAddrLo::offset),
+        "pfifo::VmFaultAddrHi::offset" => all(pfifo::VmFaultAddrHi::COUNT, pfifo::VmFaultAddrHi::offset),
+        "pfifo::VmFaultInfo::offset" => all(pfifo::VmFaultInfo::COUNT, pfifo::VmFaultInfo::offset),
+        "pfifo::ChanInst::offset" => all(pfifo::ChanInst::COUNT, pfifo::ChanInst::offset),
+        "pfifo::ChanState::offset" => all(pfifo::ChanState::COUNT, pfifo::ChanState::offset),
         // The PRAMIN window accessor (`r` = PRAMIN_WINDOW + offset within the window).
         "r" => Some(vec![pbus::PRAMIN_WINDOW, pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE - 4]),
         _ => {

@@ -29,7 +29,7 @@ fn wr(r: &mut VRegs, c: &FakeClock, off: u32, v: u32) -> Write {
 fn identity_time_and_vram_size_as_the_guest_driver_reads_them() {
     let (mut r, c) = vgpu();
     assert_eq!(rd(&mut r, &c, pmc::ENDIAN), 0);
-    assert_eq!(rd(&mut r, &c, pmc::BOOT_0), pmc::BOOT_0_QUADRO_6000);
+    assert_eq!(rd(&mut r, &c, pmc::Boot0::OFFSET), pmc::BOOT_0_QUADRO_6000);
     assert_eq!(rd(&mut r, &c, pstraps::STRAPS) & pstraps::CRYSTAL_MASK, pstraps::CRYSTAL_27MHZ);
     // The guest driver's sum over enabled partitions is the vGPU's share.
     let fbps = rd(&mut r, &c, pfb::FBP_COUNT).min(pfb::MAX_PARTS);
@@ -60,44 +60,69 @@ fn identity_time_and_vram_size_as_the_guest_driver_reads_them() {
 fn tlb_flush_protocol_yields_a_checked_flush_effect() {
     let (mut r, c) = vgpu();
     assert_ne!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_SLOTS_MASK, 0);
-    assert_eq!(wr(&mut r, &c, mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(0x10_0000, target::VRAM)), Write::Done);
+    assert_eq!(wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x10_0000).with_sysram(false).raw()), Write::Done);
     assert_eq!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
-    let t = mmu::INVALIDATE_TRIGGER | mmu::INVALIDATE_PAGE_ALL;
-    assert_eq!(wr(&mut r, &c, mmu::INVALIDATE, t), Write::Effect(Effect::TlbFlush { pd: Some(0x10_0000), hub_only: false }));
+    let flush = mmu::Invalidate::default().with_page_all(true).with_trigger(true);
+    let t = flush.raw();
+    assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, t), Write::Effect(Effect::TlbFlush { pd: Some(0x10_0000), hub_only: false }));
     assert_ne!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
     assert_eq!(
-        wr(&mut r, &c, mmu::INVALIDATE, t | mmu::INVALIDATE_ALL_PDB | mmu::INVALIDATE_HUB_ONLY),
+        wr(&mut r, &c, mmu::Invalidate::OFFSET, flush.with_all_pdb(true).with_hub_only(true).raw()),
         Write::Effect(Effect::TlbFlush { pd: None, hub_only: true })
     );
     // A PD outside the partition or in system memory: no effect, but the guest's poll ends.
-    wr(&mut r, &c, mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(GUEST_SIZE, target::VRAM));
-    assert_eq!(wr(&mut r, &c, mmu::INVALIDATE, t), Write::Denied(Denial::OutsidePartition));
+    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(GUEST_SIZE).with_sysram(false).raw());
+    assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, t), Write::Denied(Denial::OutsidePartition));
     assert_ne!(rd(&mut r, &c, mmu::CTRL) & mmu::CTRL_FLUSH_DONE, 0);
-    wr(&mut r, &c, mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(0x1000, target::SYS_COHERENT));
-    assert_eq!(wr(&mut r, &c, mmu::INVALIDATE, t), Write::Denied(Denial::UnsupportedTarget));
+    wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(0x1000).with_sysram(true).raw());
+    assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, t), Write::Denied(Denial::UnsupportedTarget));
     // Without the trigger bit nothing happens.
-    assert_eq!(wr(&mut r, &c, mmu::INVALIDATE, mmu::INVALIDATE_PAGE_ALL), Write::Done);
+    assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, flush.with_trigger(false).raw()), Write::Done);
+}
+
+/// INVALIDATE_PDB's target is bit 1 alone (envytools rnndb `memory/gf100_pffb.xml`
+/// TLB_FLUSH_VSPACE: 0 VRAM, 1 system memory), not a two-bit `target::*`: a PDB word with
+/// only bit 0 set names a VRAM page directory, both system-memory targets name system memory.
+#[test]
+fn tlb_flush_pdb_target_is_bit_1() {
+    let (mut r, c) = vgpu();
+    let flush = mmu::Invalidate::default().with_page_all(true).with_trigger(true).raw();
+    let pd = 0x10_0000u64;
+    let cases = [
+        (target::VRAM, Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only: false })),
+        (1, Write::Effect(Effect::TlbFlush { pd: Some(pd), hub_only: false })),
+        (target::SYS_COHERENT, Write::Denied(Denial::UnsupportedTarget)),
+        (target::SYS_NONCOHERENT, Write::Denied(Denial::UnsupportedTarget)),
+    ];
+    for (low_bits, want) in cases {
+        // What nouveau writes: `pd >> 8 | target`.
+        let pdb = (pd >> 8) as u32 | low_bits;
+        assert_eq!(mmu::InvalidatePdb::from_raw(pdb).addr(), pd);
+        assert_eq!(mmu::InvalidatePdb::from_raw(pdb).sysram(), low_bits & 2 != 0);
+        wr(&mut r, &c, mmu::InvalidatePdb::OFFSET, pdb);
+        assert_eq!(wr(&mut r, &c, mmu::Invalidate::OFFSET, flush), want, "PDB {pdb:#x}");
+    }
 }
 
 #[test]
 fn pramin_window_is_translated_into_the_partition_only() {
     let (mut r, c) = vgpu();
-    let base = |a: u64| (a >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32;
-    wr(&mut r, &c, pbus::PRAMIN_BASE, base(0x30_0000));
-    assert_eq!(rd(&mut r, &c, pbus::PRAMIN_BASE), base(0x30_0000));
+    let base = |a: u64| pbus::PraminBase::default().with_addr(a).raw();
+    wr(&mut r, &c, pbus::PraminBase::OFFSET, base(0x30_0000));
+    assert_eq!(rd(&mut r, &c, pbus::PraminBase::OFFSET), base(0x30_0000));
     let off = pbus::PRAMIN_WINDOW + 0x1234;
     let a = VramAccess { guest: 0x30_1234, host: GUEST_BASE + 0x30_1234 };
     assert_eq!(r.read(off, &c), Read::Vram(a));
     assert_eq!(r.write(off, 5, &c), Write::Vram(a, 5));
     // The last window of the partition, and the first one past it.
-    wr(&mut r, &c, pbus::PRAMIN_BASE, base(GUEST_SIZE - MIB));
+    wr(&mut r, &c, pbus::PraminBase::OFFSET, base(GUEST_SIZE - MIB));
     let last = pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE - 4;
     assert_eq!(r.read(last, &c), Read::Vram(VramAccess { guest: GUEST_SIZE - 4, host: GUEST_BASE + GUEST_SIZE - 4 }));
-    wr(&mut r, &c, pbus::PRAMIN_BASE, base(GUEST_SIZE));
+    wr(&mut r, &c, pbus::PraminBase::OFFSET, base(GUEST_SIZE));
     assert_eq!(r.read(pbus::PRAMIN_WINDOW, &c), Read::Denied(Denial::OutsidePartition));
     assert_eq!(r.write(pbus::PRAMIN_WINDOW, 1, &c), Write::Denied(Denial::OutsidePartition));
     // A window onto system memory is not offered.
-    wr(&mut r, &c, pbus::PRAMIN_BASE, target::SYS_COHERENT << pbus::PRAMIN_BASE_TARGET_SHIFT);
+    wr(&mut r, &c, pbus::PraminBase::OFFSET, pbus::PraminBase::default().with_target(target::SYS_COHERENT).raw());
     assert_eq!(r.read(pbus::PRAMIN_WINDOW, &c), Read::Denied(Denial::UnsupportedTarget));
     assert_eq!(r.denied, DenyStats { reads: 2, writes: 1 });
 }
@@ -106,20 +131,20 @@ fn pramin_window_is_translated_into_the_partition_only() {
 fn bar_instance_blocks_and_poll_area() {
     let (mut r, c) = vgpu();
     assert_eq!(
-        wr(&mut r, &c, pbus::BAR3_INST, pbus::bar_inst_value(0x4_0000)),
+        wr(&mut r, &c, pbus::BAR3_INST, pbus::BarInst::vm(0x4_0000).raw()),
         Write::Effect(Effect::BarInst { bar: Bar::Bar3, inst: Some(0x4_0000) })
     );
-    assert_eq!(rd(&mut r, &c, pbus::BAR3_INST), pbus::bar_inst_value(0x4_0000));
-    assert_eq!(wr(&mut r, &c, pbus::BAR1_INST, pbus::bar_inst_value(GUEST_SIZE)), Write::Denied(Denial::OutsidePartition));
+    assert_eq!(rd(&mut r, &c, pbus::BAR3_INST), pbus::BarInst::vm(0x4_0000).raw());
+    assert_eq!(wr(&mut r, &c, pbus::BAR1_INST, pbus::BarInst::vm(GUEST_SIZE).raw()), Write::Denied(Denial::OutsidePartition));
     assert_eq!(
-        wr(&mut r, &c, pbus::BAR1_INST, pbus::bar_inst_value(0x1000) | target::SYS_COHERENT << pbus::BAR_INST_TARGET_SHIFT),
+        wr(&mut r, &c, pbus::BAR1_INST, pbus::BarInst::vm(0x1000).with_target(target::SYS_COHERENT).raw()),
         Write::Denied(Denial::UnsupportedTarget)
     );
     assert_eq!(wr(&mut r, &c, pbus::BAR1_INST, 0), Write::Effect(Effect::BarInst { bar: Bar::Bar1, inst: None }));
     assert_eq!(wr(&mut r, &c, pbus::FLUSH, pbus::FLUSH_TRIGGER), Write::Effect(Effect::BarFlush));
     assert_eq!(rd(&mut r, &c, pbus::FLUSH) & pbus::FLUSH_BUSY, 0);
     assert_eq!(
-        wr(&mut r, &c, pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | 0x20),
+        wr(&mut r, &c, pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(0x2_0000).with_enable(true).raw()),
         Write::Effect(Effect::UserdPollBase { bar1_va: 0x2_0000, enabled: true })
     );
     assert_eq!(wr(&mut r, &c, pci::BAR0_MSI_REARM, 0), Write::Effect(Effect::MsiRearm));
@@ -130,48 +155,49 @@ fn channels_runlist_and_kick_are_checked_against_the_slice() {
     let (mut r, c) = vgpu();
     assert_eq!(wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_ALL), Write::Effect(Effect::PfifoReset));
     assert_eq!(wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_ALL), Write::Done);
-    wr(&mut r, &c, pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE);
+    wr(&mut r, &c, pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_enable(true).raw());
     let s = slice();
     // Bind, state, unbind on the vGPU's last channel.
     let ch = s.channels - 1;
     assert_eq!(
-        wr(&mut r, &c, pfifo::chan_inst(ch), pfifo::chan_inst_value(0x5_0000)),
+        wr(&mut r, &c, pfifo::ChanInst::offset(ch), pfifo::ChanInst::bound(0x5_0000).raw()),
         Write::Effect(Effect::ChannelBind { chid: ch, host_chid: s.first_channel + ch, inst: 0x5_0000 })
     );
-    assert_eq!(rd(&mut r, &c, pfifo::chan_inst(ch)), pfifo::chan_inst_value(0x5_0000));
+    assert_eq!(rd(&mut r, &c, pfifo::ChanInst::offset(ch)), pfifo::ChanInst::bound(0x5_0000).raw());
     assert_eq!(
-        wr(&mut r, &c, pfifo::chan_state(ch), pfifo::CHAN_STATE_INITIAL),
+        wr(&mut r, &c, pfifo::ChanState::offset(ch), pfifo::ChanState::INITIAL.raw()),
         Write::Effect(Effect::ChannelState { chid: ch, host_chid: s.first_channel + ch, runnable: true })
     );
-    assert_eq!(rd(&mut r, &c, pfifo::chan_state(ch)), pfifo::CHAN_STATE_INITIAL);
-    assert_eq!(wr(&mut r, &c, pfifo::chan_inst(ch), 0), Write::Effect(Effect::ChannelUnbind { chid: ch, host_chid: s.first_channel + ch }));
+    assert_eq!(rd(&mut r, &c, pfifo::ChanState::offset(ch)), pfifo::ChanState::INITIAL.raw());
+    assert_eq!(wr(&mut r, &c, pfifo::ChanInst::offset(ch), 0), Write::Effect(Effect::ChannelUnbind { chid: ch, host_chid: s.first_channel + ch }));
     // A channel the vGPU does not own: reads 0, writes dropped.
-    assert_eq!(r.read(pfifo::chan_inst(s.channels), &c), Read::Denied(Denial::ForeignChannel));
-    assert_eq!(wr(&mut r, &c, pfifo::chan_inst(s.channels), pfifo::chan_inst_value(0x5_0000)), Write::Denied(Denial::ForeignChannel));
+    assert_eq!(r.read(pfifo::ChanInst::offset(s.channels), &c), Read::Denied(Denial::ForeignChannel));
+    assert_eq!(wr(&mut r, &c, pfifo::ChanInst::offset(s.channels), pfifo::ChanInst::bound(0x5_0000).raw()), Write::Denied(Denial::ForeignChannel));
     // An instance block outside the partition: refused, and the guest sees a channel-table error.
-    assert_eq!(wr(&mut r, &c, pfifo::chan_inst(0), pfifo::chan_inst_value(GUEST_SIZE)), Write::Denied(Denial::OutsidePartition));
+    assert_eq!(wr(&mut r, &c, pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(GUEST_SIZE).raw()), Write::Denied(Denial::OutsidePartition));
     assert_ne!(rd(&mut r, &c, pfifo::INTR) & pfifo::INTR_CHAN_TABLE_ERROR, 0);
     assert_eq!(rd(&mut r, &c, pfifo::CHAN_TABLE_ERROR), pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
     // Runlist in range, then one whose entries would run past the partition.
-    wr(&mut r, &c, pfifo::RUNLIST_BASE, 0x60);
+    wr(&mut r, &c, pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(0x6_0000).raw());
     assert_eq!(
-        wr(&mut r, &c, pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | 2),
+        wr(&mut r, &c, pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(2).raw()),
         Write::Effect(Effect::RunlistCommit { guest: 0x6_0000, count: 2 })
     );
-    assert_eq!(rd(&mut r, &c, pfifo::RUNLIST_STATUS) & pfifo::RUNLIST_STATUS_PENDING, 0);
+    assert!(!pfifo::RunlistStatus::from_raw(rd(&mut r, &c, pfifo::RunlistStatus::OFFSET)).pending());
     assert_ne!(rd(&mut r, &c, pfifo::INTR) & pfifo::INTR_RUNLIST, 0);
-    wr(&mut r, &c, pfifo::RUNLIST_BASE, ((GUEST_SIZE - 0x1000) >> 12) as u32);
-    assert_eq!(wr(&mut r, &c, pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COUNT_MASK), Write::Denied(Denial::OutsidePartition));
+    wr(&mut r, &c, pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(GUEST_SIZE - 0x1000).raw());
+    let most = pfifo::RunlistSubmit::commit(pfifo::RunlistSubmit::COUNT_MAX).raw();
+    assert_eq!(wr(&mut r, &c, pfifo::RunlistSubmit::OFFSET, most), Write::Denied(Denial::OutsidePartition));
     assert_eq!(rd(&mut r, &c, pfifo::SCHED_ERROR), pfifo::SCHED_ERROR_BAD_RUNLIST);
     // Kick.
     assert_eq!(wr(&mut r, &c, pfifo::KICK, 3), Write::Effect(Effect::Kick { chid: 3, host_chid: s.first_channel + 3 }));
     assert_eq!(rd(&mut r, &c, pfifo::KICK), 3);
     assert_eq!(wr(&mut r, &c, pfifo::KICK, s.channels), Write::Denied(Denial::ForeignChannel));
     // A PFIFO reset clears the channel table.
-    wr(&mut r, &c, pfifo::chan_inst(1), pfifo::chan_inst_value(0x5_0000));
+    wr(&mut r, &c, pfifo::ChanInst::offset(1), pfifo::ChanInst::bound(0x5_0000).raw());
     wr(&mut r, &c, pmc::ENABLE, 0);
     assert_eq!(wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_PFIFO), Write::Effect(Effect::PfifoReset));
-    assert_eq!(rd(&mut r, &c, pfifo::chan_inst(1)), 0);
+    assert_eq!(rd(&mut r, &c, pfifo::ChanInst::offset(1)), 0);
 }
 
 #[test]
@@ -211,8 +237,10 @@ fn interrupts_reach_the_line_and_are_acknowledged_like_on_the_model() {
     wr(&mut r, &c, pgraph::INTR, u32::MAX);
     wr(&mut r, &c, pmc::INTR_MASK_HOST, u32::MAX);
     r.raise_vm_fault(pfifo::FAULT_UNIT_PGRAPH, 0x5000, 0x1_2345_6000, 2);
-    assert_eq!(rd(&mut r, &c, pfifo::vm_fault_addr_hi(0)), 1);
-    assert_eq!(rd(&mut r, &c, pfifo::vm_fault_inst(0)), 5);
+    assert_eq!(rd(&mut r, &c, pfifo::VmFaultAddrHi::offset(0)), 1);
+    assert_eq!(rd(&mut r, &c, pfifo::VmFaultAddrLo::offset(0)), 0x2345_6000);
+    assert_eq!(rd(&mut r, &c, pfifo::VmFaultInst::offset(0)), 5);
+    assert_eq!(rd(&mut r, &c, pfifo::VmFaultInfo::offset(0)), 2);
     assert!(r.irq_line());
     wr(&mut r, &c, pfifo::VM_FAULT_UNITS, 1);
     assert!(!r.irq_line());
@@ -247,7 +275,7 @@ fn offset() -> impl Strategy<Value = u32> {
     let rows: Vec<u32> = TABLE.iter().flat_map(|e| [e.start, e.end - 4, e.end]).collect();
     prop_oneof![
         6 => proptest::sample::select(rows),
-        2 => (0..pfifo::CHANNELS * 2).prop_map(|i| pfifo::CHAN_TABLE_START + 4 * i),
+        2 => (0..pfifo::CHANNELS * 2).prop_map(|i| pfifo::ChanInst::offset(0) + 4 * i),
         2 => (0..pbus::PRAMIN_WINDOW_SIZE / 4).prop_map(|w| pbus::PRAMIN_WINDOW + 4 * w),
         1 => any::<u32>(),
     ]
@@ -256,7 +284,7 @@ fn offset() -> impl Strategy<Value = u32> {
 fn value() -> impl Strategy<Value = u32> {
     prop_oneof![
         any::<u32>(),
-        (0..(GUEST_SIZE as u32 >> 12) + 8).prop_map(|p| pfifo::CHAN_INST_VALID | p),
+        (0..(GUEST_SIZE >> 12) + 8).prop_map(|p| pfifo::ChanInst::default().with_valid(true).with_addr(p << 12).raw()),
         (0..(GUEST_SIZE as u32 >> 16) + 4),
         Just(u32::MAX),
         Just(0u32),

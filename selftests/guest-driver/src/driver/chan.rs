@@ -182,13 +182,14 @@ impl Channel {
 
     /// Add the channel to PFIFO's channel table (nouveau's order: CHAN word, then STATE).
     pub fn enable(&self, hw: &mut Hw) {
-        hw.wr(pfifo::chan_inst(self.chid), pfifo::chan_inst_value(self.inst));
-        hw.wr(pfifo::chan_state(self.chid), pfifo::CHAN_STATE_INITIAL);
+        hw.wr(pfifo::ChanInst::offset(self.chid), pfifo::ChanInst::bound(self.inst).raw());
+        hw.wr(pfifo::ChanState::offset(self.chid), pfifo::ChanState::INITIAL.raw());
     }
 
     /// Teardown steps 1-2 (§8.5): not runnable, kick, wait for the read-back.
     pub fn disable_and_kick(&self, hw: &mut Hw) -> Result<()> {
-        hw.mask(pfifo::chan_state(self.chid), pfifo::CHAN_STATE_RUNNABLE, 0);
+        let state = pfifo::ChanState::from_raw(hw.rd(pfifo::ChanState::offset(self.chid)));
+        hw.wr(pfifo::ChanState::offset(self.chid), state.with_runnable(false).raw());
         hw.wr(pfifo::KICK, self.chid);
         let chid = self.chid;
         hw.wait(pfifo::KICK, "channel kick", move |v| v == chid).map(|_| ())
@@ -200,7 +201,7 @@ pub fn commit_runlist(hw: &mut Hw, pool: &Pool, buf: u64, chids: &[u32]) -> Resu
     let words: Vec<u32> = chids.iter().flat_map(|&c| [c, pfifo::RUNLIST_ENTRY_WORD1]).collect();
     write_words(hw, pool, Access::Bar3, buf, &words);
     hw.bar_flush()?;
-    hw.wr(pfifo::RUNLIST_BASE, ((buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK) | target::VRAM << pfifo::RUNLIST_TARGET_SHIFT);
-    hw.wr(pfifo::RUNLIST_SUBMIT, pfifo::RUNLIST_COMMIT_UNK | chids.len() as u32);
-    hw.wait(pfifo::RUNLIST_STATUS, "runlist update", |v| v & pfifo::RUNLIST_STATUS_PENDING == 0).map(|_| ())
+    hw.wr(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(buf).with_target(target::VRAM).raw());
+    hw.wr(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(chids.len() as u32).raw());
+    hw.wait(pfifo::RunlistStatus::OFFSET, "runlist update", |v| !pfifo::RunlistStatus::from_raw(v).pending()).map(|_| ())
 }

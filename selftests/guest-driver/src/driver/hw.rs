@@ -100,8 +100,7 @@ impl Hw {
     fn pramin_at(&mut self, addr: u64) -> u32 {
         let base = addr & !(pbus::PRAMIN_WINDOW_SIZE as u64 - 1);
         if self.pramin != Some(base) {
-            let v = (base >> pbus::PRAMIN_BASE_ADDR_SHIFT) as u32 & pbus::PRAMIN_BASE_ADDR_MASK;
-            self.wr(pbus::PRAMIN_BASE, v);
+            self.wr(pbus::PraminBase::OFFSET, pbus::PraminBase::default().with_addr(base).raw());
             self.pramin = Some(base);
         }
         pbus::PRAMIN_WINDOW + (addr - base) as u32

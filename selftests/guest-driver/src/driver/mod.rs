@@ -177,10 +177,9 @@ impl Gpu {
         if hw.rd(pmc::ENDIAN) != 0 {
             hw.wr(pmc::ENDIAN, pmc::ENDIAN_BIG);
         }
-        let boot0 = hw.rd(pmc::BOOT_0);
-        let chipset = (boot0 >> pmc::BOOT_0_CHIPSET_SHIFT) & pmc::BOOT_0_CHIPSET_MASK;
-        if chipset != pmc::CHIPSET_GF100 {
-            return fail(format!("not a GF100: BOOT_0 = {boot0:#010x}"));
+        let boot0 = pmc::Boot0::from_raw(hw.rd(pmc::Boot0::OFFSET));
+        if boot0.chipset() != pmc::CHIPSET_GF100 {
+            return fail(format!("not a GF100: BOOT_0 = {:#010x}", boot0.raw()));
         }
         let straps = hw.rd(pstraps::STRAPS);
         // PMC: everything on; interrupts of the units we use pass; host line enabled.
@@ -207,7 +206,7 @@ impl Gpu {
         let pool_pages: Vec<u64> = (0..POOL_SIZE / SMALL_PAGE).map(|i| VRAM_RESERVED_LOW + i * SMALL_PAGE).collect();
         bar3_vm.map(&mut hw, &mut pool, 0, &pool_pages, Aper::Vram, false)?;
         bar3_vm.bind_inst(&mut hw, &pool, Access::Pramin, bar3_inst);
-        hw.wr(pbus::BAR3_INST, pbus::bar_inst_value(bar3_inst));
+        hw.wr(pbus::BAR3_INST, pbus::BarInst::vm(bar3_inst).raw());
         bar3_vm.flush(&mut hw)?;
 
         // BAR1 VM (big pages only: 128 KiB granules), written through BAR3 from now on.
@@ -215,7 +214,7 @@ impl Gpu {
         let bar1_inst = pool.alloc(inst::SIZE, inst::SIZE)?;
         let mut bar1_vm = Vm::new(&mut hw, &mut pool, Access::Bar3, bar1_size, 0, 0, true)?;
         bar1_vm.bind_inst(&mut hw, &pool, Access::Bar3, bar1_inst);
-        hw.wr(pbus::BAR1_INST, pbus::bar_inst_value(bar1_inst));
+        hw.wr(pbus::BAR1_INST, pbus::BarInst::vm(bar1_inst).raw());
 
         let mut vram_alloc = RangeAlloc::new(VRAM_RESERVED_LOW + POOL_SIZE, vram_size - VRAM_RESERVED_HIGH);
         // USERD area in VRAM, mapped at the start of BAR1.
@@ -243,7 +242,7 @@ impl Gpu {
             hw.wr(b + pfifo::PBDMA_INTR_EN, u32::MAX);
         }
         hw.mask(pfifo::CTRL, 0, pfifo::CTRL_ENABLE);
-        hw.wr(pfifo::USERD_POLL_BASE, pfifo::USERD_POLL_ENABLE | (userd_bar1 >> 12) as u32 & pfifo::USERD_POLL_ADDR_MASK);
+        hw.wr(pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(userd_bar1).with_enable(true).raw());
         hw.wr(pfifo::INTR_RUNLIST_STATUS, u32::MAX);
         hw.wr(pfifo::INTR, u32::MAX);
         hw.wr(pfifo::INTR_EN, u32::MAX);
@@ -257,7 +256,7 @@ impl Gpu {
             pool,
             vram_alloc,
             vram_size,
-            boot0,
+            boot0: boot0.raw(),
             bar3_vm,
             bar3_inst,
             bar1_vm,
@@ -731,11 +730,11 @@ impl Gpu {
         let mut s = format!("PFIFO INTR {f:#010x}");
         if f & pfifo::INTR_VM_FAULT != 0 {
             let units = self.hw.rd(pfifo::VM_FAULT_UNITS);
-            for u in (0..32).filter(|u| units & (1 << u) != 0) {
-                let lo = self.hw.rd(pfifo::vm_fault_addr_lo(u));
-                let hi = self.hw.rd(pfifo::vm_fault_addr_hi(u));
-                let info = self.hw.rd(pfifo::vm_fault_info(u));
-                s += &format!("; VM fault unit {u:#x} addr {:#x} info {info:#x}", (hi as u64) << 32 | lo as u64);
+            for u in (0..pfifo::VM_FAULT_UNITS_MAX).filter(|u| units & (1 << u) != 0) {
+                let lo = pfifo::VmFaultAddrLo::from_raw(self.hw.rd(pfifo::VmFaultAddrLo::offset(u)));
+                let hi = pfifo::VmFaultAddrHi::from_raw(self.hw.rd(pfifo::VmFaultAddrHi::offset(u)));
+                let info = pfifo::VmFaultInfo::from_raw(self.hw.rd(pfifo::VmFaultInfo::offset(u)));
+                s += &format!("; VM fault unit {u:#x} addr {:#x} info {:#x}", hi.va() | lo.va(), info.raw());
             }
         }
         if f & pfifo::INTR_PBDMA != 0 {
@@ -811,12 +810,14 @@ impl Gpu {
         let ch = self.ch.take().expect("channel");
         ch.disable_and_kick(&mut self.hw)?;
         self.update_runlist(false)?;
-        self.hw.wr(pfifo::chan_inst(ch.chid), 0);
+        self.hw.wr(pfifo::ChanInst::offset(ch.chid), 0);
         for m in [self.code.take(), self.cb.take(), self.local.take()].into_iter().flatten() {
             self.vram_alloc.free(m.vram, m.alloc_size);
         }
-        self.hw.mask(pbus::BAR1_INST, pbus::BAR_INST_MODE_VM, 0);
-        self.hw.mask(pbus::BAR3_INST, pbus::BAR_INST_MODE_VM, 0);
+        let bar1 = pbus::BarInst::from_raw(self.hw.rd(pbus::BAR1_INST)).with_mode_vm(false);
+        self.hw.wr(pbus::BAR1_INST, bar1.raw());
+        let bar3 = pbus::BarInst::from_raw(self.hw.rd(pbus::BAR3_INST)).with_mode_vm(false);
+        self.hw.wr(pbus::BAR3_INST, bar3.raw());
         let t = self.hw.transport();
         for m in [self.fence.take(), self.staging.take()].into_iter().flatten() {
             t.dma_free(m.buf);

@@ -230,9 +230,9 @@ impl Vm {
         }
         hw.bar_flush()?;
         hw.wait(mmu::CTRL, "TLB flush slot", |v| v & mmu::CTRL_FLUSH_SLOTS_MASK != 0)?;
-        hw.wr(mmu::INVALIDATE_PDB, mmu::invalidate_pdb_value(self.pd, target::VRAM));
-        let ty = mmu::INVALIDATE_PAGE_ALL | if self.hub { mmu::INVALIDATE_HUB_ONLY } else { 0 };
-        hw.wr(mmu::INVALIDATE, mmu::INVALIDATE_TRIGGER | ty);
+        hw.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(self.pd).with_sysram(false).raw());
+        let flush = mmu::Invalidate::default().with_page_all(true).with_hub_only(self.hub).with_trigger(true);
+        hw.wr(mmu::Invalidate::OFFSET, flush.raw());
         hw.wait(mmu::CTRL, "TLB flush done", |v| v & mmu::CTRL_FLUSH_DONE != 0)?;
         self.dirty = false;
         Ok(())

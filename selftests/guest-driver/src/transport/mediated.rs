@@ -304,7 +304,7 @@ impl MediatedHost {
 
     /// Brings up `gpu` for the host (as the kernel does at probe).
     pub fn with_gpu(gpu: Arc<Gpu>) -> io::Result<Self> {
-        let boot0 = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(gpuvm_shadow::gf100::pmc::BOOT_0));
+        let boot0 = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(gpuvm_shadow::gf100::pmc::Boot0::OFFSET));
         let vram = gpu.config().vram_bytes;
         let pools = Pools::new(vram, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS)
             .ok_or_else(|| io::Error::other(format!("{} MiB of VRAM is too small to partition", vram >> 20)))?;
