@@ -14,8 +14,10 @@
 //!   copy: PCOPY0/1; CPU BAR1/BAR3 access: BAR1/BAR3, which stops no channel):
 //!   `pfifo::INTR_VM_FAULT`, record at `pfifo::vm_fault_*(unit)`, ack via VM_FAULT_UNITS.
 //! - Unknown host or class method, method on an empty subchannel, bad header opcode, bad
-//!   semaphore, bad GPFIFO control entry, RAMFC signature mismatch: PBDMA 0 interrupt
-//!   (`pfifo::PBDMA_INTR_*`, method/data/chid in the PBDMA registers), `pfifo::INTR_PBDMA`.
+//!   semaphore, bad GPFIFO control entry, RAMFC signature mismatch, a physical copy on a
+//!   channel whose RAMFC keeps the physical-copy gate closed (`ramfc::HCE_CTRL`): PBDMA 0
+//!   interrupt (`pfifo::PBDMA_INTR_*`, method/data/chid in the PBDMA registers),
+//!   `pfifo::INTR_PBDMA`.
 //! - Unknown class (or class on the wrong engine) in SET_OBJECT: `pgraph::INTR_ILLEGAL_CLASS`.
 //! - Invalid compute launch or unsupported M2MF/copy request: `pgraph::INTR_DATA_ERROR` with
 //!   `pgraph::DATA_ERROR_CODE`.
@@ -428,13 +430,18 @@ pub mod inst {
     pub const PCOPY0_CTX_HI: u32 = 0x234;
     pub const PCOPY1_CTX_LO: u32 = 0x240;
     pub const PCOPY1_CTX_HI: u32 = 0x244;
+    /// Bit 2 of the low word: nouveau's `| 4`. NVIDIA's later layout of the same word (NVDOC
+    /// Volta `dev_ram.ref` NV_RAMIN_ENGINE_WFI_*) names it MODE, 1 = VIRTUAL; with 0 the
+    /// pointer is PHYSICAL and bits 1:0 are its target.
     pub const CTX_VALID: u32 = 1 << 2;
+    /// Low word bits 31:12: address bits 31:12 (the high word holds bits 39:32).
+    pub const CTX_ADDR_MASK: u32 = 0xffff_f000;
 }
 
 /// RAMFC: the channel's PFIFO state in the first 0x100 bytes of its instance block (§8.6).
-/// **Choice (§17.2):** the model reads USERD, SIGNATURE, GP_BASE/GP_BASE_HI (with the order),
-/// and requires nothing else; the other words are the values nouveau writes, listed so
-/// drivers need no magic numbers.
+/// **Choice (§17.2):** the model reads USERD, SIGNATURE, GP_GET, GP_BASE/GP_BASE_HI (with the
+/// order) and HCE_CTRL, and requires nothing else; the other words are the values nouveau
+/// writes, listed so drivers need no magic numbers.
 pub mod ramfc {
     /// USERD address: bits 1:0 target, bits 31:12 address; high word bits 39:32.
     pub const USERD_LO: u32 = 0x08;
@@ -480,6 +487,24 @@ pub mod ramfc {
     pub const UNKF8_VALUE: u32 = 0x1000_3080;
     pub const UNKFC: u32 = 0xfc;
     pub const UNKFC_VALUE: u32 = 0x1000_0010;
+    /// HCE_CTRL: per-channel host copy-engine state, restored into PBDMA 0xe4 with the rest
+    /// of RAMFC. nouveau's GF100 fill (§8.6) leaves it 0; ENV `gf100_pfifo.xml` has PBDMA
+    /// 0xe4 on GF100 (UNK0E4) and, from GK104, bits 2/4/5 that NVDOC Volta `dev_pbdma.ref`
+    /// names HCE_RENDER_DISABLED/HCE_SUBCHSW/HCE_PRIV_MODE (NV_RAMFC_HCE_CTRL is RAMFC word 57
+    /// in `dev_ram.ref`).
+    /// **Choice:** the physical-copy gate is HCE_PRIV_MODE, which NVIDIA documents as
+    /// "physical launchDMA copies are allowed"; NVIDIA's nvgpu sets it (with
+    /// RAMFC CONFIG AUTH_LEVEL = PRIVILEGED) only for its privileged kernel channels
+    /// (`hal/fifo/ramfc_gv11b.c`: "Enable HCE priv mode for phys mode transfer";
+    /// `hw_pbdma_gk20a.h`: 0x20 at 0x400e4). Reset (0) is closed. The model reads it when it
+    /// loads the channel: a copy-engine LAUNCH_DMA whose ADDRESSING_MODE makes SRC or DST
+    /// physical on a channel without it copies nothing and raises PBDMA ILLEGAL_MTHD (NVDOC:
+    /// a privileged operation on a NON_PRIVILEGED channel raises NV_PPBDMA_INTR_0_METHOD)
+    /// with LAUNCH_DMA and its data in PBDMA METHOD/DATA; the channel stops. A host driver
+    /// opens it for its own channel by writing `HCE_CTRL_PRIV_MODE` here before it writes the
+    /// channel's CHAN word; gpuvm's shadows of guest channels always hold 0.
+    pub const HCE_CTRL: u32 = 0xe4;
+    pub const HCE_CTRL_PRIV_MODE: u32 = 1 << 5;
 
     pub const fn gp_base_hi_value(gpfifo_va: u64, order: u32) -> u32 {
         ((gpfifo_va >> 32) as u32 & GP_BASE_HI_ADDR_MASK)
@@ -677,7 +702,9 @@ pub mod pfifo {
     pub const PBDMA_DATA: u32 = 0x0c4;
     pub const PBDMA_INTR: u32 = 0x108;
     pub const PBDMA_INTR_EN: u32 = 0x10c;
+    /// Bits 6:0: the channel loaded on the PBDMA.
     pub const PBDMA_CHID: u32 = 0x120;
+    pub const PBDMA_CHID_MASK: u32 = 0x7f;
     pub const PBDMA_INTR_HALT_MASK: u32 = 0x13c;
     pub const PBDMA_INTR_IB_ENTRY_INVALID: u32 = 1 << 15;
     pub const PBDMA_INTR_ILLEGAL_CMD: u32 = 1 << 18;

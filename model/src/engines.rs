@@ -1,5 +1,6 @@
 //! Engine objects bound to subchannels: M2MF (0x9039), copy (0x90b5/0x90b8, NVIDIA's layout)
-//! and compute (0x90c0). Methods a class does not define raise PBDMA ILLEGAL_MTHD.
+//! and compute (0x90c0). Methods a class does not define raise PBDMA ILLEGAL_MTHD, and so does
+//! a physical copy on a channel whose RAMFC keeps the physical-copy gate closed.
 
 use std::time::Instant;
 
@@ -287,6 +288,12 @@ impl Copy {
     fn launch(&mut self, ctx: &ChanCtx, launch: u32) -> Result<(), ExecError> {
         let transfer = (launch >> copy::LAUNCH_TRANSFER_SHIFT) & copy::LAUNCH_TRANSFER_MASK;
         if transfer != copy::TRANSFER_NONE {
+            // The gate (uapi `ramfc::HCE_CTRL`): a physical copy is a privileged operation;
+            // without the channel's HCE_PRIV_MODE nothing is read or written.
+            let physical = copy::ADDR_SRC_PHYSICAL | copy::ADDR_DST_PHYSICAL;
+            if self.addressing & physical != 0 && !ctx.phys_copy {
+                return Err(illegal());
+            }
             let pitch = copy::LAUNCH_SRC_PITCH | copy::LAUNCH_DST_PITCH;
             if launch & pitch != pitch || launch & copy::LAUNCH_REMAP != 0 {
                 return Err(unsupported());

@@ -11,8 +11,8 @@
 //!
 //! Channel life cycle (model choices, see uapi/gf100.rs): writing CHAN_TABLE[c].CHAN drops
 //! any state PFIFO had for c; on its first timeslice PFIFO loads RAMFC (USERD address,
-//! signature, GPFIFO base/order), the VM context (instance block PDB/limit) and sets
-//! GP_GET = 0. A channel runs only while it is VALID, RUNNABLE, on the runlist and PFIFO is
+//! signature, GPFIFO base/order, the physical-copy gate HCE_CTRL), the VM context (instance
+//! block PDB/limit) and sets GP_GET = 0. A channel runs only while it is VALID, RUNNABLE, on the runlist and PFIFO is
 //! enabled (PMC_ENABLE bit 8 and PFIFO_CTRL bit 0). After a doorbell PFIFO reads GP_PUT
 //! from USERD and executes entries until GP_GET == GP_PUT, writing GP_GET back after each
 //! entry. Any channel error stops the channel until its CHAN word is written again.
@@ -83,6 +83,8 @@ pub(crate) struct ChanCtx<'a> {
     pub inst: PhysAddr,
     pub vm: VmContext,
     pub big_shift: u32,
+    /// RAMFC HCE_CTRL.PRIV_MODE as loaded: copy-engine physical addressing is allowed.
+    pub phys_copy: bool,
 }
 
 impl ChanCtx<'_> {
@@ -234,6 +236,7 @@ struct Loaded {
     gp_base: u64,
     gp_mask: u32,
     gp_get: u32,
+    phys_copy: bool,
 }
 
 /// PFIFO's execution state of one channel (its scheduling state lives in `PfifoRegs`).
@@ -518,6 +521,7 @@ fn load_channel(gpu: &Inner, chan_inst: u32) -> Result<Loaded, ExecError> {
         gp_base: gp_lo as u64 | ((gp_hi & ramfc::GP_BASE_HI_ADDR_MASK) as u64) << 32,
         gp_mask: (1u32 << order) - 1,
         gp_get: rd(ramfc::GP_GET)? & ((1u32 << order) - 1),
+        phys_copy: rd(ramfc::HCE_CTRL)? & ramfc::HCE_CTRL_PRIV_MODE != 0,
     })
 }
 
@@ -560,6 +564,7 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
         inst: l.inst,
         vm: l.vm,
         big_shift: pick.big_shift,
+        phys_copy: l.phys_copy,
     };
     let mut budget_check = 0u32;
     loop {

@@ -27,8 +27,17 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 /// A channel with `len` bytes at SRC_VA and DST_VA, each backed by pages in scrambled
 /// physical order, and a semaphore page.
 fn setup(len: u64) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
+    setup_with(len, &[])
+}
+
+/// `setup` with a host driver's own channel: its RAMFC opens the physical-copy gate.
+fn setup_host(len: u64) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
+    setup_with(len, &[(ramfc::HCE_CTRL, ramfc::HCE_CTRL_PRIV_MODE)])
+}
+
+fn setup_with(len: u64, extra_ramfc: &[(u32, u32)]) -> (Rig, Chan, Vec<u64>, Vec<u64>, u64) {
     let mut rig = Rig::new();
-    let mut ch = rig.channel(6);
+    let mut ch = rig.channel_with(6, extra_ramfc);
     let pages = len.div_ceil(0x1000);
     let map = |base_va: u64, rig: &Rig, ch: &mut Chan| {
         let phys: Vec<u64> = (0..pages)
@@ -180,7 +189,7 @@ fn copy_engine_linear_and_pitched_copies_are_byte_exact() {
 
 #[test]
 fn copy_engine_physical_addressing_reaches_sysmem_and_vram() {
-    let (rig, mut ch, src, _dst, _sem) = setup(0x4000);
+    let (rig, mut ch, src, _dst, _sem) = setup_host(0x4000);
     let data = pattern(0x3000, 2);
     write_virt(&rig, &src, 0, &data);
     // Virtual VRAM -> physical sysmem (noncoherent target), then physical sysmem -> physical VRAM.
@@ -231,6 +240,181 @@ fn copy_engine_physical_addressing_reaches_sysmem_and_vram() {
     let mut back = vec![0u8; 0x3000];
     rig.gpu.vram().read(vram_dst, &mut back);
     assert_eq!(back, data);
+}
+
+/// Where a physical-mode copy points.
+#[derive(Clone, Copy)]
+enum At {
+    /// The channel's own virtual buffer (SRC_VA or DST_VA).
+    Virt,
+    /// VRAM at this physical address.
+    Vram(u64),
+    /// System memory at this bus address.
+    Sys(u64),
+}
+
+impl At {
+    /// ADDRESSING_MODE bits for this end (`physical`, `shift`: the SRC or DST field).
+    fn mode(self, physical: u32, shift: u32) -> u32 {
+        match self {
+            At::Virt => 0,
+            At::Vram(_) => physical | copy::PHYS_TARGET_LOCAL_FB << shift,
+            At::Sys(_) => physical | copy::PHYS_TARGET_NONCOHERENT_SYSMEM << shift,
+        }
+    }
+    fn addr(self, va: u64) -> u64 {
+        match self {
+            At::Virt => va,
+            At::Vram(a) | At::Sys(a) => a,
+        }
+    }
+}
+
+/// On a channel whose RAMFC leaves the physical-copy gate closed (every channel nouveau's
+/// GF100 fill makes), a copy from `src` to `dst` with physical addressing moves no byte:
+/// PBDMA ILLEGAL_MTHD names LAUNCH_DMA and its data on that channel, and the channel stops.
+/// Returns the rig for further checks.
+fn refused_physical_copy(src: At, dst: At, len: u32) -> (Rig, Chan) {
+    let (rig, mut ch, src_pages, dst_pages, _sem) = setup(len as u64);
+    let secret = pattern(len as usize, 9);
+    write_virt(&rig, &src_pages, 0, &secret);
+    // Victim data where a physical end points: VRAM and system memory hold `victim`.
+    let victim = pattern(len as usize, 10);
+    for at in [src, dst] {
+        match at {
+            At::Virt => {}
+            At::Vram(a) => assert!(rig.gpu.vram().write(a, &victim)),
+            At::Sys(a) => assert!(rig.sys.write(a - SYS_IOVA, &victim)),
+        }
+    }
+    let mode = src.mode(copy::ADDR_SRC_PHYSICAL, copy::ADDR_SRC_TARGET_SHIFT)
+        | dst.mode(copy::ADDR_DST_PHYSICAL, copy::ADDR_DST_TARGET_SHIFT);
+    ch.push(
+        &rig,
+        &[
+            incr(CE, copy::ADDRESSING_MODE, &[mode]),
+            ce_copy(
+                src.addr(SRC_VA),
+                dst.addr(DST_VA),
+                0,
+                0,
+                len,
+                1,
+                copy::LAUNCH_COPY_PITCH,
+            ),
+        ]
+        .concat(),
+    );
+    assert_ne!(rig.wait_intr() & pmc::INTR_PFIFO, 0);
+    assert_ne!(rig.reg(pfifo::INTR) & pfifo::INTR_PBDMA, 0);
+    assert_eq!(rig.reg(pfifo::PBDMA_INTR_UNITS), 1);
+    let base = pfifo::pbdma_base(0);
+    assert_eq!(
+        rig.reg(base + pfifo::PBDMA_INTR),
+        pfifo::PBDMA_INTR_ILLEGAL_MTHD
+    );
+    assert_eq!(
+        rig.reg(base + pfifo::PBDMA_METHOD),
+        copy::LAUNCH_DMA | CE << pfifo::PBDMA_METHOD_SUBCH_SHIFT
+    );
+    assert_eq!(rig.reg(base + pfifo::PBDMA_DATA), copy::LAUNCH_COPY_PITCH);
+    assert_eq!(rig.reg(base + pfifo::PBDMA_CHID), ch.chid);
+    assert_eq!(
+        rig.reg(pfifo::VM_FAULT_UNITS),
+        0,
+        "refused before any translation"
+    );
+    // Nothing moved: the virtual destination is still zero, the physical ends still hold the
+    // victim's data.
+    assert_eq!(rig.gpu.counters().copy_bytes, 0);
+    if let At::Virt = dst {
+        assert_eq!(
+            read_virt(&rig, &dst_pages, 0, len as usize),
+            vec![0u8; len as usize]
+        );
+    }
+    for at in [src, dst] {
+        let mut got = vec![0u8; len as usize];
+        match at {
+            At::Virt => continue,
+            At::Vram(a) => assert!(rig.gpu.vram().read(a, &mut got)),
+            At::Sys(a) => assert!(rig.sys.read(a - SYS_IOVA, &mut got)),
+        }
+        assert!(got == victim, "the physical end was written");
+    }
+    // The channel stopped at the copy.
+    assert_ne!(ch.gp_get(&rig), ch.put);
+    rig.set(base + pfifo::PBDMA_INTR, pfifo::PBDMA_INTR_ILLEGAL_MTHD);
+    assert!(!rig.gpu.irq_line());
+    (rig, ch)
+}
+
+#[test]
+fn physical_copy_on_a_channel_without_the_gate_is_refused() {
+    let victim_vram = 48 << 20;
+    let victim_sys = SYS_IOVA + 0x10_0000;
+    // Reads and writes of VRAM and system memory, and both ends physical.
+    refused_physical_copy(At::Vram(victim_vram), At::Virt, 0x2000);
+    refused_physical_copy(At::Virt, At::Vram(victim_vram), 0x2000);
+    refused_physical_copy(At::Sys(victim_sys), At::Virt, 0x2000);
+    refused_physical_copy(At::Virt, At::Sys(victim_sys), 0x2000);
+    refused_physical_copy(
+        At::Vram(victim_vram),
+        At::Vram(victim_vram + 0x10_0000),
+        0x1000,
+    );
+    // Host VRAM at 0 (where a host keeps its BAR instance blocks), one 64 KiB copy.
+    refused_physical_copy(At::Vram(0), At::Virt, 0x1_0000);
+}
+
+#[test]
+fn the_gate_is_per_channel_and_the_host_opens_it_in_ramfc() {
+    let victim_vram = 48 << 20;
+    let (mut rig, _guest) = refused_physical_copy(At::Vram(victim_vram), At::Virt, 0x1000);
+    // A host driver's own channel on the same GPU, its RAMFC HCE_CTRL = PRIV_MODE before the
+    // CHAN word is written: the same physical read goes through.
+    let mut host = rig.channel_with(7, &[(ramfc::HCE_CTRL, ramfc::HCE_CTRL_PRIV_MODE)]);
+    let dst = host.vm.buffer(&rig, DST_VA, 0x1000);
+    rig.flush(host.vm.pd, false);
+    let mode = copy::ADDR_SRC_PHYSICAL | copy::PHYS_TARGET_LOCAL_FB << copy::ADDR_SRC_TARGET_SHIFT;
+    host.push(
+        &rig,
+        &[
+            incr(
+                CE,
+                0,
+                &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)],
+            ),
+            incr(CE, copy::ADDRESSING_MODE, &[mode]),
+            ce_copy(
+                victim_vram,
+                DST_VA,
+                0,
+                0,
+                0x1000,
+                1,
+                copy::LAUNCH_COPY_PITCH,
+            ),
+        ]
+        .concat(),
+    );
+    host.wait(&rig);
+    let mut want = vec![0u8; 0x1000];
+    rig.gpu.vram().read(victim_vram, &mut want);
+    let mut got = vec![0u8; 0x1000];
+    rig.gpu.vram().read(dst, &mut got);
+    assert_eq!(got, want);
+    assert_eq!(rig.gpu.counters().copy_bytes, 0x1000);
+    // Virtual copies need no gate: a guest-like channel (nouveau's RAMFC) still copies.
+    let (rig, mut ch, src, dst, _sem) = setup(0x1000);
+    let data = pattern(0x1000, 11);
+    write_virt(&rig, &src, 0, &data);
+    ch.push(
+        &rig,
+        &ce_copy(SRC_VA, DST_VA, 0, 0, 0x1000, 1, copy::LAUNCH_COPY_PITCH),
+    );
+    ch.wait(&rig);
+    assert_eq!(read_virt(&rig, &dst, 0, 0x1000), data);
 }
 
 #[test]

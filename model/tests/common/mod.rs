@@ -161,6 +161,12 @@ impl Rig {
     /// Creates channel `chid` with its own VM (GPFIFO and pushbuffer mapped), adds it to the
     /// runlist and commits.
     pub fn channel(&mut self, chid: u32) -> Chan {
+        self.channel_with(chid, &[])
+    }
+
+    /// `channel`, with `(offset, value)` RAMFC words written after nouveau's (before the
+    /// channel is bound).
+    pub fn channel_with(&mut self, chid: u32, extra_ramfc: &[(u32, u32)]) -> Chan {
         if self.bar1.is_none() {
             self.setup_bar1();
         }
@@ -192,7 +198,7 @@ impl Rig {
             (ramfc::SUBCH_ENGINE_MAP1, ramfc::SUBCH_ENGINE_MAP_VALUE),
             (ramfc::CURRENT_ENGINE, ramfc::CURRENT_ENGINE_VALUE),
         ];
-        for (off, v) in ramfc_words {
+        for &(off, v) in ramfc_words.iter().chain(extra_ramfc) {
             self.w32(inst + off as u64, v);
         }
         self.flush(vm.pd, false);
