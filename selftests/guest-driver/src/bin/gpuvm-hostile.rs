@@ -28,7 +28,14 @@ commands:
   registers       attacker: privileged BAR0 writes are emulated per vGPU or denied
   channels --foreign CHID
                   attacker: channel CHID (not its own) in the channel table, the kick
-                  register and the runlist is refused";
+                  register and the runlist is refused
+  leave-pattern --mib N [--reset]
+                  old tenant: fill N MiB of VRAM with the pattern and close the device
+                  without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
+                  'pattern at guest VRAM ADDR'
+  leftover --mib N [--at ADDR]
+                  new tenant: allocate N MiB (at guest VRAM ADDR, where the old tenant's
+                  buffer was) and read it back: no word may hold the pattern";
 
 /// How long the victim waits for the release file.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(240);
@@ -74,6 +81,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
     let mut uuid = None;
     let mut cmd = None;
     let (mut mib, mut ready, mut release, mut target, mut foreign) = (16u64, None, None, None, None);
+    let (mut at, mut reset) = (None, false);
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<String>, o: &str| it.next().cloned().ok_or(format!("{o} needs a value\n{USAGE}"));
     let num = |s: String, o: &str| -> Result<u64, String> {
@@ -91,6 +99,8 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
             "--release" => release = Some(val(&mut it, a)?),
             "--target" => target = Some(num(val(&mut it, a)?, a)?),
             "--foreign" => foreign = Some(num(val(&mut it, a)?, a)? as u32),
+            "--at" => at = Some(num(val(&mut it, a)?, a)?),
+            "--reset" => reset = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -106,6 +116,12 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("pagetable") => hostile::pagetable(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("registers") => hostile::registers(&v, c),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
+        Some("leave-pattern") => {
+            let addr = hostile::leave_pattern(&v, c, mib, reset)?;
+            println!("pattern at guest VRAM {addr:#x}");
+            Ok(())
+        }
+        Some("leftover") => hostile::leftover(&v, c, mib, at).map(|_| ()),
         _ => Err(format!("no or unknown command\n{USAGE}")),
     }
 }
