@@ -183,7 +183,6 @@ impl Scrubber {
     /// Sets the scrubber up at host bring-up: its channel `chid` (a host id) and zero block
     /// from the host pool, the channel started and put on the host runlist, the zero block
     /// filled. `pools` is the guest pool it will clear.
-    #[allow(clippy::too_many_arguments)]
     pub fn bring_up<B: HostBars>(
         bars: &B,
         w: &impl Waiter,
