@@ -10,11 +10,11 @@
 
 use core::cell::Cell;
 
-use crate::channel::{self, RunlistPart};
+use crate::channel::{self, ChannelSet, RunlistPart};
 use crate::gf100::{pfifo, pgraph, pmc, target, userd};
 use crate::host_init::{self, layout, InitError, Mmio};
 use crate::memory::Vram;
-use crate::partition::UNITS;
+use crate::partition::{Slice, UNITS};
 
 /// The host GPU's apertures: BAR0 registers ([`Mmio`]), BAR1 (the host USERD area, where
 /// doorbells are rung) and BAR3 (identity map of the host's reserved VRAM).
@@ -46,6 +46,8 @@ pub enum HostError {
     RunlistTimeout,
     /// A TLB flush did not complete.
     TlbTimeout,
+    /// A channel id below `GUEST_CHANNELS` (a vGPU's) given as one of the host's own.
+    NotHostChannel,
 }
 
 /// Polls bounded by this many reads (each a bus round trip): a dead or hostile device
@@ -127,11 +129,14 @@ pub fn tlb_flush(m: &impl Mmio, pd: u64) -> Result<(), HostError> {
     host_init::tlb_flush(m, Some(pd)).map_err(|_: InitError| HostError::TlbTimeout)
 }
 
-/// The one host runlist all vGPUs share: each vGPU's part (indexed by its first unit),
-/// double-buffered in host VRAM like nouveau does, so the GPU never reads a list being
-/// rewritten.
+/// The one host runlist all vGPUs share: each vGPU's part (indexed by its first unit) and the
+/// host's own channels (the scrubber's, `host_channel.rs`), double-buffered in host VRAM like
+/// nouveau does, so the GPU never reads a list being rewritten.
 pub struct HostRunlist {
     parts: [Option<RunlistPart>; UNITS as usize],
+    /// Host channel ids (`GUEST_CHANNELS..`) listed in every commit, whatever the vGPUs do: a
+    /// channel the host needs (to scrub a partition) must run even when no vGPU has work.
+    host: ChannelSet,
     bufs: [u64; 2],
     next: usize,
 }
@@ -145,7 +150,7 @@ pub const RUNLIST_BYTES: u64 = RUNLIST_CAPACITY as u64 * pfifo::RUNLIST_ENTRY_SI
 impl HostRunlist {
     /// An empty runlist using the two buffers of [`RUNLIST_BYTES`] at host VRAM `bufs`.
     pub fn new(bufs: [u64; 2]) -> Self {
-        Self { parts: [None; UNITS as usize], bufs, next: 0 }
+        Self { parts: [None; UNITS as usize], host: ChannelSet::default(), bufs, next: 0 }
     }
 
     /// Replaces one vGPU's part and submits the merged list; waits (bounded) for PFIFO to
@@ -154,7 +159,27 @@ impl HostRunlist {
         if let Some(slot) = self.parts.get_mut(part.slice.first_unit as usize) {
             *slot = (!part.channels.is_empty()).then_some(part);
         }
-        let mut merged = [RunlistPart { slice: part.slice, channels: channel::ChannelSet::default() }; UNITS as usize];
+        self.submit(bars, bar3_mapped)
+    }
+
+    /// Adds (`on`) or removes host channel `host_chid` (one the host keeps, not a vGPU's) and
+    /// submits the merged list.
+    pub fn set_host_channel<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64, host_chid: u32, on: bool) -> Result<u32, HostError> {
+        if !(GUEST_CHANNELS..pfifo::CHANNELS).contains(&host_chid) {
+            return Err(HostError::NotHostChannel);
+        }
+        if on {
+            self.host.insert(host_chid);
+        } else {
+            self.host.remove(host_chid);
+        }
+        self.submit(bars, bar3_mapped)
+    }
+
+    /// Writes the vGPUs' parts, then the host's channels, into the next buffer and submits it.
+    fn submit<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64) -> Result<u32, HostError> {
+        let none = Slice { first_unit: 0, units: 0, vram_base: 0, vram_size: 0, first_channel: 0, channels: 0 };
+        let mut merged = [RunlistPart { slice: none, channels: channel::ChannelSet::default() }; UNITS as usize];
         let mut n_parts = 0;
         for p in self.parts.iter().flatten() {
             if let Some(m) = merged.get_mut(n_parts) {
@@ -164,7 +189,19 @@ impl HostRunlist {
         }
         let buf = self.bufs[self.next];
         self.next ^= 1;
-        let entries = channel::write_host_runlist(&mut HostVram::new(bars, bar3_mapped), buf, RUNLIST_CAPACITY, &merged[..n_parts]);
+        let mut vram = HostVram::new(bars, bar3_mapped);
+        let mut entries = channel::write_host_runlist(&mut vram, buf, RUNLIST_CAPACITY, &merged[..n_parts]);
+        // Host channel ids are host ids already (no slice to translate them through), and
+        // disjoint from every vGPU's (which lie below GUEST_CHANNELS).
+        for chid in self.host.iter() {
+            if entries >= RUNLIST_CAPACITY {
+                break;
+            }
+            let at = buf + u64::from(entries) * pfifo::RUNLIST_ENTRY_SIZE;
+            vram.write32(at, chid);
+            vram.write32(at + 4, pfifo::RUNLIST_ENTRY_WORD1);
+            entries += 1;
+        }
         let base = pfifo::RunlistBase::default().with_addr(buf).with_target(target::VRAM);
         bars.wr(pfifo::RunlistBase::OFFSET, base.raw());
         bars.wr(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(entries).raw());

@@ -130,7 +130,10 @@ fn build_bar_vm<M: Mmio>(p: &Pramin<'_, M>, inst_addr: u64, pd: u64, lpt: u64, s
     }
 }
 
-fn flush_bar_writes(m: &impl Mmio) -> Result<(), InitError> {
+/// Makes the CPU's BAR1/BAR3 writes visible to the GPU (they may be posted): trigger, then
+/// wait (bounded) until the flush is no longer busy. Needed before the GPU reads what the CPU
+/// wrote through a BAR (page tables, a pushbuffer and its GPFIFO entry).
+pub fn flush_bar_writes(m: &impl Mmio) -> Result<(), InitError> {
     m.wr(pbus::FLUSH, pbus::FLUSH_TRIGGER);
     (0..POLL_LIMIT).find(|_| m.rd(pbus::FLUSH) & pbus::FLUSH_BUSY == 0).map(|_| ()).ok_or(InitError::FlushTimeout)
 }

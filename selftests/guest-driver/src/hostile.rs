@@ -425,3 +425,41 @@ fn phys_attack<T: Target>(v: &T, c: &mut Checks, src: End, dst: End, len: u64, w
     drop(g);
     Ok(())
 }
+
+// ---- what a previous tenant left ------------------------------------------------------
+
+/// A tenant fills `mib` MiB of its VRAM with [`PATTERN`] and goes away without clearing it:
+/// the device is closed with the buffer still allocated (with `reset`, after a
+/// VFIO_DEVICE_RESET under the running driver). Returns the buffer's guest VRAM address.
+pub fn leave_pattern(t: &dyn DynTarget, c: &mut Checks, mib: u64, reset: bool) -> Result<u64, String> {
+    let mut p = PatternHolder::fill(t, c, mib)?;
+    let at = p.vram();
+    if reset {
+        let r = p.g.raw_reset();
+        c.check(r.is_ok(), format!("VFIO_DEVICE_RESET with the pattern in VRAM ({})", r.err().map_or("done".into(), |e| e.to_string())));
+    }
+    // Closed without the driver's teardown: nothing of the buffer is cleared by the tenant.
+    drop(p);
+    Ok(at)
+}
+
+/// The next tenant allocates `mib` MiB (at guest VRAM `at`, where the previous tenant's
+/// buffer was, if given: the driver allocates the same way every time) and reads it back
+/// through the copy engine: no word may hold [`PATTERN`]. Returns how many did.
+pub fn leftover(t: &dyn DynTarget, c: &mut Checks, mib: u64, at: Option<u64>) -> Result<usize, String> {
+    let mut g = t.open_dyn()?;
+    let bytes = mib << 20;
+    let mut m = g.malloc(bytes).map_err(hw_err)?;
+    if let Some(a) = at {
+        c.check(m.vram == a, format!("new tenant: its {mib} MiB buffer is at guest VRAM {:#x}, where the previous tenant's was ({a:#x})", m.vram));
+    }
+    let mut buf = vec![0u8; bytes as usize];
+    g.memcpy_dtoh(&mut buf, &mut m, 0).map_err(hw_err)?;
+    let words = bytes as usize / 4;
+    let found = count_words(&buf, PATTERN);
+    let zero = count_words(&buf, 0);
+    c.check(found == 0, format!("new tenant: no word of the previous tenant's pattern in {mib} MiB at guest VRAM {:#x} ({found} of {words} words hold it, {zero} are zero)", m.vram));
+    g.free(m).map_err(hw_err)?;
+    g.close().map_err(hw_err)?;
+    Ok(found)
+}

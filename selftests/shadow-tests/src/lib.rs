@@ -35,6 +35,10 @@ pub mod vregs;
 pub mod channel;
 #[path = "../../../shadow/host_gpu.rs"]
 pub mod host_gpu;
+#[path = "../../../shadow/host_channel.rs"]
+pub mod host_channel;
+#[path = "../../../shadow/scrub.rs"]
+pub mod scrub;
 #[path = "../../../shadow/mediator.rs"]
 pub mod mediator;
 

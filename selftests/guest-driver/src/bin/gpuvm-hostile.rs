@@ -34,7 +34,14 @@ commands:
                   for the physical-copy gate) reading and writing host VRAM ADDR (a victim's
                   pattern), reading and writing host VRAM 0 (the host's BAR3 instance block)
                   and reading system memory; each must raise a PBDMA error on its own
-                  channel and move nothing";
+                  channel and move nothing
+  leave-pattern --mib N [--reset]
+                  old tenant: fill N MiB of VRAM with the pattern and close the device
+                  without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
+                  'pattern at guest VRAM ADDR'
+  leftover --mib N [--at ADDR]
+                  new tenant: allocate N MiB (at guest VRAM ADDR, where the old tenant's
+                  buffer was) and read it back: no word may hold the pattern";
 
 /// How long the victim waits for the release file.
 const HOLD_TIMEOUT: Duration = Duration::from_secs(240);
@@ -80,6 +87,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
     let mut uuid = None;
     let mut cmd = None;
     let (mut mib, mut ready, mut release, mut target, mut foreign) = (16u64, None, None, None, None);
+    let (mut at, mut reset) = (None, false);
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<String>, o: &str| it.next().cloned().ok_or(format!("{o} needs a value\n{USAGE}"));
     let num = |s: String, o: &str| -> Result<u64, String> {
@@ -97,6 +105,8 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
             "--release" => release = Some(val(&mut it, a)?),
             "--target" => target = Some(num(val(&mut it, a)?, a)?),
             "--foreign" => foreign = Some(num(val(&mut it, a)?, a)? as u32),
+            "--at" => at = Some(num(val(&mut it, a)?, a)?),
+            "--reset" => reset = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -113,6 +123,12 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("registers") => hostile::registers(&v, c),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
         Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
+        Some("leave-pattern") => {
+            let addr = hostile::leave_pattern(&v, c, mib, reset)?;
+            println!("pattern at guest VRAM {addr:#x}");
+            Ok(())
+        }
+        Some("leftover") => hostile::leftover(&v, c, mib, at).map(|_| ()),
         _ => Err(format!("no or unknown command\n{USAGE}")),
     }
 }

@@ -793,6 +793,12 @@ impl Gpu {
         ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[0], false)
     }
 
+    /// Test hook: reset the device under the driver (VFIO_DEVICE_RESET). Everything the
+    /// driver set up is gone afterwards: only dropping the `Gpu` is left to do.
+    pub fn raw_reset(&mut self) -> std::io::Result<()> {
+        self.hw.transport().reset()
+    }
+
     /// Test hook: write a runlist naming `chids` (as given) and commit it.
     pub fn raw_runlist(&mut self, chids: &[u32]) -> Result<()> {
         self.runlist_cur ^= 1;

@@ -8,18 +8,22 @@
 //! system memory on demand (a per-vGPU IOMMU: guest IOVAs are translated to the model's bus
 //! addresses, which differ per vGPU), and runs an interrupt thread that services the host
 //! GPU's interrupt (`host_gpu::service_interrupt`) and delivers the events to every vGPU, whose
-//! MSI is then signalled on a rising edge of its emulated line.
+//! MSI is then signalled on a rising edge of its emulated line. A vGPU's VRAM slice is
+//! scrubbed (`scrub.rs`, the copy engine on a host channel) when a vGPU is created on it, when
+//! it is removed and on a device reset, so no tenant reads what another left.
 
 use super::{page_round, Bar, DmaBuf, IrqMode, Transport, PAGE};
 use gf100_model::mem::HostMemory;
 use gf100_model::{Gpu, ModelConfig};
 use gpuvm_shadow::gf100::pci;
+use gpuvm_shadow::host_channel::Waiter;
 use gpuvm_shadow::host_gpu::{self, HostBars, HostError, HostRunlist, HostVram, GUEST_CHANNELS, HOST_VRAM_RESERVED};
 use gpuvm_shadow::host_init::{self, layout, Mmio};
 use gpuvm_shadow::host_pool::HostPool;
 use gpuvm_shadow::mediator::{Env, GuestMemory, HostChannels, Mediator, MediatorStats};
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
+use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
 use gpuvm_shadow::shadow_vm::TableAlloc;
 use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
@@ -41,13 +45,18 @@ const GUEST_IOVA_BASE: u64 = 1 << 32;
 const HOST_IOVA_SHIFT: u32 = 36;
 /// How long the interrupt thread sleeps in one wait (it re-checks for shutdown between).
 const IRQ_THREAD_SLICE: Duration = Duration::from_millis(20);
+/// The host channel the scrubber uses: the first one the host keeps.
+const SCRUB_CHANNEL: u32 = GUEST_CHANNELS;
+/// How long the scrubber sleeps between two polls of its semaphore.
+const SCRUB_POLL: Duration = Duration::from_micros(20);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the host owns of the GPU: the model, the host's VRAM pool and runlist, the slices.
-/// Lock order: a vGPU's `state` → `runlist` → `pramin`; `pool`, `tlb` and `units` are leaves.
+/// Lock order: a vGPU's `state` → `scrubber` → `runlist` → `pramin`; `pool`, `tlb`, `units`
+/// and `scrubs` are leaves.
 struct HostShared {
     gpu: Arc<Gpu>,
     boot0: u32,
@@ -66,6 +75,12 @@ struct HostShared {
     vgpus: Mutex<Vec<Weak<VgpuShared>>>,
     /// Host operations that failed (the kernel logs them): tests assert there are none.
     host_errors: Mutex<Vec<HostError>>,
+    /// The copy-engine scrubber on the host's own channel.
+    scrubber: Mutex<Option<Scrubber>>,
+    /// Whether slices are scrubbed (a test knob: off only to show a test can see a leak).
+    scrub_on: AtomicBool,
+    /// What the scrubs did and how they failed (the kernel logs them).
+    scrubs: Mutex<ScrubLog>,
     epoch: Instant,
     next_host_iova: AtomicU64,
     stop: AtomicBool,
@@ -152,6 +167,43 @@ struct HostClock(Instant);
 impl Clock for HostClock {
     fn now_ns(&self) -> u64 {
         self.0.elapsed().as_nanos() as u64
+    }
+}
+
+impl Waiter for HostClock {
+    fn pause(&self) {
+        std::thread::sleep(SCRUB_POLL);
+    }
+}
+
+/// Every scrub so far: how many, their totals, and the failures.
+#[derive(Clone, Debug, Default)]
+pub struct ScrubLog {
+    pub scrubs: u64,
+    pub total: ScrubStats,
+    pub errors: Vec<ScrubError>,
+}
+
+impl HostShared {
+    /// Zeroes `slice`'s VRAM with the copy engine (unless the test knob turned scrubbing
+    /// off), recording the outcome.
+    fn scrub(&self, slice: &Slice) -> Result<(), ScrubError> {
+        if !self.scrub_on.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let r = match lock(&self.scrubber).as_mut() {
+            Some(s) => s.scrub_slice(&ModelBars(self), &HostClock(self.epoch), slice),
+            None => Err(ScrubError::NoHostVram),
+        };
+        let mut log = lock(&self.scrubs);
+        match r {
+            Ok(st) => {
+                log.scrubs += 1;
+                log.total.add(st);
+            }
+            Err(e) => log.errors.push(e),
+        }
+        r.map(|_| ())
     }
 }
 
@@ -282,8 +334,23 @@ impl VgpuShared {
     }
 }
 
+impl VgpuShared {
+    /// VFIO_DEVICE_RESET: the device returns to power-on state (its channels leave the host,
+    /// its shadows are freed) and its VRAM is scrubbed, so whoever uses the vGPU next finds
+    /// none of the previous user's data.
+    pub fn reset(&self) -> Result<(), ScrubError> {
+        self.with_env(|med, env| med.reset(env));
+        self.host.scrub(&self.slice)
+    }
+}
+
 impl Drop for VgpuShared {
+    /// The vGPU is removed: nothing of it may still run (a reset takes any channel off the
+    /// host), then its slice is scrubbed before it goes back to the pool. A failed scrub is
+    /// recorded; the next vGPU on the slice is scrubbed at creation anyway.
     fn drop(&mut self) {
+        self.with_env(|med, env| med.reset(env));
+        let _ = self.host.scrub(&self.slice);
         let units = UnitMap::units_for(self.share).unwrap_or(0);
         assert!(lock(&self.host.units).free(self.slice.first_unit, units), "slice freed twice");
     }
@@ -322,6 +389,9 @@ impl MediatedHost {
             lazy_shadow: AtomicBool::new(true),
             vgpus: Mutex::new(Vec::new()),
             host_errors: Mutex::new(Vec::new()),
+            scrubber: Mutex::new(None),
+            scrub_on: AtomicBool::new(true),
+            scrubs: Mutex::new(ScrubLog::default()),
             epoch: Instant::now(),
             next_host_iova: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -332,9 +402,15 @@ impl MediatedHost {
         let mut pool = HostPool::new(layout::FREE, up.bar3_mapped);
         let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES), pool.alloc(host_gpu::RUNLIST_BYTES)];
         let [Some(a), Some(b)] = bufs else { return Err(io::Error::other("no host VRAM for the runlists")) };
+        let mut runlist = HostRunlist::new([a, b]);
+        // The scrubber's channel and zero block come from the host pool before the vGPU
+        // quotas are cut from what is left.
+        let scrubber = Scrubber::bring_up(&ModelBars(&shared), &HostClock(shared.epoch), &mut pool, &mut runlist, up.bar3_mapped, SCRUB_CHANNEL, &shared.pools)
+            .map_err(|e| io::Error::other(format!("scrubber bring-up: {e:?}")))?;
+        shared.scrubber = Mutex::new(Some(scrubber));
         shared.pool_bytes = pool.free_bytes();
         shared.pool = Mutex::new(pool);
-        shared.runlist = Mutex::new(HostRunlist::new([a, b]));
+        shared.runlist = Mutex::new(runlist);
         let shared = Arc::new(shared);
         let t = shared.clone();
         let irq_thread = std::thread::Builder::new().name("gpuvm-host-irq".into()).spawn(move || irq_thread(&t))?;
@@ -361,11 +437,28 @@ impl MediatedHost {
         lock(&self.shared.pool).free_bytes()
     }
 
+    /// Every scrub so far (count, bytes and time, failures).
+    pub fn scrub_log(&self) -> ScrubLog {
+        lock(&self.shared.scrubs).clone()
+    }
+
+    /// Test knob: scrub slices (the default) or not. Off only to show that a test detects
+    /// the data a previous tenant left when nothing clears it.
+    pub fn set_scrub(&self, on: bool) {
+        self.shared.scrub_on.store(on, Ordering::Relaxed);
+    }
+
     /// Creates a `gpuvm-share` vGPU (ENOSPC-like error when the GPU is full).
     pub fn create(&self, share: u32) -> io::Result<Arc<VgpuShared>> {
         let units = UnitMap::units_for(share).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let first = lock(&self.shared.units).alloc(share).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSPC))?;
         let slice = self.shared.pools.slice(first, units);
+        // Whatever was in the slice (a removed vGPU whose scrub failed, VRAM from before the
+        // host took the GPU) is cleared before the new tenant can map any of it.
+        if let Err(e) = self.shared.scrub(&slice) {
+            lock(&self.shared.units).free(first, units);
+            return Err(io::Error::other(format!("scrubbing the slice at {:#x}: {e:?}", slice.vram_base)));
+        }
         let quota = self.shared.pool_bytes * u64::from(units) / u64::from(UNITS);
         let med = Box::new(Mediator::new(slice, self.shared.boot0, quota).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?);
         let v = Arc::new(VgpuShared {
@@ -405,6 +498,10 @@ impl Drop for MediatedHost {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.irq_thread.take() {
             let _ = t.join();
+        }
+        let h = &*self.shared;
+        if let Some(s) = lock(&h.scrubber).take() {
+            s.shut_down(&ModelBars(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
         }
         host_init::shut_down(&ModelBars(&self.shared));
     }
@@ -569,6 +666,10 @@ impl Transport for MediatedTransport {
 
     fn irq_disable(&mut self) {
         self.irq = false;
+    }
+
+    fn reset(&mut self) -> io::Result<()> {
+        self.vgpu.reset().map_err(|e| io::Error::other(format!("scrub at reset: {e:?}")))
     }
 }
 

@@ -127,6 +127,11 @@ pub trait Transport: Send {
     /// Give the device a chance to make progress (the in-process model runs here; real
     /// hardware and VFIO devices run on their own).
     fn pump(&mut self) {}
+    /// Device reset (VFIO_DEVICE_RESET): the device is back at power-on state and whatever
+    /// the driver set up is gone. Transports without one say so.
+    fn reset(&mut self) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// Round up to a whole number of pages.

@@ -639,6 +639,10 @@ impl Transport for VfioTransport {
         }
     }
 
+    fn reset(&mut self) -> io::Result<()> {
+        ioctl_val(self.device, VFIO_DEVICE_RESET, 0, "VFIO_DEVICE_RESET").map(|_| ())
+    }
+
     fn irq_disable(&mut self) {
         let index = match self.irq_mode {
             IrqMode::Msi => VFIO_PCI_MSI_IRQ_INDEX,
