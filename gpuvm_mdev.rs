@@ -77,6 +77,12 @@ mod host_gpu;
 #[path = "shadow/mediator.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod mediator;
+#[path = "shadow/host_channel.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host_channel;
+#[path = "shadow/scrub.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod scrub;
 
 #[path = "rust/bindings.rs"]
 mod bindings;
@@ -105,8 +111,9 @@ module! {
 /// What every vGPU of a GPU shares: identity, geometry, the allocation map, the host's
 /// apertures, pool and runlist.
 ///
-/// Lock order (outer first): a vGPU's `state` → `runlist` → `pramin`; `pool`, `tlb` and
-/// `units` are leaves taken alone; `vgpu_list` is never held while a vGPU's `state` is taken (the
+/// Lock order (outer first): a vGPU's `state` → `scrubber` → `runlist` → `pramin`; `pool`,
+/// `tlb` and `units` are leaves taken alone (at probe only, `pool` → `runlist` while the
+/// scrubber is set up); `vgpu_list` is never held while a vGPU's `state` is taken (the
 /// interrupt thread copies the list first).
 #[pin_data]
 pub(crate) struct GpuShared {
@@ -147,6 +154,12 @@ pub(crate) struct GpuShared {
     /// Live vGPUs, for interrupt delivery.
     #[pin]
     vgpu_list: Mutex<KVec<ARef<vfio::Device<vgpu::Vgpu>>>>,
+    /// The host copy-engine channel that clears partitions (None until probe set it up).
+    #[pin]
+    scrubber: Mutex<Option<scrub::Scrubber>>,
+    /// Units whose VRAM may hold a previous user's data (all of them at probe: nobody knows
+    /// what the card held); cleared by a scrub.
+    dirty_units: AtomicU32,
 }
 
 
@@ -199,6 +212,46 @@ impl GpuShared {
     /// Replaces one vGPU's part of the host runlist and submits the merged list.
     pub(crate) fn commit_runlist(&self, part: channel::RunlistPart) -> core::result::Result<(), host_gpu::HostError> {
         self.runlist.lock().commit(&host_env::KernelBars(self), self.bar3_mapped, part).map(|_| ())
+    }
+
+    /// Clears `slice`'s VRAM with the host copy engine and logs what it cost; `why` names the
+    /// occasion. On failure the slice's units stay marked dirty.
+    pub(crate) fn scrub(&self, slice: &Slice, why: &str) -> Result {
+        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        self.dirty_units.fetch_or(units, Ordering::AcqRel);
+        let mut scrubber = self.scrubber.lock();
+        let Some(s) = (*scrubber).as_mut() else {
+            dev_err!(self.pdev.as_ref(), "scrub ({}): no scrubber, VRAM at {:#x} not cleared\n", why, slice.vram_base);
+            return Err(EIO);
+        };
+        match s.scrub_slice(&host_env::KernelBars(self), &host_env::GpuClock(self), slice) {
+            Ok(st) => {
+                self.dirty_units.fetch_and(!units, Ordering::AcqRel);
+                dev_info!(
+                    self.pdev.as_ref(),
+                    "scrub: {} MiB at {:#x} ({}) in {} us, {} MiB/s\n",
+                    slice.vram_size >> 20,
+                    slice.vram_base,
+                    why,
+                    st.ns / 1000,
+                    st.mib_per_s()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                dev_err!(self.pdev.as_ref(), "scrub ({}) of {} MiB at {:#x} failed: {:?}\n", why, slice.vram_size >> 20, slice.vram_base, e);
+                Err(EIO)
+            }
+        }
+    }
+
+    /// Scrubs `slice` if any of its units may hold a previous user's data.
+    pub(crate) fn scrub_if_dirty(&self, slice: &Slice, why: &str) -> Result {
+        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        if self.dirty_units.load(Ordering::Acquire) & units == 0 {
+            return Ok(());
+        }
+        self.scrub(slice, why)
     }
 
     fn add_vgpu(&self, dev: ARef<vfio::Device<vgpu::Vgpu>>) -> Result {
@@ -296,6 +349,11 @@ impl mdev::Driver for VgpuDriver {
         let slice = gpu.alloc_slice(share).inspect_err(|_| {
             dev_info!(mdev.as_bound(), "no room for a gpuvm-{} vGPU (ENOSPC)\n", share);
         })?;
+        // Nobody may read what a previous user left in the slice.
+        if let Err(e) = gpu.scrub_if_dirty(&slice, "create") {
+            gpu.release_slice(&slice);
+            return Err(e);
+        }
         // From here on the slice is owned by the vGPU state and freed when it drops.
         let dev = vfio::Device::new(mdev.as_bound(), vgpu::Vgpu::new(gpu.clone(), share, slice)?)?;
         gpu.add_vgpu(dev.clone())?;
@@ -364,6 +422,12 @@ struct HostGpu {
 
 impl Drop for HostGpu {
     fn drop(&mut self) {
+        // The scrubber's channel leaves the runlist and its memory goes back first.
+        if let Some(s) = self.shared.scrubber.lock().take() {
+            let mut pool = self.shared.pool.lock();
+            let mut runlist = self.shared.runlist.lock();
+            s.shut_down(&host_env::KernelBars(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
+        }
         // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
         if let Some(bar0) = self.shared.bar0.try_access() {
             host_init::shut_down(&HostBar0(&bar0));
@@ -531,9 +595,32 @@ impl pci::Driver for GpuvmPciDriver {
                 lazy_shadow: AtomicBool::new(true),
                 runlist <- new_mutex!(host_gpu::HostRunlist::new(bufs)),
                 vgpu_list <- new_mutex!(KVec::new()),
+                scrubber <- new_mutex!(None),
+                dirty_units: AtomicU32::new(u32::MAX),
             }),
             GFP_KERNEL,
         )?;
+        // The scrubber's host channel and zero block, before any vGPU can exist.
+        {
+            let mut pool = shared.pool.lock();
+            let mut runlist = shared.runlist.lock();
+            let s = scrub::Scrubber::bring_up(
+                &host_env::KernelBars(&shared),
+                &host_env::GpuClock(&shared),
+                &mut pool,
+                &mut runlist,
+                shared.bar3_mapped,
+                host_gpu::GUEST_CHANNELS,
+                &shared.pools,
+            )
+            .map_err(|e| {
+                dev_err!(pdev, "scrubber bring-up failed: {:?}\n", e);
+                EIO
+            })?;
+            drop(runlist);
+            drop(pool);
+            *shared.scrubber.lock() = Some(s);
+        }
         let msi = irq::MsiRegistration::new(pdev, c"gpuvm", shared.clone())?;
         {
             let bar0 = shared.bar0.access(pdev.as_ref())?;

@@ -6,6 +6,7 @@
 
 use crate::{
     channel::RunlistPart,
+    host_channel::Waiter,
     host_gpu::{self, HostBars, HostError, HostVram},
     host_init::Mmio,
     mediator::{Env, GuestMemory, HostChannels, Storage},
@@ -15,7 +16,12 @@ use crate::{
     vfio, GpuShared,
 };
 use core::cell::Cell;
-use kernel::{io::Io, prelude::*, rbtree::RBTree};
+use kernel::{
+    io::Io,
+    prelude::*,
+    rbtree::RBTree,
+    time::{delay::fsleep, Delta},
+};
 
 /// The host GPU's BARs. Each access takes the BAR's revocable mapping for just that access;
 /// an access after the GPU was unbound reads all-ones and writes nothing.
@@ -121,6 +127,16 @@ impl Clock for GpuClock<'_> {
         self.0.uptime_ns()
     }
 }
+
+impl Waiter for GpuClock<'_> {
+    /// Between polls of a host channel's progress (process context: it sleeps).
+    fn pause(&self) {
+        fsleep(Delta::from_micros(HOST_POLL_PAUSE_US));
+    }
+}
+
+/// Microseconds between polls of a host channel's progress.
+const HOST_POLL_PAUSE_US: i64 = 20;
 
 /// The mediator's tables live in kernel vectors.
 pub(crate) struct KernelStorage;

@@ -218,6 +218,11 @@ impl vfio::Ops for Vgpu {
         let med = &mut st.med;
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.close(env));
         st.irqs = Irqs::default();
+        // The next user of this vGPU must not read what this one left (a failure is logged and
+        // leaves the slice marked dirty, so it is scrubbed before the slice is handed out again).
+        if st.med.take_touched() {
+            let _ = dev.gpu.scrub(&dev.slice, "close");
+        }
     }
 
     fn dma_unmap(dev: &vfio::Device<Self>, iova: u64, length: u64) {
@@ -324,6 +329,10 @@ impl vfio::Ops for Vgpu {
         let mut st = dev.state.lock();
         Self::reset_state(dev, &mut st);
         dev.counters.resets.fetch_add(1, Ordering::Relaxed);
+        // After a reset the device holds nothing of its previous user.
+        if st.med.take_touched() {
+            dev.gpu.scrub(&dev.slice, "reset")?;
+        }
         Ok(())
     }
 

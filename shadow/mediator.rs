@@ -260,6 +260,9 @@ pub struct Mediator<S: Storage> {
     pool_used: u64,
     /// Bus mastering is on in the vGPU's PCI command register.
     bus_master: bool,
+    /// The guest wrote its VRAM or bound a channel (whose engines may write it) since this
+    /// was last taken: its partition may hold its data.
+    touched: bool,
     /// Whether the vGPU's channels are on the host GPU (bus master, PMC and PFIFO enabled),
     /// as last applied.
     host_work: bool,
@@ -288,6 +291,7 @@ impl<S: Storage> Mediator<S> {
             pool_quota,
             pool_used: 0,
             bus_master: false,
+            touched: false,
             host_work: false,
             stats: MediatorStats::default(),
         })
@@ -301,6 +305,12 @@ impl<S: Storage> Mediator<S> {
     /// The emulated registers (counters of denied accesses live there).
     pub fn vregs(&self) -> &VRegs {
         &self.vregs
+    }
+
+    /// Whether the guest may have left data in its VRAM since the last call (then its
+    /// partition must be scrubbed before another user can read it).
+    pub fn take_touched(&mut self) -> bool {
+        core::mem::take(&mut self.touched)
     }
 
     /// Host-pool bytes the vGPU holds.
@@ -461,6 +471,7 @@ impl<S: Storage> Mediator<S> {
     /// to the shadows so page-table and instance-block changes are mirrored.
     fn guest_vram_write(&mut self, env: &mut Env<'_>, guest: u64, host: u64, v: u32) {
         self.stats.forwarded += 1;
+        self.touched = true;
         env.vram.write32(host, v);
         for s in self.spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
             s.vm.note_guest_write(guest);
@@ -593,6 +604,7 @@ impl<S: Storage> Mediator<S> {
             return;
         }
         env.host.bind(host_chid, Some(host_inst));
+        self.touched = true;
         if let Some(slot) = self.chans.get_mut(chid as usize) {
             *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false }));
         }
