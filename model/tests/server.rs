@@ -1,7 +1,7 @@
 //! The vfio-user server against the crate's own client: config space, BAR sizing, BAR0,
 //! PRAMIN, BAR1 in direct mode, DMA maps, clean exit on disconnect.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -19,6 +19,35 @@ use vfio_user::Client;
 const DEADLINE: Duration = Duration::from_secs(30);
 /// How often `wait_exit` looks at the child: short against `DEADLINE`, long enough not to spin.
 const POLL: Duration = Duration::from_millis(10);
+/// How long a whole test may run: longer than all its waits together, so that their own
+/// messages come first.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+/// Aborts the test process if the test runs past [`TEST_LIMIT`]. The vfio-user client waits
+/// for every reply without a timeout (the crate does not expose its socket), so a server
+/// that stops answering would otherwise hang the test, and `cargo test` with it. Dropped at
+/// the end of the test, passed or failed, it stops watching.
+struct Watchdog {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn new(test: &'static str) -> Watchdog {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TEST_LIMIT) {
+                // Straight to stderr: eprintln! would go to the test's captured output,
+                // which the abort discards.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{test}: still running after {TEST_LIMIT:?}, aborting (a request unanswered?)"
+                );
+                std::process::abort();
+            }
+        });
+        Watchdog { _stop: stop }
+    }
+}
 
 fn rd32(c: &mut Client, region: u32, off: u64) -> u32 {
     let mut b = [0u8; 4];
@@ -82,6 +111,7 @@ impl Served {
 
 #[test]
 fn serves_one_client_then_returns() {
+    let _watchdog = Watchdog::new("serves_one_client_then_returns");
     let s = serve("test", 64 << 20);
     let gpu = s.gpu.clone();
     let mut c = s.client;
@@ -177,6 +207,7 @@ fn take(f: &mut std::fs::File) -> u64 {
 #[test]
 fn msi_and_intx_reach_their_eventfds() {
     use std::os::fd::AsRawFd;
+    let _watchdog = Watchdog::new("msi_and_intx_reach_their_eventfds");
     let s = serve("irq", 16 << 20);
     let mut c = s.client;
     let (bar0, cfg) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX);
@@ -358,6 +389,7 @@ impl Drop for ModelProcess {
 
 #[test]
 fn binary_serves_writes_stats_and_exits_zero() {
+    let _watchdog = Watchdog::new("binary_serves_writes_stats_and_exits_zero");
     let dir = std::env::temp_dir().join(format!("gf100-model-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (sock, stats) = (dir.join("gpu.sock"), dir.join("stats.json"));
