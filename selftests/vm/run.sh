@@ -8,7 +8,7 @@
 # Env (set by the Makefile): KBUILD QEMU MODEL_BIN INITRAMFS_DIR OUT_DIR
 #   VM_SMP (2) VM_MEM_MIB (1024) VRAM_MIB (1024) VM_TIMEOUT (seconds, whole boot; 600)
 #   TEST_TIMEOUT (seconds, per test inside the VM; 300) PIN_CPUS (taskset list; empty = unpinned)
-#   MODEL_START_TIMEOUT (seconds until a model server says it listens; 30)
+#   MODEL_START_TIMEOUT (seconds until a model server says it listens, or exits after TERM; 30)
 #   VM_EXTRA_ARGS (more QEMU arguments, split on blanks; e.g. the nested-vgpu test's disk)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +40,18 @@ initrd=$run/initrd.gz
 # says so: the socket file appears at bind(), a moment before listen(), and QEMU connecting
 # in between would be refused.
 pids=(); devs=(); NS_PER_S=1000000000
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
+# Stops the servers; one that outlives TERM by MODEL_START_TIMEOUT gets KILL, so the final
+# wait cannot block.
+cleanup() {
+  local p deadline
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  deadline=$(( $(date +%s%N) + MODEL_START_TIMEOUT * NS_PER_S ))
+  for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null && [ "$(date +%s%N)" -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+}
 trap cleanup EXIT
 for i in $(seq 0 $((gpus - 1))); do
   sock=$run/gpu$i.sock; log=$run/gpu$i.log
