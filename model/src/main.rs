@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gf100_model::server::GpuServer;
+use gf100_model::server::{GpuServer, READY_LINE_PREFIX};
 use gf100_model::{Gpu, ModelConfig};
 
 const USAGE: &str = "usage: gf100-model --socket PATH [--vram-mib N] [--stats PATH]
   --socket PATH   vfio-user socket to create (must not exist)
   --vram-mib N    VRAM size in MiB (default 1024; 6144 like a Quadro 6000)
-  --stats PATH    write counters as JSON to PATH every second and at exit";
+  --stats PATH    write counters as JSON to PATH every second and at exit
+Prints \"gf100-model: listening on PATH ...\" on stderr once PATH accepts connections.";
 
 struct Args {
     socket: PathBuf,
@@ -124,8 +125,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The readiness signal harnesses wait for: printed only now that the socket listens.
     eprintln!(
-        "gf100-model: listening on {} ({} MiB VRAM)",
+        "{READY_LINE_PREFIX}{} ({} MiB VRAM)",
         args.socket.display(),
         args.vram_mib
     );

@@ -254,6 +254,11 @@ fn irqs() -> Vec<IrqInfo> {
     ]
 }
 
+/// The line `gf100-model` prints on stderr, followed by the socket path, once its socket
+/// accepts connections. Harnesses wait for it rather than for the socket file: bind()
+/// creates the file before listen() runs, and a connect() in between is refused.
+pub const READY_LINE_PREFIX: &str = "gf100-model: listening on ";
+
 /// A bound socket waiting for its client.
 pub struct GpuServer {
     server: Server,
@@ -261,7 +266,8 @@ pub struct GpuServer {
 }
 
 impl GpuServer {
-    /// Binds the vfio-user socket at `path` (which must not exist) for `gpu`.
+    /// Binds the vfio-user socket at `path` (which must not exist) for `gpu`. On return the
+    /// socket listens: a client may connect before [`GpuServer::serve`] runs.
     pub fn bind(path: &Path, gpu: Arc<Gpu>) -> Result<GpuServer, String> {
         let server = Server::new(path, true, irqs(), regions()).map_err(|e| format!("{e:?}"))?;
         Ok(GpuServer { server, gpu })

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use gf100_model::gpuvm_uapi::gf100::*;
 
@@ -28,7 +26,7 @@ fn only_bad_is_stopped(rig: &Rig, bad: &mut Chan, good: &mut Chan, sem: u64) {
     good.wait(rig);
     assert_eq!(rig.r32(sem), 0x600d);
     bad.push(rig, &sem_release(SEM_VA + 8, 0xbad, true));
-    std::thread::sleep(Duration::from_millis(30));
+    settle();
     assert_eq!(bad.gp_get(rig), bad_get);
     assert_eq!(rig.r32(sem + 8), 0);
 }

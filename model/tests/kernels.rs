@@ -14,6 +14,10 @@ const CB_VA: u64 = 0x4100_0000;
 const CB_SIZE: u32 = 0x1000;
 const SEM_VA: u64 = 0x2000_0000;
 const DATA_VA: u64 = 0x5000_0000;
+/// Four-word releases recording when a channel got past its work (in the SEM_VA page of the
+/// kernel channel, in a page of its own for the copy channel).
+const KERNEL_DONE_VA: u64 = SEM_VA + 0x100;
+const COPY_DONE_VA: u64 = 0x3200_0000;
 
 struct Gpu {
     rig: Rig,
@@ -582,6 +586,7 @@ fn copy_engine_runs_while_a_kernel_occupies_pgraph() {
     let mut other = g.rig.channel(3);
     let src = other.vm.buffer(&g.rig, 0x3000_0000, 0x1000);
     let dst = other.vm.buffer(&g.rig, 0x3100_0000, 0x1000);
+    let copy_done = other.vm.buffer(&g.rig, COPY_DONE_VA, 0x1000);
     g.rig.flush(other.vm.pd, false);
     g.rig.w32(src, 0xc0ffee);
     // Queue the long kernel without waiting for it.
@@ -592,7 +597,13 @@ fn copy_engine_runs_while_a_kernel_occupies_pgraph() {
         &[n as u32, n as u32, n as u32],
     ]
     .concat();
-    let pb = g.launch_words(k::KERNEL_MMUL, &params, (8, 8), (16, 16));
+    // After the kernel, a four-word release records when its channel got past it.
+    let kernel_done = KERNEL_DONE_VA - SEM_VA + g.sem_pa;
+    let pb = [
+        g.launch_words(k::KERNEL_MMUL, &params, (8, 8), (16, 16)),
+        sem_release(KERNEL_DONE_VA, 1, false),
+    ]
+    .concat();
     g.ch.push(&g.rig, &pb);
     wait_until("kernel started", || {
         g.rig.gpu.counters().kernels_launched == 1
@@ -610,15 +621,22 @@ fn copy_engine_runs_while_a_kernel_occupies_pgraph() {
             copy::LAUNCH_DMA,
             &[copy::LAUNCH_COPY_PITCH & !copy::LAUNCH_MULTI_LINE],
         ),
+        sem_release(COPY_DONE_VA, 1, false),
     ]
     .concat();
     other.push(&g.rig, &copy);
     other.wait(&g.rig);
     assert_eq!(g.rig.r32(dst), 0xc0ffee);
-    assert_ne!(
-        g.ch.gp_get(&g.rig),
-        g.ch.put,
-        "the copy should finish while the kernel runs"
-    );
     g.ch.wait(&g.rig);
+    assert_eq!((g.rig.r32(copy_done), g.rig.r32(kernel_done)), (1, 1));
+    // The GPU's timestamps give the order, whenever this thread looked.
+    let (copy_at, kernel_at) = (
+        release_time(&g.rig, copy_done),
+        release_time(&g.rig, kernel_done),
+    );
+    assert!(
+        copy_at < kernel_at,
+        "the copy should finish while the kernel runs (copy done at {copy_at} ns, kernel \
+         at {kernel_at} ns)"
+    );
 }

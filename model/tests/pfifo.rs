@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use gf100_model::gpuvm_uapi::gf100::*;
+use gf100_model::ModelConfig;
 
 const SEM_VA: u64 = 0x2000_0000;
 
@@ -59,12 +58,11 @@ fn doorbell_runs_methods_and_writes_gp_get() {
 fn no_doorbell_not_runnable_or_not_listed_means_no_execution() {
     let mut rig = Rig::new();
     let (mut ch, sem) = sem_chan(&mut rig, 0);
-    let quiet = || std::thread::sleep(Duration::from_millis(30));
 
     // Queued but not rung.
     ch.queue(&rig, &sem_release(SEM_VA, 1, true));
     rig.w32(ch.userd + userd::GP_PUT as u64, ch.put); // GP_PUT in memory alone is no doorbell
-    quiet();
+    settle();
     assert_eq!((ch.gp_get(&rig), rig.r32(sem)), (0, 0));
     ch.ring(&rig);
     ch.wait(&rig);
@@ -73,7 +71,7 @@ fn no_doorbell_not_runnable_or_not_listed_means_no_execution() {
     // Not runnable: the doorbell is remembered until the channel is enabled.
     rig.set(pfifo::ChanState::offset(0), 0);
     ch.push(&rig, &sem_release(SEM_VA, 2, true));
-    quiet();
+    settle();
     assert_eq!(rig.r32(sem), 1);
     rig.set(pfifo::ChanState::offset(0), pfifo::ChanState::INITIAL.raw());
     ch.wait(&rig);
@@ -83,7 +81,7 @@ fn no_doorbell_not_runnable_or_not_listed_means_no_execution() {
     rig.runlist.clear();
     rig.commit_runlist();
     ch.push(&rig, &sem_release(SEM_VA, 3, true));
-    quiet();
+    settle();
     assert_eq!(rig.r32(sem), 2);
     rig.runlist.push(0);
     rig.commit_runlist();
@@ -167,9 +165,12 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
     pb.extend(sem_release(SEM_VA + 0x20, 0xa, true));
     pb.extend(incr(0, host::NON_STALL_INTERRUPT, &[0]));
     a.push(&rig, &pb);
-    std::thread::sleep(Duration::from_millis(30));
+    // PFIFO marks the channel once it found the acquire unsatisfied; the mark stays while
+    // the channel waits, so what follows sees the blocked channel.
+    let acquire_pending = || pfifo::ChanState::from_raw(rig.reg(pfifo::ChanState::offset(1))).acquire_pending();
+    wait_until("channel 1 blocked on its acquire", acquire_pending);
     assert_eq!((a.gp_get(&rig), rig.r32(shared + 0x20)), (0, 0));
-    assert!(pfifo::ChanState::from_raw(rig.reg(pfifo::ChanState::offset(1))).acquire_pending());
+    assert!(acquire_pending());
     assert!(!rig.gpu.irq_line());
 
     b.push(&rig, &sem_release(SEM_VA, 5, true));
@@ -194,10 +195,10 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
         &rig,
         &incr(0, host::SEMAPHORE_A, &[0, SEM_VA as u32, 6, d_geq]),
     );
-    std::thread::sleep(Duration::from_millis(20));
+    settle();
     assert_ne!(a.gp_get(&rig), a.put);
     b.push(&rig, &sem_release(SEM_VA, 0x8000_0006, true));
-    std::thread::sleep(Duration::from_millis(20));
+    settle();
     assert_ne!(a.gp_get(&rig), a.put, "GEQ compares as signed difference");
     b.push(&rig, &sem_release(SEM_VA, 6, true));
     a.wait(&rig);
@@ -222,14 +223,25 @@ fn acquire_waits_for_another_channel_and_nonstall_interrupt() {
 
 #[test]
 fn kick_and_time_slicing() {
-    let mut rig = Rig::new();
+    // One PBDMA worker: the small channel gets to run before the busy one is done only if
+    // PFIFO ends the busy channel's timeslice.
+    let mut rig = Rig::with_config(ModelConfig {
+        vram_bytes: 64 << 20,
+        pbdma_threads: 1,
+        ..ModelConfig::default()
+    });
     let mut busy = rig.channel(10);
     let (mut small, sem) = sem_chan(&mut rig, 11);
-    // The busy channel: 300 M2MF copies of 256 KiB each (far longer than one timeslice).
+    // The busy channel: 300 M2MF copies of 256 KiB each (far longer than one timeslice),
+    // then a four-word release that records when it got there.
     let src = busy.vm.buffer(&rig, 0x3000_0000, 256 << 10);
     let _ = src;
     busy.vm.buffer(&rig, 0x3100_0000, 256 << 10);
+    let busy_sem = busy.vm.buffer(&rig, SEM_VA, 0x1000);
     rig.flush(busy.vm.pd, false);
+    // Both doorbells ring while PFIFO is off, so that both channels have work from the
+    // start however late this thread gets to ring the second one.
+    rig.set(pfifo::CTRL, 0);
     busy.push(&rig, &incr(1, 0, &[class::M2MF]));
     let copy: Vec<u32> = [
         incr(1, m2mf::OFFSET_OUT_UPPER, &[0, 0x3100_0000]),
@@ -244,17 +256,21 @@ fn kick_and_time_slicing() {
     for _ in 0..300 {
         busy.queue(&rig, &copy);
     }
+    busy.queue(&rig, &sem_release(SEM_VA, 1, false));
     busy.ring(&rig);
-    wait_until("busy channel started", || busy.gp_get(&rig) > 1);
-    small.push(&rig, &sem_release(SEM_VA, 42, true));
+    small.push(&rig, &sem_release(SEM_VA, 42, false));
+    rig.set(pfifo::CTRL, pfifo::CTRL_ENABLE);
     small.wait(&rig);
     assert_eq!(rig.r32(sem), 42);
-    assert_ne!(
-        busy.gp_get(&rig),
-        busy.put,
-        "the small channel should not wait for the busy one"
-    );
     busy.wait(&rig);
+    assert_eq!(rig.r32(busy_sem), 1);
+    // The GPU's timestamps give the order, whenever this thread looked.
+    let (small_done, busy_done) = (release_time(&rig, sem), release_time(&rig, busy_sem));
+    assert!(
+        small_done < busy_done,
+        "the small channel should not wait for the busy one (done at {small_done} ns, \
+         the busy one at {busy_done} ns)"
+    );
     // Kick: reads back the chid once it is not executing.
     rig.set(pfifo::KICK, 10);
     wait_until("kick", || rig.reg(pfifo::KICK) == 10);

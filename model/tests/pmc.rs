@@ -1,7 +1,10 @@
 //! PMC identity/enable/interrupts, PTIMER, VRAM geometry, reset.
 
-use std::time::Duration;
+mod common;
 
+use std::time::{Duration, Instant};
+
+use common::DEADLINE;
 use gf100_model::gpuvm_uapi::gf100::*;
 use gf100_model::{Bar, Gpu, ModelConfig};
 
@@ -97,8 +100,19 @@ fn vram_geometry_registers() {
     .is_err());
 }
 
+/// Nanoseconds of a host interval, as PTIMER counts them.
+fn ns(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
+
 #[test]
 fn ptimer_counts_nanoseconds_and_alarm_interrupts() {
+    // PTIMER runs on the host's monotonic clock, as Instant does, so every check brackets
+    // its register reads with Instants: it holds however long this thread is preempted.
+    const SLEEP: Duration = Duration::from_millis(20);
+    const LOW_WORD: u64 = 0xffff_ffff;
+    // The resolution: bits 0-4 read 0.
+    let granule = u64::from(!ptimer::TIME_LOW_MASK) + 1;
     let g = gpu(64 << 20);
     wr(&g, pmc::ENABLE, pmc::ENABLE_ALL);
     let read = || loop {
@@ -108,26 +122,73 @@ fn ptimer_counts_nanoseconds_and_alarm_interrupts() {
             return (hi as u64) << 32 | lo as u64;
         }
     };
+    let t0 = Instant::now();
     let a = read();
-    std::thread::sleep(Duration::from_millis(20));
+    let t1 = Instant::now();
+    std::thread::sleep(SLEEP);
+    let t2 = Instant::now();
     let b = read();
+    let t3 = Instant::now();
+    // The reads happened at least t2 - t1 and at most t3 - t0 apart.
+    let (shortest, longest) = (ns(t2 - t1), ns(t3 - t0));
     assert!(
-        b - a >= 19_000_000 && b - a < 2_000_000_000,
-        "20 ms measured as {} ns",
+        b - a >= 19_000_000 && b - a + granule > shortest && b - a < longest + granule,
+        "20 ms measured as {} ns (the host saw {shortest}..={longest} ns)",
         b - a
     );
     assert_eq!(a & 0x1f, 0);
-    // Setting the time.
-    wr(&g, ptimer::TIME_HIGH, 0x10);
-    wr(&g, ptimer::TIME_LOW, 0);
+    // Setting the time, high word first like nouveau. Should the low word carry into the
+    // high word between the two writes (it wraps every 4.3 s), the result is off by 2^32:
+    // set it again (once is enough, the low word then starts near 0).
+    let base = 0x10u64 << 32;
+    let set_at = loop {
+        let start = Instant::now();
+        let before = read();
+        wr(&g, ptimer::TIME_HIGH, 0x10);
+        wr(&g, ptimer::TIME_LOW, 0);
+        if (before & LOW_WORD) + granule + ns(start.elapsed()) <= LOW_WORD {
+            break start;
+        }
+    };
     let t = read();
-    assert!((0x10_0000_0000..0x10_4000_0000).contains(&t), "{t:#x}");
-    // Alarm 2 ms ahead raises PTIMER's interrupt through PMC.
+    let since = ns(set_at.elapsed());
+    assert!(
+        t >= base && t - base < since + granule,
+        "{t:#x}, read {since} ns after setting {base:#x}"
+    );
+    // Alarm 2 ms ahead raises PTIMER's interrupt through PMC, and not before. The line is
+    // sampled before the time is read: a time still short of the alarm proves the line was
+    // not early. Preempted past the alarm in between, the sample proves nothing: take the
+    // interrupt and arm again.
+    const ALARM_LEAD_NS: u32 = 2_000_000;
     wr(&g, ptimer::INTR_EN, ptimer::INTR_ALARM);
     wr(&g, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
-    wr(&g, ptimer::ALARM, (read() as u32).wrapping_add(2_000_000));
-    assert!(!g.irq_line());
-    assert!(g.irq_wait(Duration::from_secs(2)));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let alarm = (read() as u32).wrapping_add(ALARM_LEAD_NS);
+        wr(&g, ptimer::ALARM, alarm);
+        let line = g.irq_line();
+        let ahead = alarm.wrapping_sub(read() as u32) as i32;
+        if ahead > 0 {
+            assert!(!line, "interrupt {ahead} ns before the alarm");
+            break;
+        }
+        assert!(
+            g.irq_wait(deadline.saturating_duration_since(Instant::now())),
+            "no alarm interrupt, {} ns after the alarm time",
+            ahead.unsigned_abs()
+        );
+        wr(&g, ptimer::INTR, ptimer::INTR_ALARM);
+        assert!(
+            Instant::now() < deadline,
+            "for {DEADLINE:?} this thread never looked at the line within {ALARM_LEAD_NS} ns \
+             of arming the alarm"
+        );
+    }
+    assert!(
+        g.irq_wait(DEADLINE),
+        "no alarm interrupt within {DEADLINE:?}"
+    );
     assert_eq!(rd(&g, pmc::INTR_HOST), pmc::INTR_PTIMER);
     wr(&g, ptimer::INTR, ptimer::INTR_ALARM);
     assert!(!g.irq_line());

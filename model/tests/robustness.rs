@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use gf100_model::gpuvm_uapi::gf100::*;
@@ -86,7 +86,7 @@ fn random_pushbuffers_never_kill_the_engine_thread() {
             pb.push(word);
         }
         ch.push(&rig, &pb);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             if ch.gp_get(&rig) == ch.put {
                 break;
@@ -97,9 +97,9 @@ fn random_pushbuffers_never_kill_the_engine_thread() {
             }
             assert!(
                 Instant::now() < deadline,
-                "round {round}: neither finished nor faulted"
+                "round {round}: neither finished nor faulted within {DEADLINE:?}"
             );
-            std::thread::sleep(Duration::from_micros(100));
+            std::thread::sleep(POLL);
         }
         ack_all(&rig);
         // Rebinding resets PFIFO's state for the channel, faulted or not.

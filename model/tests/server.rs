@@ -1,13 +1,53 @@
 //! The vfio-user server against the crate's own client: config space, BAR sizing, BAR0,
 //! PRAMIN, BAR1 in direct mode, DMA maps, clean exit on disconnect.
 
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gf100_model::gpuvm_uapi::gf100::{pbus, pci, pmc, target};
-use gf100_model::server::GpuServer;
+use gf100_model::server::{GpuServer, READY_LINE_PREFIX};
 use gf100_model::{Bar, Gpu, HostMemory, ModelConfig};
 use vfio_bindings::bindings::vfio::*;
 use vfio_user::Client;
+
+/// How long a server may take to start, to return or exit after its client left. Reached
+/// only when something is broken; generous because the machine may be busy with other builds.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// How often `wait_exit` looks at the child: short against `DEADLINE`, long enough not to spin.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a whole test may run: longer than all its waits together, so that their own
+/// messages come first.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+/// Aborts the test process if the test runs past [`TEST_LIMIT`]. The vfio-user client waits
+/// for every reply without a timeout (the crate does not expose its socket), so a server
+/// that stops answering would otherwise hang the test, and `cargo test` with it. Dropped at
+/// the end of the test, passed or failed, it stops watching.
+struct Watchdog {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn new(test: &'static str) -> Watchdog {
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TEST_LIMIT) {
+                // Straight to stderr: eprintln! would go to the test's captured output,
+                // which the abort discards.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{test}: still running after {TEST_LIMIT:?}, aborting (a request unanswered?)"
+                );
+                std::process::abort();
+            }
+        });
+        Watchdog { _stop: stop }
+    }
+}
 
 fn rd32(c: &mut Client, region: u32, off: u64) -> u32 {
     let mut b = [0u8; 4];
@@ -23,7 +63,9 @@ fn wr32(c: &mut Client, region: u32, off: u64, v: u32) {
 struct Served {
     dir: std::path::PathBuf,
     gpu: Arc<Gpu>,
-    thread: std::thread::JoinHandle<Result<(), String>>,
+    /// The server thread's result (the thread itself is detached: `finish` waits for the
+    /// result with a deadline, which a join could not).
+    result: Receiver<Result<(), String>>,
     client: Client,
 }
 
@@ -37,13 +79,17 @@ fn serve(name: &str, vram: u64) -> Served {
         ..ModelConfig::default()
     })
     .unwrap();
+    // bind() returns with the socket listening, so the client can connect at once.
     let server = GpuServer::bind(&sock, gpu.clone()).unwrap();
-    let thread = std::thread::spawn(move || server.serve());
+    let (tx, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.serve());
+    });
     let client = Client::new(&sock).unwrap();
     Served {
         dir,
         gpu,
-        thread,
+        result,
         client,
     }
 }
@@ -52,13 +98,20 @@ impl Served {
     /// Disconnects and checks that the server returned cleanly.
     fn finish(self) {
         drop(self.client);
-        assert_eq!(self.thread.join().unwrap(), Ok(()));
+        match self.result.recv_timeout(DEADLINE) {
+            Ok(r) => assert_eq!(r, Ok(())),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("server did not return within {DEADLINE:?} after its client left")
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("server thread panicked"),
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 #[test]
 fn serves_one_client_then_returns() {
+    let _watchdog = Watchdog::new("serves_one_client_then_returns");
     let s = serve("test", 64 << 20);
     let gpu = s.gpu.clone();
     let mut c = s.client;
@@ -157,6 +210,7 @@ fn take(f: &mut std::fs::File) -> u64 {
 #[test]
 fn msi_and_intx_reach_their_eventfds() {
     use std::os::fd::AsRawFd;
+    let _watchdog = Watchdog::new("msi_and_intx_reach_their_eventfds");
     let s = serve("irq", 16 << 20);
     let mut c = s.client;
     let (bar0, cfg) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX);
@@ -213,31 +267,145 @@ fn msi_and_intx_reach_their_eventfds() {
     Served { client: c, ..s }.finish();
 }
 
+/// A `gf100-model` process. Dropping it kills and reaps the process, so a failing test
+/// does not leave a server behind. Its stdout and stderr are not the test's: an orphan
+/// holding the test harness's output pipe open would stall whoever reads that pipe.
+struct ModelProcess {
+    child: std::process::Child,
+    /// Stderr lines as the reader thread gets them; the thread drains the pipe for the whole
+    /// life of the process, so the server never blocks on a full pipe.
+    lines: Receiver<String>,
+    /// Every line taken from `lines` so far, for failure messages.
+    log: Vec<String>,
+}
+
+impl ModelProcess {
+    fn spawn(args: &[&str]) -> ModelProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gf100-model"));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe and touches only the child. Should the test
+        // process die without unwinding (no Drop), the kernel kills the server then.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn gf100-model");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ModelProcess {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for the readiness line for `sock`; panics with the server's stderr if the server
+    /// exits or stays silent past the deadline.
+    fn wait_ready(&mut self, sock: &std::path::Path) {
+        let ready = format!("{READY_LINE_PREFIX}{}", sock.display());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.starts_with(&ready);
+                    self.log.push(line);
+                    if done {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no \"{ready}\" from gf100-model within {DEADLINE:?}; stderr: {:?}",
+                    self.log
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "gf100-model closed stderr before \"{ready}\" ({}); stderr: {:?}",
+                    match self.child.try_wait() {
+                        Ok(Some(status)) => status.to_string(),
+                        _ => "not exited yet".to_string(),
+                    },
+                    self.log
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; panics naming `what` past the deadline.
+    fn wait_exit(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitpid gf100-model") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gf100-model did not exit within {DEADLINE:?} {what}; stderr: {:?}",
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Everything the process wrote to stderr so far (all of it once it has exited).
+    fn stderr(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+        loop {
+            // After exit, read to the end of the pipe; before, take what has arrived.
+            let next = if exited {
+                self.lines
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            } else {
+                self.lines.try_recv().ok()
+            };
+            match next {
+                Some(line) => self.log.push(line),
+                None => return self.log.clone(),
+            }
+        }
+    }
+}
+
+impl Drop for ModelProcess {
+    fn drop(&mut self) {
+        // Fails only if the process was already reaped; either way it is gone afterwards.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn binary_serves_writes_stats_and_exits_zero() {
+    let _watchdog = Watchdog::new("binary_serves_writes_stats_and_exits_zero");
     let dir = std::env::temp_dir().join(format!("gf100-model-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (sock, stats) = (dir.join("gpu.sock"), dir.join("stats.json"));
     let _ = std::fs::remove_file(&sock);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model"))
-        .args([
-            "--socket",
-            sock.to_str().unwrap(),
-            "--vram-mib",
-            "6144",
-            "--stats",
-            stats.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "socket never appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut model = ModelProcess::spawn(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "--vram-mib",
+        "6144",
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    model.wait_ready(&sock);
     let mut c = Client::new(&sock).unwrap();
     assert_eq!(
         rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, pmc::Boot0::OFFSET as u64),
@@ -245,28 +413,21 @@ fn binary_serves_writes_stats_and_exits_zero() {
     );
     assert_eq!(rd32(&mut c, VFIO_PCI_BAR0_REGION_INDEX, 0x022438), 6);
     drop(c);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server did not exit after the client left"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    assert!(status.success());
+    let status = model.wait_exit("after the client left");
+    assert!(status.success(), "{status}; stderr: {:?}", model.stderr());
     let json = std::fs::read_to_string(&stats).unwrap();
     assert!(
         json.contains("\"vram_bytes\": 6442450944") && json.contains("\"bar0_reads\": 2"),
         "{json}"
     );
     // Bad arguments: clear error, non-zero exit.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gf100-model"))
-        .args(["--vram-mib", "x"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--vram-mib"));
+    let mut bad = ModelProcess::spawn(&["--vram-mib", "x"]);
+    let status = bad.wait_exit("on bad arguments");
+    assert!(!status.success());
+    let stderr = bad.stderr();
+    assert!(
+        stderr.iter().any(|l| l.contains("--vram-mib")),
+        "{stderr:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@
 # Env (set by the Makefile): KBUILD QEMU MODEL_BIN INITRAMFS_DIR OUT_DIR
 #   VM_SMP (2) VM_MEM_MIB (1024) VRAM_MIB (1024) VM_TIMEOUT (seconds, whole boot; 600)
 #   TEST_TIMEOUT (seconds, per test inside the VM; 300) PIN_CPUS (taskset list; empty = unpinned)
+#   MODEL_START_TIMEOUT (seconds until a model server says it listens, or exits after TERM; 30)
 #   VM_EXTRA_ARGS (more QEMU arguments, split on blanks; e.g. the nested-vgpu test's disk)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +25,7 @@ done
 [ ${#tests[@]} -gt 0 ] || { echo "run.sh: no tests named" >&2; exit 2; }
 : "${KBUILD:?}" "${QEMU:?}" "${MODEL_BIN:?}" "${INITRAMFS_DIR:?}" "${OUT_DIR:?}"
 SMP=${VM_SMP:-2}; MEM=${VM_MEM_MIB:-1024}; VRAM=${VRAM_MIB:-1024}
-VM_TIMEOUT=${VM_TIMEOUT:-600}; TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+VM_TIMEOUT=${VM_TIMEOUT:-600}; TEST_TIMEOUT=${TEST_TIMEOUT:-300}; MODEL_START_TIMEOUT=${MODEL_START_TIMEOUT:-30}
 pin=(); [ -n "${PIN_CPUS:-}" ] && pin=(taskset -c "$PIN_CPUS")
 extra=(); [ -n "${VM_EXTRA_ARGS:-}" ] && read -ra extra <<< "$VM_EXTRA_ARGS"
 
@@ -35,17 +36,39 @@ console=$run/console.log
 initrd=$run/initrd.gz
 (cd "$INITRAMFS_DIR" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd" || { echo "initramfs failed" >&2; exit 1; }
 
-# One model server per GPU; each exits when QEMU disconnects.
-pids=(); devs=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
+# One model server per GPU; each exits when QEMU disconnects. A server is ready when it
+# says so: the socket file appears at bind(), a moment before listen(), and QEMU connecting
+# in between would be refused.
+pids=(); devs=(); NS_PER_S=1000000000
+# Stops the servers; one that outlives TERM by MODEL_START_TIMEOUT gets KILL, so the final
+# wait cannot block.
+cleanup() {
+  local p deadline
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  deadline=$(( $(date +%s%N) + MODEL_START_TIMEOUT * NS_PER_S ))
+  for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null && [ "$(date +%s%N)" -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+}
 trap cleanup EXIT
 for i in $(seq 0 $((gpus - 1))); do
-  sock=$run/gpu$i.sock
+  sock=$run/gpu$i.sock; log=$run/gpu$i.log
   "${pin[@]}" "$MODEL_BIN" --socket "$sock" --vram-mib "$VRAM" --stats "$run/gpu$i.stats.json" \
-    > "$run/gpu$i.log" 2>&1 &
+    < /dev/null > "$log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  [ -S "$sock" ] || { echo "model server $i did not start (log: $run/gpu$i.log)" >&2; cat "$run/gpu$i.log" >&2; exit 1; }
+  ready="gf100-model: listening on $sock"   # server::READY_LINE_PREFIX + the socket path
+  deadline=$(( $(date +%s%N) + MODEL_START_TIMEOUT * NS_PER_S ))   # whole seconds would round
+  until grep -qF "$ready" "$log"; do
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "model server $i exited before \"$ready\" (log: $log)" >&2; cat "$log" >&2; exit 1
+    fi
+    if [ "$(date +%s%N)" -ge $deadline ]; then
+      echo "model server $i: no \"$ready\" within ${MODEL_START_TIMEOUT}s (log: $log)" >&2; cat "$log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
   devs+=(-device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$sock\",\"type\":\"unix\"},\"addr\":\"$(printf 0x%x $((4 + i)))\"}")
 done
 

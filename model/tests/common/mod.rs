@@ -19,6 +19,29 @@ pub const GP_ORDER: u32 = 9;
 pub const PB_VA: u64 = 0x1010_0000;
 pub const PB_SIZE: u64 = 256 << 10;
 
+/// How long a wait for the model gives up after. Reached only when something is broken, so
+/// generous: a debug-build kernel that takes 3 s on an idle 2-core machine takes several
+/// times that while other builds and tests share the cores.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+/// Pause between polls: short against the work waited for, long enough not to take the
+/// cores from the PBDMA workers doing that work.
+pub const POLL: Duration = Duration::from_micros(50);
+/// How long a check that something does *not* happen gives the model to do it wrongly.
+/// Not a synchronisation: however busy the machine, it can only miss a bug, never fail a
+/// correct model.
+pub const SETTLE: Duration = Duration::from_millis(30);
+
+/// Gives the model [`SETTLE`] to do what it must not, before the test checks it did not.
+pub fn settle() {
+    std::thread::sleep(SETTLE);
+}
+
+/// The PTIMER timestamp of a four-word semaphore release at VRAM address `pa`: when the
+/// releasing channel got there, as the GPU saw it (the test thread may look much later).
+pub fn release_time(rig: &Rig, pa: u64) -> u64 {
+    rig.r32(pa + report::TIME_LO) as u64 | (rig.r32(pa + report::TIME_HI) as u64) << 32
+}
+
 pub struct Rig {
     pub gpu: Arc<Gpu>,
     next: std::cell::Cell<u64>,
@@ -35,11 +58,14 @@ impl Rig {
     }
 
     pub fn with_vram(vram: u64) -> Rig {
-        let gpu = Gpu::new(ModelConfig {
+        Rig::with_config(ModelConfig {
             vram_bytes: vram,
             ..ModelConfig::default()
         })
-        .unwrap();
+    }
+
+    pub fn with_config(cfg: ModelConfig) -> Rig {
+        let gpu = Gpu::new(cfg).unwrap();
         let sys = Arc::new(HostMemory::new("rig-sys", SYS_SIZE).unwrap());
         gpu.dma_map(SYS_IOVA, sys.clone()).unwrap();
         let rig = Rig {
@@ -218,7 +244,10 @@ impl Rig {
 
     /// Waits for the interrupt line and returns PMC INTR_HOST.
     pub fn wait_intr(&self) -> u32 {
-        assert!(self.gpu.irq_wait(Duration::from_secs(5)), "no interrupt");
+        assert!(
+            self.gpu.irq_wait(DEADLINE),
+            "no interrupt within {DEADLINE:?}"
+        );
         self.reg(pmc::INTR_HOST)
     }
 }
@@ -396,16 +425,16 @@ impl Chan {
 
     /// Waits until PFIFO consumed everything submitted.
     pub fn wait(&self, rig: &Rig) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + DEADLINE;
         while self.gp_get(rig) != self.put {
             assert!(
                 Instant::now() < deadline,
-                "channel {} stuck at GP_GET {} (PUT {})",
+                "channel {} stuck at GP_GET {} (PUT {}) for {DEADLINE:?}",
                 self.chid,
                 self.gp_get(rig),
                 self.put
             );
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::sleep(POLL);
         }
     }
 }
@@ -446,11 +475,14 @@ pub fn sem_acquire(va: u64, payload: u32) -> Vec<u32> {
     )
 }
 
-/// Polls `f` until true (10 s limit).
+/// Polls `f` until true; panics naming `what` after [`DEADLINE`].
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + DEADLINE;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(50));
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
     }
 }
