@@ -117,79 +117,60 @@ impl Default for Weight {
     }
 }
 
-/// The credit replenish period (sysfs `sched_period_us`). 30 ms is Gdev's and GPUvm's 2015
-/// value (Xen's time slice). Below 1 ms a period is shorter than many kernels and credit
-/// only measures noise; above 1 s an idle vGPU may bank a second of GPU time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Period(u32);
+/// Declares a knob in microseconds with its range and default: the type, its checked
+/// constructor, its sysfs parser and its value in µs and ns (the two knobs differ only there).
+macro_rules! us_knob {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $default:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(u32);
 
-impl Period {
-    pub const MIN_US: u32 = 1_000;
-    pub const MAX_US: u32 = 1_000_000;
-    pub const DEFAULT: Self = Self(30_000);
+        impl $name {
+            pub const MIN_US: u32 = $min;
+            pub const MAX_US: u32 = $max;
+            pub const DEFAULT: Self = Self($default);
 
-    pub const fn from_us(us: u32) -> Result<Self, KnobError> {
-        match in_range(us, Self::MIN_US, Self::MAX_US) {
-            Ok(us) => Ok(Self(us)),
-            Err(e) => Err(e),
+            pub const fn from_us(us: u32) -> Result<Self, KnobError> {
+                match in_range(us, Self::MIN_US, Self::MAX_US) {
+                    Ok(us) => Ok(Self(us)),
+                    Err(e) => Err(e),
+                }
+            }
+
+            pub fn parse(input: &[u8]) -> Result<Self, KnobError> {
+                Self::from_us(number(input)?)
+            }
+
+            pub const fn us(self) -> u32 {
+                self.0
+            }
+
+            pub const fn ns(self) -> u64 {
+                self.0 as u64 * NS_PER_US
+            }
         }
-    }
 
-    pub fn parse(input: &[u8]) -> Result<Self, KnobError> {
-        Self::from_us(number(input)?)
-    }
-
-    pub const fn us(self) -> u32 {
-        self.0
-    }
-
-    pub const fn ns(self) -> u64 {
-        self.0 as u64 * NS_PER_US
-    }
-}
-
-impl Default for Period {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// BAND's wait before it gives the GPU to a vGPU over its share (sysfs `band_wait_us`).
-/// 500 µs is Gdev's and GPUvm's value: long enough for a guest to see its completion and ring
-/// the next doorbell. 0 turns the wait off; more than 10 ms would idle the GPU for longer than
-/// the short kernels the wait is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BandWait(u32);
-
-impl BandWait {
-    pub const MIN_US: u32 = 0;
-    pub const MAX_US: u32 = 10_000;
-    pub const DEFAULT: Self = Self(500);
-
-    pub const fn from_us(us: u32) -> Result<Self, KnobError> {
-        match in_range(us, Self::MIN_US, Self::MAX_US) {
-            Ok(us) => Ok(Self(us)),
-            Err(e) => Err(e),
+        impl Default for $name {
+            fn default() -> Self {
+                Self::DEFAULT
+            }
         }
-    }
-
-    pub fn parse(input: &[u8]) -> Result<Self, KnobError> {
-        Self::from_us(number(input)?)
-    }
-
-    pub const fn us(self) -> u32 {
-        self.0
-    }
-
-    pub const fn ns(self) -> u64 {
-        self.0 as u64 * NS_PER_US
-    }
+    };
 }
 
-impl Default for BandWait {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
+us_knob! {
+    /// The credit replenish period (sysfs `sched_period_us`). 30 ms is Gdev's and GPUvm's 2015
+    /// value (Xen's time slice). Below 1 ms a period is shorter than many kernels and credit
+    /// only measures noise; above 1 s an idle vGPU may bank a second of GPU time.
+    Period, 1_000, 1_000_000, 30_000
+}
+
+us_knob! {
+    /// BAND's wait before it gives the GPU to a vGPU over its share (sysfs `band_wait_us`).
+    /// 500 µs is Gdev's and GPUvm's value: long enough for a guest to see its completion and
+    /// ring the next doorbell. 0 turns the wait off; more than 10 ms would idle the GPU for
+    /// longer than the short kernels the wait is for.
+    BandWait, 0, 10_000, 500
 }
 
 /// The per-GPU knobs.
