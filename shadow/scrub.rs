@@ -67,6 +67,9 @@ impl From<ChannelError> for ScrubError {
     }
 }
 
+/// Bytes in a KiB.
+const KIB: u64 = 1 << 10;
+
 /// What one scrub did: bytes zeroed and the time from submission to the semaphore.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScrubStats {
@@ -80,7 +83,9 @@ impl ScrubStats {
         if self.ns == 0 {
             return 0;
         }
-        (u128::from(self.bytes) * u128::from(NS_PER_S) / (u128::from(self.ns) * u128::from(MIB))) as u64
+        // In KiB so that the product stays in 64 bits (the kernel has no 128-bit division):
+        // 2^27 KiB (128 GiB) times 10^9 is below 2^57.
+        (self.bytes / KIB).saturating_mul(NS_PER_S) / self.ns / (MIB / KIB)
     }
 
     /// Adds another scrub's figures.
@@ -92,7 +97,8 @@ impl ScrubStats {
 
 /// How long a scrub of `len` bytes may take.
 pub fn timeout_ns(len: u64) -> u64 {
-    BASE_TIMEOUT_NS.saturating_add((u128::from(len) * u128::from(NS_PER_S) / u128::from(MIN_MIB_PER_S * MIB)) as u64)
+    // Whole MiB, rounded up, so the product stays in 64 bits (no 128-bit division in the kernel).
+    BASE_TIMEOUT_NS.saturating_add(len.div_ceil(MIB).saturating_mul(NS_PER_S) / MIN_MIB_PER_S)
 }
 
 /// LAUNCH_DMA of one zeroing copy: non-pipelined (starts after the previous transfer), flushed
