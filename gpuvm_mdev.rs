@@ -600,7 +600,14 @@ impl pci::Driver for GpuvmPciDriver {
             }),
             GFP_KERNEL,
         )?;
-        // The scrubber's host channel and zero block, before any vGPU can exist.
+        let msi = irq::MsiRegistration::new(pdev, c"gpuvm", shared.clone())?;
+        {
+            let bar0 = shared.bar0.access(pdev.as_ref())?;
+            verify_msi(pdev, bar0, &shared)?;
+        }
+        dev_info!(pdev, "interrupts over MSI (irq {}) verified\n", msi.irq());
+        // The scrubber's host channel and zero block, before any vGPU can exist (after MSI is
+        // verified: its runlist update and copies raise interrupts, which the handler takes).
         {
             let mut pool = shared.pool.lock();
             let mut runlist = shared.runlist.lock();
@@ -621,12 +628,6 @@ impl pci::Driver for GpuvmPciDriver {
             drop(pool);
             *shared.scrubber.lock() = Some(s);
         }
-        let msi = irq::MsiRegistration::new(pdev, c"gpuvm", shared.clone())?;
-        {
-            let bar0 = shared.bar0.access(pdev.as_ref())?;
-            verify_msi(pdev, bar0, &shared)?;
-        }
-        dev_info!(pdev, "interrupts over MSI (irq {}) verified\n", msi.irq());
         let host = HostGpu { shared: shared.clone(), _msi: msi };
         let mut types = KVec::with_capacity(SHARES.len(), GFP_KERNEL)?;
         for (share, (sysfs_name, pretty_name)) in SHARES.into_iter().zip(TYPE_NAMES) {
