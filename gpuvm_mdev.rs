@@ -144,6 +144,8 @@ pub(crate) struct GpuShared {
     bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
     /// Interrupts the host handled (all causes).
     interrupts: AtomicU64,
+    /// Non-stall interrupts no vGPU's progress explained (given to every vGPU).
+    nonstall_unclaimed: AtomicU64,
     /// Time base of the vGPUs' PTIMER.
     epoch: Instant<Monotonic>,
     /// Shadow page tables sync at the next use instead of at the guest's TLB flush.
@@ -198,7 +200,7 @@ impl GpuShared {
     /// other flush of this GPU.
     pub(crate) fn tlb_flush(&self, pd: u64) -> core::result::Result<(), host_gpu::HostError> {
         let _serialised = self.tlb.lock();
-        host_gpu::tlb_flush(&host_env::KernelBars(self), pd)
+        host_gpu::tlb_flush(&host_env::KernelBars(self), &host_env::GpuClock(self), pd)
     }
     /// The `lazy_shadow` knob.
     pub(crate) fn lazy_shadow(&self) -> bool {
@@ -211,7 +213,7 @@ impl GpuShared {
 
     /// Replaces one vGPU's part of the host runlist and submits the merged list.
     pub(crate) fn commit_runlist(&self, part: channel::RunlistPart) -> core::result::Result<(), host_gpu::HostError> {
-        self.runlist.lock().commit(&host_env::KernelBars(self), self.bar3_mapped, part).map(|_| ())
+        self.runlist.lock().commit(&host_env::KernelBars(self), &host_env::GpuClock(self), self.bar3_mapped, part).map(|_| ())
     }
 
     /// Clears `slice`'s VRAM with the host copy engine and logs what it cost; `why` names the
@@ -297,13 +299,33 @@ impl irq::Handler for GpuShared {
             }
             v
         };
-        match targets {
-            Ok(targets) => {
-                for dev in targets.iter() {
-                    vgpu::Vgpu::deliver(dev, &ev);
+        let Ok(targets) = targets else {
+            dev_warn!(self.pdev.as_ref(), "interrupt delivery: out of memory, events dropped\n");
+            return;
+        };
+        // A non-stall interrupt goes to the vGPUs whose channels made progress; if none shows
+        // any after a few looks, to every vGPU with channels on the runlist (a spurious
+        // interrupt at worst, never a lost one).
+        let mut claims: u32 = 0;
+        if ev.nonstall {
+            for _ in 0..host_gpu::NONSTALL_CLAIM_TRIES {
+                for (i, dev) in targets.iter().enumerate() {
+                    if vgpu::Vgpu::claim_nonstall(dev) {
+                        claims |= 1 << (i % 32);
+                    }
                 }
+                if claims != 0 {
+                    break;
+                }
+                fsleep(Delta::from_micros(i64::from(host_gpu::NONSTALL_CLAIM_PAUSE_US)));
             }
-            Err(_) => dev_warn!(self.pdev.as_ref(), "interrupt delivery: out of memory, events dropped\n"),
+            if claims == 0 {
+                self.nonstall_unclaimed.fetch_add(1, Ordering::Relaxed);
+                claims = u32::MAX;
+            }
+        }
+        for (i, dev) in targets.iter().enumerate() {
+            vgpu::Vgpu::deliver(dev, &ev, claims & (1 << (i % 32)) != 0);
         }
     }
 }
@@ -426,7 +448,7 @@ impl Drop for HostGpu {
         if let Some(s) = self.shared.scrubber.lock().take() {
             let mut pool = self.shared.pool.lock();
             let mut runlist = self.shared.runlist.lock();
-            s.shut_down(&host_env::KernelBars(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
+            s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
         }
         // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
         if let Some(bar0) = self.shared.bar0.try_access() {
@@ -591,6 +613,7 @@ impl pci::Driver for GpuvmPciDriver {
                 tlb <- new_mutex!(()),
                 bar1,
                 interrupts: AtomicU64::new(0),
+                nonstall_unclaimed: AtomicU64::new(0),
                 epoch: Instant::<Monotonic>::now(),
                 lazy_shadow: AtomicBool::new(true),
                 runlist <- new_mutex!(host_gpu::HostRunlist::new(bufs)),
@@ -682,6 +705,7 @@ type GpuAttrs = BoundDriverData<GpuvmGpu>;
 sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     rw GpuLazyShadow c"lazy_shadow";
     ro GpuInterrupts c"interrupts" => |g| g.shared.interrupts.load(Ordering::Relaxed);
+    ro GpuNonstallUnclaimed c"nonstall_unclaimed" => |g| g.shared.nonstall_unclaimed.load(Ordering::Relaxed);
     ro GpuVramTotal c"vram_total_mib" => |g| (g.shared.pools.vram_per_unit * UNITS as u64) >> 20;
     ro GpuVramFree c"vram_free_mib" => |g| (g.shared.pools.vram_per_unit * g.shared.units.lock().free_units() as u64) >> 20;
     ro GpuChannelsTotal c"channels_total" => |g| g.shared.pools.channels_per_unit * UNITS;

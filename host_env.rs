@@ -96,7 +96,7 @@ impl HostChannels for KernelChannels<'_> {
         host_gpu::set_runnable(&KernelBars(self.0), host_chid, runnable)
     }
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
-        host_gpu::kick(&KernelBars(self.0), host_chid)
+        host_gpu::kick(&KernelBars(self.0), &GpuClock(self.0), host_chid)
     }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&KernelBars(self.0), host_chid, put)

@@ -105,10 +105,19 @@ impl Vgpu {
 
     /// Host interrupt events for this vGPU (from the host IRQ thread): a non-stall interrupt
     /// and MMU faults `(host instance block, VA, info)` per fault unit.
-    pub(crate) fn deliver(dev: &vfio::Device<Self>, ev: &crate::host_gpu::HostEvents) {
+    pub(crate) fn deliver(dev: &vfio::Device<Self>, ev: &crate::host_gpu::HostEvents, nonstall: bool) {
         let mut st = dev.state.lock();
-        st.med.deliver(ev);
+        st.med.deliver(ev, nonstall);
         Self::update_irq(&mut st);
+    }
+
+    /// Whether a non-stall interrupt the host just took may be this vGPU's (its channels
+    /// made progress since the last look).
+    pub(crate) fn claim_nonstall(dev: &vfio::Device<Self>) -> bool {
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.claim_nonstall(env))
     }
 
     fn region_size(&self, index: u32) -> u64 {

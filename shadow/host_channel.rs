@@ -189,16 +189,16 @@ impl HostChannel {
 
     /// Takes the channel off the GPU (not runnable, preempted, unbound) and binds it again
     /// from a fresh RAMFC: what follows a submission that did not complete.
-    pub fn restart<B: HostBars>(&mut self, bars: &B) -> Result<(), ChannelError> {
-        self.stop(bars)?;
+    pub fn restart<B: HostBars>(&mut self, bars: &B, w: &impl Waiter) -> Result<(), ChannelError> {
+        self.stop(bars, w)?;
         self.start(bars)
     }
 
     /// Takes the channel off the GPU: not runnable, preempted, unbound (§8.5). The caller
     /// removes it from the runlist if it is not started again.
-    pub fn stop<B: HostBars>(&mut self, bars: &B) -> Result<(), ChannelError> {
+    pub fn stop<B: HostBars>(&mut self, bars: &B, w: &impl Waiter) -> Result<(), ChannelError> {
         host_gpu::set_runnable(bars, self.chid, false);
-        let kicked = host_gpu::kick(bars, self.chid);
+        let kicked = host_gpu::kick(bars, w, self.chid);
         host_gpu::bind_channel(bars, self.chid, None);
         self.started = false;
         kicked.map_err(ChannelError::from)
@@ -212,16 +212,16 @@ impl HostChannel {
     /// Submits `words` as one pushbuffer segment; it must end with a release of
     /// [`HostChannel::semaphore`] with [`HostChannel::next_payload`]. Restarts the channel
     /// first if the previous submission was not seen complete.
-    pub fn submit<B: HostBars>(&mut self, bars: &B, words: &[u32]) -> Result<(), ChannelError> {
+    pub fn submit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, words: &[u32]) -> Result<(), ChannelError> {
         if words.len() > MAX_PUSH_WORDS {
             return Err(ChannelError::PushTooLong);
         }
         if self.in_flight || !self.started {
-            self.restart(bars)?;
+            self.restart(bars, w)?;
         }
         let pb = self.base + ctl::PUSHBUF;
-        for (n, &w) in words.iter().enumerate() {
-            bars.bar3_write32(pb + 4 * n as u64, w);
+        for (n, &word) in words.iter().enumerate() {
+            bars.bar3_write32(pb + 4 * n as u64, word);
         }
         let e = gpfifo::entry(pb, words.len() as u32);
         let at = self.base + ctl::GPFIFO + u64::from(self.put) * gpfifo::ENTRY_SIZE;

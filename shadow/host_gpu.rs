@@ -13,6 +13,7 @@ use core::cell::Cell;
 use crate::channel::{self, ChannelSet, RunlistPart};
 use crate::gf100::{pfifo, pgraph, pmc, target, userd};
 use crate::host_init::{self, layout, InitError, Mmio};
+use crate::host_channel::Waiter;
 use crate::memory::Vram;
 use crate::partition::{Slice, UNITS};
 
@@ -50,13 +51,25 @@ pub enum HostError {
     NotHostChannel,
 }
 
-/// Polls bounded by this many reads (each a bus round trip): a dead or hostile device
-/// cannot hang the caller.
-const POLL_LIMIT: u32 = 100_000;
+/// How long the host waits for a register to settle (a kick, a runlist update, a TLB flush)
+/// before it reports a timeout: nouveau allows a PFIFO preempt or runlist update 2 s.
+// TIMEOUT: HOST_POLL_TIMEOUT_NS, then the operation is reported failed (never ignored).
+pub const HOST_POLL_TIMEOUT_NS: u64 = 2_000_000_000;
 
-/// Reads `off` until `done(value)` or [`POLL_LIMIT`] reads.
-fn poll(m: &impl Mmio, off: u32, done: impl Fn(u32) -> bool) -> bool {
-    (0..POLL_LIMIT).any(|_| done(m.rd(off)))
+/// Reads `off` until `done(value)`, pausing between reads, for at most
+/// [`HOST_POLL_TIMEOUT_NS`] by `w`'s clock; whether it got there.
+pub fn poll(m: &impl Mmio, w: &impl Waiter, off: u32, done: impl Fn(u32) -> bool) -> bool {
+    let start = w.now_ns();
+    loop {
+        if done(m.rd(off)) {
+            return true;
+        }
+        if w.now_ns().saturating_sub(start) > HOST_POLL_TIMEOUT_NS {
+            // One last look: the pause may have outlasted the deadline.
+            return done(m.rd(off));
+        }
+        w.pause();
+    }
 }
 
 /// Host VRAM through the host's apertures.
@@ -112,9 +125,9 @@ pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
 }
 
 /// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so.
-pub fn kick(m: &impl Mmio, host_chid: u32) -> Result<(), HostError> {
+pub fn kick(m: &impl Mmio, w: &impl Waiter, host_chid: u32) -> Result<(), HostError> {
     m.wr(pfifo::KICK, host_chid);
-    poll(m, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0).then_some(()).ok_or(HostError::KickTimeout)
+    poll(m, w, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0).then_some(()).ok_or(HostError::KickTimeout)
 }
 
 /// Rings host channel `host_chid`'s doorbell with GP_PUT `put`: a write of its GP_PUT word
@@ -125,8 +138,8 @@ pub fn ring_doorbell(b: &impl HostBars, host_chid: u32, put: u32) {
 }
 
 /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
-pub fn tlb_flush(m: &impl Mmio, pd: u64) -> Result<(), HostError> {
-    host_init::tlb_flush(m, Some(pd)).map_err(|_: InitError| HostError::TlbTimeout)
+pub fn tlb_flush(m: &impl Mmio, w: &impl Waiter, pd: u64) -> Result<(), HostError> {
+    host_init::tlb_flush_with(m, Some(pd), |off, done| poll(m, w, off, done)).map_err(|_: InitError| HostError::TlbTimeout)
 }
 
 /// The one host runlist all vGPUs share: each vGPU's part (indexed by its first unit) and the
@@ -155,16 +168,16 @@ impl HostRunlist {
 
     /// Replaces one vGPU's part and submits the merged list; waits (bounded) for PFIFO to
     /// take it.
-    pub fn commit<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64, part: RunlistPart) -> Result<u32, HostError> {
+    pub fn commit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, bar3_mapped: u64, part: RunlistPart) -> Result<u32, HostError> {
         if let Some(slot) = self.parts.get_mut(part.slice.first_unit as usize) {
             *slot = (!part.channels.is_empty()).then_some(part);
         }
-        self.submit(bars, bar3_mapped)
+        self.submit(bars, w, bar3_mapped)
     }
 
     /// Adds (`on`) or removes host channel `host_chid` (one the host keeps, not a vGPU's) and
     /// submits the merged list.
-    pub fn set_host_channel<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64, host_chid: u32, on: bool) -> Result<u32, HostError> {
+    pub fn set_host_channel<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, bar3_mapped: u64, host_chid: u32, on: bool) -> Result<u32, HostError> {
         if !(GUEST_CHANNELS..pfifo::CHANNELS).contains(&host_chid) {
             return Err(HostError::NotHostChannel);
         }
@@ -173,11 +186,11 @@ impl HostRunlist {
         } else {
             self.host.remove(host_chid);
         }
-        self.submit(bars, bar3_mapped)
+        self.submit(bars, w, bar3_mapped)
     }
 
     /// Writes the vGPUs' parts, then the host's channels, into the next buffer and submits it.
-    fn submit<B: HostBars>(&mut self, bars: &B, bar3_mapped: u64) -> Result<u32, HostError> {
+    fn submit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, bar3_mapped: u64) -> Result<u32, HostError> {
         let none = Slice { first_unit: 0, units: 0, vram_base: 0, vram_size: 0, first_channel: 0, channels: 0 };
         let mut merged = [RunlistPart { slice: none, channels: channel::ChannelSet::default() }; UNITS as usize];
         let mut n_parts = 0;
@@ -205,7 +218,7 @@ impl HostRunlist {
         let base = pfifo::RunlistBase::default().with_addr(buf).with_target(target::VRAM);
         bars.wr(pfifo::RunlistBase::OFFSET, base.raw());
         bars.wr(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(entries).raw());
-        if !poll(bars, pfifo::RunlistStatus::OFFSET, |v| !pfifo::RunlistStatus::from_raw(v).pending()) {
+        if !poll(bars, w, pfifo::RunlistStatus::OFFSET, |v| !pfifo::RunlistStatus::from_raw(v).pending()) {
             return Err(HostError::RunlistTimeout);
         }
         Ok(entries)
@@ -272,6 +285,15 @@ impl HostEvents {
         self.nonstall || self.faults.iter().any(Option::is_some) || self.pbdma.iter().any(Option::is_some) || self.pgraph.is_some()
     }
 }
+
+/// How often the host looks for the vGPU a non-stall interrupt belongs to (GP_GET progress,
+/// `Mediator::claim_nonstall`) before it gives the interrupt to every vGPU with channels on
+/// the runlist, and how long it pauses between looks (the PBDMA may not have written GP_GET
+/// back yet when the interrupt is taken). A guest then at worst gets a spurious non-stall
+/// interrupt, never a lost one.
+pub const NONSTALL_CLAIM_TRIES: u32 = 4;
+/// Microseconds between two looks.
+pub const NONSTALL_CLAIM_PAUSE_US: u32 = 250;
 
 /// The top half of the host interrupt handler: reads and acknowledges every pending cause
 /// (so the line drops) and returns what the vGPUs must hear about; `None` if the GPU did not

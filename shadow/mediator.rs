@@ -119,6 +119,11 @@ struct Chan {
     /// Index in `spaces`.
     space: usize,
     runnable: bool,
+    /// Host VRAM address of the channel's USERD page (as in its shadow RAMFC).
+    userd_host: u64,
+    /// GP_GET as last seen there: progress since tells which vGPU a non-stall interrupt
+    /// belongs to.
+    last_get: u32,
 }
 
 /// Counters shown in sysfs and used by benchmarks.
@@ -136,6 +141,8 @@ pub struct MediatorStats {
     pub refused: u64,
     /// MMU faults delivered.
     pub faults: u64,
+    /// Non-stall interrupts raised in the guest.
+    pub nonstall: u64,
     /// Guest accesses forwarded to host VRAM.
     pub forwarded: u64,
 }
@@ -478,6 +485,7 @@ impl<S: Storage> Mediator<S> {
         }
         // A write into a bound instance block is mirrored into its shadow.
         let slice = self.slice();
+        let mut moved_userd = 0u128;
         for (chid, ch) in self.chans.iter().enumerate() {
             let Some(ch) = ch.0 else { continue };
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
@@ -487,6 +495,15 @@ impl<S: Storage> Mediator<S> {
             let shadow = InstShadow { pd_host: space.vm.pd_host(), limit: space.vm.limit() };
             let Some(host_chid) = slice.channel_to_host(chid as u32) else { continue };
             mirror_inst_write(env, &slice, &ch, host_chid, (guest - ch.guest_inst) as u32 & !3, &shadow);
+            moved_userd |= 1u128 << chid;
+        }
+        // A mirrored write may have moved USERD: follow it for the non-stall attribution.
+        for (chid, slot) in self.chans.iter_mut().enumerate() {
+            if moved_userd & (1u128 << chid) != 0 {
+                if let Some(ch) = slot.0.as_mut() {
+                    ch.userd_host = shadow_userd(&*env.vram, ch.host_inst);
+                }
+            }
         }
     }
 
@@ -606,7 +623,9 @@ impl<S: Storage> Mediator<S> {
         env.host.bind(host_chid, Some(host_inst));
         self.touched = true;
         if let Some(slot) = self.chans.get_mut(chid as usize) {
-            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false }));
+            let userd_host = shadow_userd(&*env.vram, host_inst);
+            let last_get = env.vram.read32(userd_host + u64::from(userd::GP_GET));
+            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, last_get }));
         }
     }
 
@@ -714,12 +733,35 @@ impl<S: Storage> Mediator<S> {
         env.sys.unpin_range(iova, len);
     }
 
-    /// Host interrupt events: a non-stall interrupt goes to every vGPU with channels on the
-    /// runlist (the GPU reports all of them in one slot); an MMU fault, a PGRAPH error and a
-    /// PBDMA error go only to the vGPU whose channel caused them (named by its shadow
-    /// instance block or its host channel id), with the guest's own names.
-    pub fn deliver(&mut self, ev: &HostEvents) {
-        if ev.nonstall && !self.runlist.is_empty() {
+    /// Whether a non-stall interrupt just taken by the host may be this vGPU's: GP_GET of one
+    /// of its channels on the runlist moved since the last look (the GPU's non-stall slot
+    /// names no channel; a channel that issued NON_STALL_INTERRUPT has fetched the entry that
+    /// held it). Updates what was seen.
+    pub fn claim_nonstall(&mut self, env: &mut Env<'_>) -> bool {
+        let mut claimed = false;
+        let runlist = self.runlist;
+        for (chid, slot) in self.chans.iter_mut().enumerate() {
+            let Some(ch) = slot.0.as_mut() else { continue };
+            if !runlist.contains(chid as u32) {
+                continue;
+            }
+            let get = env.vram.read32(ch.userd_host + u64::from(userd::GP_GET));
+            if get != ch.last_get {
+                ch.last_get = get;
+                claimed = true;
+            }
+        }
+        claimed
+    }
+
+    /// Host interrupt events. A non-stall interrupt is raised if `nonstall` says it is this
+    /// vGPU's (see [`Mediator::claim_nonstall`]) and it has channels on the runlist; an MMU
+    /// fault, a PGRAPH error and a PBDMA error go only to the vGPU whose channel caused them
+    /// (named by its shadow instance block or its host channel id), with the guest's own
+    /// names.
+    pub fn deliver(&mut self, ev: &HostEvents, nonstall: bool) {
+        if nonstall && !self.runlist.is_empty() {
+            self.stats.nonstall += 1;
             self.vregs.raise_nonstall();
         }
         for (unit, f) in ev.faults.iter().enumerate() {
@@ -815,6 +857,13 @@ impl<S: Storage> Mediator<S> {
     pub fn spaces_in_use(&self) -> usize {
         self.space_count()
     }
+}
+
+/// Host VRAM address of the USERD page a shadow instance block at `host_inst` names.
+fn shadow_userd(vram: &dyn Vram, host_inst: u64) -> u64 {
+    let lo = vram.read32(host_inst + u64::from(ramfc::USERD_LO));
+    let hi = vram.read32(host_inst + u64::from(ramfc::USERD_HI));
+    u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32
 }
 
 /// Stops host channel `host_chid`: not runnable, then preempted so no engine still works

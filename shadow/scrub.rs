@@ -209,8 +209,8 @@ impl Scrubber {
         let r = s.init(bars, w, runlist, bar3_mapped);
         if r.is_err() {
             // Nothing of the scrubber may keep running on memory given back.
-            let _ = s.ch.stop(bars);
-            let _ = runlist.set_host_channel(bars, bar3_mapped, chid, false);
+            let _ = s.ch.stop(bars, w);
+            let _ = runlist.set_host_channel(bars, w, bar3_mapped, chid, false);
             pool.free(zero, ZERO_BYTES);
             pool.free(ctl, crate::host_channel::ctl::BYTES);
         }
@@ -219,7 +219,7 @@ impl Scrubber {
 
     fn init<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, runlist: &mut HostRunlist, bar3_mapped: u64) -> Result<(), ScrubError> {
         self.ch.start(bars)?;
-        runlist.set_host_channel(bars, bar3_mapped, self.ch.chid(), true).map_err(ChannelError::from)?;
+        runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), true).map_err(ChannelError::from)?;
         for off in (0..SEED_BYTES).step_by(4) {
             bars.bar3_write32(self.zero + off, 0);
         }
@@ -228,9 +228,9 @@ impl Scrubber {
     }
 
     /// Takes the scrubber off the GPU and gives its host VRAM back (host shutdown).
-    pub fn shut_down<B: HostBars>(mut self, bars: &B, pool: &mut HostPool, runlist: &mut HostRunlist, bar3_mapped: u64) {
-        let _ = self.ch.stop(bars);
-        let _ = runlist.set_host_channel(bars, bar3_mapped, self.ch.chid(), false);
+    pub fn shut_down<B: HostBars>(mut self, bars: &B, w: &impl Waiter, pool: &mut HostPool, runlist: &mut HostRunlist, bar3_mapped: u64) {
+        let _ = self.ch.stop(bars, w);
+        let _ = runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), false);
         pool.free(self.zero, ZERO_BYTES);
         pool.free(self.ctl, crate::host_channel::ctl::BYTES);
     }
@@ -268,7 +268,7 @@ impl Scrubber {
         const _: () = assert!(ZERO_PUSH_WORDS <= MAX_PUSH_WORDS);
         let n = zero_push(&mut words, src, line, dst, len, self.ch.semaphore(), self.ch.next_payload()).ok_or(ScrubError::Outside)?;
         let t0 = w.now_ns();
-        self.ch.submit(bars, &words[..n])?;
+        self.ch.submit(bars, w, &words[..n])?;
         self.ch.wait(bars, w, timeout_ns(len))?;
         Ok(ScrubStats { bytes: len, ns: w.now_ns().saturating_sub(t0).max(1) })
     }

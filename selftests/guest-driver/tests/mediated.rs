@@ -108,3 +108,29 @@ fn mediated_reopen() {
     let r = run_on(&host, &v, "init_close", &opts());
     assert!(r.ok, "{}", r.to_json());
 }
+
+/// Non-stall interrupts go to the vGPU whose channel made progress: an idle vGPU with its
+/// channel on the runlist hears none of a busy neighbour's fences (a storm and a side
+/// channel otherwise), except the ones the host could not attribute, which it counts.
+#[test]
+fn mediated_interrupts_to_their_owner() {
+    use gpuvm_guest_driver::driver::Gpu;
+    let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");
+    let busy = host.create(2).expect("busy vGPU");
+    let idle = host.create(2).expect("idle vGPU");
+    // The idle vGPU's driver is up: its channel is bound, runnable and on the runlist.
+    let mut g = Gpu::open(Box::new(host.open(&idle).expect("open idle")), 0, true).expect("idle driver");
+    g.sync().expect("the idle vGPU's first (and last) fence: its channel is on the runlist");
+    let (idle0, busy0, unclaimed0) = (idle.stats().nonstall, busy.stats().nonstall, host.nonstall_unclaimed());
+    for name in ["mmul", "hotspot", "needle"] {
+        let r = run_on(&host, &busy, name, &opts());
+        assert!(r.ok, "{}", r.to_json());
+    }
+    let idle_msis = idle.stats().nonstall - idle0;
+    let busy_msis = busy.stats().nonstall - busy0;
+    let unclaimed = host.nonstall_unclaimed() - unclaimed0;
+    eprintln!("non-stall interrupts raised: busy vGPU {busy_msis}, idle vGPU {idle_msis}; unattributed {unclaimed}");
+    assert!(busy_msis > 0, "the busy vGPU got its interrupts");
+    assert!(idle_msis <= unclaimed, "the idle vGPU heard only unattributable interrupts ({idle_msis} > {unclaimed})");
+    drop(g);
+}

@@ -313,7 +313,7 @@ fn guest_channels_never_get_the_physical_copy_gate() {
     let ev = HostEvents { pbdma: [Some(err), None, None], ..HostEvents::default() };
     assert!(r.bar0(pfifo::INTR_EN, u32::MAX));
     assert!(r.bar0(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR_EN, u32::MAX));
-    r.med.deliver(&ev);
+    r.med.deliver(&ev, false);
     let b = pfifo::pbdma_base(0);
     assert_ne!(r.rd(pfifo::INTR).unwrap() & pfifo::INTR_PBDMA, 0);
     assert_eq!(r.rd(b + pfifo::PBDMA_INTR), Some(pfifo::PBDMA_INTR_ILLEGAL_MTHD));
@@ -325,6 +325,6 @@ fn guest_channels_never_get_the_physical_copy_gate() {
     other.slice = Slice { first_channel: 12, ..other.slice };
     other.med = Mediator::new(other.slice, 0x0c0c_00a3, QUOTA).expect("mediator");
     assert!(other.bar0(pfifo::pbdma_base(0) + pfifo::PBDMA_INTR_EN, u32::MAX));
-    other.med.deliver(&ev);
+    other.med.deliver(&ev, false);
     assert_eq!(other.rd(b + pfifo::PBDMA_INTR), Some(0));
 }

@@ -220,7 +220,7 @@ fn the_host_channel_is_a_host_channel_with_the_gate_open() {
     assert!(pfifo::ChanState::from_raw(h.bars.rd(pfifo::ChanState::offset(chid))).runnable());
     // A vGPU's runlist commit (here: one with no channel) keeps the host channel listed.
     let slice = h.pools.slice(0, 1);
-    let n = h.runlist.commit(&h.bars, h.bar3_mapped, RunlistPart { slice, channels: ChannelSet::default() }).unwrap();
+    let n = h.runlist.commit(&h.bars, &h.w, h.bar3_mapped, RunlistPart { slice, channels: ChannelSet::default() }).unwrap();
     assert_eq!(n, 1, "only the host channel");
     let base = h.pools.vram_base;
     h.fill(base, MIB, 9);
@@ -230,7 +230,7 @@ fn the_host_channel_is_a_host_channel_with_the_gate_open() {
     assert_ne!(rd(userd + u64::from(userd::GP_GET)), 0);
     // vGPU channel ids are not the host's.
     assert_eq!(HostChannel::new(GUEST_CHANNELS - 1, h.pool.alloc(ctl::BYTES).unwrap(), h.bar3_mapped).err(), Some(ChannelError::NotHostChannel));
-    assert_eq!(h.runlist.set_host_channel(&h.bars, h.bar3_mapped, 5, true), Err(host_gpu::HostError::NotHostChannel));
+    assert_eq!(h.runlist.set_host_channel(&h.bars, &h.w, h.bar3_mapped, 5, true), Err(host_gpu::HostError::NotHostChannel));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn a_stopped_host_channel_times_out_and_is_restarted_by_the_next_submission() {
     let chid = GUEST_CHANNELS + 1;
     let mut ch = HostChannel::new(chid, h.pool.alloc(ctl::BYTES).unwrap(), h.bar3_mapped).unwrap();
     ch.start(&h.bars).unwrap();
-    h.runlist.set_host_channel(&h.bars, h.bar3_mapped, chid, true).unwrap();
+    h.runlist.set_host_channel(&h.bars, &h.w, h.bar3_mapped, chid, true).unwrap();
     // A method no class has: PBDMA ILLEGAL_MTHD stops the channel before its release.
     let sem = ch.semaphore();
     let release = |p: u32| {
@@ -252,12 +252,12 @@ fn a_stopped_host_channel_times_out_and_is_restarted_by_the_next_submission() {
         ]
     };
     let bad = [&[pushbuf::incr(0, host::YIELD + 4, 1), 0][..], &release(ch.next_payload())[..]].concat();
-    ch.submit(&h.bars, &bad).unwrap();
+    ch.submit(&h.bars, &h.w, &bad).unwrap();
     assert_eq!(ch.wait(&h.bars, &h.w, 200_000_000), Err(ChannelError::Timeout));
     // Acknowledge what the error raised, as the host's interrupt handler does.
     host_gpu::service_interrupt(&h.bars);
     // The next submission restarts the channel and goes through.
-    ch.submit(&h.bars, &release(ch.next_payload())).unwrap();
+    ch.submit(&h.bars, &h.w, &release(ch.next_payload())).unwrap();
     ch.wait(&h.bars, &h.w, 5_000_000_000).expect("the restarted channel runs");
     // The scrubber's own channel was not disturbed.
     let base = h.pools.vram_base;

@@ -82,6 +82,8 @@ struct HostShared {
     /// What the scrubs did and how they failed (the kernel logs them).
     scrubs: Mutex<ScrubLog>,
     epoch: Instant,
+    /// Non-stall interrupts no vGPU's progress explained (given to every vGPU).
+    nonstall_unclaimed: AtomicU64,
     next_host_iova: AtomicU64,
     stop: AtomicBool,
 }
@@ -138,17 +140,17 @@ impl HostChannels for ModelChannels<'_> {
         host_gpu::set_runnable(&ModelBars(self.0), host_chid, runnable)
     }
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
-        host_gpu::kick(&ModelBars(self.0), host_chid)
+        host_gpu::kick(&ModelBars(self.0), &HostClock(self.0.epoch), host_chid)
     }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&ModelBars(self.0), host_chid, put)
     }
     fn commit_runlist(&mut self, part: gpuvm_shadow::channel::RunlistPart) -> Result<(), HostError> {
-        lock(&self.0.runlist).commit(&ModelBars(self.0), self.0.bar3_mapped, part).map(|_| ())
+        lock(&self.0.runlist).commit(&ModelBars(self.0), &HostClock(self.0.epoch), self.0.bar3_mapped, part).map(|_| ())
     }
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
         let _serialised = lock(&self.0.tlb);
-        host_gpu::tlb_flush(&ModelBars(self.0), pd)
+        host_gpu::tlb_flush(&ModelBars(self.0), &HostClock(self.0.epoch), pd)
     }
     fn sync_mode(&self) -> SyncMode {
         if self.0.lazy_shadow.load(Ordering::Relaxed) {
@@ -275,6 +277,8 @@ struct VgpuState {
 pub struct TrapCounters {
     pub traps: AtomicU64,
     pub denied: AtomicU64,
+    /// MSIs signalled to the guest.
+    pub msis: AtomicU64,
 }
 
 /// One vGPU: its slice of the GPU and its mediator.
@@ -304,6 +308,7 @@ impl VgpuShared {
         let r = f(&mut st.med, &mut env);
         if st.med.take_irq_edge() {
             st.msi_pending += 1;
+            self.counters.msis.fetch_add(1, Ordering::Relaxed);
             self.irq.notify_all();
         }
         r
@@ -393,6 +398,7 @@ impl MediatedHost {
             scrub_on: AtomicBool::new(true),
             scrubs: Mutex::new(ScrubLog::default()),
             epoch: Instant::now(),
+            nonstall_unclaimed: AtomicU64::new(0),
             next_host_iova: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         };
@@ -425,6 +431,11 @@ impl MediatedHost {
     /// The `lazy_shadow` knob.
     pub fn set_lazy_shadow(&self, on: bool) {
         self.shared.lazy_shadow.store(on, Ordering::Relaxed);
+    }
+
+    /// Non-stall interrupts that no vGPU's progress explained, so every vGPU got them.
+    pub fn nonstall_unclaimed(&self) -> u64 {
+        self.shared.nonstall_unclaimed.load(Ordering::Relaxed)
     }
 
     /// Host operations that failed so far.
@@ -501,7 +512,7 @@ impl Drop for MediatedHost {
         }
         let h = &*self.shared;
         if let Some(s) = lock(&h.scrubber).take() {
-            s.shut_down(&ModelBars(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
+            s.shut_down(&ModelBars(h), &HostClock(h.epoch), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
         }
         host_init::shut_down(&ModelBars(&self.shared));
     }
@@ -524,8 +535,26 @@ fn irq_thread(h: &Arc<HostShared>) {
             continue;
         }
         let vgpus: Vec<Arc<VgpuShared>> = lock(&h.vgpus).iter().filter_map(Weak::upgrade).collect();
-        for v in vgpus {
-            v.with_env(|med, _| med.deliver(&ev));
+        // A non-stall interrupt goes to the vGPUs whose channels made progress; if none shows
+        // any after a few looks, to every vGPU with channels on the runlist.
+        let mut claims = vec![false; vgpus.len()];
+        if ev.nonstall {
+            for _ in 0..host_gpu::NONSTALL_CLAIM_TRIES {
+                for (c, v) in claims.iter_mut().zip(&vgpus) {
+                    *c |= v.with_env(|med, env| med.claim_nonstall(env));
+                }
+                if claims.iter().any(|c| *c) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(u64::from(host_gpu::NONSTALL_CLAIM_PAUSE_US)));
+            }
+            if !claims.iter().any(|c| *c) {
+                h.nonstall_unclaimed.fetch_add(1, Ordering::Relaxed);
+                claims.fill(true);
+            }
+        }
+        for (v, nonstall) in vgpus.iter().zip(claims) {
+            v.with_env(|med, _| med.deliver(&ev, nonstall));
         }
     }
 }
