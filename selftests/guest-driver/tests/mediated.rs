@@ -131,6 +131,8 @@ fn mediated_interrupts_to_their_owner() {
     let unclaimed = host.nonstall_unclaimed() - unclaimed0;
     eprintln!("non-stall interrupts raised: busy vGPU {busy_msis}, idle vGPU {idle_msis}; unattributed {unclaimed}");
     assert!(busy_msis > 0, "the busy vGPU got its interrupts");
-    assert!(idle_msis <= unclaimed, "the idle vGPU heard only unattributable interrupts ({idle_msis} > {unclaimed})");
+    // The idle vGPU's own last fence may be attributed late: if its GP_GET was written back
+    // after the host had looked, its progress is seen at the next interrupt (once).
+    assert!(idle_msis <= unclaimed + 1, "the idle vGPU heard only unattributable interrupts and its own last fence ({idle_msis} > {unclaimed} + 1)");
     drop(g);
 }
