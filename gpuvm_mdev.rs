@@ -746,6 +746,7 @@ sysfs_group! { vgpu_sysfs: VgpuAttrs, c"gpuvm" {
     ro VgpuGuestReads c"pte_reads" => |h| h.reg.device().virt_stats().guest_reads;
     ro VgpuRefused c"pte_refused" => |h| h.reg.device().virt_stats().refused;
     ro VgpuFaults c"faults" => |h| h.reg.device().virt_stats().faults;
+    ro VgpuNonstall c"nonstall_interrupts" => |h| h.reg.device().virt_stats().nonstall;
     ro VgpuType c"type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
     ro VgpuVramMib c"vram_mib" => |h| h.reg.device().slice.vram_size >> 20;
     ro VgpuVramBase c"vram_base_mib" => |h| h.reg.device().slice.vram_base >> 20;
