@@ -26,8 +26,164 @@ use kernel::{
 };
 
 /// vfio-pci convention: the region index sits in bits 40 and up of the file offset.
-pub const REGION_SHIFT: u32 = 40;
+const REGION_SHIFT: u32 = 40;
 const REGION_OFFSET_MASK: u64 = (1 << REGION_SHIFT) - 1;
+
+/// A region of a vfio-pci device (`VFIO_PCI_*_REGION_INDEX`). A device built on this wrapper
+/// has exactly these regions; device-specific ones (index 9 and up) are not supported.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum Region {
+    /// BAR 0.
+    Bar0 = sys::VFIO_PCI_BAR0_REGION_INDEX,
+    /// BAR 1.
+    Bar1 = sys::VFIO_PCI_BAR1_REGION_INDEX,
+    /// BAR 2.
+    Bar2 = sys::VFIO_PCI_BAR2_REGION_INDEX,
+    /// BAR 3.
+    Bar3 = sys::VFIO_PCI_BAR3_REGION_INDEX,
+    /// BAR 4.
+    Bar4 = sys::VFIO_PCI_BAR4_REGION_INDEX,
+    /// BAR 5.
+    Bar5 = sys::VFIO_PCI_BAR5_REGION_INDEX,
+    /// The expansion ROM.
+    Rom = sys::VFIO_PCI_ROM_REGION_INDEX,
+    /// PCI configuration space.
+    Config = sys::VFIO_PCI_CONFIG_REGION_INDEX,
+    /// Legacy VGA ranges.
+    Vga = sys::VFIO_PCI_VGA_REGION_INDEX,
+}
+
+impl Region {
+    /// Every region, in index order.
+    pub const ALL: [Region; sys::VFIO_PCI_NUM_REGIONS as usize] = [
+        Region::Bar0,
+        Region::Bar1,
+        Region::Bar2,
+        Region::Bar3,
+        Region::Bar4,
+        Region::Bar5,
+        Region::Rom,
+        Region::Config,
+        Region::Vga,
+    ];
+
+    /// The region with VFIO index `index`, if it is one of [`Region::ALL`].
+    pub fn from_index(index: u32) -> Option<Self> {
+        Self::ALL.get(index as usize).copied()
+    }
+
+    /// The VFIO region index.
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// File offset at which the region starts.
+    pub const fn offset(self) -> u64 {
+        (self as u64) << REGION_SHIFT
+    }
+}
+
+// `ALL` is indexed by region index.
+const _: () = {
+    let mut i = 0;
+    while i < Region::ALL.len() {
+        assert!(Region::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+/// An interrupt index of a vfio-pci device (`VFIO_PCI_*_IRQ_INDEX`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum IrqIndex {
+    /// Legacy INTx.
+    Intx = sys::VFIO_PCI_INTX_IRQ_INDEX,
+    /// MSI.
+    Msi = sys::VFIO_PCI_MSI_IRQ_INDEX,
+    /// MSI-X.
+    Msix = sys::VFIO_PCI_MSIX_IRQ_INDEX,
+    /// AER error notification.
+    Err = sys::VFIO_PCI_ERR_IRQ_INDEX,
+    /// Device request (the core wants the device back).
+    Req = sys::VFIO_PCI_REQ_IRQ_INDEX,
+}
+
+impl IrqIndex {
+    /// Every IRQ index, in index order.
+    pub const ALL: [IrqIndex; sys::VFIO_PCI_NUM_IRQS as usize] =
+        [IrqIndex::Intx, IrqIndex::Msi, IrqIndex::Msix, IrqIndex::Err, IrqIndex::Req];
+
+    /// The IRQ index with VFIO number `index`, if it is one of [`IrqIndex::ALL`].
+    pub fn from_index(index: u32) -> Option<Self> {
+        Self::ALL.get(index as usize).copied()
+    }
+
+    /// The VFIO IRQ index.
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+// `ALL` is indexed by IRQ index.
+const _: () = {
+    let mut i = 0;
+    while i < IrqIndex::ALL.len() {
+        assert!(IrqIndex::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+kernel::impl_flags!(
+    /// `VFIO_DEVICE_FLAGS_*` of a device.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+    pub struct DeviceFlags(u32);
+
+    /// One `VFIO_DEVICE_FLAGS_*` bit.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum DeviceFlag {
+        /// The device supports `VFIO_DEVICE_RESET`.
+        Reset = sys::VFIO_DEVICE_FLAGS_RESET,
+        /// A vfio-pci device.
+        Pci = sys::VFIO_DEVICE_FLAGS_PCI,
+    }
+);
+
+kernel::impl_flags!(
+    /// `VFIO_REGION_INFO_FLAG_*` of a region.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+    pub struct RegionFlags(u32);
+
+    /// One `VFIO_REGION_INFO_FLAG_*` bit.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum RegionFlag {
+        /// The region can be read.
+        Read = sys::VFIO_REGION_INFO_FLAG_READ,
+        /// The region can be written.
+        Write = sys::VFIO_REGION_INFO_FLAG_WRITE,
+        /// The region can be mmapped (needs [`Ops::mmap`]).
+        Mmap = sys::VFIO_REGION_INFO_FLAG_MMAP,
+    }
+);
+
+kernel::impl_flags!(
+    /// `VFIO_IRQ_INFO_*` of an IRQ index.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+    pub struct IrqFlags(u32);
+
+    /// One `VFIO_IRQ_INFO_*` bit.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum IrqFlag {
+        /// Signalled through an eventfd.
+        Eventfd = sys::VFIO_IRQ_INFO_EVENTFD,
+        /// Can be masked and unmasked.
+        Maskable = sys::VFIO_IRQ_INFO_MASKABLE,
+        /// Masked by the device when it fires (INTx).
+        Automasked = sys::VFIO_IRQ_INFO_AUTOMASKED,
+        /// The vector count cannot be changed.
+        Noresize = sys::VFIO_IRQ_INFO_NORESIZE,
+    }
+);
 
 /// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
 const MAX_IRQ_VECTORS: usize = 64;
@@ -64,33 +220,25 @@ pub fn split_run(offset: u64, len: usize, mut one: impl FnMut(u64, usize, usize)
     (done, Ok(()))
 }
 
-/// File offset at which region `index` starts.
-pub const fn region_offset(index: u32) -> u64 {
-    (index as u64) << REGION_SHIFT
-}
-
-/// Answer to `VFIO_DEVICE_GET_INFO`.
+/// Answer to `VFIO_DEVICE_GET_INFO`; the region and IRQ counts are those of [`Region`] and
+/// [`IrqIndex`].
 pub struct DeviceInfo {
-    /// `VFIO_DEVICE_FLAGS_*`.
-    pub flags: u32,
-    /// Number of regions.
-    pub num_regions: u32,
-    /// Number of IRQ indices.
-    pub num_irqs: u32,
+    /// What the device supports.
+    pub flags: DeviceFlags,
 }
 
 /// Answer to `VFIO_DEVICE_GET_REGION_INFO` (the offset is filled in here).
 pub struct RegionInfo {
     /// Size in bytes (0: region absent).
     pub size: u64,
-    /// `VFIO_REGION_INFO_FLAG_*`.
-    pub flags: u32,
+    /// What the region supports.
+    pub flags: RegionFlags,
 }
 
 /// Answer to `VFIO_DEVICE_GET_IRQ_INFO`.
 pub struct IrqInfo {
-    /// `VFIO_IRQ_INFO_*`.
-    pub flags: u32,
+    /// What the index supports.
+    pub flags: IrqFlags,
     /// Number of vectors at this index (0: not supported).
     pub count: u32,
 }
@@ -119,8 +267,8 @@ pub enum IrqData<'a> {
 
 /// A decoded `VFIO_DEVICE_SET_IRQS`.
 pub struct IrqSet<'a> {
-    /// IRQ index (`VFIO_PCI_*_IRQ_INDEX`).
-    pub index: u32,
+    /// IRQ index.
+    pub index: IrqIndex,
     /// First vector.
     pub start: u32,
     /// Number of vectors.
@@ -145,29 +293,29 @@ pub trait Ops: Sized + Send + Sync + 'static {
     fn close_device(_dev: &Device<Self>) {}
     /// `VFIO_DEVICE_GET_INFO`.
     fn device_info(dev: &Device<Self>) -> DeviceInfo;
-    /// `VFIO_DEVICE_GET_REGION_INFO` for `index` (< `num_regions`, checked here).
-    fn region_info(dev: &Device<Self>, index: u32) -> Result<RegionInfo>;
-    /// `VFIO_DEVICE_GET_IRQ_INFO` for `index` (< `num_irqs`, checked here).
-    fn irq_info(dev: &Device<Self>, index: u32) -> Result<IrqInfo>;
+    /// `VFIO_DEVICE_GET_REGION_INFO` for `region`.
+    fn region_info(dev: &Device<Self>, region: Region) -> Result<RegionInfo>;
+    /// `VFIO_DEVICE_GET_IRQ_INFO` for `index`.
+    fn irq_info(dev: &Device<Self>, index: IrqIndex) -> Result<IrqInfo>;
     /// `VFIO_DEVICE_SET_IRQS`, validated against `irq_info`.
     fn set_irqs(dev: &Device<Self>, set: &IrqSet<'_>) -> Result;
     /// `VFIO_DEVICE_RESET`.
     fn reset(dev: &Device<Self>) -> Result;
     /// One read of `buf.len()` (1, 2, 4 or 8) bytes at `offset`, aligned to its size.
-    fn read(dev: &Device<Self>, region: u32, offset: u64, buf: &mut [u8]) -> Result;
+    fn read(dev: &Device<Self>, region: Region, offset: u64, buf: &mut [u8]) -> Result;
     /// One write of `data.len()` (1, 2, 4 or 8) bytes at `offset`, aligned to its size.
-    fn write(dev: &Device<Self>, region: u32, offset: u64, data: &[u8]) -> Result;
+    fn write(dev: &Device<Self>, region: Region, offset: u64, data: &[u8]) -> Result;
     /// A run of reads filling `buf` from `offset` (at most [`RUN_BYTES`]): the bytes done
     /// and the error that stopped it. The default splits it into naturally aligned
     /// [`Ops::read`]s; a driver overrides it to do per-run work once (e.g. take a lock).
-    fn read_run(dev: &Device<Self>, region: u32, offset: u64, buf: &mut [u8]) -> (usize, Result) {
+    fn read_run(dev: &Device<Self>, region: Region, offset: u64, buf: &mut [u8]) -> (usize, Result) {
         split_run(offset, buf.len(), |off, at, w| match buf.get_mut(at..at + w) {
             Some(b) => Self::read(dev, region, off, b),
             None => Err(EINVAL),
         })
     }
     /// A run of writes of `data` from `offset` (at most [`RUN_BYTES`]); as [`Ops::read_run`].
-    fn write_run(dev: &Device<Self>, region: u32, offset: u64, data: &[u8]) -> (usize, Result) {
+    fn write_run(dev: &Device<Self>, region: Region, offset: u64, data: &[u8]) -> (usize, Result) {
         split_run(offset, data.len(), |off, at, w| match data.get(at..at + w) {
             Some(d) => Self::write(dev, region, off, d),
             None => Err(EINVAL),
@@ -340,13 +488,15 @@ impl<T: Ops> Device<T> {
     ///
     /// # Safety
     /// `ppos` must be valid for reads and writes for the duration of the call.
-    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut run: impl FnMut(u32, u64, usize, usize) -> (usize, Result)) -> isize {
+    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut run: impl FnMut(Region, u64, usize, usize) -> (usize, Result)) -> isize {
         // SAFETY: per the function's safety requirements.
         let pos = unsafe { *ppos };
         if pos < 0 {
             return EINVAL.to_errno() as isize;
         }
-        let region = (pos as u64 >> REGION_SHIFT) as u32;
+        let Some(region) = u32::try_from(pos as u64 >> REGION_SHIFT).ok().and_then(Region::from_index) else {
+            return EINVAL.to_errno() as isize;
+        };
         let off = pos as u64 & REGION_OFFSET_MASK;
         let mut done = 0usize;
         while done < count {
@@ -417,14 +567,14 @@ impl<T: Ops> Device<T> {
         let dev = unsafe { Self::from_raw(vdev) };
         // SAFETY: the core passes its kernel copy of the user's struct, argsz already checked.
         let info = unsafe { &mut *info };
-        if info.index >= T::device_info(dev).num_regions {
+        let Some(region) = Region::from_index(info.index) else {
             return EINVAL.to_errno();
-        }
-        match T::region_info(dev, info.index) {
+        };
+        match T::region_info(dev, region) {
             Ok(ri) => {
                 info.size = ri.size;
-                info.offset = region_offset(info.index);
-                info.flags = ri.flags;
+                info.offset = region.offset();
+                info.flags = ri.flags.into();
                 0
             }
             Err(e) => e.to_errno(),
@@ -469,15 +619,12 @@ impl<T: Ops> Device<T> {
             count: field(4),
             data: sys::__IncompleteArrayField::new(),
         };
-        let num_irqs = T::device_info(dev).num_irqs;
-        if hdr.index >= num_irqs {
-            return Err(EINVAL);
-        }
-        let vectors = T::irq_info(dev, hdr.index)?.count.min(MAX_IRQ_VECTORS as u32);
+        let index = IrqIndex::from_index(hdr.index).ok_or(EINVAL)?;
+        let vectors = T::irq_info(dev, index)?.count.min(MAX_IRQ_VECTORS as u32);
         let mut data_size: usize = 0;
         // SAFETY: `hdr` is a valid, initialised header; `data_size` is a valid out pointer.
         to_result(unsafe {
-            sys::vfio_set_irqs_validate_and_prepare(&mut hdr, vectors as i32, num_irqs as i32, &mut data_size)
+            sys::vfio_set_irqs_validate_and_prepare(&mut hdr, vectors as i32, IrqIndex::ALL.len() as i32, &mut data_size)
         })?;
         let action = match hdr.flags & sys::VFIO_IRQ_SET_ACTION_TYPE_MASK {
             sys::VFIO_IRQ_SET_ACTION_MASK => IrqAction::Mask,
@@ -505,7 +652,7 @@ impl<T: Ops> Device<T> {
             }
             _ => return Err(EINVAL),
         };
-        let set = IrqSet { index: hdr.index, start: hdr.start, count: hdr.count, action, data };
+        let set = IrqSet { index, start: hdr.start, count: hdr.count, action, data };
         T::set_irqs(dev, &set).map(|()| 0)
     }
 
@@ -519,10 +666,9 @@ impl<T: Ops> Device<T> {
                 offset_of!(sys::vfio_device_info, num_irqs) + size_of::<u32>(),
                 |s| s.argsz,
                 |s| {
-                    let di = T::device_info(dev);
-                    s.flags = di.flags;
-                    s.num_regions = di.num_regions;
-                    s.num_irqs = di.num_irqs;
+                    s.flags = T::device_info(dev).flags.into();
+                    s.num_regions = Region::ALL.len() as u32;
+                    s.num_irqs = IrqIndex::ALL.len() as u32;
                     Ok(())
                 },
             ),
@@ -531,11 +677,8 @@ impl<T: Ops> Device<T> {
                 offset_of!(sys::vfio_irq_info, count) + size_of::<u32>(),
                 |s| s.argsz,
                 |s| {
-                    if s.index >= T::device_info(dev).num_irqs {
-                        return Err(EINVAL);
-                    }
-                    let ii = T::irq_info(dev, s.index)?;
-                    s.flags = ii.flags;
+                    let ii = T::irq_info(dev, IrqIndex::from_index(s.index).ok_or(EINVAL)?)?;
+                    s.flags = ii.flags.into();
                     s.count = ii.count;
                     Ok(())
                 },
