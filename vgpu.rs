@@ -203,6 +203,7 @@ fn set_eventfd(slot: &mut Option<EventFd>, fd: i32) -> Result {
     Ok(())
 }
 
+#[vtable]
 impl vfio::Ops for Vgpu {
     const NAME: &'static CStr = c"gpuvm-vgpu";
 

@@ -11,14 +11,16 @@
 
 use crate::bindings as sys;
 use core::{
+    marker::PhantomData,
     mem::{offset_of, size_of, MaybeUninit},
     ptr::NonNull,
     sync::atomic::{AtomicBool, Ordering},
 };
 use kernel::{
     device,
-    error::{from_result, to_result},
+    error::{from_result, to_result, VTABLE_DEFAULT_ERROR},
     ffi,
+    mm::virt::VmaNew,
     prelude::*,
     sync::aref::{ARef, AlwaysRefCounted},
     types::Opaque,
@@ -279,18 +281,23 @@ pub struct IrqSet<'a> {
     pub data: IrqData<'a>,
 }
 
-/// The callbacks of an emulated VFIO device. `Self` is the driver's per-device state; it is
-/// pinned inside the VFIO allocation and shared between threads.
+/// The callbacks of an emulated VFIO device, shaped like the kernel's `MiscDevice`: `Self` is
+/// the driver's per-device state, pinned inside the VFIO allocation and shared between
+/// threads. Callbacks with a `build_error!` default are optional: the C pointer is set only
+/// when the implementation (`#[vtable] impl Ops for ...`) provides them (`Self::HAS_*`).
+#[vtable]
 pub trait Ops: Sized + Send + Sync + 'static {
     /// `vfio_device_ops.name`.
     const NAME: &'static CStr;
 
     /// First open (open count 0 -> 1), under the device set lock.
     fn open_device(_dev: &Device<Self>) -> Result {
-        Ok(())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
     /// Last close, under the device set lock.
-    fn close_device(_dev: &Device<Self>) {}
+    fn close_device(_dev: &Device<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
     /// `VFIO_DEVICE_GET_INFO`.
     fn device_info(dev: &Device<Self>) -> DeviceInfo;
     /// `VFIO_DEVICE_GET_REGION_INFO` for `region`.
@@ -321,16 +328,29 @@ pub trait Ops: Sized + Send + Sync + 'static {
             None => Err(EINVAL),
         })
     }
-    /// The core wants the device back (it is being removed while userspace holds it).
-    fn request(_dev: &Device<Self>, _count: u32) {}
-    /// Userspace unmapped IOVA the driver may have pinned.
-    fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {}
+    /// `mmap()` of `region` from `offset` into `vma`, which is being set up. A region that
+    /// can be mapped says so with [`RegionFlag::Mmap`]. Without this callback the core
+    /// refuses every mmap with `EINVAL`.
+    fn mmap(_dev: &Device<Self>, _region: Region, _offset: u64, _vma: &VmaNew) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// The core wants the device back (it is being removed while userspace holds it); called
+    /// every 10 s with an increasing `count` until the last fd is closed.
+    fn request(_dev: &Device<Self>, _count: u32) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// Userspace unmapped `[iova, iova + length)`: every page pinned in it must be released
+    /// before this returns. A device without it cannot pin pages.
+    fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// A VFIO device whose memory the VFIO core owns (refcounted through `vdev->device`).
 ///
 /// # Invariants
-/// - `vdev` is at offset 0 and was initialised by `_vfio_alloc_device`.
+/// - `vdev` is at offset 0 and was initialised by `_vfio_alloc_device` with the ops of
+///   [`VTable<T>`].
 /// - `data` is initialised iff `initialized` is true; it is dropped in `ops->release`.
 #[repr(C)]
 pub struct Device<T: Ops> {
@@ -353,9 +373,9 @@ impl<T: Ops> Device<T> {
         const { assert!(core::mem::align_of::<Self>() <= 8) };
         let parent_raw = core::ptr::from_ref(parent).cast_mut().cast::<sys::device>();
         let mut err: ffi::c_int = 0;
-        // SAFETY: `OPS` is 'static; `parent_raw` is a live, bound device; the size covers
-        // `struct vfio_device` at offset 0 plus our fields.
-        let raw = unsafe { sys::gpuvm_helper_vfio_alloc(size_of::<Self>(), parent_raw, &Self::OPS, &mut err) };
+        // SAFETY: the ops table is 'static; `parent_raw` is a live, bound device; the size
+        // covers `struct vfio_device` at offset 0 plus our fields.
+        let raw = unsafe { sys::gpuvm_helper_vfio_alloc(size_of::<Self>(), parent_raw, VTable::<T>::build(), &mut err) };
         let this = NonNull::new(raw.cast::<Self>()).ok_or_else(|| Error::from_errno(err))?;
         // SAFETY: the allocation is ours alone and large enough; `data` never moves.
         let data = unsafe { (&raw mut (*this.as_ptr()).data).cast::<T>() };
@@ -417,168 +437,12 @@ impl<T: Ops> Device<T> {
     }
 
     /// # Safety
-    /// `ptr` must be the `vfio_device` of a live, initialised `Device<T>`.
+    /// `ptr` must be the `vfio_device` of a live `Device<T>` whose `data` is initialised,
+    /// and stay so for `'a`.
     unsafe fn from_raw<'a>(ptr: *mut sys::vfio_device) -> &'a Self {
-        // SAFETY: offset-0 invariant.
+        // SAFETY: `vdev` is at offset 0 of `Device<T>` (type invariant); the caller
+        // guarantees liveness for `'a`.
         unsafe { &*ptr.cast::<Self>() }
-    }
-
-    const OPS: sys::vfio_device_ops = sys::vfio_device_ops {
-        name: kernel::str::as_char_ptr_in_const_context(T::NAME).cast_mut(),
-        init: None,
-        release: Some(Self::release_cb),
-        // Registration WARNs unless all four iommufd ops are present.
-        bind_iommufd: Some(sys::vfio_iommufd_emulated_bind),
-        unbind_iommufd: Some(sys::vfio_iommufd_emulated_unbind),
-        attach_ioas: Some(sys::vfio_iommufd_emulated_attach_ioas),
-        detach_ioas: Some(sys::vfio_iommufd_emulated_detach_ioas),
-        pasid_attach_ioas: None,
-        pasid_detach_ioas: None,
-        open_device: Some(Self::open_cb),
-        close_device: Some(Self::close_cb),
-        read: Some(Self::read_cb),
-        write: Some(Self::write_cb),
-        ioctl: Some(Self::ioctl_cb),
-        // In 7.3 VFIO_DEVICE_GET_REGION_INFO never reaches `ioctl`: the core calls this.
-        get_region_info_caps: Some(Self::region_info_cb),
-        mmap: None,
-        request: Some(Self::request_cb),
-        match_: None,
-        match_token_uuid: None,
-        dma_unmap: Some(Self::dma_unmap_cb),
-        device_feature: None,
-    };
-
-    unsafe extern "C" fn release_cb(vdev: *mut sys::vfio_device) {
-        let this = vdev.cast::<Self>();
-        // SAFETY: the last reference is gone; nothing else can reach `data`.
-        unsafe {
-            if (*this).initialized.load(Ordering::Acquire) {
-                core::ptr::drop_in_place((&raw mut (*this).data).cast::<T>());
-            }
-        }
-        // The core kvfree()s the memory after this returns.
-    }
-
-    unsafe extern "C" fn open_cb(vdev: *mut sys::vfio_device) -> ffi::c_int {
-        // SAFETY: callbacks only run on registered, hence initialised, devices.
-        let dev = unsafe { Self::from_raw(vdev) };
-        from_result(|| T::open_device(dev).map(|()| 0))
-    }
-
-    unsafe extern "C" fn close_cb(vdev: *mut sys::vfio_device) {
-        // SAFETY: as in `open_cb`.
-        T::close_device(unsafe { Self::from_raw(vdev) })
-    }
-
-    unsafe extern "C" fn request_cb(vdev: *mut sys::vfio_device, count: ffi::c_uint) {
-        // SAFETY: as in `open_cb`.
-        T::request(unsafe { Self::from_raw(vdev) }, count)
-    }
-
-    unsafe extern "C" fn dma_unmap_cb(vdev: *mut sys::vfio_device, iova: u64, length: u64) {
-        // SAFETY: as in `open_cb`.
-        T::dma_unmap(unsafe { Self::from_raw(vdev) }, iova, length)
-    }
-
-    /// Runs a read()/write() at `*ppos` as runs of at most [`RUN_BYTES`] handed to `run(region,
-    /// offset, position in the user buffer, length)`; stops at the first error (returned if
-    /// nothing was transferred, otherwise a short count, like vfio-pci) and advances `*ppos`
-    /// by what was done.
-    ///
-    /// # Safety
-    /// `ppos` must be valid for reads and writes for the duration of the call.
-    unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut run: impl FnMut(Region, u64, usize, usize) -> (usize, Result)) -> isize {
-        // SAFETY: per the function's safety requirements.
-        let pos = unsafe { *ppos };
-        if pos < 0 {
-            return EINVAL.to_errno() as isize;
-        }
-        let Some(region) = u32::try_from(pos as u64 >> REGION_SHIFT).ok().and_then(Region::from_index) else {
-            return EINVAL.to_errno() as isize;
-        };
-        let off = pos as u64 & REGION_OFFSET_MASK;
-        let mut done = 0usize;
-        while done < count {
-            let len = (count - done).min(RUN_BYTES);
-            let (n, r) = run(region, off + done as u64, done, len);
-            done += n;
-            if let Err(e) = r {
-                if done == 0 {
-                    return e.to_errno() as isize;
-                }
-                break;
-            }
-        }
-        // SAFETY: per the function's safety requirements.
-        unsafe { *ppos += done as sys::loff_t };
-        done as isize
-    }
-
-    unsafe extern "C" fn read_cb(
-        vdev: *mut sys::vfio_device,
-        buf: *mut ffi::c_char,
-        count: usize,
-        ppos: *mut sys::loff_t,
-    ) -> isize {
-        // SAFETY: as in `open_cb`.
-        let dev = unsafe { Self::from_raw(vdev) };
-        let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
-        // SAFETY: the core passes a valid `ppos` for the call.
-        unsafe {
-            Self::transfer(ppos, count, |region, off, _, len| {
-                let mut tmp = [0u8; RUN_BYTES];
-                let (n, r) = T::read_run(dev, region, off, &mut tmp[..len]);
-                match writer.write_slice(&tmp[..n]) {
-                    Ok(()) => (n, r),
-                    Err(e) => (0, Err(e)),
-                }
-            })
-        }
-    }
-
-    unsafe extern "C" fn write_cb(
-        vdev: *mut sys::vfio_device,
-        buf: *const ffi::c_char,
-        count: usize,
-        ppos: *mut sys::loff_t,
-    ) -> isize {
-        // SAFETY: as in `open_cb`.
-        let dev = unsafe { Self::from_raw(vdev) };
-        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
-        // SAFETY: the core passes a valid `ppos` for the call.
-        unsafe {
-            Self::transfer(ppos, count, |region, off, _, len| {
-                let mut tmp = [0u8; RUN_BYTES];
-                if let Err(e) = reader.read_slice(&mut tmp[..len]) {
-                    return (0, Err(e));
-                }
-                T::write_run(dev, region, off, &tmp[..len])
-            })
-        }
-    }
-
-    unsafe extern "C" fn region_info_cb(
-        vdev: *mut sys::vfio_device,
-        info: *mut sys::vfio_region_info,
-        _caps: *mut sys::vfio_info_cap,
-    ) -> ffi::c_int {
-        // SAFETY: as in `open_cb`.
-        let dev = unsafe { Self::from_raw(vdev) };
-        // SAFETY: the core passes its kernel copy of the user's struct, argsz already checked.
-        let info = unsafe { &mut *info };
-        let Some(region) = Region::from_index(info.index) else {
-            return EINVAL.to_errno();
-        };
-        match T::region_info(dev, region) {
-            Ok(ri) => {
-                info.size = ri.size;
-                info.offset = region.offset();
-                info.flags = ri.flags.into();
-                0
-            }
-            Err(e) => e.to_errno(),
-        }
     }
 
     /// The VFIO ioctl pattern: copy in the first `minsz` bytes of a uapi struct, check its
@@ -590,21 +454,25 @@ impl<T: Ops> Device<T> {
         f: impl FnOnce(&mut S) -> Result,
     ) -> Result<isize> {
         let mut s: S = pin_init::zeroed();
+        if minsz > size_of::<S>() {
+            return Err(EINVAL);
+        }
         let (mut reader, mut writer) = UserSlice::new(arg, minsz).reader_writer();
-        // SAFETY: `S` is a plain-old-data uapi struct of at least `minsz` bytes.
+        // SAFETY: `S` is a plain-old-data uapi struct (any bytes are valid) of at least
+        // `minsz` bytes (checked above).
         let bytes = unsafe { core::slice::from_raw_parts_mut((&raw mut s).cast::<u8>(), minsz) };
         reader.read_slice(bytes)?;
         if (argsz(&s) as usize) < minsz {
             return Err(EINVAL);
         }
         f(&mut s)?;
-        // SAFETY: as above.
+        // SAFETY: as above; `s` is initialised.
         let bytes = unsafe { core::slice::from_raw_parts((&raw const s).cast::<u8>(), minsz) };
         writer.write_slice(bytes)?;
         Ok(0)
     }
 
-    fn set_irqs_ioctl(dev: &Self, arg: UserPtr) -> Result<isize> {
+    fn set_irqs_ioctl(&self, arg: UserPtr) -> Result<isize> {
         // The fixed part of `struct vfio_irq_set`: argsz, flags, index, start, count.
         let minsz = offset_of!(sys::vfio_irq_set, count) + size_of::<u32>();
         let mut fixed = [0u8; 20];
@@ -620,7 +488,7 @@ impl<T: Ops> Device<T> {
             data: sys::__IncompleteArrayField::new(),
         };
         let index = IrqIndex::from_index(hdr.index).ok_or(EINVAL)?;
-        let vectors = T::irq_info(dev, index)?.count.min(MAX_IRQ_VECTORS as u32);
+        let vectors = T::irq_info(self, index)?.count.min(MAX_IRQ_VECTORS as u32);
         let mut data_size: usize = 0;
         // SAFETY: `hdr` is a valid, initialised header; `data_size` is a valid out pointer.
         to_result(unsafe {
@@ -653,44 +521,279 @@ impl<T: Ops> Device<T> {
             _ => return Err(EINVAL),
         };
         let set = IrqSet { index, start: hdr.start, count: hdr.count, action, data };
-        T::set_irqs(dev, &set).map(|()| 0)
+        T::set_irqs(self, &set).map(|()| 0)
     }
 
-    unsafe extern "C" fn ioctl_cb(vdev: *mut sys::vfio_device, cmd: ffi::c_uint, arg: ffi::c_ulong) -> ffi::c_long {
-        // SAFETY: as in `open_cb`.
-        let dev = unsafe { Self::from_raw(vdev) };
-        let uarg = UserPtr::from_addr(arg as usize);
-        let r: Result<isize> = match cmd {
+    /// Decodes one device ioctl (`VFIO_DEVICE_GET_REGION_INFO` goes to
+    /// [`VTable::get_region_info_caps`] instead).
+    fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
+        match cmd {
             sys::VFIO_DEVICE_GET_INFO => Self::ioctl_inout::<sys::vfio_device_info>(
-                uarg,
+                arg,
                 offset_of!(sys::vfio_device_info, num_irqs) + size_of::<u32>(),
                 |s| s.argsz,
                 |s| {
-                    s.flags = T::device_info(dev).flags.into();
+                    s.flags = T::device_info(self).flags.into();
                     s.num_regions = Region::ALL.len() as u32;
                     s.num_irqs = IrqIndex::ALL.len() as u32;
                     Ok(())
                 },
             ),
             sys::VFIO_DEVICE_GET_IRQ_INFO => Self::ioctl_inout::<sys::vfio_irq_info>(
-                uarg,
+                arg,
                 offset_of!(sys::vfio_irq_info, count) + size_of::<u32>(),
                 |s| s.argsz,
                 |s| {
-                    let ii = T::irq_info(dev, IrqIndex::from_index(s.index).ok_or(EINVAL)?)?;
+                    let ii = T::irq_info(self, IrqIndex::from_index(s.index).ok_or(EINVAL)?)?;
                     s.flags = ii.flags.into();
                     s.count = ii.count;
                     Ok(())
                 },
             ),
-            sys::VFIO_DEVICE_SET_IRQS => Self::set_irqs_ioctl(dev, uarg),
-            sys::VFIO_DEVICE_RESET => T::reset(dev).map(|()| 0),
+            sys::VFIO_DEVICE_SET_IRQS => self.set_irqs_ioctl(arg),
+            sys::VFIO_DEVICE_RESET => T::reset(self).map(|()| 0),
             _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// Splits a file position (of read/write, or mmap's page offset in bytes) into region and
+/// offset; `None` for a position outside every [`Region`].
+fn decode_pos(pos: u64) -> Option<(Region, u64)> {
+    let region = Region::from_index(u32::try_from(pos >> REGION_SHIFT).ok()?)?;
+    Some((region, pos & REGION_OFFSET_MASK))
+}
+
+/// Runs a read()/write() at `*ppos` as runs of at most [`RUN_BYTES`] handed to `run(region,
+/// offset, length)`; stops at the first error (returned if
+/// nothing was transferred, otherwise a short count, like vfio-pci) and advances `*ppos` by
+/// what was done.
+///
+/// # Safety
+/// `ppos` must be valid for reads and writes for the duration of the call.
+unsafe fn transfer(ppos: *mut sys::loff_t, count: usize, mut run: impl FnMut(Region, u64, usize) -> (usize, Result)) -> isize {
+    // SAFETY: per the function's safety requirements.
+    let pos = unsafe { *ppos };
+    let Some((region, off)) = u64::try_from(pos).ok().and_then(decode_pos) else {
+        return EINVAL.to_errno() as isize;
+    };
+    let mut done = 0usize;
+    while done < count {
+        let len = (count - done).min(RUN_BYTES);
+        let (n, r) = run(region, off + done as u64, len);
+        done += n;
+        if let Err(e) = r {
+            if done == 0 {
+                return e.to_errno() as isize;
+            }
+            break;
+        }
+    }
+    // SAFETY: per the function's safety requirements.
+    unsafe { *ppos += done as sys::loff_t };
+    done as isize
+}
+
+/// The `vfio_device_ops` of a `Device<T>`: `extern "C"` trampolines into [`Ops`] and the
+/// table of them (like the kernel's `MiscdeviceVTable`).
+///
+/// Every trampoline that takes `vdev` has the contract of [`VTable::device`].
+struct VTable<T: Ops>(PhantomData<T>);
+
+impl<T: Ops> VTable<T> {
+    /// The device behind `vdev`; its contract is the one every trampoline relies on.
+    ///
+    /// # Safety
+    /// `vdev` must be the `vfio_device` of a [`Device<T>`] allocated by [`Device::new`] (so
+    /// its ops are this table) whose `data` is initialised, and it must stay alive for the
+    /// call. The VFIO core guarantees both: it calls ops only on a registered device (one
+    /// handed to [`Registration::new`] after `Device::new` succeeded), holding a reference
+    /// for the duration of the call.
+    unsafe fn device<'a>(vdev: *mut sys::vfio_device) -> &'a Device<T> {
+        // SAFETY: per the function's safety requirements.
+        unsafe { Device::from_raw(vdev) }
+    }
+
+    /// # Safety
+    /// `vdev` must be the `vfio_device` of a [`Device<T>`] whose last reference was just
+    /// dropped (the core calls this from the final `put_device`, then frees the memory); no
+    /// other code can reach it any more.
+    unsafe extern "C" fn release(vdev: *mut sys::vfio_device) {
+        let this = vdev.cast::<Device<T>>();
+        // SAFETY: per the function's safety requirements we are the only user of `*this`;
+        // `data` is initialised iff `initialized` says so (type invariant).
+        unsafe {
+            if (*this).initialized.load(Ordering::Acquire) {
+                core::ptr::drop_in_place((&raw mut (*this).data).cast::<T>());
+            }
+        }
+        // The core kvfree()s the memory after this returns.
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; called under the device set lock.
+    unsafe extern "C" fn open_device(vdev: *mut sys::vfio_device) -> ffi::c_int {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        from_result(|| T::open_device(dev).map(|()| 0))
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; called under the device set lock.
+    unsafe extern "C" fn close_device(vdev: *mut sys::vfio_device) {
+        // SAFETY: per the function's safety requirements.
+        T::close_device(unsafe { Self::device(vdev) })
+    }
+
+    /// # Safety
+    /// As [`VTable::device`].
+    unsafe extern "C" fn request(vdev: *mut sys::vfio_device, count: ffi::c_uint) {
+        // SAFETY: per the function's safety requirements.
+        T::request(unsafe { Self::device(vdev) }, count)
+    }
+
+    /// # Safety
+    /// As [`VTable::device`].
+    unsafe extern "C" fn dma_unmap(vdev: *mut sys::vfio_device, iova: u64, length: u64) {
+        // SAFETY: per the function's safety requirements.
+        T::dma_unmap(unsafe { Self::device(vdev) }, iova, length)
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; `buf` is a user pointer (only accessed through
+    /// `UserSlice`); `ppos` must be valid for reads and writes for the call.
+    unsafe extern "C" fn read(
+        vdev: *mut sys::vfio_device,
+        buf: *mut ffi::c_char,
+        count: usize,
+        ppos: *mut sys::loff_t,
+    ) -> isize {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+        // SAFETY: `ppos` is valid for the call (the function's safety requirements).
+        unsafe {
+            transfer(ppos, count, |region, off, len| {
+                let mut tmp = [0u8; RUN_BYTES];
+                let (n, r) = T::read_run(dev, region, off, &mut tmp[..len]);
+                match writer.write_slice(&tmp[..n]) {
+                    Ok(()) => (n, r),
+                    Err(e) => (0, Err(e)),
+                }
+            })
+        }
+    }
+
+    /// # Safety
+    /// As [`VTable::read`].
+    unsafe extern "C" fn write(
+        vdev: *mut sys::vfio_device,
+        buf: *const ffi::c_char,
+        count: usize,
+        ppos: *mut sys::loff_t,
+    ) -> isize {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+        // SAFETY: `ppos` is valid for the call (the function's safety requirements).
+        unsafe {
+            transfer(ppos, count, |region, off, len| {
+                let mut tmp = [0u8; RUN_BYTES];
+                if let Err(e) = reader.read_slice(&mut tmp[..len]) {
+                    return (0, Err(e));
+                }
+                T::write_run(dev, region, off, &tmp[..len])
+            })
+        }
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; `info` must point to the core's kernel copy of the user's
+    /// `struct vfio_region_info` (argsz already checked), valid and exclusive for the call.
+    unsafe extern "C" fn get_region_info_caps(
+        vdev: *mut sys::vfio_device,
+        info: *mut sys::vfio_region_info,
+        _caps: *mut sys::vfio_info_cap,
+    ) -> ffi::c_int {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        // SAFETY: per the function's safety requirements.
+        let info = unsafe { &mut *info };
+        let Some(region) = Region::from_index(info.index) else {
+            return EINVAL.to_errno();
         };
-        match r {
+        match T::region_info(dev, region) {
+            Ok(ri) => {
+                info.size = ri.size;
+                info.offset = region.offset();
+                info.flags = ri.flags.into();
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; `arg` is a user address (only accessed through
+    /// `UserSlice`).
+    unsafe extern "C" fn ioctl(vdev: *mut sys::vfio_device, cmd: ffi::c_uint, arg: ffi::c_ulong) -> ffi::c_long {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        match dev.ioctl(cmd, UserPtr::from_addr(arg as usize)) {
             Ok(v) => v as ffi::c_long,
             Err(e) => e.to_errno() as ffi::c_long,
         }
+    }
+
+    /// # Safety
+    /// As [`VTable::device`]; `vma` must be a VMA undergoing initial setup in the
+    /// `mmap()` of the device file, for the duration of the call.
+    unsafe extern "C" fn mmap(vdev: *mut sys::vfio_device, vma: *mut sys::vm_area_struct) -> ffi::c_int {
+        // SAFETY: per the function's safety requirements.
+        let dev = unsafe { Self::device(vdev) };
+        // SAFETY: `vma` is being set up by this mmap() call (the function's requirements).
+        let vma = unsafe { VmaNew::from_raw(vma) };
+        // SAFETY: `vm_pgoff` is a plain field of the live VMA, fixed while it is set up.
+        let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
+        let pos = pgoff.checked_mul(kernel::page::PAGE_SIZE as u64);
+        let Some((region, offset)) = pos.and_then(decode_pos) else {
+            return EINVAL.to_errno();
+        };
+        match T::mmap(dev, region, offset, vma) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    const VTABLE: sys::vfio_device_ops = sys::vfio_device_ops {
+        name: kernel::str::as_char_ptr_in_const_context(T::NAME).cast_mut(),
+        init: None,
+        release: Some(Self::release),
+        // Registration WARNs unless all four iommufd ops are present.
+        bind_iommufd: Some(sys::vfio_iommufd_emulated_bind),
+        unbind_iommufd: Some(sys::vfio_iommufd_emulated_unbind),
+        attach_ioas: Some(sys::vfio_iommufd_emulated_attach_ioas),
+        detach_ioas: Some(sys::vfio_iommufd_emulated_detach_ioas),
+        pasid_attach_ioas: None,
+        pasid_detach_ioas: None,
+        open_device: if T::HAS_OPEN_DEVICE { Some(Self::open_device) } else { None },
+        close_device: if T::HAS_CLOSE_DEVICE { Some(Self::close_device) } else { None },
+        read: Some(Self::read),
+        write: Some(Self::write),
+        ioctl: Some(Self::ioctl),
+        // In 7.3 VFIO_DEVICE_GET_REGION_INFO never reaches `ioctl`: the core calls this.
+        get_region_info_caps: Some(Self::get_region_info_caps),
+        mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
+        request: if T::HAS_REQUEST { Some(Self::request) } else { None },
+        match_: None,
+        match_token_uuid: None,
+        // Without it the core refuses to pin pages for the device.
+        dma_unmap: if T::HAS_DMA_UNMAP { Some(Self::dma_unmap) } else { None },
+        device_feature: None,
+    };
+
+    const fn build() -> &'static sys::vfio_device_ops {
+        &Self::VTABLE
     }
 }
 
