@@ -482,7 +482,7 @@ impl Ctx<'_> {
                 let _ = s.vm.release(&mut tables);
             }
             drop(tables);
-            st.pins.unpin_range(self.dev, iova, len);
+            st.pins.unpin_range(iova, len);
             return;
         }
         st.unmapping = Some((iova, len));
@@ -496,7 +496,7 @@ impl Ctx<'_> {
             });
         }
         st.unmapping = None;
-        st.pins.unpin_range(self.dev, iova, len);
+        st.pins.unpin_range(iova, len);
     }
 
     /// Host interrupt events: a non-stall interrupt goes to every vGPU with channels on the

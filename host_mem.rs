@@ -84,10 +84,10 @@ impl TableAlloc for HostTables<'_> {
     }
 }
 
-/// Guest system memory pinned through VFIO: IOVA page -> physical address, kept until the
-/// IOVA is unmapped or the device closes.
+/// Guest system memory pinned through VFIO: IOVA page -> pinned page, kept until the IOVA is
+/// unmapped or the device closes.
 pub(crate) struct PinCache {
-    pages: RBTree<u64, u64>,
+    pages: RBTree<u64, vfio::PinnedPage<vgpu::Vgpu>>,
 }
 
 impl PinCache {
@@ -101,7 +101,7 @@ impl PinCache {
     }
 
     /// Unpins every page in `[iova, iova + len)`; returns how many were pinned.
-    pub(crate) fn unpin_range(&mut self, dev: &vfio::Device<vgpu::Vgpu>, iova: u64, len: u64) -> u64 {
+    pub(crate) fn unpin_range(&mut self, iova: u64, len: u64) -> u64 {
         let end = iova.saturating_add(len);
         let mut n = 0;
         loop {
@@ -109,8 +109,8 @@ impl PinCache {
             if key >= end {
                 break;
             }
+            // Dropping the guard unpins the page.
             self.pages.remove(&key);
-            dev.unpin_page(key);
             n += 1;
         }
         n
@@ -129,17 +129,14 @@ const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
 impl VgpuSysMem<'_> {
     fn pin_one(&mut self, page_iova: u64) -> Option<u64> {
-        if let Some(&phys) = self.pins.pages.get(&page_iova) {
-            return Some(phys);
+        if let Some(pinned) = self.pins.pages.get(&page_iova) {
+            return Some(pinned.phys());
         }
-        let phys = self.dev.pin_page(page_iova, true).ok()?;
-        match self.pins.pages.try_create_and_insert(page_iova, phys, GFP_KERNEL) {
-            Ok(_) => Some(phys),
-            Err(_) => {
-                self.dev.unpin_page(page_iova);
-                None
-            }
-        }
+        let pinned = self.dev.pin_page(page_iova, true).ok()?;
+        let phys = pinned.phys();
+        // On failure the guard is dropped, which unpins the page.
+        self.pins.pages.try_create_and_insert(page_iova, pinned, GFP_KERNEL).ok()?;
+        Some(phys)
     }
 }
 

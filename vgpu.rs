@@ -213,7 +213,7 @@ impl vfio::Ops for Vgpu {
         let mut guard = dev.state.lock();
         let st = &mut *guard;
         Self::reset_state(dev, st);
-        st.virt.pins.unpin_range(dev, 0, u64::MAX);
+        st.virt.pins.unpin_range(0, u64::MAX);
         st.irqs = Irqs::default();
     }
 

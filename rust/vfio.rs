@@ -21,8 +21,11 @@ use kernel::{
     error::{from_result, to_result, VTABLE_DEFAULT_ERROR},
     ffi,
     mm::virt::VmaNew,
+    new_mutex,
     prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::aref::{ARef, AlwaysRefCounted},
+    sync::Mutex,
     types::Opaque,
     uaccess::{UserPtr, UserSlice},
 };
@@ -187,6 +190,9 @@ kernel::impl_flags!(
     }
 );
 
+/// Mask of the page-aligned part of an address.
+const PAGE_MASK: u64 = !(kernel::page::PAGE_SIZE as u64 - 1);
+
 /// Upper bound on SET_IRQS payloads: no index of ours has more vectors than this.
 const MAX_IRQ_VECTORS: usize = 64;
 
@@ -290,14 +296,14 @@ pub trait Ops: Sized + Send + Sync + 'static {
     /// `vfio_device_ops.name`.
     const NAME: &'static CStr;
 
-    /// First open (open count 0 -> 1), under the device set lock.
+    /// First open (open count 0 -> 1), under the device set lock. Always installed (this
+    /// wrapper tracks the open session for [`PinnedPage`]s); the default does nothing.
     fn open_device(_dev: &Device<Self>) -> Result {
-        build_error!(VTABLE_DEFAULT_ERROR)
+        Ok(())
     }
-    /// Last close, under the device set lock.
-    fn close_device(_dev: &Device<Self>) {
-        build_error!(VTABLE_DEFAULT_ERROR)
-    }
+    /// Last close, under the device set lock. Every [`PinnedPage`] should be dropped by now;
+    /// what is left is unpinned after this returns, with a warning. Always installed.
+    fn close_device(_dev: &Device<Self>) {}
     /// `VFIO_DEVICE_GET_INFO`.
     fn device_info(dev: &Device<Self>) -> DeviceInfo;
     /// `VFIO_DEVICE_GET_REGION_INFO` for `region`.
@@ -339,8 +345,9 @@ pub trait Ops: Sized + Send + Sync + 'static {
     fn request(_dev: &Device<Self>, _count: u32) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
-    /// Userspace unmapped `[iova, iova + length)`: every page pinned in it must be released
-    /// before this returns. A device without it cannot pin pages.
+    /// Userspace unmapped `[iova, iova + length)`: every [`PinnedPage`] in it should be
+    /// dropped before this returns; what is left is unpinned after it, with a warning (the
+    /// page must not stay pinned past the unmap). A device without it cannot pin pages.
     fn dma_unmap(_dev: &Device<Self>, _iova: u64, _length: u64) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -351,12 +358,25 @@ pub trait Ops: Sized + Send + Sync + 'static {
 /// # Invariants
 /// - `vdev` is at offset 0 and was initialised by `_vfio_alloc_device` with the ops of
 ///   [`VTable<T>`].
+/// - `pins` is initialised from right after allocation until `ops->release` drops it.
 /// - `data` is initialised iff `initialized` is true; it is dropped in `ops->release`.
 #[repr(C)]
 pub struct Device<T: Ops> {
     vdev: Opaque<sys::vfio_device>,
     initialized: AtomicBool,
+    pins: Mutex<PinTable>,
     data: MaybeUninit<T>,
+}
+
+/// Every page pinned through [`Device::pin_page`] and not unpinned yet.
+///
+/// # Invariants
+/// An entry `(page, id)` in `pinned` stands for exactly one `vfio_pin_pages()` of `page`
+/// done while the device was open (`open`), in the current open session, and not undone.
+struct PinTable {
+    open: bool,
+    next_id: u64,
+    pinned: RBTree<(u64, u64), ()>,
 }
 
 // SAFETY: the VFIO core may call any callback and drop the last reference from any thread;
@@ -377,6 +397,10 @@ impl<T: Ops> Device<T> {
         // covers `struct vfio_device` at offset 0 plus our fields.
         let raw = unsafe { sys::gpuvm_helper_vfio_alloc(size_of::<Self>(), parent_raw, VTable::<T>::build(), &mut err) };
         let this = NonNull::new(raw.cast::<Self>()).ok_or_else(|| Error::from_errno(err))?;
+        let pins = new_mutex!(PinTable { open: false, next_id: 0, pinned: RBTree::new() });
+        // SAFETY: the allocation is ours alone and large enough, `pins` is uninitialised and
+        // never moves (the core frees it only after `release`).
+        unsafe { pin_init::raw_init(&raw mut (*this.as_ptr()).pins, pins) };
         // SAFETY: the allocation is ours alone and large enough; `data` never moves.
         let data = unsafe { (&raw mut (*this.as_ptr()).data).cast::<T>() };
         // SAFETY: `data` is valid, uninitialised, and stays pinned until `release`.
@@ -419,21 +443,46 @@ impl<T: Ops> Device<T> {
         })
     }
 
-    /// Pins the page holding `iova` in the user's IOVA space and returns its physical
-    /// address (what a bus-mastering device is given). Only while the device is open; every
-    /// pin must be undone with [`Device::unpin_page`] before the IOVA is unmapped (in
-    /// [`Ops::dma_unmap`]) or the device closes.
-    pub fn pin_page(&self, iova: u64, write: bool) -> Result<u64> {
+    /// Pins the page holding `iova` in the user's IOVA space (writable for the device if
+    /// `write`); the guard gives its physical address (what a bus-mastering device is given)
+    /// and unpins it when dropped. Only while the device is open (`EINVAL` otherwise), and
+    /// only for drivers with [`Ops::dma_unmap`] (a build error otherwise). Sleeps.
+    pub fn pin_page(&self, iova: u64, write: bool) -> Result<PinnedPage<T>> {
+        const { assert!(T::HAS_DMA_UNMAP, "a VFIO device that pins pages must implement Ops::dma_unmap") };
+        let page = iova & PAGE_MASK;
+        // Allocated first, so a pin never has to be undone for want of memory.
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut table = self.pins.lock();
+        if !table.open {
+            return Err(EINVAL);
+        }
         let mut phys = 0u64;
-        // SAFETY: `self` is a registered device; the helper checks the result count.
-        to_result(unsafe { sys::gpuvm_helper_pin_page(self.as_raw(), iova, write, &mut phys) })?;
-        Ok(phys)
+        // SAFETY: the device is open (checked under the lock that `close_device` takes);
+        // the helper pins one page and checks the result count.
+        to_result(unsafe { sys::gpuvm_helper_pin_page(self.as_raw(), page, write, &mut phys) })?;
+        let id = table.next_id;
+        table.next_id += 1;
+        // INVARIANT: one entry for the pin just done, in this open session.
+        table.pinned.insert(node.into_node((page, id), ()));
+        Ok(PinnedPage { dev: self.into(), page, id, phys })
     }
 
-    /// Undoes one [`Device::pin_page`] of the page holding `iova`.
-    pub fn unpin_page(&self, iova: u64) {
-        // SAFETY: the caller pinned this page earlier and has not unpinned it yet.
-        unsafe { sys::vfio_unpin_pages(self.as_raw(), iova & !(kernel::page::PAGE_SIZE as u64 - 1), 1) }
+    /// Unpins what is left of the pins in `[iova, iova + len)` (the driver should have
+    /// dropped their guards already); returns how many there were.
+    fn reclaim_pins(&self, table: &mut PinTable, iova: u64, len: u64) -> usize {
+        let end = iova.saturating_add(len);
+        let mut n = 0;
+        while let Some(key) = table.pinned.cursor_lower_bound(&(iova & PAGE_MASK, 0)).map(|c| *c.current().0) {
+            if key.0 >= end {
+                break;
+            }
+            table.pinned.remove(&key);
+            // SAFETY: the entry stood for one pin of `key.0` in this open session not undone
+            // yet (type invariant); removing it makes this the only unpin of it.
+            unsafe { sys::vfio_unpin_pages(self.as_raw(), key.0, 1) };
+            n += 1;
+        }
+        n
     }
 
     /// # Safety
@@ -621,11 +670,12 @@ impl<T: Ops> VTable<T> {
     unsafe extern "C" fn release(vdev: *mut sys::vfio_device) {
         let this = vdev.cast::<Device<T>>();
         // SAFETY: per the function's safety requirements we are the only user of `*this`;
-        // `data` is initialised iff `initialized` says so (type invariant).
+        // `data` is initialised iff `initialized` says so, `pins` always (type invariants).
         unsafe {
             if (*this).initialized.load(Ordering::Acquire) {
                 core::ptr::drop_in_place((&raw mut (*this).data).cast::<T>());
             }
+            core::ptr::drop_in_place(&raw mut (*this).pins);
         }
         // The core kvfree()s the memory after this returns.
     }
@@ -635,14 +685,33 @@ impl<T: Ops> VTable<T> {
     unsafe extern "C" fn open_device(vdev: *mut sys::vfio_device) -> ffi::c_int {
         // SAFETY: per the function's safety requirements.
         let dev = unsafe { Self::device(vdev) };
-        from_result(|| T::open_device(dev).map(|()| 0))
+        dev.pins.lock().open = true;
+        let r = T::open_device(dev);
+        if r.is_err() {
+            // The core does not call `close_device` after a failed open.
+            Self::end_pin_session(dev, "failed open");
+        }
+        from_result(|| r.map(|()| 0))
+    }
+
+    /// Ends the open session: unpins what the driver left pinned, then refuses new pins.
+    fn end_pin_session(dev: &Device<T>, when: &str) {
+        let mut table = dev.pins.lock();
+        let left = dev.reclaim_pins(&mut table, 0, u64::MAX);
+        table.open = false;
+        drop(table);
+        if left != 0 {
+            dev_warn!(dev.parent(), "{} pinned pages still held at {}: unpinned\n", left, when);
+        }
     }
 
     /// # Safety
     /// As [`VTable::device`]; called under the device set lock.
     unsafe extern "C" fn close_device(vdev: *mut sys::vfio_device) {
         // SAFETY: per the function's safety requirements.
-        T::close_device(unsafe { Self::device(vdev) })
+        let dev = unsafe { Self::device(vdev) };
+        T::close_device(dev);
+        Self::end_pin_session(dev, "close");
     }
 
     /// # Safety
@@ -656,7 +725,12 @@ impl<T: Ops> VTable<T> {
     /// As [`VTable::device`].
     unsafe extern "C" fn dma_unmap(vdev: *mut sys::vfio_device, iova: u64, length: u64) {
         // SAFETY: per the function's safety requirements.
-        T::dma_unmap(unsafe { Self::device(vdev) }, iova, length)
+        let dev = unsafe { Self::device(vdev) };
+        T::dma_unmap(dev, iova, length);
+        let left = dev.reclaim_pins(&mut dev.pins.lock(), iova, length);
+        if left != 0 {
+            dev_warn!(dev.parent(), "{} pinned pages left in unmapped IOVA {:#x}+{:#x}: unpinned\n", left, iova, length);
+        }
     }
 
     /// # Safety
@@ -776,8 +850,9 @@ impl<T: Ops> VTable<T> {
         detach_ioas: Some(sys::vfio_iommufd_emulated_detach_ioas),
         pasid_attach_ioas: None,
         pasid_detach_ioas: None,
-        open_device: if T::HAS_OPEN_DEVICE { Some(Self::open_device) } else { None },
-        close_device: if T::HAS_CLOSE_DEVICE { Some(Self::close_device) } else { None },
+        // Always installed: they delimit the session in which pages may be pinned.
+        open_device: Some(Self::open_device),
+        close_device: Some(Self::close_device),
         read: Some(Self::read),
         write: Some(Self::write),
         ioctl: Some(Self::ioctl),
@@ -794,6 +869,41 @@ impl<T: Ops> VTable<T> {
 
     const fn build() -> &'static sys::vfio_device_ops {
         &Self::VTABLE
+    }
+}
+
+/// One page of the user's IOVA space pinned by [`Device::pin_page`]; unpinned on drop.
+///
+/// The guard holds a reference to the device, so it never outlives it. A guard dropped after
+/// the pin was reclaimed (the IOVA was unmapped or the device closed while it was alive)
+/// does nothing. Dropping sleeps.
+pub struct PinnedPage<T: Ops> {
+    dev: ARef<Device<T>>,
+    page: u64,
+    id: u64,
+    phys: u64,
+}
+
+impl<T: Ops> PinnedPage<T> {
+    /// IOVA of the page (page aligned).
+    pub fn iova(&self) -> u64 {
+        self.page
+    }
+
+    /// Physical address of the page.
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+}
+
+impl<T: Ops> Drop for PinnedPage<T> {
+    fn drop(&mut self) {
+        let mut table = self.dev.pins.lock();
+        if table.pinned.remove(&(self.page, self.id)).is_some() {
+            // SAFETY: the entry stood for this guard's pin, done in the current open session
+            // and not undone (`PinTable` invariant); removing it makes this the only unpin.
+            unsafe { sys::vfio_unpin_pages(self.dev.as_raw(), self.page, 1) };
+        }
     }
 }
 
