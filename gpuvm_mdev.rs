@@ -310,7 +310,7 @@ struct VgpuHandle {
     reg: vfio::Registration<vgpu::Vgpu>,
 }
 
-static MDEV_DRIVER: mdev::DriverSlot = mdev::DriverSlot::new();
+static MDEV_DRIVER: mdev::DriverSlot<VgpuDriver> = mdev::DriverSlot::new();
 
 impl mdev::Driver for VgpuDriver {
     type ParentData = Arc<GpuShared>;
@@ -318,6 +318,7 @@ impl mdev::Driver for VgpuDriver {
     type Data = VgpuHandle;
 
     const DEVICE_API: &'static CStr = c"vfio-pci";
+    const SLOT: &'static mdev::DriverSlot<Self> = &MDEV_DRIVER;
     const DEV_GROUPS: Option<&'static GroupList<2>> = Some(&VGPU_GROUPS);
 
     fn probe(mdev: &mdev::Device, gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>) -> Result<Pin<KBox<VgpuHandle>>> {
@@ -576,7 +577,7 @@ impl pci::Driver for GpuvmPciDriver {
         for (share, (sysfs_name, pretty_name)) in SHARES.into_iter().zip(TYPE_NAMES) {
             types.push(mdev::TypeDesc { sysfs_name, pretty_name, data: share }, GFP_KERNEL)?;
         }
-        let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
+        let parent = mdev::Parent::register(pdev.as_ref(), types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &GPU_GROUPS)?;
         Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: host, shared })
     }
@@ -746,7 +747,7 @@ struct GpuvmModule {
 
 impl kernel::Module for GpuvmModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mdev = KBox::pin_init(mdev::DriverRegistration::new(c"gpuvm", module, &MDEV_DRIVER), GFP_KERNEL)?;
+        let mdev = KBox::pin_init(mdev::DriverRegistration::new(c"gpuvm", module), GFP_KERNEL)?;
         let pci = KBox::pin_init(kernel::driver::Registration::new(c"gpuvm", module), GFP_KERNEL)?;
         Ok(GpuvmModule { _pci: pci, _mdev: mdev })
     }
