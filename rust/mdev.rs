@@ -190,23 +190,37 @@ impl<T: Driver> DriverRegistration<T> {
         })
     }
 
+    /// `mdev_driver.probe`.
+    ///
+    /// # Safety
+    /// `mdev` must be a live mdev being bound to this driver, so its type belongs to a
+    /// registered `Parent<T>` (a `T` driver only has `Parent<T>`s: typed slot). The mdev
+    /// core guarantees this: it probes under the device lock, from mdev_device_create(),
+    /// which holds the parent's `unreg_sem`.
     unsafe extern "C" fn probe_cb(mdev: *mut sys::mdev_device) -> ffi::c_int {
-        // SAFETY: the bus probes a live device under its device lock.
+        // SAFETY: per the function's safety requirements `mdev` is live for the call.
         let dev = unsafe { Device::from_raw(mdev) };
-        // SAFETY: probe runs while the type's parent is registered (mdev_device_create() holds
-        // `unreg_sem`); `type_` was set by the core.
+        // SAFETY: per the function's safety requirements the parent is a registered
+        // `Parent<T>`; `type_` was set by the core.
         let (parent, mtype) = unsafe { Parent::<T>::from_type((*mdev).type_) };
         from_result(|| {
             let data = T::probe(dev, &parent.data, mtype)?;
             let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
-            // SAFETY: the pointer comes back in `remove_cb` exactly once.
+            // SAFETY: `raw_dev` is the live mdev's device; the pointer comes back in
+            // `remove_cb` exactly once.
             unsafe { sys::dev_set_drvdata(raw_dev, data.into_foreign().cast()) };
             Ok(0)
         })
     }
 
+    /// `mdev_driver.remove`.
+    ///
+    /// # Safety
+    /// `mdev` must be a live mdev that [`Self::probe_cb`] bound successfully and that is
+    /// being unbound, its `dev_groups` files already removed (the driver core guarantees
+    /// both, once per successful probe).
     unsafe extern "C" fn remove_cb(mdev: *mut sys::mdev_device) {
-        // SAFETY: remove follows a successful probe on the same live device.
+        // SAFETY: per the function's safety requirements `mdev` is live for the call.
         let dev = unsafe { Device::from_raw(mdev) };
         let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
         // SAFETY: `dev_groups` files are gone before remove runs, so nobody borrows the data;
@@ -219,14 +233,24 @@ impl<T: Driver> DriverRegistration<T> {
         T::remove(dev, data);
     }
 
+    /// `mdev_driver.get_available`.
+    ///
+    /// # Safety
+    /// `mtype` must be a type of a registered `Parent<T>` (the core calls this from the type's
+    /// sysfs files, which exist only while the parent is registered).
     unsafe extern "C" fn get_available_cb(mtype: *mut sys::mdev_type) -> ffi::c_uint {
-        // SAFETY: a type's sysfs files exist only while its parent is registered.
+        // SAFETY: per the function's safety requirements.
         let (parent, t) = unsafe { Parent::<T>::from_type(mtype) };
         T::available(&parent.data, t)
     }
 
+    /// `mdev_driver.show_description`.
+    ///
+    /// # Safety
+    /// As [`Self::get_available_cb`]; `buf` must be a sysfs buffer of `PAGE_SIZE` bytes,
+    /// writable and exclusive for the call.
     unsafe extern "C" fn show_description_cb(mtype: *mut sys::mdev_type, buf: *mut ffi::c_char) -> isize {
-        // SAFETY: as in `get_available_cb`; sysfs buffers are PAGE_SIZE bytes.
+        // SAFETY: per the function's safety requirements.
         let (parent, t, buf) = unsafe {
             let (p, t) = Parent::<T>::from_type(mtype);
             (p, t, core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE))
@@ -260,6 +284,8 @@ pub struct MdevData<T: Driver>(PhantomData<T>);
 
 impl<T: Driver> sysfs::AttrTarget for MdevData<T> {
     type Data<'a> = &'a T::Data;
+    /// # Safety
+    /// As [`sysfs::AttrTarget::data`].
     unsafe fn data<'a>(dev: *mut sys::device) -> Option<&'a T::Data> {
         // SAFETY: `dev_groups` files exist only between a successful probe (drvdata set) and
         // remove (files removed first, callbacks drained), so a non-null drvdata is our data.

@@ -496,7 +496,10 @@ impl<T: Ops> Device<T> {
 
     /// The VFIO ioctl pattern: copy in the first `minsz` bytes of a uapi struct, check its
     /// `argsz`, let `f` fill it, copy the same bytes back.
-    fn ioctl_inout<S: pin_init::Zeroable>(
+    ///
+    /// # Safety
+    /// Every bit pattern must be a valid `S` (a uapi struct of integer fields).
+    unsafe fn ioctl_inout<S: pin_init::Zeroable>(
         arg: UserPtr,
         minsz: usize,
         argsz: impl Fn(&S) -> u32,
@@ -507,8 +510,8 @@ impl<T: Ops> Device<T> {
             return Err(EINVAL);
         }
         let (mut reader, mut writer) = UserSlice::new(arg, minsz).reader_writer();
-        // SAFETY: `S` is a plain-old-data uapi struct (any bytes are valid) of at least
-        // `minsz` bytes (checked above).
+        // SAFETY: any bytes are a valid `S` (the function's safety requirements), and `s` is
+        // at least `minsz` bytes long (checked above).
         let bytes = unsafe { core::slice::from_raw_parts_mut((&raw mut s).cast::<u8>(), minsz) };
         reader.read_slice(bytes)?;
         if (argsz(&s) as usize) < minsz {
@@ -577,28 +580,28 @@ impl<T: Ops> Device<T> {
     /// [`VTable::get_region_info_caps`] instead).
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
-            sys::VFIO_DEVICE_GET_INFO => Self::ioctl_inout::<sys::vfio_device_info>(
-                arg,
-                offset_of!(sys::vfio_device_info, num_irqs) + size_of::<u32>(),
-                |s| s.argsz,
-                |s| {
+            sys::VFIO_DEVICE_GET_INFO => {
+                let minsz = offset_of!(sys::vfio_device_info, num_irqs) + size_of::<u32>();
+                let fill = |s: &mut sys::vfio_device_info| {
                     s.flags = T::device_info(self).flags.into();
                     s.num_regions = Region::ALL.len() as u32;
                     s.num_irqs = IrqIndex::ALL.len() as u32;
                     Ok(())
-                },
-            ),
-            sys::VFIO_DEVICE_GET_IRQ_INFO => Self::ioctl_inout::<sys::vfio_irq_info>(
-                arg,
-                offset_of!(sys::vfio_irq_info, count) + size_of::<u32>(),
-                |s| s.argsz,
-                |s| {
+                };
+                // SAFETY: `vfio_device_info` has only integer fields.
+                unsafe { Self::ioctl_inout(arg, minsz, |s: &sys::vfio_device_info| s.argsz, fill) }
+            }
+            sys::VFIO_DEVICE_GET_IRQ_INFO => {
+                let minsz = offset_of!(sys::vfio_irq_info, count) + size_of::<u32>();
+                let fill = |s: &mut sys::vfio_irq_info| {
                     let ii = T::irq_info(self, IrqIndex::from_index(s.index).ok_or(EINVAL)?)?;
                     s.flags = ii.flags.into();
                     s.count = ii.count;
                     Ok(())
-                },
-            ),
+                };
+                // SAFETY: `vfio_irq_info` has only integer fields.
+                unsafe { Self::ioctl_inout(arg, minsz, |s: &sys::vfio_irq_info| s.argsz, fill) }
+            }
             sys::VFIO_DEVICE_SET_IRQS => self.set_irqs_ioctl(arg),
             sys::VFIO_DEVICE_RESET => T::reset(self).map(|()| 0),
             _ => Err(ENOTTY),
@@ -922,6 +925,8 @@ unsafe impl<T: Ops> AlwaysRefCounted for Device<T> {
         // SAFETY: `self` is alive.
         unsafe { sys::get_device(&raw mut (*self.as_raw()).device) };
     }
+    /// # Safety
+    /// As [`AlwaysRefCounted::dec_ref`].
     unsafe fn dec_ref(obj: NonNull<Self>) {
         // SAFETY: the caller owns a reference.
         unsafe { sys::gpuvm_helper_vfio_put_device(obj.as_ptr().cast()) };
