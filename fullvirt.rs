@@ -22,18 +22,19 @@ use crate::{
     vfio,
     vgpu::Vgpu,
     vregs::{self, Effect, Read, VRegs, Write},
-    GpuShared, HostBar0,
+    GpuShared, HostBar0, HOST_POLL_INTERVAL, KICK_TIMEOUT,
 };
 use core::sync::atomic::Ordering;
-use kernel::{io::Io, prelude::*};
+use kernel::{
+    io::{poll::read_poll_timeout, Io},
+    prelude::*,
+};
 
 /// Most PDEs one shadow address space mirrors (129 cover the guest driver's 16 GiB + 16 MiB;
 /// a bigger limit is cut, see `ShadowVm::limit`).
 const MAX_PDES: usize = 256;
 /// Most distinct address spaces (page directories) one vGPU may have bound at once.
 const MAX_SPACES: usize = 16;
-/// Bounded polls of host registers (a kick finishing).
-const POLL_LIMIT: u32 = 100_000;
 
 /// One guest address space and its shadow.
 struct Space {
@@ -193,7 +194,9 @@ impl Ctx<'_> {
     fn host_tlb_flush(&self, pd_host: u64) {
         if let Some(bar0) = self.gpu.bar0.try_access() {
             // A timeout leaves the old translations; the next flush or bind retries.
-            let _ = host_init::tlb_flush(&HostBar0(&bar0), Some(pd_host));
+            if let Err(e) = host_init::tlb_flush(&HostBar0(&bar0), Some(pd_host)) {
+                dev_warn!(self.gpu.pdev.as_ref(), "host TLB flush of PD {:#x} timed out ({:?})\n", pd_host, e);
+            }
         }
     }
 
@@ -354,10 +357,15 @@ impl Ctx<'_> {
 
     fn host_kick(&self, host_chid: u32) {
         self.host_wr(pfifo::KICK, host_chid);
-        for _ in 0..POLL_LIMIT {
-            if self.host_rd(pfifo::KICK) & pfifo::KICK_PENDING == 0 {
-                break;
-            }
+        // TIMEOUT: KICK_TIMEOUT (nouveau's); past it the kick is left pending and reported.
+        let done = read_poll_timeout(
+            || Ok(self.host_rd(pfifo::KICK)),
+            |v| v & pfifo::KICK_PENDING == 0,
+            HOST_POLL_INTERVAL,
+            KICK_TIMEOUT,
+        );
+        if let Err(e) = done {
+            dev_warn!(self.gpu.pdev.as_ref(), "kick of host channel {} still pending: {:?}\n", host_chid, e);
         }
     }
 

@@ -13,10 +13,10 @@ use core::{
 use gf100::{pfb, pfifo, pmc};
 use kernel::{
     device::Core,
-    io::Io,
+    io::{poll::read_poll_timeout, Io},
     new_mutex, pci,
     prelude::*,
-    time::{delay::fsleep, Delta, Instant, Monotonic},
+    time::{Delta, Instant, Monotonic},
     str::Formatter,
     sync::{aref::ARef, Arc, Mutex},
 };
@@ -178,14 +178,23 @@ impl GpuShared {
             let mut vram = host_mem::HostVram::new(self);
             channel::write_host_runlist(&mut vram, buf, RUNLIST_CAPACITY, &merged[..n_parts])
         };
-        let Some(bar0) = self.bar0.try_access() else { return };
-        let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | gf100::target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
-        let _ = bar0.try_write32(base, pfifo::RUNLIST_BASE as usize);
-        let _ = bar0.try_write32(pfifo::RUNLIST_COMMIT_UNK | entries, pfifo::RUNLIST_SUBMIT as usize);
-        for _ in 0..100_000 {
-            if bar0.try_read32(pfifo::RUNLIST_STATUS as usize).unwrap_or(0) & pfifo::RUNLIST_STATUS_PENDING == 0 {
-                break;
-            }
+        {
+            // The access guard is an RCU read-side section: released before polling sleeps.
+            let Some(bar0) = self.bar0.try_access() else { return };
+            let base = (buf >> 12) as u32 & pfifo::RUNLIST_ADDR_MASK | gf100::target::VRAM << pfifo::RUNLIST_TARGET_SHIFT;
+            let _ = bar0.try_write32(base, pfifo::RUNLIST_BASE as usize);
+            let _ = bar0.try_write32(pfifo::RUNLIST_COMMIT_UNK | entries, pfifo::RUNLIST_SUBMIT as usize);
+        }
+        // TIMEOUT: PFIFO takes a new runlist in microseconds; nouveau gives it 2 s. Past that
+        // the GPU keeps the previous list, which the next commit replaces.
+        let done = read_poll_timeout(
+            || self.bar0.try_access().ok_or(ENODEV)?.try_read32(pfifo::RUNLIST_STATUS as usize),
+            |status| status & pfifo::RUNLIST_STATUS_PENDING == 0,
+            HOST_POLL_INTERVAL,
+            RUNLIST_TIMEOUT,
+        );
+        if let Err(e) = done {
+            dev_warn!(self.pdev.as_ref(), "runlist update ({} entries) not taken by PFIFO: {:?}\n", entries, e);
         }
     }
 
@@ -408,13 +417,16 @@ fn verify_msi(pdev: &pci::Device, bar0: &Bar0<'_>, gpu: &GpuShared) -> Result {
     let before = gpu.interrupts.load(Ordering::Relaxed);
     host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW | pmc::INTR_EN_SW);
     host_init::Mmio::wr(&m, pmc::INTR_HOST, pmc::INTR_SOFTWARE);
-    let arrived = (0..MSI_VERIFY_MS).any(|_| {
-        fsleep(Delta::from_millis(1));
-        gpu.interrupts.load(Ordering::Relaxed) != before
-    });
+    // TIMEOUT: see MSI_VERIFY_MS; a GPU whose interrupts do not arrive is refused.
+    let arrived = read_poll_timeout(
+        || Ok(gpu.interrupts.load(Ordering::Relaxed)),
+        |&n| n != before,
+        Delta::from_millis(1),
+        Delta::from_millis(MSI_VERIFY_MS),
+    );
     host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
-    if !arrived {
-        dev_err!(pdev, "no MSI within {} ms of a software interrupt: refusing\n", MSI_VERIFY_MS);
+    if let Err(e) = arrived {
+        dev_err!(pdev, "no MSI within {} ms of a software interrupt ({:?}): refusing\n", MSI_VERIFY_MS, e);
         return Err(EIO);
     }
     Ok(())
@@ -425,7 +437,14 @@ const BAR0_TIMING_READS: u32 = 256;
 
 /// How long probe waits for the test interrupt (a trapped MMIO round trip in the test VM is
 /// ~0.2 ms; real hardware is far faster).
-const MSI_VERIFY_MS: u32 = 1000;
+const MSI_VERIFY_MS: i64 = 1000;
+
+/// Pause between two reads of a host register being polled (the first read is immediate).
+pub(crate) const HOST_POLL_INTERVAL: Delta = Delta::from_micros(10);
+/// How long PFIFO may take to accept a new runlist (nouveau's timeout).
+pub(crate) const RUNLIST_TIMEOUT: Delta = Delta::from_secs(2);
+/// How long a channel kick may stay pending (nouveau's timeout).
+pub(crate) const KICK_TIMEOUT: Delta = Delta::from_secs(2);
 
 struct GpuvmPciDriver;
 
