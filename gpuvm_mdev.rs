@@ -13,7 +13,7 @@ use core::{
 use gf100::{pfb, pmc};
 use kernel::{
     device::Core,
-    io::Io,
+    io::{poll::read_poll_timeout, Io},
     new_mutex, pci,
     prelude::*,
     time::{delay::fsleep, Delta, Instant, Monotonic},
@@ -356,7 +356,7 @@ struct VgpuHandle {
     reg: vfio::Registration<vgpu::Vgpu>,
 }
 
-static MDEV_DRIVER: mdev::DriverSlot = mdev::DriverSlot::new();
+static MDEV_DRIVER: mdev::DriverSlot<VgpuDriver> = mdev::DriverSlot::new();
 
 impl mdev::Driver for VgpuDriver {
     type ParentData = Arc<GpuShared>;
@@ -364,6 +364,7 @@ impl mdev::Driver for VgpuDriver {
     type Data = VgpuHandle;
 
     const DEVICE_API: &'static CStr = c"vfio-pci";
+    const SLOT: &'static mdev::DriverSlot<Self> = &MDEV_DRIVER;
     const DEV_GROUPS: Option<&'static GroupList<2>> = Some(&vgpu_sysfs::GROUPS);
 
     fn probe(mdev: &mdev::Device, gpu: &Arc<GpuShared>, mtype: &mdev::Type<u32>) -> Result<Pin<KBox<VgpuHandle>>> {
@@ -464,13 +465,16 @@ fn verify_msi(pdev: &pci::Device, bar0: &Bar0<'_>, gpu: &GpuShared) -> Result {
     let before = gpu.interrupts.load(Ordering::Relaxed);
     host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW | pmc::INTR_EN_SW);
     host_init::Mmio::wr(&m, pmc::INTR_HOST, pmc::INTR_SOFTWARE);
-    let arrived = (0..MSI_VERIFY_MS).any(|_| {
-        fsleep(Delta::from_millis(1));
-        gpu.interrupts.load(Ordering::Relaxed) != before
-    });
+    // TIMEOUT: see MSI_VERIFY_MS; a GPU whose interrupts do not arrive is refused.
+    let arrived = read_poll_timeout(
+        || Ok(gpu.interrupts.load(Ordering::Relaxed)),
+        |&n| n != before,
+        Delta::from_millis(1),
+        Delta::from_millis(MSI_VERIFY_MS),
+    );
     host_init::Mmio::wr(&m, pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
-    if !arrived {
-        dev_err!(pdev, "no MSI within {} ms of a software interrupt: refusing\n", MSI_VERIFY_MS);
+    if let Err(e) = arrived {
+        dev_err!(pdev, "no MSI within {} ms of a software interrupt ({:?}): refusing\n", MSI_VERIFY_MS, e);
         return Err(EIO);
     }
     Ok(())
@@ -481,7 +485,7 @@ const BAR0_TIMING_READS: u32 = 256;
 
 /// How long probe waits for the test interrupt (a trapped MMIO round trip in the test VM is
 /// ~0.2 ms; real hardware is far faster).
-const MSI_VERIFY_MS: u32 = 1000;
+const MSI_VERIFY_MS: i64 = 1000;
 
 struct GpuvmPciDriver;
 
@@ -656,7 +660,7 @@ impl pci::Driver for GpuvmPciDriver {
         for (share, (sysfs_name, pretty_name)) in SHARES.into_iter().zip(TYPE_NAMES) {
             types.push(mdev::TypeDesc { sysfs_name, pretty_name, data: share }, GFP_KERNEL)?;
         }
-        let parent = mdev::Parent::register(pdev.as_ref(), &MDEV_DRIVER, types, shared.clone())?;
+        let parent = mdev::Parent::register(pdev.as_ref(), types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &gpu_sysfs::GROUPS)?;
         Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: host, shared })
     }
@@ -788,7 +792,7 @@ struct GpuvmModule {
 
 impl kernel::Module for GpuvmModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mdev = KBox::pin_init(mdev::DriverRegistration::new(c"gpuvm", module, &MDEV_DRIVER), GFP_KERNEL)?;
+        let mdev = KBox::pin_init(mdev::DriverRegistration::new(c"gpuvm", module), GFP_KERNEL)?;
         let pci = KBox::pin_init(kernel::driver::Registration::new(c"gpuvm", module), GFP_KERNEL)?;
         Ok(GpuvmModule { _pci: pci, _mdev: mdev })
     }

@@ -154,13 +154,13 @@ impl Storage for KernelStorage {
 
 const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
-/// Guest system memory pinned through VFIO: IOVA page -> physical address, kept until the
-/// IOVA is unmapped or the device closes.
-pub(crate) struct PinCache {
-    pages: RBTree<u64, u64>,
+/// Guest system memory pinned through VFIO: IOVA page -> pinned page (a guard that unpins
+/// when dropped), kept until the IOVA is unmapped or the device closes.
+pub(crate) struct PinCache<T: vfio::Ops> {
+    pages: RBTree<u64, vfio::PinnedPage<T>>,
 }
 
-impl PinCache {
+impl<T: vfio::Ops> PinCache<T> {
     pub(crate) fn new() -> Self {
         Self { pages: RBTree::new() }
     }
@@ -169,22 +169,19 @@ impl PinCache {
 /// [`GuestMemory`] of one open VFIO device.
 pub(crate) struct VfioGuestMemory<'a, T: vfio::Ops> {
     pub(crate) dev: &'a vfio::Device<T>,
-    pub(crate) pins: &'a mut PinCache,
+    pub(crate) pins: &'a mut PinCache<T>,
 }
 
 impl<T: vfio::Ops> VfioGuestMemory<'_, T> {
     fn pin_one(&mut self, page_iova: u64) -> Option<u64> {
-        if let Some(&phys) = self.pins.pages.get(&page_iova) {
-            return Some(phys);
+        if let Some(pinned) = self.pins.pages.get(&page_iova) {
+            return Some(pinned.phys());
         }
-        let phys = self.dev.pin_page(page_iova, true).ok()?;
-        match self.pins.pages.try_create_and_insert(page_iova, phys, GFP_KERNEL) {
-            Ok(_) => Some(phys),
-            Err(_) => {
-                self.dev.unpin_page(page_iova);
-                None
-            }
-        }
+        let pinned = self.dev.pin_page(page_iova, true).ok()?;
+        let phys = pinned.phys();
+        // On failure the guard is dropped, which unpins the page.
+        self.pins.pages.try_create_and_insert(page_iova, pinned, GFP_KERNEL).ok()?;
+        Some(phys)
     }
 }
 
@@ -218,8 +215,8 @@ impl<T: vfio::Ops> GuestMemory for VfioGuestMemory<'_, T> {
             if key >= end {
                 break;
             }
+            // Dropping the guard unpins the page.
             self.pins.pages.remove(&key);
-            self.dev.unpin_page(key);
             n += 1;
         }
         n
@@ -230,7 +227,7 @@ impl<T: vfio::Ops> GuestMemory for VfioGuestMemory<'_, T> {
 pub(crate) fn with_env<T: vfio::Ops, R>(
     gpu: &GpuShared,
     dev: &vfio::Device<T>,
-    pins: &mut PinCache,
+    pins: &mut PinCache<T>,
     f: impl FnOnce(&mut Env<'_>) -> R,
 ) -> R {
     let bars = KernelBars(gpu);

@@ -7,14 +7,14 @@
 //! mediator (shadow/mediator.rs), which reaches the host through `host_env`.
 
 use crate::{
-    bindings as sys,
     eventfd::EventFd,
     gf100,
     host_env::{self, KernelStorage, PinCache},
     mediator::{Mediator, MediatorStats},
     partition::Slice,
     pci_config::{ConfigSpace, COMMAND_BUS_MASTER, CONFIG_SIZE},
-    vfio, vregs, GpuShared,
+    vfio::{self, DeviceFlag, IrqFlag, IrqFlags, IrqIndex, Region, RegionFlag, RegionFlags},
+    vregs, GpuShared,
 };
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex};
@@ -35,7 +35,7 @@ struct VgpuState {
     /// alignment for the memory the vGPU lives in.
     med: KBox<Mediator<KernelStorage>>,
     /// Guest pages pinned for the GPU, until unmapped or closed.
-    pins: PinCache,
+    pins: PinCache<Vgpu>,
 }
 
 /// Counters shown in sysfs.
@@ -120,19 +120,19 @@ impl Vgpu {
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.claim_nonstall(env))
     }
 
-    fn region_size(&self, index: u32) -> u64 {
-        match index {
-            sys::VFIO_PCI_BAR0_REGION_INDEX => gf100::pci::BAR0_SIZE,
-            sys::VFIO_PCI_BAR1_REGION_INDEX => self.bar1_size,
-            sys::VFIO_PCI_BAR3_REGION_INDEX => self.bar3_size,
-            sys::VFIO_PCI_CONFIG_REGION_INDEX => CONFIG_SIZE as u64,
+    fn region_size(&self, region: Region) -> u64 {
+        match region {
+            Region::Bar0 => gf100::pci::BAR0_SIZE,
+            Region::Bar1 => self.bar1_size,
+            Region::Bar3 => self.bar3_size,
+            Region::Config => CONFIG_SIZE as u64,
             _ => 0,
         }
     }
 
-    /// Checks that an access of `len` bytes at `off` lies inside region `index`.
-    fn check_access(&self, index: u32, off: u64, len: usize) -> Result {
-        let size = self.region_size(index);
+    /// Checks that an access of `len` bytes at `off` lies inside `region`.
+    fn check_access(&self, region: Region, off: u64, len: usize) -> Result {
+        let size = self.region_size(region);
         match off.checked_add(len as u64) {
             Some(end) if size != 0 && end <= size => Ok(()),
             _ => Err(EINVAL),
@@ -140,17 +140,17 @@ impl Vgpu {
     }
 
     /// One 32-bit guest access to BAR0, BAR1 or BAR3 (`val` for writes); the read value.
-    fn mmio(dev: &vfio::Device<Self>, region: u32, off: u64, val: Option<u32>) -> u32 {
+    fn mmio(dev: &vfio::Device<Self>, region: Region, off: u64, val: Option<u32>) -> u32 {
         let mut guard = dev.state.lock();
         Self::mmio_locked(dev, &mut guard, region, off, val)
     }
 
     /// [`Vgpu::mmio`] with the state lock held (a run of accesses takes it once).
-    fn mmio_locked(dev: &vfio::Device<Self>, st: &mut VgpuState, region: u32, off: u64, val: Option<u32>) -> u32 {
+    fn mmio_locked(dev: &vfio::Device<Self>, st: &mut VgpuState, region: Region, off: u64, val: Option<u32>) -> u32 {
         dev.counters.mmio_traps.fetch_add(1, Ordering::Relaxed);
         let bar = match region {
-            sys::VFIO_PCI_BAR1_REGION_INDEX => Some(vregs::Bar::Bar1),
-            sys::VFIO_PCI_BAR3_REGION_INDEX => Some(vregs::Bar::Bar3),
+            Region::Bar1 => Some(vregs::Bar::Bar1),
+            Region::Bar3 => Some(vregs::Bar::Bar3),
             _ => None,
         };
         let med = &mut st.med;
@@ -170,8 +170,8 @@ impl Vgpu {
     /// Whether a run of BAR1/BAR3 accesses can be done word by word under one lock: whole,
     /// aligned 32-bit words inside the region (anything else takes the per-access path, which
     /// applies the per-access rules and errors).
-    fn word_run(&self, region: u32, off: u64, len: usize) -> bool {
-        matches!(region, sys::VFIO_PCI_BAR1_REGION_INDEX | sys::VFIO_PCI_BAR3_REGION_INDEX)
+    fn word_run(&self, region: Region, off: u64, len: usize) -> bool {
+        matches!(region, Region::Bar1 | Region::Bar3)
             && off % 4 == 0
             && len % 4 == 0
             && self.check_access(region, off, len).is_ok()
@@ -215,6 +215,7 @@ fn set_eventfd(slot: &mut Option<EventFd>, fd: i32) -> Result {
     Ok(())
 }
 
+#[vtable]
 impl vfio::Ops for Vgpu {
     const NAME: &'static CStr = c"gpuvm-vgpu";
 
@@ -242,28 +243,20 @@ impl vfio::Ops for Vgpu {
     }
 
     fn device_info(_dev: &vfio::Device<Self>) -> vfio::DeviceInfo {
-        vfio::DeviceInfo {
-            flags: sys::VFIO_DEVICE_FLAGS_PCI | sys::VFIO_DEVICE_FLAGS_RESET,
-            num_regions: sys::VFIO_PCI_NUM_REGIONS,
-            num_irqs: sys::VFIO_PCI_NUM_IRQS,
-        }
+        vfio::DeviceInfo { flags: DeviceFlag::Pci | DeviceFlag::Reset }
     }
 
-    fn region_info(dev: &vfio::Device<Self>, index: u32) -> Result<vfio::RegionInfo> {
-        let size = dev.region_size(index);
-        let flags = if size == 0 { 0 } else { sys::VFIO_REGION_INFO_FLAG_READ | sys::VFIO_REGION_INFO_FLAG_WRITE };
+    fn region_info(dev: &vfio::Device<Self>, region: Region) -> Result<vfio::RegionInfo> {
+        let size = dev.region_size(region);
+        let flags = if size == 0 { RegionFlags::empty() } else { RegionFlag::Read | RegionFlag::Write };
         Ok(vfio::RegionInfo { size, flags })
     }
 
-    fn irq_info(_dev: &vfio::Device<Self>, index: u32) -> Result<vfio::IrqInfo> {
+    fn irq_info(_dev: &vfio::Device<Self>, index: IrqIndex) -> Result<vfio::IrqInfo> {
         let (flags, count) = match index {
-            sys::VFIO_PCI_INTX_IRQ_INDEX => {
-                (sys::VFIO_IRQ_INFO_EVENTFD | sys::VFIO_IRQ_INFO_MASKABLE | sys::VFIO_IRQ_INFO_AUTOMASKED, 1)
-            }
-            sys::VFIO_PCI_MSI_IRQ_INDEX | sys::VFIO_PCI_REQ_IRQ_INDEX => {
-                (sys::VFIO_IRQ_INFO_EVENTFD | sys::VFIO_IRQ_INFO_NORESIZE, 1)
-            }
-            _ => (0, 0),
+            IrqIndex::Intx => (IrqFlag::Eventfd | IrqFlag::Maskable | IrqFlag::Automasked, 1),
+            IrqIndex::Msi | IrqIndex::Req => (IrqFlag::Eventfd | IrqFlag::Noresize, 1),
+            _ => (IrqFlags::empty(), 0),
         };
         Ok(vfio::IrqInfo { flags, count })
     }
@@ -273,9 +266,9 @@ impl vfio::Ops for Vgpu {
         let mut guard = dev.state.lock();
         let st = &mut *guard;
         let slot = match set.index {
-            sys::VFIO_PCI_INTX_IRQ_INDEX => &mut st.irqs.intx,
-            sys::VFIO_PCI_MSI_IRQ_INDEX => &mut st.irqs.msi,
-            sys::VFIO_PCI_REQ_IRQ_INDEX => &mut st.irqs.req,
+            IrqIndex::Intx => &mut st.irqs.intx,
+            IrqIndex::Msi => &mut st.irqs.msi,
+            IrqIndex::Req => &mut st.irqs.req,
             _ => return Err(EINVAL),
         };
         // Count 0 with no data: tear the index down (vfio-pci semantics).
@@ -296,7 +289,7 @@ impl vfio::Ops for Vgpu {
             (Trigger, IrqData::None) => true,
             (Trigger, IrqData::Bool(b)) => b[0] != 0,
             (Mask | Unmask, IrqData::Eventfd(_)) => return Err(EINVAL),
-            (Mask | Unmask, _) if set.index != sys::VFIO_PCI_INTX_IRQ_INDEX => return Err(EINVAL),
+            (Mask | Unmask, _) if set.index != IrqIndex::Intx => return Err(EINVAL),
             (action, data) => {
                 let apply = match data {
                     IrqData::Bool(b) => b[0] != 0,
@@ -313,12 +306,12 @@ impl vfio::Ops for Vgpu {
         };
         if fire {
             match set.index {
-                sys::VFIO_PCI_REQ_IRQ_INDEX => {
+                IrqIndex::Req => {
                     if let Some(e) = &st.irqs.req {
                         e.signal();
                     }
                 }
-                sys::VFIO_PCI_MSI_IRQ_INDEX => {
+                IrqIndex::Msi => {
                     if let Some(e) = &st.irqs.msi {
                         e.signal();
                     }
@@ -345,14 +338,14 @@ impl vfio::Ops for Vgpu {
         Ok(())
     }
 
-    fn read(dev: &vfio::Device<Self>, region: u32, off: u64, buf: &mut [u8]) -> Result {
+    fn read(dev: &vfio::Device<Self>, region: Region, off: u64, buf: &mut [u8]) -> Result {
         dev.check_access(region, off, buf.len())?;
         match region {
-            sys::VFIO_PCI_CONFIG_REGION_INDEX => {
+            Region::Config => {
                 dev.state.lock().config.read(off, buf).then_some(()).ok_or(EINVAL)
             }
             // BAR0 registers are 32 bits wide; BAR1/BAR3 take 32- and 64-bit accesses.
-            sys::VFIO_PCI_BAR0_REGION_INDEX if buf.len() != 4 => Err(EINVAL),
+            Region::Bar0 if buf.len() != 4 => Err(EINVAL),
             _ if buf.len() != 4 && buf.len() != 8 => Err(EINVAL),
             _ => {
                 for (i, word) in buf.chunks_mut(4).enumerate() {
@@ -364,10 +357,10 @@ impl vfio::Ops for Vgpu {
         }
     }
 
-    fn write(dev: &vfio::Device<Self>, region: u32, off: u64, data: &[u8]) -> Result {
+    fn write(dev: &vfio::Device<Self>, region: Region, off: u64, data: &[u8]) -> Result {
         dev.check_access(region, off, data.len())?;
         match region {
-            sys::VFIO_PCI_CONFIG_REGION_INDEX => {
+            Region::Config => {
                 let mut guard = dev.state.lock();
                 let st = &mut *guard;
                 if !st.config.write(off, data) {
@@ -379,7 +372,7 @@ impl vfio::Ops for Vgpu {
                 host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.set_bus_master(env, bus_master));
                 Ok(())
             }
-            sys::VFIO_PCI_BAR0_REGION_INDEX if data.len() != 4 => Err(EINVAL),
+            Region::Bar0 if data.len() != 4 => Err(EINVAL),
             _ if data.len() != 4 && data.len() != 8 => Err(EINVAL),
             _ => {
                 for (i, word) in data.chunks(4).enumerate() {
@@ -391,7 +384,7 @@ impl vfio::Ops for Vgpu {
         }
     }
 
-    fn read_run(dev: &vfio::Device<Self>, region: u32, off: u64, buf: &mut [u8]) -> (usize, Result) {
+    fn read_run(dev: &vfio::Device<Self>, region: Region, off: u64, buf: &mut [u8]) -> (usize, Result) {
         if !dev.word_run(region, off, buf.len()) {
             return vfio::split_run(off, buf.len(), |o, at, w| match buf.get_mut(at..at + w) {
                 Some(b) => Self::read(dev, region, o, b),
@@ -406,7 +399,7 @@ impl vfio::Ops for Vgpu {
         (buf.len(), Ok(()))
     }
 
-    fn write_run(dev: &vfio::Device<Self>, region: u32, off: u64, data: &[u8]) -> (usize, Result) {
+    fn write_run(dev: &vfio::Device<Self>, region: Region, off: u64, data: &[u8]) -> (usize, Result) {
         if !dev.word_run(region, off, data.len()) {
             return vfio::split_run(off, data.len(), |o, at, w| match data.get(at..at + w) {
                 Some(d) => Self::write(dev, region, o, d),

@@ -74,8 +74,13 @@ impl<T: Handler> MsiRegistration<T> {
         self.irq
     }
 
+    /// The hard-IRQ handler.
+    ///
+    /// # Safety
+    /// `cookie` must be the `Arc<T>` payload registered in [`Self::new`], which stays alive
+    /// until `free_irq()` in drop returns (that waits for running handlers).
     unsafe extern "C" fn handle_cb(_irq: ffi::c_int, cookie: *mut ffi::c_void) -> sys::irqreturn_t {
-        // SAFETY: `cookie` is the `Arc<T>` payload registered in `new`, alive until `free_irq`.
+        // SAFETY: per the function's safety requirements.
         let handler = unsafe { &*cookie.cast::<T>() };
         match handler.handle() {
             IrqReturn::None => sys::irqreturn::IRQ_NONE,
@@ -84,8 +89,12 @@ impl<T: Handler> MsiRegistration<T> {
         }
     }
 
+    /// The threaded handler.
+    ///
+    /// # Safety
+    /// As [`Self::handle_cb`] (`free_irq()` also waits for the thread).
     unsafe extern "C" fn thread_cb(_irq: ffi::c_int, cookie: *mut ffi::c_void) -> sys::irqreturn_t {
-        // SAFETY: as in `handle_cb`.
+        // SAFETY: per the function's safety requirements.
         let handler = unsafe { &*cookie.cast::<T>() };
         handler.thread();
         sys::irqreturn::IRQ_HANDLED

@@ -2,10 +2,11 @@
 //! The mediated-device bus: `struct mdev_driver`, `struct mdev_parent`, `struct mdev_type`,
 //! `struct mdev_device` (C header: `include/linux/mdev.h`).
 //!
-//! A [`Driver`] is registered once ([`DriverRegistration`], which also fills a
-//! [`DriverSlot`] so PCI probe code can find it); each physical device becomes a [`Parent`]
-//! offering a fixed list of types. Creating an mdev through sysfs calls [`Driver::probe`],
-//! whose result is kept as the mdev's driver data until [`Driver::remove`].
+//! A [`Driver`] is registered once ([`DriverRegistration`], which also fills the driver's
+//! own [`DriverSlot`], [`Driver::SLOT`], so PCI probe code can find it); each physical device
+//! becomes a [`Parent`] of that driver offering a fixed list of types. Creating an mdev
+//! through sysfs calls [`Driver::probe`], whose result is kept as the mdev's driver data
+//! until [`Driver::remove`].
 
 #![allow(unreachable_pub, dead_code)]
 
@@ -13,7 +14,7 @@ use crate::{bindings as sys, rust_sysfs as sysfs};
 use core::{
     marker::PhantomData,
     pin::Pin,
-    sync::atomic::{AtomicPtr, Ordering},
+    sync::atomic::{AtomicPtr, AtomicUsize, Ordering},
 };
 use kernel::{
     device,
@@ -22,6 +23,7 @@ use kernel::{
     prelude::*,
     str::Formatter,
     sync::aref::ARef,
+    time::{delay::fsleep, Delta},
     types::{ForeignOwnable, Opaque},
     ThisModule,
 };
@@ -98,6 +100,9 @@ pub trait Driver: Sized + 'static {
 
     /// `device_api` in sysfs, e.g. `c"vfio-pci"`.
     const DEVICE_API: &'static CStr;
+    /// Where the registered driver is published for [`Parent::register`]: a `static` of
+    /// the driver's own, so parents are only ever registered against a `Self` driver.
+    const SLOT: &'static DriverSlot<Self>;
     /// Attribute groups created on every bound mdev; their callbacks get `&Self::Data`.
     const DEV_GROUPS: Option<&'static sysfs::GroupList<2>> = None;
 
@@ -111,25 +116,35 @@ pub trait Driver: Sized + 'static {
     fn describe(parent: &Self::ParentData, mtype: &Type<Self::TypeData>, f: &mut Formatter<'_>) -> Result;
 }
 
-/// Where a registered driver can be found by code that registers parents later.
-pub struct DriverSlot(AtomicPtr<sys::mdev_driver>);
+/// Where the registered `struct mdev_driver` of driver `T` can be found by code that registers
+/// parents later (PCI probe), and how many parents point at it.
+///
+/// Typed: only a [`DriverRegistration<T>`] fills it and only a [`Parent<T>`] reads it, so the
+/// callbacks of `T` only ever see `Parent<T>`s. One per driver type, named by [`Driver::SLOT`].
+pub struct DriverSlot<T: Driver> {
+    /// The registered driver, null while there is none.
+    driver: AtomicPtr<sys::mdev_driver>,
+    /// Registered parents, each holding `driver` (the C core keeps the pointer).
+    parents: AtomicUsize,
+    _p: PhantomData<fn() -> T>,
+}
 
-impl DriverSlot {
+impl<T: Driver> DriverSlot<T> {
     /// An empty slot, for a `static`.
     pub const fn new() -> Self {
-        Self(AtomicPtr::new(core::ptr::null_mut()))
+        Self { driver: AtomicPtr::new(core::ptr::null_mut()), parents: AtomicUsize::new(0), _p: PhantomData }
     }
 }
 
 /// A registered `struct mdev_driver`, unregistered on drop.
 ///
 /// Every [`Parent`] using it must be dropped first (the module drops its PCI driver, which
-/// owns the parents, before this registration).
+/// owns the parents, before this registration). If one is still registered, dropping waits
+/// for it with an error logged rather than free a driver the mdev core still points at.
 #[pin_data(PinnedDrop)]
 pub struct DriverRegistration<T: Driver> {
     #[pin]
     raw: Opaque<sys::mdev_driver>,
-    slot: &'static DriverSlot,
     _p: PhantomData<T>,
 }
 
@@ -139,11 +154,13 @@ unsafe impl<T: Driver> Send for DriverRegistration<T> {}
 unsafe impl<T: Driver> Sync for DriverRegistration<T> {}
 
 impl<T: Driver> DriverRegistration<T> {
-    /// Registers the driver as `name` and publishes it in `slot`.
-    pub fn new(name: &'static CStr, module: &'static ThisModule, slot: &'static DriverSlot) -> impl PinInit<Self, Error> {
+    /// Registers the driver as `name` and publishes it in [`Driver::SLOT`] (`EBUSY` if a
+    /// `T` driver is registered already).
+    pub fn new(name: &'static CStr, module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             raw <- Opaque::try_ffi_init(|p: *mut sys::mdev_driver| {
-                // SAFETY: `p` is valid for writes and stays pinned until `PinnedDrop`.
+                // SAFETY: `p` is valid for writes and stays pinned until `PinnedDrop`; the
+                // callbacks are those of `T`, whose parents are all `Parent<T>`s (typed slot).
                 unsafe {
                     p.write(pin_init::zeroed());
                     (*p).device_api = T::DEVICE_API.as_char_ptr();
@@ -162,31 +179,48 @@ impl<T: Driver> DriverRegistration<T> {
                     }
                     to_result(sys::mdev_register_driver(p))?;
                 }
-                slot.0.store(p, Ordering::Release);
+                if T::SLOT.driver.compare_exchange(core::ptr::null_mut(), p, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                    // SAFETY: registered just above and not published: no parent uses it.
+                    unsafe { sys::mdev_unregister_driver(p) };
+                    return Err(EBUSY);
+                }
                 Ok::<(), Error>(())
             }),
-            slot,
             _p: PhantomData,
         })
     }
 
+    /// `mdev_driver.probe`.
+    ///
+    /// # Safety
+    /// `mdev` must be a live mdev being bound to this driver, so its type belongs to a
+    /// registered `Parent<T>` (a `T` driver only has `Parent<T>`s: typed slot). The mdev
+    /// core guarantees this: it probes under the device lock, from mdev_device_create(),
+    /// which holds the parent's `unreg_sem`.
     unsafe extern "C" fn probe_cb(mdev: *mut sys::mdev_device) -> ffi::c_int {
-        // SAFETY: the bus probes a live device under its device lock.
+        // SAFETY: per the function's safety requirements `mdev` is live for the call.
         let dev = unsafe { Device::from_raw(mdev) };
-        // SAFETY: probe runs while the type's parent is registered (mdev_device_create() holds
-        // `unreg_sem`); `type_` was set by the core.
+        // SAFETY: per the function's safety requirements the parent is a registered
+        // `Parent<T>`; `type_` was set by the core.
         let (parent, mtype) = unsafe { Parent::<T>::from_type((*mdev).type_) };
         from_result(|| {
             let data = T::probe(dev, &parent.data, mtype)?;
             let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
-            // SAFETY: the pointer comes back in `remove_cb` exactly once.
+            // SAFETY: `raw_dev` is the live mdev's device; the pointer comes back in
+            // `remove_cb` exactly once.
             unsafe { sys::dev_set_drvdata(raw_dev, data.into_foreign().cast()) };
             Ok(0)
         })
     }
 
+    /// `mdev_driver.remove`.
+    ///
+    /// # Safety
+    /// `mdev` must be a live mdev that [`Self::probe_cb`] bound successfully and that is
+    /// being unbound, its `dev_groups` files already removed (the driver core guarantees
+    /// both, once per successful probe).
     unsafe extern "C" fn remove_cb(mdev: *mut sys::mdev_device) {
-        // SAFETY: remove follows a successful probe on the same live device.
+        // SAFETY: per the function's safety requirements `mdev` is live for the call.
         let dev = unsafe { Device::from_raw(mdev) };
         let raw_dev = core::ptr::from_ref(dev.as_bound()).cast_mut().cast::<sys::device>();
         // SAFETY: `dev_groups` files are gone before remove runs, so nobody borrows the data;
@@ -199,14 +233,24 @@ impl<T: Driver> DriverRegistration<T> {
         T::remove(dev, data);
     }
 
+    /// `mdev_driver.get_available`.
+    ///
+    /// # Safety
+    /// `mtype` must be a type of a registered `Parent<T>` (the core calls this from the type's
+    /// sysfs files, which exist only while the parent is registered).
     unsafe extern "C" fn get_available_cb(mtype: *mut sys::mdev_type) -> ffi::c_uint {
-        // SAFETY: a type's sysfs files exist only while its parent is registered.
+        // SAFETY: per the function's safety requirements.
         let (parent, t) = unsafe { Parent::<T>::from_type(mtype) };
         T::available(&parent.data, t)
     }
 
+    /// `mdev_driver.show_description`.
+    ///
+    /// # Safety
+    /// As [`Self::get_available_cb`]; `buf` must be a sysfs buffer of `PAGE_SIZE` bytes,
+    /// writable and exclusive for the call.
     unsafe extern "C" fn show_description_cb(mtype: *mut sys::mdev_type, buf: *mut ffi::c_char) -> isize {
-        // SAFETY: as in `get_available_cb`; sysfs buffers are PAGE_SIZE bytes.
+        // SAFETY: per the function's safety requirements.
         let (parent, t, buf) = unsafe {
             let (p, t) = Parent::<T>::from_type(mtype);
             (p, t, core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE))
@@ -222,8 +266,15 @@ impl<T: Driver> DriverRegistration<T> {
 #[pinned_drop]
 impl<T: Driver> PinnedDrop for DriverRegistration<T> {
     fn drop(self: Pin<&mut Self>) {
-        self.slot.0.store(core::ptr::null_mut(), Ordering::Release);
-        // SAFETY: registered in `new`.
+        // No new parent after this (see `Parent::register` for the pairing).
+        T::SLOT.driver.store(core::ptr::null_mut(), Ordering::SeqCst);
+        if T::SLOT.parents.load(Ordering::SeqCst) != 0 {
+            pr_err!("mdev driver going away with parents registered: waiting for them\n");
+            while T::SLOT.parents.load(Ordering::SeqCst) != 0 {
+                fsleep(Delta::from_millis(10));
+            }
+        }
+        // SAFETY: registered in `new`; no parent points at it any more.
         unsafe { sys::mdev_unregister_driver(self.raw.get()) };
     }
 }
@@ -233,6 +284,8 @@ pub struct MdevData<T: Driver>(PhantomData<T>);
 
 impl<T: Driver> sysfs::AttrTarget for MdevData<T> {
     type Data<'a> = &'a T::Data;
+    /// # Safety
+    /// As [`sysfs::AttrTarget::data`].
     unsafe fn data<'a>(dev: *mut sys::device) -> Option<&'a T::Data> {
         // SAFETY: `dev_groups` files exist only between a successful probe (drvdata set) and
         // remove (files removed first, callbacks drained), so a non-null drvdata is our data.
@@ -247,7 +300,9 @@ impl<T: Driver> sysfs::AttrTarget for MdevData<T> {
 #[repr(C)]
 pub struct Parent<T: Driver> {
     raw: Opaque<sys::mdev_parent>,
-    registered: bool,
+    /// Set once `mdev_register_parent` succeeded; holds the driver registered until the
+    /// parent is unregistered.
+    registered: Option<ParentCount<T>>,
     types: KVec<KBox<Type<T::TypeData>>>,
     type_ptrs: KVec<*mut sys::mdev_type>,
     data: T::ParentData,
@@ -260,14 +315,18 @@ unsafe impl<T: Driver> Send for Parent<T> {}
 unsafe impl<T: Driver> Sync for Parent<T> {}
 
 impl<T: Driver> Parent<T> {
-    /// Registers `dev` as a parent of the driver in `slot`, offering `types`.
+    /// Registers `dev` as a parent of the registered `T` driver ([`Driver::SLOT`]; `ENODEV`
+    /// if there is none), offering `types`.
     pub fn register(
         dev: &device::Device<device::Bound>,
-        slot: &'static DriverSlot,
         types: KVec<TypeDesc<T::TypeData>>,
         data: T::ParentData,
     ) -> Result<Pin<KBox<Self>>> {
-        let driver = slot.0.load(Ordering::Acquire);
+        // Counted before the driver is read, while `DriverRegistration::drop` clears the
+        // driver before reading the count (all SeqCst): either we see no driver, or its drop
+        // sees us and waits.
+        let count = ParentCount::<T>::new();
+        let driver = T::SLOT.driver.load(Ordering::SeqCst);
         if driver.is_null() {
             return Err(ENODEV);
         }
@@ -283,12 +342,13 @@ impl<T: Driver> Parent<T> {
         }
         let plain: &device::Device = dev;
         let mut this = KBox::pin(
-            Self { raw: Opaque::uninit(), registered: false, types: boxed, type_ptrs: ptrs, data, dev: plain.into() },
+            Self { raw: Opaque::uninit(), registered: None, types: boxed, type_ptrs: ptrs, data, dev: plain.into() },
             GFP_KERNEL,
         )?;
         let dev_raw = core::ptr::from_ref(plain).cast_mut().cast::<sys::device>();
         // SAFETY: `this` is pinned and owns the types; `dev` is referenced by `this.dev`; the
-        // driver stays registered longer than any parent (see `DriverRegistration`).
+        // driver is a registered `T` driver (typed slot) and stays registered while the
+        // parent count is held (see `DriverRegistration::drop`).
         to_result(unsafe {
             sys::mdev_register_parent(
                 this.raw.get(),
@@ -298,8 +358,9 @@ impl<T: Driver> Parent<T> {
                 this.type_ptrs.len() as u32,
             )
         })?;
+        // The registered parent keeps the count until it drops.
         // SAFETY: only a plain field is changed; nothing moves out of the pin.
-        unsafe { this.as_mut().get_unchecked_mut().registered = true };
+        unsafe { this.as_mut().get_unchecked_mut().registered = Some(count) };
         Ok(this)
     }
 
@@ -321,9 +382,26 @@ impl<T: Driver> Parent<T> {
 
 impl<T: Driver> Drop for Parent<T> {
     fn drop(&mut self) {
-        if self.registered {
+        if self.registered.is_some() {
             // SAFETY: registered in `register`; removes every child mdev synchronously.
             unsafe { sys::mdev_unregister_parent(self.raw.get()) };
         }
+        // `registered` drops after this, releasing the driver.
+    }
+}
+
+/// One registered (or registering) parent of a `T` driver, counted in [`Driver::SLOT`].
+struct ParentCount<T: Driver>(PhantomData<T>);
+
+impl<T: Driver> ParentCount<T> {
+    fn new() -> Self {
+        T::SLOT.parents.fetch_add(1, Ordering::SeqCst);
+        Self(PhantomData)
+    }
+}
+
+impl<T: Driver> Drop for ParentCount<T> {
+    fn drop(&mut self) {
+        T::SLOT.parents.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -39,12 +39,20 @@ pub struct PlainDevice;
 
 impl AttrTarget for PlainDevice {
     type Data<'a> = &'a device::Device;
+    /// # Safety
+    /// As [`AttrTarget::data`].
     unsafe fn data<'a>(dev: *mut sys::device) -> Option<&'a device::Device> {
         // SAFETY: per the trait's contract `dev` is live for the callback.
         Some(unsafe { device::Device::from_raw(dev) })
     }
 }
 
+/// `device_attribute.show` of a [`DeviceAttribute`] built for `T` and `A`.
+///
+/// # Safety
+/// `dev` must be a live device on which this attribute is registered, under the conditions
+/// of [`AttrTarget::data`]; `buf` must be a sysfs buffer of `PAGE_SIZE` bytes, writable and
+/// exclusive for the call. sysfs guarantees both for a registered attribute.
 unsafe extern "C" fn show_tramp<T: AttrTarget, A: Attr<T>>(
     dev: *mut sys::device,
     _attr: *mut sys::device_attribute,
@@ -63,6 +71,10 @@ unsafe extern "C" fn show_tramp<T: AttrTarget, A: Attr<T>>(
     }
 }
 
+/// `device_attribute.store` of a [`DeviceAttribute`] built for `T` and `A`.
+///
+/// # Safety
+/// As [`show_tramp`], except that `buf` must be readable for `count` bytes.
 unsafe extern "C" fn store_tramp<T: AttrTarget, A: Attr<T>>(
     dev: *mut sys::device,
     _attr: *mut sys::device_attribute,
@@ -215,6 +227,8 @@ pub struct BoundDriverData<D>(core::marker::PhantomData<D>);
 
 impl<D: 'static> AttrTarget for BoundDriverData<D> {
     type Data<'a> = &'a D;
+    /// # Safety
+    /// As [`AttrTarget::data`].
     unsafe fn data<'a>(dev: *mut sys::device) -> Option<&'a D> {
         // SAFETY: the caller registered the attribute on a device bound to the driver whose
         // data is `D`, and removes it before that data is freed (sysfs drains callbacks);
