@@ -3,7 +3,9 @@
 # whose kernel WARN must be detected). Prints TAP and a closing "N passed, N failed".
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-out=$(bash "$HERE/run.sh" --name tests "$@"); rc=$?
+# The whole suite is one boot of about 8 minutes on an idle 2-core machine: give the boot
+# twice that (each test keeps its own TEST_TIMEOUT).
+out=$(VM_TIMEOUT=${VM_TIMEOUT:-1200} bash "$HERE/run.sh" --name tests "$@"); rc=$?
 echo "$out" | grep -v ' passed, .* failed$'
 pass=$(echo "$out" | grep -c '^ok '); fail=$(echo "$out" | grep -c '^not ok ')
 [ $rc = 0 ] || [ $fail -gt 0 ] || fail=$((fail + 1))   # a harness-level failure counts
