@@ -45,9 +45,9 @@ warn-module: kernel
 model: deps
 	@cargo build -q --release -p gf100-model
 
-# Static binaries for the VM's busybox initramfs.
+# Static binaries for the VM's busybox initramfs (gpuvmctl too: the VM tests run it).
 guest: deps
-	@RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target $(STATIC_TARGET) -p gpuvm-guest-driver -p gpuvm-vfio-client --bins
+	@RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target $(STATIC_TARGET) -p gpuvm-guest-driver -p gpuvm-vfio-client -p gpuvmctl --bins
 
 initramfs: module warn-module guest kernel
 	@rm -rf $(BUILD)/initramfs && mkdir -p $(BUILD)/initramfs/{bin,lib/modules,tests,proc,sys,dev,tmp}
