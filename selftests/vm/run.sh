@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # VM harness: boots the host VM (QEMU TCG, shared memfd RAM) with model GPUs served over
-# vfio-user, runs the named tests inside, and reports TAP plus a closing "N passed, N failed".
+# vfio-user, runs the named tests inside, and reports KTAP (version line, plan, one result line
+# per test, "# SKIP reason" for a skipped one, "# Totals:") plus a closing "N passed, N failed".
 # A run fails on any kernel WARNING/BUG/Oops/lockdep/KFENCE/UBSAN/panic line in the console,
 # and every wait has a timeout.
 #
 # Usage: run.sh [--name RUN] [--gpus N] [--expect-splat] TEST...
+# A TEST is NAME (selftests/vm/tests/NAME.sh) or NAME@PARAM (the same script, given PARAM).
 # Env (set by the Makefile): KBUILD QEMU MODEL_BIN INITRAMFS_DIR OUT_DIR
 #   VM_SMP (2) VM_MEM_MIB (1024) VRAM_MIB (1024) VM_TIMEOUT (seconds, whole boot; 600)
 #   TEST_TIMEOUT (seconds, per test inside the VM; 300) PIN_CPUS (taskset list; empty = unpinned)
@@ -94,7 +96,7 @@ pass=0; fail=0; n=0; lines=()
 declare -A seen=()
 while IFS= read -r l; do
   l=${l#*gpuvm-tap: }; l=${l%$'\r'}
-  t=$(sed -E 's/^(not )?ok [0-9]+ - ([^ ]+).*/\2/' <<< "$l")
+  t=$(sed -E 's/^(not )?ok [0-9]+ ([^ ]+).*/\2/' <<< "$l")
   seen[$t]=1
   # A test during which the kernel complained fails, whatever it reported.
   if [[ $l == ok* ]] && [ -n "$splats" ] && RE="$splat_re" awk -v t="$t" '
@@ -102,20 +104,28 @@ while IFS= read -r l; do
       $0 ~ "gpuvm-vm: end "t"\r?$" {on=0}
       on && $0 ~ ENVIRON["RE"] {bad=1}
       END {exit !bad}' "$console"; then
-    l="not ok ${l#ok } (kernel report during test)"
+    l=${l#ok }; l="not ok ${l/ \# SKIP/ \# skipped:} (kernel report during test)"
   fi
   lines+=("$l")
 done < <(grep -a 'gpuvm-tap: ' "$console")
 done_ok=0; grep -aq 'gpuvm-vm: done' "$console" && done_ok=1
 
-report() {  # TAP renumbered for this run
+skip=0
+report() {  # KTAP, renumbered for this run
   local i=0
+  echo "KTAP version 1"
+  echo "1..${#tests[@]}"
   for l in "${lines[@]}"; do
     i=$((i + 1)); local rest=${l#not ok }; rest=${rest#ok }; rest=${rest#* }
-    if [[ $l == ok* ]]; then echo "ok $i $rest"; pass=$((pass + 1)); else echo "not ok $i $rest"; fail=$((fail + 1)); fi
+    if [[ $l == ok* ]]; then
+      echo "ok $i $rest"
+      if [[ $rest == *" # SKIP"* ]]; then skip=$((skip + 1)); else pass=$((pass + 1)); fi
+    else
+      echo "not ok $i $rest"; fail=$((fail + 1))
+    fi
   done
   for t in "${tests[@]}"; do
-    if [ -z "${seen[$t]:-}" ]; then i=$((i + 1)); echo "not ok $i - $t # never reported (qemu rc=$qemu_rc)"; fail=$((fail + 1)); fi
+    if [ -z "${seen[$t]:-}" ]; then i=$((i + 1)); echo "not ok $i $t # never reported (qemu rc=$qemu_rc)"; fail=$((fail + 1)); fi
   done
 }
 
@@ -125,13 +135,16 @@ if [ $expect_splat = 1 ]; then
   echo "harness: expected a kernel report, found none (console: $console)"; exit 1
 fi
 
+# report's counts are needed here, so it does not run in a subshell.
 report > "$run/tap.txt"
 cat "$run/tap.txt"
+# Everything else is a KTAP diagnostic line.
 if [ -n "$splats" ]; then
-  echo "harness: kernel reported problems (console: $console):"; echo "$splats" | head -20 | sed 's/^/  /'
+  echo "# harness: kernel reported problems (console: $console):"; echo "$splats" | head -20 | sed 's/^/#   /'
   fail=$((fail + 1))
 fi
-[ $done_ok = 1 ] || { echo "harness: VM did not finish (qemu rc=$qemu_rc, ${wall}s; console: $console)"; tail -30 "$console" | sed 's/^/  /'; }
-echo "harness: $name: ${wall}s wall, console log $console"
-echo "$pass passed, $fail failed" > "$run/summary.txt"
+[ $done_ok = 1 ] || { echo "# harness: VM did not finish (qemu rc=$qemu_rc, ${wall}s; console: $console)"; tail -30 "$console" | sed 's/^/#   /'; }
+echo "# harness: $name: ${wall}s wall, console log $console"
+echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
+echo "$pass passed, $fail failed" | tee "$run/summary.txt"
 [ $fail = 0 ] && [ $done_ok = 1 ]

@@ -1,5 +1,7 @@
 # Helpers for VM test scripts (sourced; scripts run under sh -e).
 fail() { echo "FAIL: $*"; exit 1; }
+# A prerequisite is missing: /init reports the test "ok ... # SKIP reason" (kselftest's exit 4).
+skip() { echo "SKIP: $*"; echo "$*" > /tmp/skip-reason; exit 4; }
 driver_of() { basename "$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null)" 2>/dev/null; }
 load_gpuvm() {
   lsmod | grep -q '^mdev ' || insmod /lib/modules/mdev.ko

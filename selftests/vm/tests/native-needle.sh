@@ -1,4 +1,0 @@
-# The needle workload on the native baseline (model GPU through vfio-pci, no-IOMMU):
-# results checked against the CPU reference by gpuvm-bench.
-. /tests/lib.sh
-native_workload needle
