@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Build (or reuse) a Debian trixie root filesystem holding qemu-system-x86 from trixie-backports:
 # QEMU >= 10.1 is the first with the vfio-user client (-device vfio-user-pci), and its .deb
-# does not install on bookworm. Prints the path of a wrapper script that runs it.
+# does not install on bookworm. The host VM mounts it as its disk and chroots into it for the
+# userspace tools the tests run: QEMU (nested-vgpu) and mdevctl (mdevctl).
+# Prints the path of a wrapper script that runs its QEMU.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# The packages: from trixie-backports, and from trixie itself.
+BACKPORTS_PKGS=(qemu-system-x86)
+TRIXIE_PKGS=(mdevctl)
+# The cache key is this script's hash, so a changed package list (or any other change to how
+# the rootfs is made) builds a new rootfs; rootfs-image.sh then makes a new image from it.
 key=$(sha256sum "$0" | cut -c1-16)
 root=$GPUVM_CACHE/qemu-rootfs-$key
 if [ ! -f "$root/.complete" ]; then
-  step "building trixie rootfs with qemu-system-x86 from trixie-backports"
+  step "building trixie rootfs with ${BACKPORTS_PKGS[*]} from trixie-backports and ${TRIXIE_PKGS[*]}"
   t0=$(date +%s)
   rm -rf "$root"
   debootstrap --variant=minbase trixie "$root" http://deb.debian.org/debian > "$root.log" 2>&1 ||
@@ -24,9 +31,11 @@ EOS
   {
     chroot "$root" apt-get update -q
     chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      -t trixie-backports qemu-system-x86
+      -t trixie-backports "${BACKPORTS_PKGS[@]}"
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${TRIXIE_PKGS[@]}"
     chroot "$root" apt-get clean
-  } >> "$root.log" 2>&1 || { tail -20 "$root.log" >&2; die "qemu install failed (log: $root.log)"; }
+  } >> "$root.log" 2>&1 || { tail -20 "$root.log" >&2; die "package install failed (log: $root.log)"; }
   rm -rf "$root/var/lib/apt/lists/"*
   # Run it without chroot through trixie's own loader and libraries.
   cat > "$root/qemu-system-x86_64" <<EOS
@@ -39,6 +48,7 @@ EOS
   chmod +x "$root/qemu-system-x86_64"
   "$root/qemu-system-x86_64" --version | head -1 >&2
   "$root/qemu-system-x86_64" -device help 2>/dev/null | grep -q vfio-user-pci || die "this QEMU has no vfio-user-pci"
+  chroot "$root" env PATH=/usr/sbin:/usr/bin mdevctl --version >&2 || die "mdevctl does not run in the rootfs"
   touch "$root/.complete"
   done_step "$t0"
 fi

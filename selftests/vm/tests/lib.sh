@@ -38,3 +38,23 @@ vgpu_workload() {
   echo 1 > /sys/bus/mdev/devices/$_u/remove || fail "cannot remove vGPU $_u"
   [ $_rc = 0 ] || fail "gpuvm-bench failed on the vGPU (rc=$_rc)"
 }
+# The QEMU rootfs disk (tools/qemu.sh: Debian trixie with qemu-system-x86 and mdevctl), mounted
+# read-only at $ROOTFS with /proc, /sys, /dev and a writable /tmp, for chroot. Without the disk
+# (run.sh started without the Makefile's VM_EXTRA_ARGS) the test is skipped.
+ROOTFS=/mnt/qemu-root
+mount_rootfs() {
+  [ -b /dev/vda ] || skip "no QEMU rootfs disk /dev/vda (VM_EXTRA_ARGS from the Makefile's VM_ENV)"
+  mkdir -p $ROOTFS
+  mount -t ext4 -o ro /dev/vda $ROOTFS || fail "cannot mount /dev/vda (ext4) read-only"
+  mount -t proc proc $ROOTFS/proc
+  mount -t sysfs sys $ROOTFS/sys
+  mount -t devtmpfs dev $ROOTFS/dev
+  mount -t tmpfs -o size=64m none $ROOTFS/tmp
+}
+# Unmounts whatever is mounted at or under $ROOTFS, innermost first.
+umount_rootfs() {
+  for _m in $(awk -v r="$ROOTFS" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r); do
+    umount $_m || echo "cannot unmount $_m"
+  done
+  return 0
+}

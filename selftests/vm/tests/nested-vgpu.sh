@@ -4,33 +4,25 @@
 # and runs the unmodified gpuvm-bench on it, which checks every result against its CPU
 # reference. Passes when L2 says PASS with "ok":true records and the vGPU's counters show the
 # work went through gpuvm (trapped MMIO, submissions).
-# Needs the host VM's disk with the trixie QEMU rootfs (VM_EXTRA_ARGS from the Makefile) and
-# /l2/{vmlinux,initrd.gz} in the initramfs. Env: L2_BENCH (gpuvm.bench for L2, default
-# mmul,--small), L2_TIMEOUT (seconds for the whole nested run, default 240).
+# Needs the host VM's disk with the trixie QEMU rootfs (VM_EXTRA_ARGS from the Makefile; skipped
+# without it) and /l2/{vmlinux,initrd.gz} in the initramfs. Env: L2_BENCH (gpuvm.bench for L2,
+# default mmul,--small), L2_TIMEOUT (seconds for the whole nested run, default 240).
 . /tests/lib.sh
 BENCH=${L2_BENCH:-mmul,--small}
 L2_TIMEOUT=${L2_TIMEOUT:-240}
-R=/mnt/qemu-root
-[ -b /dev/vda ] || fail "no /dev/vda: the host VM needs the QEMU rootfs disk (VM_EXTRA_ARGS, see the Makefile's VM_ENV)"
+R=$ROOTFS
 [ -f /l2/vmlinux ] && [ -f /l2/initrd.gz ] || fail "no /l2/vmlinux or /l2/initrd.gz in the initramfs"
 
 U=""
 cleanup() {
-  for m in $R/tmp $R/dev $R/sys $R/proc $R; do
-    grep -q " $m " /proc/mounts && { umount $m || echo "L1: cannot unmount $m"; }
-  done
+  umount_rootfs
   [ -n "$U" ] && [ -e /sys/bus/mdev/devices/$U ] && echo 1 > /sys/bus/mdev/devices/$U/remove
   return 0
 }
 trap cleanup EXIT
 
-mkdir -p $R
-mount -t ext4 -o ro /dev/vda $R || fail "cannot mount /dev/vda (ext4) read-only"
+mount_rootfs
 [ -x $R/usr/bin/qemu-system-x86_64 ] || fail "no qemu-system-x86_64 on /dev/vda"
-mount -t proc proc $R/proc
-mount -t sysfs sys $R/sys
-mount -t devtmpfs dev $R/dev
-mount -t tmpfs -o size=64m none $R/tmp
 mkdir $R/tmp/l2 && cp /l2/vmlinux /l2/initrd.gz $R/tmp/l2/
 echo "L1: $(chroot $R qemu-system-x86_64 --version | head -1)"
 
