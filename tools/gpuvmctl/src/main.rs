@@ -407,7 +407,7 @@ fn stats(sys: &Sysfs, as_json: bool) -> Result<()> {
             .map(|g| {
                 json!({
                     "pci": g.pci,
-                    "interrupts": g.num("interrupts"),
+                    "counters": g.counters(),
                     "vgpus": g.vgpus.iter().map(|v| json!({
                         "uuid": v.uuid, "type": v.text("type"), "counters": v.counters(),
                     })).collect::<Vec<_>>(),
@@ -421,7 +421,8 @@ fn stats(sys: &Sysfs, as_json: bool) -> Result<()> {
         println!("{}", no_gpu(sys));
     }
     for g in &gpus {
-        println!("GPU {}: interrupts {}", g.pci, g.text("interrupts"));
+        let c: Vec<String> = g.counters().iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!("GPU {}: {}", g.pci, c.join(" "));
         for v in &g.vgpus {
             let c: Vec<String> = v.counters().iter().map(|(k, n)| format!("{k}={n}")).collect();
             println!("  {} {} {}", v.uuid, v.text("type"), c.join(" "));

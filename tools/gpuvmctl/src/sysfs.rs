@@ -18,6 +18,9 @@ pub const SCHED_KNOBS: [&str; 3] = ["sched_policy", "sched_period_us", "band_wai
 pub const VGPU_IDENTITY: [&str; 8] =
     ["type", "vram_mib", "vram_base_mib", "channels", "first_channel", "bar1_mib", "bar3_mib", "weight"];
 
+/// GPU files that count events (every other GPU file is pool accounting or a knob).
+pub const GPU_COUNTERS: [&str; 2] = ["interrupts", "nonstall_unclaimed"];
+
 /// A sysfs file's value: a number when it reads as one.
 pub type Attrs = BTreeMap<String, Value>;
 
@@ -77,6 +80,10 @@ impl Gpu {
     }
     pub fn text(&self, name: &str) -> String {
         self.attrs.get(name).map(show).unwrap_or_else(|| "-".into())
+    }
+    /// The event counters this module has (`GPU_COUNTERS`).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        GPU_COUNTERS.iter().filter_map(|&k| self.num(k).map(|n| (k.to_string(), n))).collect()
     }
     /// The scheduler knobs this module has, or `None` if it has none of them.
     pub fn sched(&self) -> Option<Vec<(&'static str, String)>> {

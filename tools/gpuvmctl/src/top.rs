@@ -61,8 +61,12 @@ pub fn rows(prev: &Sample, cur: &Sample) -> Vec<GpuRows> {
     let dt = cur.at.duration_since(prev.at).as_secs_f64().max(1e-6);
     let before: BTreeMap<&str, BTreeMap<String, u64>> =
         prev.gpus.iter().flat_map(|g| g.vgpus.iter()).map(|v| (v.uuid.as_str(), v.counters())).collect();
-    let irq_before: BTreeMap<&str, u64> =
-        prev.gpus.iter().filter_map(|g| g.num("interrupts").map(|n| (g.pci.as_str(), n))).collect();
+    // Per-GPU counters shown as rates in the GPU's line, when the module has them.
+    let gpu_before: BTreeMap<(&str, &str), u64> = prev
+        .gpus
+        .iter()
+        .flat_map(|g| crate::sysfs::GPU_COUNTERS.iter().filter_map(move |&n| g.num(n).map(|v| ((g.pci.as_str(), n), v))))
+        .collect();
     cur.gpus
         .iter()
         .map(|g| {
@@ -97,23 +101,28 @@ pub fn rows(prev: &Sample, cur: &Sample) -> Vec<GpuRows> {
                     }
                 })
                 .collect();
-            let irq = match (irq_before.get(g.pci.as_str()), g.num("interrupts")) {
+            let gpu_rate = |n: &str| match (gpu_before.get(&(g.pci.as_str(), n)), g.num(n)) {
                 (Some(&a), Some(b)) if b >= a => format!("{:.1}", (b - a) as f64 / dt),
                 _ => "-".into(),
+            };
+            let unclaimed = match g.num("nonstall_unclaimed") {
+                Some(_) => format!("  unclaimed non-stall/s {}", gpu_rate("nonstall_unclaimed")),
+                None => String::new(),
             };
             let sched = match g.sched() {
                 Some(k) => k.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", "),
                 None => "no scheduler knobs".into(),
             };
             let header = format!(
-                "GPU {}  vGPUs {}  VRAM free {}/{} MiB  channels free {}/{}  interrupts/s {}  {}",
+                "GPU {}  vGPUs {}  VRAM free {}/{} MiB  channels free {}/{}  interrupts/s {}{}  {}",
                 g.pci,
                 g.vgpus.len(),
                 g.text("vram_free_mib"),
                 g.text("vram_total_mib"),
                 g.text("channels_free"),
                 g.text("channels_total"),
-                irq,
+                gpu_rate("interrupts"),
+                unclaimed,
                 sched
             );
             GpuRows { header, rows }
@@ -217,6 +226,17 @@ mod tests {
         assert_eq!((r[1].faults, r[1].faults_new), (3, 2));
         assert!(f[0].header.contains("interrupts/s 2.0"), "{}", f[0].header);
         assert!(f[0].header.contains("no scheduler knobs"));
+    }
+
+    #[test]
+    fn unclaimed_nonstall_rate_when_the_module_counts_it() {
+        let t0 = Instant::now();
+        let mut a = sample(t0, vec![], 0);
+        let mut b = sample(t0 + Duration::from_secs(4), vec![], 0);
+        a.gpus[0].attrs.insert("nonstall_unclaimed".into(), Value::from(10u64));
+        b.gpus[0].attrs.insert("nonstall_unclaimed".into(), Value::from(12u64));
+        let f = rows(&a, &b);
+        assert!(f[0].header.contains("interrupts/s 0.0  unclaimed non-stall/s 0.5  no scheduler knobs"), "{}", f[0].header);
     }
 
     #[test]

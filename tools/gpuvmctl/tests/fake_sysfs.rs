@@ -318,7 +318,7 @@ fn stats_json_has_counters_only() {
     let v: serde_json::Value = serde_json::from_str(&f.ok(&["stats", "--json"])).unwrap();
     assert!(v["time_unix_ms"].as_u64().unwrap() > 0);
     let g = &v["gpus"][0];
-    assert_eq!(g["interrupts"], 1);
+    assert_eq!(g["counters"]["interrupts"], 1);
     let u = &g["vgpus"][0];
     assert_eq!(u["uuid"], U1);
     assert_eq!(u["type"], "gpuvm-8");
@@ -341,6 +341,7 @@ fn stats_json_has_counters_only() {
     );
     assert_eq!(c["submissions"], 4);
     let text = f.ok(&["stats"]);
+    assert!(text.contains("GPU 0000:00:04.0: interrupts=1\n"), "{text}");
     assert!(text.contains(&format!("{U1} gpuvm-8 faults=0 mmio_denied=0 mmio_forwarded=20800")), "{text}");
 }
 
