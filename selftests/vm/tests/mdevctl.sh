@@ -72,10 +72,15 @@ echo $GPU_HOST > /sys/bus/pci/drivers/gpuvm/unbind || fail "unbinding $GPU_HOST 
 echo $GPU_HOST > /sys/bus/pci/drivers/gpuvm/bind || fail "rebinding $GPU_HOST failed"
 [ -d $T ] || fail "$GPU_HOST is no mdev parent after rebinding"
 [ ! -e $M/$U ] || fail "$U exists before start-parent-mdevs"
+# What the package's udev rule runs; say so if the path it names is not where the package put
+# mdevctl (Debian trixie's 1.4.0-2 names /usr/sbin/mdevctl and installs /usr/bin/mdevctl).
+bin=$(cat $ROOTFS/usr/lib/udev/rules.d/*mdevctl*.rules | grep -o '[^ ]*/mdevctl start-parent-mdevs' | head -1 | cut -d' ' -f1)
+[ -n "$bin" ] && [ ! -e $ROOTFS$bin ] && echo "note: the mdevctl udev rule runs $bin, which this rootfs does not have: autostart through udev would not happen"
 mdevctl start-parent-mdevs $GPU_HOST || fail "mdevctl start-parent-mdevs failed"
 [ -d $M/$U ] || fail "start-parent-mdevs did not start the --auto vGPU"
 [ "$(cat $M/$U/gpuvm/type) $(cat $M/$U/gpuvm/weight)" = "gpuvm-8 70" ] || fail "auto-started vGPU: $(cat $M/$U/gpuvm/type) weight $(cat $M/$U/gpuvm/weight)"
-mdevctl list | grep -qx "$U $GPU_HOST gpuvm-8 auto (defined)" || fail "mdevctl list: $(mdevctl list)"
+mdevctl list | tee /tmp/list
+grep -qx "$U $GPU_HOST gpuvm-8 auto (defined)" /tmp/list || fail "mdevctl list does not show the auto-started $U"
 mdevctl stop -u $U || fail "mdevctl stop failed"
 mdevctl undefine -u $U || fail "mdevctl undefine failed"
 U=""
