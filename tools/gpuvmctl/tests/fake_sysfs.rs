@@ -272,35 +272,47 @@ fn sched_with_knobs_shows_and_sets_them() {
 
 #[test]
 fn top_rates_come_from_counter_deltas() {
+    use std::io::{BufRead, BufReader};
     let f = Fake::new();
     f.add_vgpu(U1, 2, 10, 100);
     f.add_vgpu(U2, 2, 30, 0);
-    let child = Command::new(env!("CARGO_BIN_EXE_gpuvmctl"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpuvmctl"))
         .arg("--sysfs")
         .arg(f.root())
-        .args(["top", "--once", "--interval", "1"])
+        .args(["top", "--iterations", "3", "--interval", "1"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Between the two samples, U1 makes 10 submissions and faults twice.
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    // A frame is 5 lines (title, GPU, column names, two vGPUs). Once the first is out, U1
+    // makes 10 submissions and faults twice: a later frame shows it, whichever interval the
+    // change fell in on a busy machine, so nothing here depends on timing.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map(Result::unwrap);
+    let mut out: Vec<String> = lines.by_ref().take(5).collect();
     put(&f.pci_dir().join(U1).join("gpuvm/submissions"), 110);
     put(&f.pci_dir().join(U1).join("gpuvm/faults"), 2);
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success());
-    let out = String::from_utf8(o.stdout).unwrap();
-    assert!(out.contains("GPU 0000:00:04.0  vGPUs 2  VRAM free 960/960 MiB  channels free 120/120  interrupts/s 0.0  no scheduler knobs"), "{out}");
-    let row = |u: &str| -> Vec<String> {
-        out.lines().find(|l| l.contains(u)).unwrap().split_whitespace().map(str::to_string).collect()
-    };
+    out.extend(lines);
+    assert!(child.wait().unwrap().success());
+    let all = out.join("\n");
+    let frames: Vec<&[String]> = out.split(|l| l.is_empty()).collect();
+    assert_eq!(frames.len(), 3, "{all}");
+    for fr in &frames {
+        assert_eq!(fr.len(), 5, "{all}");
+        assert_eq!(fr[1], "GPU 0000:00:04.0  vGPUs 2  VRAM free 960/960 MiB  channels free 120/120  interrupts/s 0.0  no scheduler knobs", "{all}");
+    }
     // UUID TYPE VRAM WEIGHT SHARE SUBM% SUBM/s TRAPS/s DENIED/s SYNCS/s FAULTS
-    let r1 = row(U1);
-    assert_eq!(&r1[1..6], ["gpuvm-2", "480", "10", "25.0%", "100.0%"], "{out}");
+    let cols = |l: &String| -> Vec<String> { l.split_whitespace().map(str::to_string).collect() };
+    let first = cols(&frames[0][3]);
+    assert_eq!(first[0], U1);
+    assert_eq!(&first[1..], ["gpuvm-2", "480", "10", "25.0%", "-", "0.0", "0.0", "0.0", "0.0", "0"], "{all}");
+    let moved: Vec<&&[String]> = frames[1..].iter().filter(|fr| cols(&fr[3])[10] == "2+2").collect();
+    assert_eq!(moved.len(), 1, "exactly one later frame has U1's new faults: {all}");
+    let (fr, r1, r2) = (moved[0], cols(&moved[0][3]), cols(&moved[0][4]));
+    assert_eq!(&r1[4..6], ["25.0%", "100.0%"], "{all}");
+    assert_eq!(&r2[4..7], ["75.0%", "0.0%", "0.0"], "{all}");
+    // 10 submissions over the frame's interval.
+    let dt: f64 = fr[0].trim_start_matches("gpuvmctl top: rates over the last ").trim_end_matches('s').parse().unwrap();
     let subm: f64 = r1[6].parse().unwrap();
-    assert!((8.0..=10.0).contains(&subm), "10 submissions in about a second: {out}");
-    assert_eq!(r1[10], "2+2", "{out}");
-    let r2 = row(U2);
-    assert_eq!(&r2[4..7], ["75.0%", "0.0%", "0.0"], "{out}");
+    assert!((subm * dt - 10.0).abs() < 1.0, "SUBM/s {subm} over {dt}s is not 10 submissions: {all}");
 }
 
 #[test]
