@@ -1,6 +1,7 @@
 //! The hostile guest's checks (`gpuvm-hostile` in the VM, `mediated_hostile_*` in cargo
 //! test): page tables outside the partition, privileged registers, foreign channel ids,
-//! physical-mode copies, and the victim that holds a known pattern while an attacker runs. A [`Target`] is how a check
+//! physical-mode copies, USERD pointers rewritten a word at a time, and the victim that holds
+//! a known pattern while an attacker runs. A [`Target`] is how a check
 //! opens the vGPU under attack and reads the module's counters for it (sysfs in the VM, the
 //! mediator's counters in process).
 //!
@@ -11,7 +12,7 @@ use crate::driver::vm::Aper;
 use crate::driver::{ChannelOpts, DevMem, Gpu, SUBC_COPY};
 use crate::transport::PAGE;
 use crate::workloads::Params;
-use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf};
+use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd};
 use gpuvm_uapi::kernels::{self, fill as fk};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -25,8 +26,14 @@ pub trait Target {
         self.open_opts(ChannelOpts::default())
     }
     /// One of the module's per-vGPU counters (`faults`, `pte_refused`, `mmio_denied`,
-    /// `channels`), as sysfs names them.
+    /// `channels`, `vram_base_mib`), as sysfs names them.
     fn counter(&self, name: &str) -> Result<u64, String>;
+    /// The USERD pointer of guest channel `chid` as the host GPU has it (the host VRAM address
+    /// in its shadow instance block), where the target can see host VRAM (the in-process
+    /// host); `None` from inside a VM.
+    fn host_userd(&self, _chid: u32) -> Option<u64> {
+        None
+    }
 
     /// How much `mmio_denied` rose while `f` ran.
     fn denied_by(&self, f: impl FnOnce()) -> Result<u64, String>
@@ -462,4 +469,183 @@ pub fn leftover(t: &dyn DynTarget, c: &mut Checks, mib: u64, at: Option<u64>) ->
     g.free(m).map_err(hw_err)?;
     g.close().map_err(hw_err)?;
     Ok(found)
+}
+
+// ---- whole pointers -------------------------------------------------------------------
+
+/// PFIFO interrupt bits that report an error of the guest's own channel.
+const CHANNEL_ERRORS: u32 = pfifo::INTR_VM_FAULT | pfifo::INTR_PBDMA | pfifo::INTR_CHAN_TABLE_ERROR | pfifo::INTR_SCHED_ERROR;
+
+/// A guest USERD pointer: the two RAMFC words.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Userd {
+    lo: u32,
+    hi: u32,
+}
+
+impl Userd {
+    fn vram(addr: u64) -> Userd {
+        Userd { lo: (addr as u32 & ramfc::USERD_ADDR_MASK) | target::VRAM, hi: (addr >> 32) as u32 }
+    }
+    fn addr(self) -> u64 {
+        u64::from(self.lo & ramfc::USERD_ADDR_MASK) | u64::from(self.hi & 0xff) << 32
+    }
+    /// The guest VRAM page it names, if that is a whole USERD page of the partition.
+    fn valid(self, vram_size: u64) -> Option<u64> {
+        let a = self.addr();
+        (self.lo & ramfc::USERD_TARGET_MASK == target::VRAM && a + userd::SIZE <= vram_size).then_some(a)
+    }
+}
+
+impl std::fmt::Display for Userd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}:{:#010x}", self.hi, self.lo)
+    }
+}
+
+/// How the channel came out of one submission.
+enum Probe {
+    /// The fence passed and the GPU wrote its progress (GP_GET) into this guest page.
+    Works(Option<u64>),
+    /// It stopped with an error on its own channel (PFIFO INTR bits).
+    Faulted(u32),
+    /// Neither within the wait.
+    Stuck(u32),
+}
+
+/// Whole USERD pointers (issue 11): the attacker rewrites its bound channel's USERD words in
+/// its instance block through PRAMIN, one word at a time as a carry attack would: to `cross`,
+/// a page of its VRAM whose host address needs a carry into the high word (host high word !=
+/// guest high word; a mediator that translated the words one by one would point the GPU 4 GiB
+/// away from it, at someone else's VRAM), to values outside its partition (high word 1 or
+/// 0xff, the first page past its VRAM, system memory) and back. After each word it preempts
+/// its own channel (so the GPU restores it from the shadow RAMFC) and submits a fence: the
+/// channel must either keep working on a valid USERD page, the last whole value it wrote that
+/// lies in its partition, or fault on itself. Which page the GPU used is seen from its GP_GET
+/// write-back (the fence's GP_PUT is put into both candidate pages). The victim (pattern at the
+/// carry-less address) is checked by the caller.
+pub fn pointers<T: Target>(v: &T, c: &mut Checks, cross: u64) -> Result<(), String> {
+    let mut g = v.open()?;
+    let (chid, inst) = g.raw_channel();
+    let vram = g.vram_size;
+    let base = v.counter("vram_base_mib")? << 20;
+    let hw = g.raw_hw();
+    let orig = Userd { lo: hw.pramin_rd32(inst + u64::from(ramfc::USERD_LO)), hi: hw.pramin_rd32(inst + u64::from(ramfc::USERD_HI)) };
+    let Some(home) = orig.valid(vram) else { return Err(format!("its own USERD {orig} is not a page of its VRAM")) };
+    if cross % userd::SIZE != 0 || cross + userd::SIZE > vram || (base + cross) >> 32 == cross >> 32 || cross.abs_diff(home) < userd::SIZE {
+        return Err(format!(
+            "--target {cross:#x}: not a free USERD page of the {} MiB VRAM whose host address ({:#x}) has another high word",
+            vram >> 20,
+            base + cross
+        ));
+    }
+    println!(
+        "channel {chid}: USERD at guest {home:#x} (host {:#x}); carry page guest {cross:#x} -> host {:#x}; a carry-less translation would give host {:#x}",
+        base + home,
+        base + cross,
+        ((base + cross) & 0xffff_ffff) | (cross & !0xffff_ffff)
+    );
+    // The second page holds the channel's USERD words, so the channel can run on it.
+    let hw = g.raw_hw();
+    for off in (0..userd::SIZE).step_by(4) {
+        let w = hw.pramin_rd32(home + off);
+        hw.pramin_wr32(cross + off, w);
+    }
+    let r = probe(&mut g, [home, cross])?;
+    if !expect(c, r, Some(home), "before the attack: its own USERD") {
+        return Ok(());
+    }
+    let (lo, hi) = (u64::from(ramfc::USERD_LO), u64::from(ramfc::USERD_HI));
+    let (x, o) = (Userd::vram(cross), orig);
+    let past = Userd::vram(vram);
+    let steps: [(u64, u32, String); 11] = [
+        (lo, x.lo, format!("USERD_LO := {:#x}: the carry page, valid as a whole", x.lo)),
+        (hi, 1, "USERD_HI := 1: 4 GiB above the carry page, outside the partition".into()),
+        (lo, o.lo, format!("USERD_LO := {:#x} with USERD_HI 1: outside", o.lo)),
+        (hi, o.hi, format!("USERD_HI := {:#x}: its own page again", o.hi)),
+        (hi, 0xff, "USERD_HI := 0xff: the top of the 40-bit space".into()),
+        (lo, 0xffff_f000 | target::VRAM, "USERD_LO := 0xfffff000 with USERD_HI 0xff".into()),
+        (hi, 0, "USERD_HI := 0 (4 GiB - 4 KiB): still outside".into()),
+        (lo, past.lo, format!("USERD_LO := {:#x}: the first page past its VRAM", past.lo)),
+        (lo, (o.lo & ramfc::USERD_ADDR_MASK) | target::SYS_NONCOHERENT, "USERD_LO := its page in system memory".into()),
+        (lo, x.lo, format!("USERD_LO := {:#x}: the carry page again", x.lo)),
+        (lo, o.lo, format!("USERD_LO := {:#x}: its own page (restored)", o.lo)),
+    ];
+    let mut cur = orig;
+    let mut valid = home;
+    for (off, val, what) in steps {
+        g.raw_hw().pramin_wr32(inst + off, val);
+        if off == lo {
+            cur.lo = val;
+        } else {
+            cur.hi = val;
+        }
+        if let Some(a) = cur.valid(vram) {
+            valid = a;
+        }
+        if let Some(h) = v.host_userd(chid) {
+            c.check(
+                h == base + valid,
+                format!("{what}: guest words now {cur}; the host's shadow USERD is {h:#x}, the last valid whole value (guest {valid:#x}) moved by the partition base ({:#x})", base + valid),
+            );
+        }
+        let r = probe(&mut g, [home, cross])?;
+        if !expect(c, r, Some(valid), &what) {
+            return Ok(());
+        }
+    }
+    let r = g.close();
+    c.check(r.is_ok(), format!("driver teardown ({})", r.err().map_or("clean".into(), |e| e.0)));
+    Ok(())
+}
+
+/// One submission after a self-preemption: kick its own channel (the GPU restores it from the
+/// shadow RAMFC at its next slice), emit a fence, put its GP_PUT into every candidate USERD
+/// page and ring again; then see whether it completed and in which page the GPU wrote GP_GET.
+fn probe(g: &mut Gpu, pages: [u64; 2]) -> Result<Probe, String> {
+    let (chid, _) = g.raw_channel();
+    let hw = g.raw_hw();
+    hw.wr(pfifo::KICK, chid);
+    hw.wait(pfifo::KICK, "its own channel's kick", |k| k == chid).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    let put = g.raw_gp_put();
+    for p in pages {
+        g.raw_hw().pramin_wr32(p + u64::from(userd::GP_PUT), put);
+    }
+    g.raw_doorbell();
+    let start = Instant::now();
+    let mut intr = 0;
+    while !g.fence_done(seq) && intr & CHANNEL_ERRORS == 0 && start.elapsed() < FAULT_WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    if g.fence_done(seq) {
+        let hw = g.raw_hw();
+        let used: Vec<u64> = pages.into_iter().filter(|&p| hw.pramin_rd32(p + u64::from(userd::GP_GET)) == put).collect();
+        return Ok(Probe::Works((used.len() == 1).then(|| used[0])));
+    }
+    Ok(if intr & CHANNEL_ERRORS != 0 { Probe::Faulted(intr) } else { Probe::Stuck(intr) })
+}
+
+/// Checks a probe against the page the channel must use (`want`); false when the channel is
+/// dead (faulted on itself, or a failure) and the sequence stops.
+fn expect(c: &mut Checks, r: Probe, want: Option<u64>, what: &str) -> bool {
+    match r {
+        Probe::Works(used) => c.check(
+            used.is_some() && used == want,
+            format!(
+                "{what}: its channel keeps working on USERD guest {} (GP_GET written back there; expected {})",
+                used.map_or("none of its pages".into(), |p| format!("{p:#x}")),
+                want.map_or("-".into(), |p| format!("{p:#x}"))
+            ),
+        ),
+        Probe::Faulted(intr) => {
+            c.check(true, format!("{what}: its channel faulted on itself (PFIFO INTR {intr:#x}); the rest is skipped"));
+            false
+        }
+        Probe::Stuck(intr) => {
+            c.check(false, format!("{what}: the fence neither passed nor faulted within {FAULT_WAIT:?} (PFIFO INTR {intr:#x})"));
+            false
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! gpuvm-hostile: a hostile guest for the isolation tests. It brings a gpuvm vGPU up with the
 //! guest driver's library and then does what a well-behaved driver never does: page-table
 //! entries outside its partition, writes to privileged registers, foreign channel ids in the
-//! channel table, the runlist and the kick register, physical-mode copies. It also plays the
+//! channel table, the runlist and the kick register, physical-mode copies, USERD pointers
+//! rewritten a word at a time. It also plays the
 //! victim that holds a known pattern in its VRAM while an attacker runs.
 //!
 //! Every check prints `ok - ...` or `FAIL - ...`; the exit status is 1 if a check failed and
@@ -35,6 +36,13 @@ commands:
                   pattern), reading and writing host VRAM 0 (the host's BAR3 instance block)
                   and reading system memory; each must raise a PBDMA error on its own
                   channel and move nothing
+  pointers --target ADDR
+                  attacker: rewrite its bound channel's USERD words in its instance block
+                  one word at a time (PRAMIN) to guest VRAM ADDR (a page whose host address
+                  needs a carry into the high word) and to values outside its partition,
+                  preempting its channel and submitting after each word: the channel must
+                  keep working on the last valid whole USERD page (seen from the GPU's
+                  GP_GET write-back) or fault on itself
   leave-pattern --mib N [--reset]
                   old tenant: fill N MiB of VRAM with the pattern and close the device
                   without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
@@ -123,6 +131,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("registers") => hostile::registers(&v, c),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
         Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
+        Some("pointers") => hostile::pointers(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("leave-pattern") => {
             let addr = hostile::leave_pattern(&v, c, mib, reset)?;
             println!("pattern at guest VRAM {addr:#x}");

@@ -771,6 +771,17 @@ impl Gpu {
         self.ch.as_ref().map(|c| (c.chid, c.inst)).expect("channel")
     }
 
+    /// Test hook: the channel's GP_PUT as last submitted.
+    pub fn raw_gp_put(&self) -> u32 {
+        self.ch.as_ref().map(|c| c.gp_put()).expect("channel")
+    }
+
+    /// Test hook: ring the channel's doorbell again with its current GP_PUT.
+    pub fn raw_doorbell(&mut self) {
+        let (hw, ch) = self.ch();
+        ch.ring(hw);
+    }
+
     /// Test hook: map `pages` (4 KiB page addresses, taken as given: no check that they are
     /// the driver's) into the channel VM with aperture `aper`, flush, and return the VA.
     pub fn raw_map(&mut self, pages: &[u64], aper: Aper) -> Result<u64> {
