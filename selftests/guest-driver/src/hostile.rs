@@ -1,18 +1,19 @@
 //! The hostile guest's checks (`gpuvm-hostile` in the VM, `mediated_hostile_*` in cargo
 //! test): page tables outside the partition, privileged registers, foreign channel ids,
-//! physical-mode copies, USERD pointers rewritten a word at a time, and the victim that holds
-//! a known pattern while an attacker runs. A [`Target`] is how a check
+//! physical-mode copies, USERD pointers rewritten a word at a time, address spaces whose
+//! shadow needs more than the vGPU's quota, and the victim that holds a known pattern while an
+//! attacker runs. A [`Target`] is how a check
 //! opens the vGPU under attack and reads the module's counters for it (sysfs in the VM, the
 //! mediator's counters in process).
 //!
 //! Every check prints `ok - ...` or `FAIL - ...` and is counted in [`Checks`].
 
 use crate::driver::hw::Hw;
-use crate::driver::vm::Aper;
-use crate::driver::{ChannelOpts, DevMem, Gpu, SUBC_COPY};
+use crate::driver::vm::{Aper, PDE_SPAN};
+use crate::driver::{ChannelOpts, DevMem, Gpu, HostMem, SUBC_COPY};
 use crate::transport::PAGE;
 use crate::workloads::Params;
-use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd};
+use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd, vm};
 use gpuvm_uapi::kernels::{self, fill as fk};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -532,7 +533,7 @@ pub fn pointers<T: Target>(v: &T, c: &mut Checks, cross: u64) -> Result<(), Stri
     let hw = g.raw_hw();
     let orig = Userd { lo: hw.pramin_rd32(inst + u64::from(ramfc::USERD_LO)), hi: hw.pramin_rd32(inst + u64::from(ramfc::USERD_HI)) };
     let Some(home) = orig.valid(vram) else { return Err(format!("its own USERD {orig} is not a page of its VRAM")) };
-    if cross % userd::SIZE != 0 || cross + userd::SIZE > vram || (base + cross) >> 32 == cross >> 32 || cross.abs_diff(home) < userd::SIZE {
+    if !cross.is_multiple_of(userd::SIZE) || cross + userd::SIZE > vram || (base + cross) >> 32 == cross >> 32 || cross.abs_diff(home) < userd::SIZE {
         return Err(format!(
             "--target {cross:#x}: not a free USERD page of the {} MiB VRAM whose host address ({:#x}) has another high word",
             vram >> 20,
@@ -648,4 +649,190 @@ fn expect(c: &mut Checks, r: Probe, want: Option<u64>, what: &str) -> bool {
             false
         }
     }
+}
+
+// ---- resource exhaustion --------------------------------------------------------------
+
+/// PDEs of each huge address space: the mediator shadows at most 256 (`MAX_PDES`), 32 GiB.
+const HUGE_PDES: u64 = 256;
+/// What the attacker's own data page holds (read back through a shadowed PDE).
+const MARK: u32 = 0x0a11_0c8d;
+/// Where the attacker's structures lie in its 512 KiB buffer: the shared small-page table
+/// (256 KiB), big-page table, data page, then a PD and an instance block per address space.
+const EX_SPT: u64 = 0;
+const EX_LPT: u64 = 0x4_0000;
+const EX_DATA: u64 = 0x4_2000;
+const EX_PD: u64 = 0x4_4000;
+const EX_INST: u64 = 0x6_0000;
+const EX_BYTES: u64 = 0x8_0000;
+/// Address spaces the attacker may try (its channel's plus 15 more; the mediator has 16 slots).
+const EX_SPACES: u64 = 16;
+
+/// Resource exhaustion (issue 11, bounded resources): the attacker builds address spaces whose
+/// shadow needs far more host VRAM than its quota: page directories of 256 PDEs (32 GiB) whose
+/// PDEs above the driver's own each point at a full small-page table (256 KiB of shadow) and a
+/// big-page table (8 KiB), all sharing one guest table whose entry 0 maps its own data page.
+/// It rebinds its channel on the first (the driver's PDEs come first, so its channel still
+/// runs), then binds more channels, each on another such space, until one cannot be loaded.
+/// The guest-visible errors: CHAN_TABLE_ERROR INVALID_TARGET for that channel, and an MMU
+/// fault of its own channel on a PDE the quota left unshadowed, while the same mapping reads
+/// its data page through the first such PDE. `at_peak` runs while it holds everything it got
+/// (the caller samples the host pool); then the device is closed without teardown. Needs a
+/// vGPU whose quota is smaller than one such space (gpuvm-2, -4, -8).
+pub fn exhaust<T: Target>(v: &T, c: &mut Checks, at_peak: impl FnOnce(&mut Checks) -> Result<(), String>) -> Result<(), String> {
+    let mut g = v.open()?;
+    let (chid, inst0) = g.raw_channel();
+    let channels = v.counter("channels")? as u32;
+    let faults0 = v.counter("faults")?;
+    // The driver's channel VM, from its instance block.
+    let hw = g.raw_hw();
+    let rd64 = |hw: &mut Hw, a: u64| u64::from(hw.pramin_rd32(a)) | u64::from(hw.pramin_rd32(a + 4)) << 32;
+    let pd0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_LO)) & inst::PDB_ADDR_MASK) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_HI)) & 0xff) << 32;
+    let limit0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_LO))) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_HI))) << 32;
+    let own = (limit0 + 1).div_ceil(PDE_SPAN);
+    if own + 2 > HUGE_PDES {
+        return Err(format!("the driver's VM already spans {own} PDEs"));
+    }
+    let own_pdes: Vec<u64> = (0..own).map(|i| rd64(hw, pd0 + i * vm::PDE_SIZE)).collect();
+    let ramfc: Vec<u32> = (0..0x100).step_by(4).map(|o| hw.pramin_rd32(inst0 + o)).collect();
+
+    // Its buffer: zeroed, the data page marked, entry 0 of the shared small-page table mapping
+    // the data page.
+    let buf = g.malloc(EX_BYTES).map_err(hw_err)?;
+    for (off, len, val) in [(0, EX_BYTES, 0), (EX_DATA, PAGE as u64, MARK)] {
+        let words = (len / 4) as u32;
+        let p = Params::new(fk::PARAM_BYTES).ptr(fk::DST, buf.va + off).u32(fk::COUNT, words).u32(fk::VALUE, val);
+        g.launch(kernels::KERNEL_FILL, [words.div_ceil(256), 1, 1], [256, 1, 1], p.bytes()).map_err(hw_err)?;
+        g.sync().map_err(hw_err)?;
+    }
+    let at = |off: u64| buf.vram + off;
+    let pte = vm::pte(at(EX_DATA), vm::PTE_APER_VRAM, false, vm::KIND_PITCH);
+    let hw = g.raw_hw();
+    hw.pramin_wr32(at(EX_SPT), pte as u32);
+    hw.pramin_wr32(at(EX_SPT) + 4, (pte >> 32) as u32);
+    let huge = vm::pde(at(EX_LPT), vm::PDE_APER_VRAM, at(EX_SPT), vm::PDE_APER_VRAM);
+    let limit = HUGE_PDES * PDE_SPAN - 1;
+    println!(
+        "channel {chid}: the driver's VM has {own} PDEs; each huge space has {HUGE_PDES} (limit {limit:#x}), PDEs {own}.. with a {} KiB small-page and a {} KiB big-page table",
+        (vm::SPT_ENTRIES_128K * vm::PTE_SIZE) >> 10,
+        (vm::LPT_ENTRIES * vm::PTE_SIZE) >> 10
+    );
+    // A huge space's PD at `pd`, and an instance block at `inst` naming it.
+    let build = |hw: &mut Hw, pd: u64, inst: u64, fresh_inst: bool| {
+        for i in 0..HUGE_PDES {
+            let e = own_pdes.get(i as usize).copied().unwrap_or(huge);
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE, e as u32);
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE + 4, (e >> 32) as u32);
+        }
+        if fresh_inst {
+            for (i, w) in ramfc.iter().enumerate() {
+                hw.pramin_wr32(inst + 4 * i as u64, *w);
+            }
+        }
+        hw.pramin_wr32(inst + u64::from(inst::PDB_LO), (pd as u32 & inst::PDB_ADDR_MASK) | target::VRAM);
+        hw.pramin_wr32(inst + u64::from(inst::PDB_HI), (pd >> 32) as u32);
+        hw.pramin_wr32(inst + u64::from(inst::LIMIT_LO), limit as u32);
+        hw.pramin_wr32(inst + u64::from(inst::LIMIT_HI), (limit >> 32) as u32);
+    };
+
+    // The host pages its copies read into, mapped before the rebind (its driver maps and
+    // flushes in its own VM only; the huge space copies the driver's PDEs as they are now).
+    let mut into = [g.malloc_host(PAGE).map_err(hw_err)?, g.malloc_host(PAGE).map_err(hw_err)?];
+    // Its own channel, rebound on the first huge space (resuming at its ring position).
+    let t = Instant::now();
+    let hw = g.raw_hw();
+    build(hw, at(EX_PD), inst0, false);
+    let put = g.raw_gp_put();
+    let hw = g.raw_hw();
+    hw.pramin_wr32(inst0 + u64::from(ramfc::GP_GET), put);
+    hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+    let (intr, code) = g.raw_rebind().map_err(hw_err)?;
+    let bound_in = t.elapsed();
+    c.check(
+        intr & pfifo::INTR_CHAN_TABLE_ERROR == 0 || code != pfifo::CHAN_TABLE_ERROR_INVALID_TARGET,
+        format!("its channel {chid} rebound on a huge address space in {bound_in:.1?} (PFIFO INTR {intr:#x})"),
+    );
+    let r = g.sync();
+    c.check(r.is_ok(), format!("its channel runs there: the driver's own PDEs were shadowed first ({})", r.err().map_or("fence done".into(), |e| e.0)));
+    let (done, fault, words) = copy_from(&mut g, &mut into[0], own * PDE_SPAN)?;
+    let marked = words.iter().filter(|&&w| w == MARK).count();
+    c.check(
+        done && marked == words.len(),
+        format!(
+            "a copy through PDE {own}, the first huge one (shadowed), reads its own data page ({}; {marked} of {} words)",
+            if done { "done".to_string() } else { format!("not done, fault {fault:x?}, PFIFO INTR {:#x}", g.raw_hw().rd(pfifo::INTR)) },
+            words.len()
+        ),
+    );
+
+    // More channels, each on another huge space, until one cannot be loaded.
+    let mut refused = None;
+    for k in 1..channels.min(EX_SPACES as u32) {
+        let (pd, inst) = (at(EX_PD + u64::from(k) * 0x1000), at(EX_INST + u64::from(k) * 0x1000));
+        let hw = g.raw_hw();
+        build(hw, pd, inst, true);
+        hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+        hw.wr(pfifo::ChanInst::offset(k), pfifo::ChanInst::bound(inst).raw());
+        let (intr, code) = (hw.rd(pfifo::INTR), hw.rd(pfifo::CHAN_TABLE_ERROR));
+        if intr & pfifo::INTR_CHAN_TABLE_ERROR != 0 && code == pfifo::CHAN_TABLE_ERROR_INVALID_TARGET {
+            refused = Some((k, intr));
+            hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+            break;
+        }
+    }
+    let bound_all = t.elapsed();
+    c.check(
+        refused.is_some_and(|(k, _)| u64::from(k) + 1 < EX_SPACES),
+        match refused {
+            Some((k, intr)) => format!("channel {k} on huge space {} cannot be loaded: CHAN_TABLE_ERROR INVALID_TARGET (PFIFO INTR {intr:#x}), its quota spent ({bound_all:.1?} in all)", k + 1),
+            None => format!("every channel up to {} was bound: no guest-visible error", channels.min(EX_SPACES as u32) - 1),
+        },
+    );
+    at_peak(c)?;
+
+    // A PDE the quota left without its small-page table: its own channel faults.
+    let last = HUGE_PDES - 1;
+    let (done, fault, _) = copy_from(&mut g, &mut into[1], last * PDE_SPAN)?;
+    c.check(
+        !done && fault.is_some(),
+        format!(
+            "a copy through PDE {last} (beyond its quota, not shadowed) faults on its own channel ({})",
+            fault.map_or(if done { "it completed".into() } else { "no fault record".into() }, |(u, va, info)| format!("unit {u:#x} va {va:#x} info {info:#x}"))
+        ),
+    );
+    let faults1 = v.counter("faults")?;
+    c.check(faults1 > faults0, format!("its faults counter rose ({faults0} -> {faults1})"));
+    drop(g);
+    Ok(())
+}
+
+/// One copy-engine copy of a page from channel VA `src` into host page `b`: whether it
+/// completed, the VM fault record naming its own channel and an address of that page (if one
+/// was reported), and the words read.
+#[allow(clippy::type_complexity)]
+fn copy_from(g: &mut Gpu, b: &mut HostMem, src: u64) -> Result<(bool, Option<(u32, u64, u32)>, Vec<u32>), String> {
+    for w in b.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&SENTINEL.to_le_bytes());
+    }
+    g.ce_copy(b.va, src, PAGE as u64).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    let start = Instant::now();
+    let mut intr = 0;
+    while !g.fence_done(seq) && intr & pfifo::INTR_VM_FAULT == 0 && start.elapsed() < FAULT_WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    let done = g.fence_done(seq);
+    let (_, inst) = g.raw_channel();
+    let hw = g.raw_hw();
+    let units = hw.rd(pfifo::VM_FAULT_UNITS);
+    let fault = (0..pfifo::VM_FAULT_UNITS_MAX).filter(|u| units & (1 << u) != 0).find_map(|u| {
+        let rinst = pfifo::VmFaultInst::from_raw(hw.rd(pfifo::VmFaultInst::offset(u)));
+        let hi = pfifo::VmFaultAddrHi::from_raw(hw.rd(pfifo::VmFaultAddrHi::offset(u)));
+        let va = hi.va() | pfifo::VmFaultAddrLo::from_raw(hw.rd(pfifo::VmFaultAddrLo::offset(u))).va();
+        let info = hw.rd(pfifo::VmFaultInfo::offset(u));
+        (rinst == pfifo::VmFaultInst::default().with_addr(inst) && (src..src + PAGE as u64).contains(&va)).then_some((u, va, info))
+    });
+    let words = b.as_slice().chunks_exact(4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect();
+    Ok((done, fault, words))
 }
