@@ -13,7 +13,7 @@ KB = $$(cat $(BUILD)/kbuild.path)
 KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN=$(BINDGEN) LIBCLANG_PATH=$(LIBCLANG_PATH)
 
 # Tests run in the host VM by `make test` (selftests/vm/tests/NAME.sh).
-VM_TESTS := module-binds-gpu model-doorbell-msi native-hotspot native-lud native-srad native-needle native-mmul native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress vgpu-hotspot vgpu-lud vgpu-srad vgpu-needle vgpu-mmul vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi isolation-pagetable isolation-registers isolation-channels isolation-physical-copy isolation-scrub nested-vgpu
+VM_TESTS := module-binds-gpu model-doorbell-msi native-hotspot native-lud native-srad native-needle native-mmul native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress vgpu-hotspot vgpu-lud vgpu-srad vgpu-needle vgpu-mmul vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi isolation-pagetable isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-exhaustion isolation-pointers-4g nested-vgpu
 
 .PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench clean
 all: module model guest
