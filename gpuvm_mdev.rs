@@ -134,8 +134,10 @@ pub(crate) struct GpuShared {
     /// Host VRAM for shadow structures.
     #[pin]
     pool: Mutex<HostPool>,
-    /// Bytes of the pool after bring-up: each vGPU may hold its share of it.
-    pool_bytes: u64,
+    /// Bytes of the pool left after bring-up (the scrubber's blocks included): each vGPU may
+    /// hold its share of it, so the quotas of all vGPUs together fit in the pool. Set at
+    /// probe, before any vGPU can exist.
+    pool_bytes: AtomicU64,
     /// Serialises host TLB flushes (a flush is a slot wait, two register writes and a
     /// completion wait, which must not interleave between vGPUs).
     #[pin]
@@ -194,7 +196,7 @@ impl GpuShared {
     }
     /// Host-pool bytes a vGPU of `units` units may hold (its share of the GPU).
     pub(crate) fn pool_quota(&self, units: u32) -> u64 {
-        self.pool_bytes * u64::from(units) / u64::from(UNITS)
+        self.pool_bytes.load(Ordering::Relaxed) * u64::from(units) / u64::from(UNITS)
     }
     /// Flushes the host TLB for the page directory at host VRAM `pd`, serialised with every
     /// other flush of this GPU.
@@ -612,7 +614,7 @@ impl pci::Driver for GpuvmPciDriver {
                 bar3,
                 bar3_mapped: host.bar3_mapped,
                 pramin <- new_mutex!(host_env::PraminWindow::new()),
-                pool_bytes: pool.free_bytes(),
+                pool_bytes: AtomicU64::new(0),
                 pool <- new_mutex!(pool),
                 tlb <- new_mutex!(()),
                 bar1,
@@ -652,6 +654,7 @@ impl pci::Driver for GpuvmPciDriver {
                 EIO
             })?;
             drop(runlist);
+            shared.pool_bytes.store(pool.free_bytes(), Ordering::Relaxed);
             drop(pool);
             *shared.scrubber.lock() = Some(s);
         }
@@ -716,6 +719,7 @@ sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     ro GpuChannelsFree c"channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
     ro GpuVgpus c"vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
     ro GpuVramPhysical c"vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
+    ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.pool.lock().free_bytes() >> 10;
 }}
 
 /// Shadow sync policy: 1 = lazy (sync at the next use), 0 = naive (sync at the guest's flush).

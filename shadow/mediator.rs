@@ -595,18 +595,19 @@ impl<S: Storage> Mediator<S> {
     fn bind(&mut self, env: &mut Env<'_>, chid: u32, host_chid: u32, guest_inst: u64) {
         self.unbind(env, chid, host_chid);
         let slice = self.slice();
-        // Out of shadow address spaces or host VRAM: the channel stays unbound and the guest
-        // is told, as the hardware reports a channel it cannot load.
+        // Out of shadow address spaces or host VRAM (its pool quota): the channel stays
+        // unbound and the guest is told, as the hardware reports a channel it cannot load
+        // (CHAN_TABLE_ERROR INVALID_TARGET, PFIFO INTR bit 0).
         let Some(desc) = VmDesc::read(&GuestVram::new(&*env.vram, slice), guest_inst) else {
-            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
         let Some(space) = self.space_for(env, desc) else {
-            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
         let Some(host_inst) = self.quota(env).alloc(inst::SIZE) else {
-            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
         self.sync_space(env, space, SyncOp::Use(UsePoint::ChannelBind));
@@ -617,7 +618,7 @@ impl<S: Storage> Mediator<S> {
         let shadow = InstShadow { pd_host: s.vm.pd_host(), limit: s.vm.limit() };
         if channel::shadow_instance(&mut *env.vram, &slice, guest_inst, host_inst, &shadow).is_err() {
             self.quota(env).free(host_inst, inst::SIZE);
-            self.vregs.raise_sched_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
+            self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         }
         env.host.bind(host_chid, Some(host_inst));

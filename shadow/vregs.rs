@@ -713,6 +713,13 @@ impl VRegs {
         b.chid = chid;
     }
 
+    /// A CHAN_TABLE_ERROR with `code` (a channel the vGPU bound cannot be loaded), as PFIFO
+    /// reports a channel-table entry it cannot use.
+    pub fn raise_chan_table_error(&mut self, code: u32) {
+        self.pfifo.chan_table_error = code;
+        self.pfifo.intr |= pfifo::INTR_CHAN_TABLE_ERROR;
+    }
+
     /// A SCHED_ERROR with `code` (e.g. a runlist with refused entries).
     pub fn raise_sched_error(&mut self, code: u32) {
         self.pfifo.sched_error = code;

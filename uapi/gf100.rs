@@ -704,9 +704,9 @@ pub mod pfifo {
     pub const ENGINE_INTR_EN: u32 = 0x002628;
     pub const ENG_FAULT: u32 = 0x00262c;
     pub const ENG_FREEZE: u32 = 0x002630;
-    /// Write chid to preempt it. **Choice (§17.3):** reads return the chid once it is not
-    /// executing; while its time slice is still running, reads return
-    /// `chid | KICK_PENDING`.
+    /// Write chid to preempt it: the channel is switched out and restored from RAMFC at its
+    /// next timeslice. **Choice (§17.3):** reads return the chid once it is not executing;
+    /// while its time slice is still running, reads return `chid | KICK_PENDING`.
     pub const KICK: u32 = 0x002634;
     pub const KICK_PENDING: u32 = 1 << 20;
     pub const fn eng_state(engine: u32) -> u32 {

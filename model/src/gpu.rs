@@ -155,6 +155,9 @@ pub(crate) struct PfifoRegs {
     pub chan_state: [pfifo::ChanState; pfifo::CHANNELS as usize],
     /// Bumped when a channel's CHAN word is written: PFIFO reloads it from RAMFC.
     pub chan_gen: [u64; pfifo::CHANNELS as usize],
+    /// Bumped when a channel is kicked (preempted): it is switched out, and PFIFO restores it
+    /// from RAMFC at its next timeslice.
+    pub kick_gen: [u64; pfifo::CHANNELS as usize],
     /// Status PFIFO maintains (`loaded`, `acquire_pending`, `pending`).
     pub chan_status: [pfifo::ChanState; pfifo::CHANNELS as usize],
     /// Doorbells not yet taken by a PBDMA worker (bit = chid).
@@ -197,6 +200,7 @@ impl Default for PfifoRegs {
             chan_inst: [pfifo::ChanInst::default(); 128],
             chan_state: [pfifo::ChanState::default(); 128],
             chan_gen: [0; 128],
+            kick_gen: [0; 128],
             chan_status: [pfifo::ChanState::default(); 128],
             doorbells: 0,
             running: 0,
@@ -842,6 +846,7 @@ impl Inner {
             pfifo::KICK => {
                 Counters::inc(&self.counters.kicks);
                 r.pfifo.kick = v & (pfifo::CHANNELS - 1);
+                r.pfifo.kick_gen[r.pfifo.kick as usize] += 1;
                 self.work.notify_all();
             }
             // The VM fault records are read-only.

@@ -6,6 +6,12 @@
 //! operations; bulk copies are plain byte copies with no ordering between them (a real GPU
 //! gives no more). Every access is bounds-checked; an out-of-range access returns `None` /
 //! `false` and touches nothing.
+//!
+//! A region the model creates itself (VRAM) stays sparse: zeros written over whole pages (a
+//! copy from zeros, a zero fill: what a scrub does) give those pages back to the kernel
+//! (`FALLOCATE_PUNCH_HOLE`, which reads back as zeros) instead of allocating them, so
+//! clearing a 6 GiB VRAM costs no memory. Regions mapped from someone else's file (guest
+//! RAM) are always written.
 
 use std::fs::File;
 use std::io;
@@ -17,6 +23,8 @@ pub struct HostMemory {
     ptr: *mut u8,
     len: usize,
     fd: Option<File>,
+    /// Zeros over whole pages are punched out of the backing memfd (our own VRAM only).
+    sparse: bool,
 }
 
 // SAFETY: the mapping is plain shared memory; all accesses go through bounds-checked methods
@@ -70,6 +78,7 @@ impl HostMemory {
             ptr,
             len,
             fd: Some(file),
+            sparse: true,
         })
     }
 
@@ -81,6 +90,7 @@ impl HostMemory {
             ptr,
             len,
             fd: fd.try_clone().ok(),
+            sparse: false,
         })
     }
 
@@ -128,9 +138,46 @@ impl HostMemory {
         if !self.range_ok(off, len as usize) {
             return false;
         }
+        if byte == 0 {
+            self.zero(off, len);
+            return true;
+        }
         // SAFETY: range checked above.
         unsafe { std::ptr::write_bytes(self.ptr.add(off as usize), byte, len as usize) };
         true
+    }
+
+    /// Zeroes `[off, off + len)` (in range): whole pages of a sparse region are punched out of
+    /// its memfd (they read back as zeros and hold no memory), the rest is written.
+    fn zero(&self, off: u64, len: u64) {
+        let page = page_size();
+        let (start, end) = (off, off + len);
+        let (first, last) = (start.next_multiple_of(page), end / page * page);
+        let punched = self.sparse && first < last && self.punch(first, last - first);
+        let written: &[(u64, u64)] = if punched { &[(start, first.min(end)), (last.max(start), end)] } else { &[(start, end)] };
+        for &(a, b) in written.iter().filter(|(a, b)| a < b) {
+            // SAFETY: inside [off, off + len), which the caller checked.
+            unsafe { std::ptr::write_bytes(self.ptr.add(a as usize), 0, (b - a) as usize) };
+        }
+    }
+
+    /// Deallocates `[off, off + len)` (page aligned) of the backing memfd; false if the kernel
+    /// refused (the caller then writes the zeros).
+    fn punch(&self, off: u64, len: u64) -> bool {
+        let Some(f) = &self.fd else { return false };
+        let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else { return false };
+        // SAFETY: plain syscall on a descriptor we own; the mapping stays valid (the pages
+        // read back as zeros).
+        unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, o, l) == 0 }
+    }
+
+    /// Whether `[off, off + len)` (in range) holds only zero bytes.
+    fn is_zero(&self, off: u64, len: u64) -> bool {
+        // SAFETY: in range (checked by the caller); read as plain bytes, like `read`.
+        let b = unsafe { std::slice::from_raw_parts(self.ptr.add(off as usize), len as usize) };
+        // Slice comparison is a memcmp, fast in unoptimised test builds too.
+        static ZEROS: [u8; 4096] = [0; 4096];
+        b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
     }
 
     pub fn read32(&self, off: u64) -> Option<u32> {
@@ -188,10 +235,14 @@ impl HostMemory {
     }
 
     /// Copies `len` bytes from `src[src_off..]` to `self[dst_off..]` (regions may be the same
-    /// mapping and may overlap).
+    /// mapping and may overlap). Zeros copied over whole pages of a sparse region free them.
     pub fn copy_from(&self, dst_off: u64, src: &HostMemory, src_off: u64, len: u64) -> bool {
         if !self.range_ok(dst_off, len as usize) || !src.range_ok(src_off, len as usize) {
             return false;
+        }
+        if self.sparse && len >= page_size() && src.is_zero(src_off, len) {
+            self.zero(dst_off, len);
+            return true;
         }
         // SAFETY: both ranges checked; `copy` tolerates overlap.
         unsafe {
@@ -203,6 +254,13 @@ impl HostMemory {
         };
         true
     }
+}
+
+/// The kernel's page size (the granule of `FALLOCATE_PUNCH_HOLE`).
+fn page_size() -> u64 {
+    // SAFETY: plain libc call without pointers.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
 impl Drop for HostMemory {
@@ -226,5 +284,55 @@ mod tests {
         assert_eq!(m.read64(u64::MAX - 3), None);
         assert!(m.write32(3, 0xaabb_ccdd));
         assert_eq!(m.read32(3), Some(0xaabb_ccdd));
+    }
+
+    /// Blocks of the memfd backing `m` (st_blocks, 512-byte units).
+    fn blocks(m: &HostMemory) -> u64 {
+        // SAFETY: fstat into a zeroed struct on a descriptor `m` owns.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(m.file().unwrap().as_raw_fd(), &mut st) }, 0);
+        st.st_blocks as u64
+    }
+
+    /// Zeros over whole pages (a fill, or a copy from zeros: a scrub) leave the region
+    /// sparse and read back as zeros; the partial pages at the edges are written; other data
+    /// is copied as usual.
+    #[test]
+    fn zeroing_keeps_vram_sparse() {
+        const MIB: u64 = 1 << 20;
+        let vram = HostMemory::new("t", 64 * MIB).unwrap();
+        let zeros = HostMemory::new("z", MIB).unwrap();
+        assert!(vram.fill(0, 64 * MIB, 0xa5));
+        let full = blocks(&vram);
+        assert!(full >= 64 * MIB / 512, "filled: {full} blocks");
+        // A copy from zeros over [3 + 5, 48 MiB - 7).
+        let (a, b) = (3 * MIB + 5, 48 * MIB - 7);
+        let mut off = a;
+        while off < b {
+            let n = MIB.min(b - off);
+            assert!(vram.copy_from(off, &zeros, 0, n));
+            off += n;
+        }
+        assert!(blocks(&vram) <= full - (44 * MIB) / 512, "punched: {} of {full} blocks left", blocks(&vram));
+        let word = |o: u64| vram.read32(o).unwrap();
+        assert_eq!(word(a - 4) & 0xff, 0xa5, "byte before the range kept");
+        assert_eq!((word(a - 1) >> 8) & 0xff, 0, "the range starts zero");
+        assert_eq!(word(a + 3), 0);
+        assert_eq!(word(20 * MIB), 0, "a punched page reads zero");
+        assert_eq!(word(b - 4), 0);
+        assert_eq!(word(b), 0xa5a5_a5a5, "after the range kept");
+        // A zero fill of the rest, then the whole region is (almost) free again.
+        assert!(vram.fill(0, 64 * MIB, 0));
+        assert!(blocks(&vram) < 64, "all punched: {} blocks", blocks(&vram));
+        assert!((0..64 * MIB).step_by(MIB as usize).all(|o| word(o) == 0));
+        // Non-zero data is copied, not punched.
+        let data = HostMemory::new("d", MIB).unwrap();
+        assert!(data.fill(0, MIB, 0x3c));
+        assert!(vram.copy_from(MIB, &data, 0, MIB));
+        assert_eq!(word(MIB + 4096), 0x3c3c_3c3c);
+        // A region mapped from another file (guest RAM) is written, never punched.
+        let guest = HostMemory::from_file(vram.file().unwrap(), 0, 4 * MIB).unwrap();
+        assert!(guest.copy_from(MIB, &zeros, 0, MIB));
+        assert_eq!(word(MIB + 4096), 0, "zeroed through the other mapping");
     }
 }

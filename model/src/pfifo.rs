@@ -11,8 +11,15 @@
 //!
 //! Channel life cycle (model choices, see uapi/gf100.rs): writing CHAN_TABLE[c].CHAN drops
 //! any state PFIFO had for c; on its first timeslice PFIFO loads RAMFC (USERD address,
-//! signature, GPFIFO base/order, the physical-copy gate HCE_CTRL), the VM context (instance
-//! block PDB/limit) and sets GP_GET = 0. A channel runs only while it is VALID, RUNNABLE, on the runlist and PFIFO is
+//! signature, GPFIFO base/order and GP_GET, the physical-copy gate HCE_CTRL) and the VM
+//! context (instance block PDB/limit). A kick (preemption) switches the channel out: its
+//! state lives in RAMFC again (GP_GET is kept there after every entry) and PFIFO restores it
+//! from RAMFC at the channel's next timeslice, so RAMFC words written while it was out take
+//! effect then (envytools `hw/fifo/intro.rst`: the PFIFO switcher "saves / restores the state
+//! of the channels between PFIFO registers and RAMFC memory"; RAMFC stores it "when channel is
+//! not currently active"). **Choice:** the switch-out happens at a GPFIFO entry boundary (a
+//! segment the model is in the middle of is finished first, as it keeps no pushbuffer
+//! position in RAMFC). A channel runs only while it is VALID, RUNNABLE, on the runlist and PFIFO is
 //! enabled (PMC_ENABLE bit 8 and PFIFO_CTRL bit 0). After a doorbell PFIFO reads GP_PUT
 //! from USERD and executes entries until GP_GET == GP_PUT, writing GP_GET back after each
 //! entry. Any channel error stops the channel until its CHAN word is written again.
@@ -245,6 +252,8 @@ struct Channel {
     /// The CHAN-word generation and PFIFO epoch this state belongs to.
     gen: u64,
     epoch: u64,
+    /// The kick generation `loaded` was restored at (a later kick switches the channel out).
+    kick_gen: u64,
     loaded: Option<Loaded>,
     seg: Option<Segment>,
     pending: Option<Pending>,
@@ -282,6 +291,7 @@ struct Pick {
     chid: u32,
     chan_inst: pfifo::ChanInst,
     chan_gen: u64,
+    kick_gen: u64,
     epoch: u64,
     vm_gen: u64,
     big_shift: u32,
@@ -428,6 +438,7 @@ fn choose(r: &mut Regs) -> Option<Pick> {
             chid,
             chan_inst,
             chan_gen,
+            kick_gen: p.kick_gen[chid as usize],
             epoch,
             vm_gen,
             big_shift,
@@ -520,9 +531,15 @@ fn load_channel(gpu: &Inner, chan_inst: pfifo::ChanInst) -> Result<Loaded, ExecE
 
 fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> SliceEnd {
     let stop = |e| SliceEnd::Stopped(e, 0, 0, 0);
+    // Kicked since it was restored, and between two GPFIFO entries: switched out, so it is
+    // restored from RAMFC below.
+    if ch.kick_gen != pick.kick_gen && ch.seg.is_none() && ch.pending.is_none() {
+        ch.loaded = None;
+    }
     if ch.loaded.is_none() {
         match load_channel(gpu, pick.chan_inst) {
             Ok(mut l) => {
+                ch.kick_gen = pick.kick_gen;
                 l.vm_gen = pick.vm_gen;
                 gpu.bus
                     .write32(l.userd.offset(userd::GP_GET as u64), l.gp_get);

@@ -335,6 +335,42 @@ fn rebinding_the_same_instance_resumes_at_the_saved_gp_get() {
     assert_eq!(rig.gpu.counters().gp_entries, 2);
 }
 
+/// RAMFC is the channel's state while it is switched out: a RAMFC word written while the
+/// channel is loaded (here its USERD pointer) takes effect only once a kick has switched it
+/// out, at its next timeslice; it resumes at the GP_GET saved in RAMFC.
+#[test]
+fn a_kicked_channel_is_restored_from_ramfc() {
+    let mut rig = Rig::new();
+    let (mut ch, sem) = sem_chan(&mut rig, 5);
+    ch.push(&rig, &sem_release(SEM_VA, 1, true));
+    ch.wait(&rig);
+    // A second USERD page, already holding the ring position.
+    let other = rig.alloc(0x1000, 0x1000);
+    for off in (0..0x1000).step_by(4) {
+        rig.w32(other + off, 0);
+    }
+    rig.w32(other + userd::GP_PUT as u64, ch.put);
+    rig.w32(ch.vm.inst + ramfc::USERD_LO as u64, other as u32);
+    rig.w32(ch.vm.inst + ramfc::USERD_HI as u64, (other >> 32) as u32);
+    // Still loaded: the channel keeps the USERD it was restored with.
+    ch.push(&rig, &sem_release(SEM_VA, 2, true));
+    ch.wait(&rig);
+    assert_eq!((rig.r32(sem), rig.r32(other + userd::GP_GET as u64)), (2, 0));
+    // Kicked: restored from RAMFC at its next slice, so it reads GP_PUT from the new page and
+    // writes its progress there; the old page is no longer touched.
+    rig.set(pfifo::KICK, 5);
+    wait_until("kick", || rig.reg(pfifo::KICK) == 5);
+    let old_get = ch.gp_get(&rig);
+    ch.queue(&rig, &sem_release(SEM_VA, 3, true));
+    rig.w32(other + userd::GP_PUT as u64, ch.put);
+    ch.ring(&rig);
+    wait_until("the release through the new USERD", || rig.r32(sem) == 3);
+    wait_until("GP_GET in the new USERD", || rig.r32(other + userd::GP_GET as u64) == ch.put);
+    assert_eq!(ch.gp_get(&rig), old_get, "the old USERD page is left alone");
+    assert_eq!(rig.r32(ch.vm.inst + ramfc::GP_GET as u64), ch.put, "RAMFC holds the position");
+    assert_eq!(rig.gpu.counters().gp_entries, 3, "no entry ran twice");
+}
+
 #[test]
 fn chained_channels_across_workers() {
     // Channel i may do step k only after channel i-1 did: a pipeline of acquires/releases

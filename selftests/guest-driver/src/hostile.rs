@@ -1,17 +1,19 @@
 //! The hostile guest's checks (`gpuvm-hostile` in the VM, `mediated_hostile_*` in cargo
 //! test): page tables outside the partition, privileged registers, foreign channel ids,
-//! physical-mode copies, and the victim that holds a known pattern while an attacker runs. A [`Target`] is how a check
+//! physical-mode copies, USERD pointers rewritten a word at a time, address spaces whose
+//! shadow needs more than the vGPU's quota, and the victim that holds a known pattern while an
+//! attacker runs. A [`Target`] is how a check
 //! opens the vGPU under attack and reads the module's counters for it (sysfs in the VM, the
 //! mediator's counters in process).
 //!
 //! Every check prints `ok - ...` or `FAIL - ...` and is counted in [`Checks`].
 
 use crate::driver::hw::Hw;
-use crate::driver::vm::Aper;
-use crate::driver::{ChannelOpts, DevMem, Gpu, SUBC_COPY};
+use crate::driver::vm::{Aper, PDE_SPAN};
+use crate::driver::{ChannelOpts, DevMem, Gpu, HostMem, SUBC_COPY};
 use crate::transport::PAGE;
 use crate::workloads::Params;
-use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf};
+use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd, vm};
 use gpuvm_uapi::kernels::{self, fill as fk};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -25,8 +27,14 @@ pub trait Target {
         self.open_opts(ChannelOpts::default())
     }
     /// One of the module's per-vGPU counters (`faults`, `pte_refused`, `mmio_denied`,
-    /// `channels`), as sysfs names them.
+    /// `channels`, `vram_base_mib`), as sysfs names them.
     fn counter(&self, name: &str) -> Result<u64, String>;
+    /// The USERD pointer of guest channel `chid` as the host GPU has it (the host VRAM address
+    /// in its shadow instance block), where the target can see host VRAM (the in-process
+    /// host); `None` from inside a VM.
+    fn host_userd(&self, _chid: u32) -> Option<u64> {
+        None
+    }
 
     /// How much `mmio_denied` rose while `f` ran.
     fn denied_by(&self, f: impl FnOnce()) -> Result<u64, String>
@@ -462,4 +470,369 @@ pub fn leftover(t: &dyn DynTarget, c: &mut Checks, mib: u64, at: Option<u64>) ->
     g.free(m).map_err(hw_err)?;
     g.close().map_err(hw_err)?;
     Ok(found)
+}
+
+// ---- whole pointers -------------------------------------------------------------------
+
+/// PFIFO interrupt bits that report an error of the guest's own channel.
+const CHANNEL_ERRORS: u32 = pfifo::INTR_VM_FAULT | pfifo::INTR_PBDMA | pfifo::INTR_CHAN_TABLE_ERROR | pfifo::INTR_SCHED_ERROR;
+
+/// A guest USERD pointer: the two RAMFC words.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Userd {
+    lo: u32,
+    hi: u32,
+}
+
+impl Userd {
+    fn vram(addr: u64) -> Userd {
+        Userd { lo: (addr as u32 & ramfc::USERD_ADDR_MASK) | target::VRAM, hi: (addr >> 32) as u32 }
+    }
+    fn addr(self) -> u64 {
+        u64::from(self.lo & ramfc::USERD_ADDR_MASK) | u64::from(self.hi & 0xff) << 32
+    }
+    /// The guest VRAM page it names, if that is a whole USERD page of the partition.
+    fn valid(self, vram_size: u64) -> Option<u64> {
+        let a = self.addr();
+        (self.lo & ramfc::USERD_TARGET_MASK == target::VRAM && a + userd::SIZE <= vram_size).then_some(a)
+    }
+}
+
+impl std::fmt::Display for Userd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}:{:#010x}", self.hi, self.lo)
+    }
+}
+
+/// How the channel came out of one submission.
+enum Probe {
+    /// The fence passed and the GPU wrote its progress (GP_GET) into this guest page.
+    Works(Option<u64>),
+    /// It stopped with an error on its own channel (PFIFO INTR bits).
+    Faulted(u32),
+    /// Neither within the wait.
+    Stuck(u32),
+}
+
+/// Whole USERD pointers (issue 11): the attacker rewrites its bound channel's USERD words in
+/// its instance block through PRAMIN, one word at a time as a carry attack would: to `cross`,
+/// a page of its VRAM whose host address needs a carry into the high word (host high word !=
+/// guest high word; a mediator that translated the words one by one would point the GPU 4 GiB
+/// away from it, at someone else's VRAM), to values outside its partition (high word 1 or
+/// 0xff, the first page past its VRAM, system memory) and back. After each word it preempts
+/// its own channel (so the GPU restores it from the shadow RAMFC) and submits a fence: the
+/// channel must either keep working on a valid USERD page, the last whole value it wrote that
+/// lies in its partition, or fault on itself. Which page the GPU used is seen from its GP_GET
+/// write-back (the fence's GP_PUT is put into both candidate pages). The victim (pattern at the
+/// carry-less address) is checked by the caller.
+pub fn pointers<T: Target>(v: &T, c: &mut Checks, cross: u64) -> Result<(), String> {
+    let mut g = v.open()?;
+    let (chid, inst) = g.raw_channel();
+    let vram = g.vram_size;
+    let base = v.counter("vram_base_mib")? << 20;
+    let hw = g.raw_hw();
+    let orig = Userd { lo: hw.pramin_rd32(inst + u64::from(ramfc::USERD_LO)), hi: hw.pramin_rd32(inst + u64::from(ramfc::USERD_HI)) };
+    let Some(home) = orig.valid(vram) else { return Err(format!("its own USERD {orig} is not a page of its VRAM")) };
+    if !cross.is_multiple_of(userd::SIZE) || cross + userd::SIZE > vram || (base + cross) >> 32 == cross >> 32 || cross.abs_diff(home) < userd::SIZE {
+        return Err(format!(
+            "--target {cross:#x}: not a free USERD page of the {} MiB VRAM whose host address ({:#x}) has another high word",
+            vram >> 20,
+            base + cross
+        ));
+    }
+    println!(
+        "channel {chid}: USERD at guest {home:#x} (host {:#x}); carry page guest {cross:#x} -> host {:#x}; a carry-less translation would give host {:#x}",
+        base + home,
+        base + cross,
+        ((base + cross) & 0xffff_ffff) | (cross & !0xffff_ffff)
+    );
+    // The second page holds the channel's USERD words, so the channel can run on it.
+    let hw = g.raw_hw();
+    for off in (0..userd::SIZE).step_by(4) {
+        let w = hw.pramin_rd32(home + off);
+        hw.pramin_wr32(cross + off, w);
+    }
+    let r = probe(&mut g, [home, cross])?;
+    if !expect(c, r, Some(home), "before the attack: its own USERD") {
+        return Ok(());
+    }
+    let (lo, hi) = (u64::from(ramfc::USERD_LO), u64::from(ramfc::USERD_HI));
+    let (x, o) = (Userd::vram(cross), orig);
+    let past = Userd::vram(vram);
+    let steps: [(u64, u32, String); 11] = [
+        (lo, x.lo, format!("USERD_LO := {:#x}: the carry page, valid as a whole", x.lo)),
+        (hi, 1, "USERD_HI := 1: 4 GiB above the carry page, outside the partition".into()),
+        (lo, o.lo, format!("USERD_LO := {:#x} with USERD_HI 1: outside", o.lo)),
+        (hi, o.hi, format!("USERD_HI := {:#x}: its own page again", o.hi)),
+        (hi, 0xff, "USERD_HI := 0xff: the top of the 40-bit space".into()),
+        (lo, 0xffff_f000 | target::VRAM, "USERD_LO := 0xfffff000 with USERD_HI 0xff".into()),
+        (hi, 0, "USERD_HI := 0 (4 GiB - 4 KiB): still outside".into()),
+        (lo, past.lo, format!("USERD_LO := {:#x}: the first page past its VRAM", past.lo)),
+        (lo, (o.lo & ramfc::USERD_ADDR_MASK) | target::SYS_NONCOHERENT, "USERD_LO := its page in system memory".into()),
+        (lo, x.lo, format!("USERD_LO := {:#x}: the carry page again", x.lo)),
+        (lo, o.lo, format!("USERD_LO := {:#x}: its own page (restored)", o.lo)),
+    ];
+    let mut cur = orig;
+    let mut valid = home;
+    for (off, val, what) in steps {
+        g.raw_hw().pramin_wr32(inst + off, val);
+        if off == lo {
+            cur.lo = val;
+        } else {
+            cur.hi = val;
+        }
+        if let Some(a) = cur.valid(vram) {
+            valid = a;
+        }
+        if let Some(h) = v.host_userd(chid) {
+            c.check(
+                h == base + valid,
+                format!("{what}: guest words now {cur}; the host's shadow USERD is {h:#x}, the last valid whole value (guest {valid:#x}) moved by the partition base ({:#x})", base + valid),
+            );
+        }
+        let r = probe(&mut g, [home, cross])?;
+        if !expect(c, r, Some(valid), &what) {
+            return Ok(());
+        }
+    }
+    let r = g.close();
+    c.check(r.is_ok(), format!("driver teardown ({})", r.err().map_or("clean".into(), |e| e.0)));
+    Ok(())
+}
+
+/// One submission after a self-preemption: kick its own channel (the GPU restores it from the
+/// shadow RAMFC at its next slice), emit a fence, put its GP_PUT into every candidate USERD
+/// page and ring again; then see whether it completed and in which page the GPU wrote GP_GET.
+fn probe(g: &mut Gpu, pages: [u64; 2]) -> Result<Probe, String> {
+    let (chid, _) = g.raw_channel();
+    let hw = g.raw_hw();
+    hw.wr(pfifo::KICK, chid);
+    hw.wait(pfifo::KICK, "its own channel's kick", |k| k == chid).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    let put = g.raw_gp_put();
+    for p in pages {
+        g.raw_hw().pramin_wr32(p + u64::from(userd::GP_PUT), put);
+    }
+    g.raw_doorbell();
+    let start = Instant::now();
+    let mut intr = 0;
+    while !g.fence_done(seq) && intr & CHANNEL_ERRORS == 0 && start.elapsed() < FAULT_WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    if g.fence_done(seq) {
+        let hw = g.raw_hw();
+        let used: Vec<u64> = pages.into_iter().filter(|&p| hw.pramin_rd32(p + u64::from(userd::GP_GET)) == put).collect();
+        return Ok(Probe::Works((used.len() == 1).then(|| used[0])));
+    }
+    Ok(if intr & CHANNEL_ERRORS != 0 { Probe::Faulted(intr) } else { Probe::Stuck(intr) })
+}
+
+/// Checks a probe against the page the channel must use (`want`); false when the channel is
+/// dead (faulted on itself, or a failure) and the sequence stops.
+fn expect(c: &mut Checks, r: Probe, want: Option<u64>, what: &str) -> bool {
+    match r {
+        Probe::Works(used) => c.check(
+            used.is_some() && used == want,
+            format!(
+                "{what}: its channel keeps working on USERD guest {} (GP_GET written back there; expected {})",
+                used.map_or("none of its pages".into(), |p| format!("{p:#x}")),
+                want.map_or("-".into(), |p| format!("{p:#x}"))
+            ),
+        ),
+        Probe::Faulted(intr) => {
+            c.check(true, format!("{what}: its channel faulted on itself (PFIFO INTR {intr:#x}); the rest is skipped"));
+            false
+        }
+        Probe::Stuck(intr) => {
+            c.check(false, format!("{what}: the fence neither passed nor faulted within {FAULT_WAIT:?} (PFIFO INTR {intr:#x})"));
+            false
+        }
+    }
+}
+
+// ---- resource exhaustion --------------------------------------------------------------
+
+/// PDEs of each huge address space: the mediator shadows at most 256 (`MAX_PDES`), 32 GiB.
+const HUGE_PDES: u64 = 256;
+/// What the attacker's own data page holds (read back through a shadowed PDE).
+const MARK: u32 = 0x0a11_0c8d;
+/// Where the attacker's structures lie in its 512 KiB buffer: the shared small-page table
+/// (256 KiB), big-page table, data page, then a PD and an instance block per address space.
+const EX_SPT: u64 = 0;
+const EX_LPT: u64 = 0x4_0000;
+const EX_DATA: u64 = 0x4_2000;
+const EX_PD: u64 = 0x4_4000;
+const EX_INST: u64 = 0x6_0000;
+const EX_BYTES: u64 = 0x8_0000;
+/// Address spaces the attacker may try (its channel's plus 15 more; the mediator has 16 slots).
+const EX_SPACES: u64 = 16;
+
+/// Resource exhaustion (issue 11, bounded resources): the attacker builds address spaces whose
+/// shadow needs far more host VRAM than its quota: page directories of 256 PDEs (32 GiB) whose
+/// PDEs above the driver's own each point at a full small-page table (256 KiB of shadow) and a
+/// big-page table (8 KiB), all sharing one guest table whose entry 0 maps its own data page.
+/// It rebinds its channel on the first (the driver's PDEs come first, so its channel still
+/// runs), then binds more channels, each on another such space, until one cannot be loaded.
+/// The guest-visible errors: CHAN_TABLE_ERROR INVALID_TARGET for that channel, and an MMU
+/// fault of its own channel on a PDE the quota left unshadowed, while the same mapping reads
+/// its data page through the first such PDE. `at_peak` runs while it holds everything it got
+/// (the caller samples the host pool); then the device is closed without teardown. Needs a
+/// vGPU whose quota is smaller than one such space (gpuvm-2, -4, -8).
+pub fn exhaust<T: Target>(v: &T, c: &mut Checks, at_peak: impl FnOnce(&mut Checks) -> Result<(), String>) -> Result<(), String> {
+    let mut g = v.open()?;
+    let (chid, inst0) = g.raw_channel();
+    let channels = v.counter("channels")? as u32;
+    let faults0 = v.counter("faults")?;
+    // The driver's channel VM, from its instance block.
+    let hw = g.raw_hw();
+    let rd64 = |hw: &mut Hw, a: u64| u64::from(hw.pramin_rd32(a)) | u64::from(hw.pramin_rd32(a + 4)) << 32;
+    let pd0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_LO)) & inst::PDB_ADDR_MASK) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_HI)) & 0xff) << 32;
+    let limit0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_LO))) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_HI))) << 32;
+    let own = (limit0 + 1).div_ceil(PDE_SPAN);
+    if own + 2 > HUGE_PDES {
+        return Err(format!("the driver's VM already spans {own} PDEs"));
+    }
+    let own_pdes: Vec<u64> = (0..own).map(|i| rd64(hw, pd0 + i * vm::PDE_SIZE)).collect();
+    let ramfc: Vec<u32> = (0..0x100).step_by(4).map(|o| hw.pramin_rd32(inst0 + o)).collect();
+
+    // Its buffer: zeroed, the data page marked, entry 0 of the shared small-page table mapping
+    // the data page.
+    let buf = g.malloc(EX_BYTES).map_err(hw_err)?;
+    for (off, len, val) in [(0, EX_BYTES, 0), (EX_DATA, PAGE as u64, MARK)] {
+        let words = (len / 4) as u32;
+        let p = Params::new(fk::PARAM_BYTES).ptr(fk::DST, buf.va + off).u32(fk::COUNT, words).u32(fk::VALUE, val);
+        g.launch(kernels::KERNEL_FILL, [words.div_ceil(256), 1, 1], [256, 1, 1], p.bytes()).map_err(hw_err)?;
+        g.sync().map_err(hw_err)?;
+    }
+    let at = |off: u64| buf.vram + off;
+    let pte = vm::pte(at(EX_DATA), vm::PTE_APER_VRAM, false, vm::KIND_PITCH);
+    let hw = g.raw_hw();
+    hw.pramin_wr32(at(EX_SPT), pte as u32);
+    hw.pramin_wr32(at(EX_SPT) + 4, (pte >> 32) as u32);
+    let huge = vm::pde(at(EX_LPT), vm::PDE_APER_VRAM, at(EX_SPT), vm::PDE_APER_VRAM);
+    let limit = HUGE_PDES * PDE_SPAN - 1;
+    println!(
+        "channel {chid}: the driver's VM has {own} PDEs; each huge space has {HUGE_PDES} (limit {limit:#x}), PDEs {own}.. with a {} KiB small-page and a {} KiB big-page table",
+        (vm::SPT_ENTRIES_128K * vm::PTE_SIZE) >> 10,
+        (vm::LPT_ENTRIES * vm::PTE_SIZE) >> 10
+    );
+    // A huge space's PD at `pd`, and an instance block at `inst` naming it.
+    let build = |hw: &mut Hw, pd: u64, inst: u64, fresh_inst: bool| {
+        for i in 0..HUGE_PDES {
+            let e = own_pdes.get(i as usize).copied().unwrap_or(huge);
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE, e as u32);
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE + 4, (e >> 32) as u32);
+        }
+        if fresh_inst {
+            for (i, w) in ramfc.iter().enumerate() {
+                hw.pramin_wr32(inst + 4 * i as u64, *w);
+            }
+        }
+        hw.pramin_wr32(inst + u64::from(inst::PDB_LO), (pd as u32 & inst::PDB_ADDR_MASK) | target::VRAM);
+        hw.pramin_wr32(inst + u64::from(inst::PDB_HI), (pd >> 32) as u32);
+        hw.pramin_wr32(inst + u64::from(inst::LIMIT_LO), limit as u32);
+        hw.pramin_wr32(inst + u64::from(inst::LIMIT_HI), (limit >> 32) as u32);
+    };
+
+    // The host pages its copies read into, mapped before the rebind (its driver maps and
+    // flushes in its own VM only; the huge space copies the driver's PDEs as they are now).
+    let mut into = [g.malloc_host(PAGE).map_err(hw_err)?, g.malloc_host(PAGE).map_err(hw_err)?];
+    // Its own channel, rebound on the first huge space (resuming at its ring position).
+    let t = Instant::now();
+    let hw = g.raw_hw();
+    build(hw, at(EX_PD), inst0, false);
+    let put = g.raw_gp_put();
+    let hw = g.raw_hw();
+    hw.pramin_wr32(inst0 + u64::from(ramfc::GP_GET), put);
+    hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+    let (intr, code) = g.raw_rebind().map_err(hw_err)?;
+    let bound_in = t.elapsed();
+    c.check(
+        intr & pfifo::INTR_CHAN_TABLE_ERROR == 0 || code != pfifo::CHAN_TABLE_ERROR_INVALID_TARGET,
+        format!("its channel {chid} rebound on a huge address space in {bound_in:.1?} (PFIFO INTR {intr:#x})"),
+    );
+    let r = g.sync();
+    c.check(r.is_ok(), format!("its channel runs there: the driver's own PDEs were shadowed first ({})", r.err().map_or("fence done".into(), |e| e.0)));
+    let (done, fault, words) = copy_from(&mut g, &mut into[0], own * PDE_SPAN)?;
+    let marked = words.iter().filter(|&&w| w == MARK).count();
+    c.check(
+        done && marked == words.len(),
+        format!(
+            "a copy through PDE {own}, the first huge one (shadowed), reads its own data page ({}; {marked} of {} words)",
+            if done { "done".to_string() } else { format!("not done, fault {fault:x?}, PFIFO INTR {:#x}", g.raw_hw().rd(pfifo::INTR)) },
+            words.len()
+        ),
+    );
+
+    // More channels, each on another huge space, until one cannot be loaded.
+    let mut refused = None;
+    for k in 1..channels.min(EX_SPACES as u32) {
+        let (pd, inst) = (at(EX_PD + u64::from(k) * 0x1000), at(EX_INST + u64::from(k) * 0x1000));
+        let hw = g.raw_hw();
+        build(hw, pd, inst, true);
+        hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+        hw.wr(pfifo::ChanInst::offset(k), pfifo::ChanInst::bound(inst).raw());
+        let (intr, code) = (hw.rd(pfifo::INTR), hw.rd(pfifo::CHAN_TABLE_ERROR));
+        if intr & pfifo::INTR_CHAN_TABLE_ERROR != 0 && code == pfifo::CHAN_TABLE_ERROR_INVALID_TARGET {
+            refused = Some((k, intr));
+            hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
+            break;
+        }
+    }
+    let bound_all = t.elapsed();
+    c.check(
+        refused.is_some_and(|(k, _)| u64::from(k) + 1 < EX_SPACES),
+        match refused {
+            Some((k, intr)) => format!("channel {k} on huge space {} cannot be loaded: CHAN_TABLE_ERROR INVALID_TARGET (PFIFO INTR {intr:#x}), its quota spent ({bound_all:.1?} in all)", k + 1),
+            None => format!("every channel up to {} was bound: no guest-visible error", channels.min(EX_SPACES as u32) - 1),
+        },
+    );
+    at_peak(c)?;
+
+    // A PDE the quota left without its small-page table: its own channel faults.
+    let last = HUGE_PDES - 1;
+    let (done, fault, _) = copy_from(&mut g, &mut into[1], last * PDE_SPAN)?;
+    c.check(
+        !done && fault.is_some(),
+        format!(
+            "a copy through PDE {last} (beyond its quota, not shadowed) faults on its own channel ({})",
+            fault.map_or(if done { "it completed".into() } else { "no fault record".into() }, |(u, va, info)| format!("unit {u:#x} va {va:#x} info {info:#x}"))
+        ),
+    );
+    let faults1 = v.counter("faults")?;
+    c.check(faults1 > faults0, format!("its faults counter rose ({faults0} -> {faults1})"));
+    drop(g);
+    Ok(())
+}
+
+/// One copy-engine copy of a page from channel VA `src` into host page `b`: whether it
+/// completed, the VM fault record naming its own channel and an address of that page (if one
+/// was reported), and the words read.
+#[allow(clippy::type_complexity)]
+fn copy_from(g: &mut Gpu, b: &mut HostMem, src: u64) -> Result<(bool, Option<(u32, u64, u32)>, Vec<u32>), String> {
+    for w in b.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&SENTINEL.to_le_bytes());
+    }
+    g.ce_copy(b.va, src, PAGE as u64).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    let start = Instant::now();
+    let mut intr = 0;
+    while !g.fence_done(seq) && intr & pfifo::INTR_VM_FAULT == 0 && start.elapsed() < FAULT_WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    let done = g.fence_done(seq);
+    let (_, inst) = g.raw_channel();
+    let hw = g.raw_hw();
+    let units = hw.rd(pfifo::VM_FAULT_UNITS);
+    let fault = (0..pfifo::VM_FAULT_UNITS_MAX).filter(|u| units & (1 << u) != 0).find_map(|u| {
+        let rinst = pfifo::VmFaultInst::from_raw(hw.rd(pfifo::VmFaultInst::offset(u)));
+        let hi = pfifo::VmFaultAddrHi::from_raw(hw.rd(pfifo::VmFaultAddrHi::offset(u)));
+        let va = hi.va() | pfifo::VmFaultAddrLo::from_raw(hw.rd(pfifo::VmFaultAddrLo::offset(u))).va();
+        let info = hw.rd(pfifo::VmFaultInfo::offset(u));
+        (rinst == pfifo::VmFaultInst::default().with_addr(inst) && (src..src + PAGE as u64).contains(&va)).then_some((u, va, info))
+    });
+    let words = b.as_slice().chunks_exact(4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect();
+    Ok((done, fault, words))
 }

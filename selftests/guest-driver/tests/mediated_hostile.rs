@@ -8,6 +8,7 @@ use gpuvm_guest_driver::hostile::{self, Checks, PatternHolder, Target};
 use gpuvm_guest_driver::transport::mediated::{MediatedHost, VgpuShared};
 use gpuvm_guest_driver::transport::Transport;
 use gpuvm_guest_driver::workloads::{self, Opts, Size};
+use gpuvm_uapi::gf100::{pfifo, ramfc};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,8 +33,36 @@ impl Target for Mediated<'_> {
             "pte_refused" => s.refused,
             "mmio_denied" => self.v.counters().denied.load(Ordering::Relaxed),
             "channels" => u64::from(self.v.slice().channels),
+            "vram_base_mib" => self.v.slice().vram_base >> 20,
             other => return Err(format!("no counter {other}")),
         })
+    }
+    fn host_userd(&self, chid: u32) -> Option<u64> {
+        // The host channel's instance block (the shadow), as the model's channel table has it.
+        let host_chid = self.v.slice().channel_to_host(chid)?;
+        let gpu = self.host.gpu();
+        let word = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(pfifo::ChanInst::offset(host_chid)));
+        let inst = pfifo::ChanInst::from_raw(word).addr();
+        let lo = gpu.vram().read32(inst + u64::from(ramfc::USERD_LO))?;
+        let hi = gpu.vram().read32(inst + u64::from(ramfc::USERD_HI))?;
+        Some(u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32)
+    }
+}
+
+/// Runs the checked workloads (mmul, hotspot) on `victim` over and over until `stop` is set
+/// (at least once); every result must be correct. Returns how many runs completed.
+fn victim_runs(host: &MediatedHost, victim: &Arc<VgpuShared>, stop: &AtomicBool) -> u32 {
+    let open = || -> io::Result<Box<dyn Transport>> { Ok(Box::new(host.open(victim)?)) };
+    let mut runs = 0;
+    loop {
+        for name in ["mmul", "hotspot"] {
+            let r = workloads::run(name, &open, &Opts { size: Size::Small, ..Opts::default() });
+            assert!(r.ok, "victim {name} during the attack: {}", r.to_json());
+            runs += 1;
+        }
+        if stop.load(Ordering::Relaxed) {
+            break runs;
+        }
     }
 }
 
@@ -46,21 +75,8 @@ fn under_attack(attack: impl FnOnce(&MediatedHost, &Mediated<'_>, &mut Checks)) 
     let stop = AtomicBool::new(false);
     let mut c = Checks::default();
     let runs = std::thread::scope(|s| {
-        let t = s.spawn(|| {
-            let open = || -> io::Result<Box<dyn Transport>> { Ok(Box::new(host.open(&victim)?)) };
-            let mut runs = 0;
-            // At least one run, and runs until the attack is over.
-            loop {
-                for name in ["mmul", "hotspot"] {
-                    let r = workloads::run(name, &open, &Opts { size: Size::Small, ..Opts::default() });
-                    assert!(r.ok, "victim {name} during the attack: {}", r.to_json());
-                    runs += 1;
-                }
-                if stop.load(Ordering::Relaxed) {
-                    break runs;
-                }
-            }
-        });
+        // At least one run, and runs until the attack is over.
+        let t = s.spawn(|| victim_runs(&host, &victim, &stop));
         attack(&host, &attacker, &mut c);
         stop.store(true, Ordering::Relaxed);
         t.join().expect("victim thread")
@@ -213,4 +229,115 @@ fn mediated_hostile_scrub() {
         log.total.ns as f64 / 1e6,
         log.total.mib_per_s()
     );
+}
+
+/// Model VRAM for the pointer test: more than 4 GiB, so that the gpuvm-4 slices lie below,
+/// across (unit 4, 3104 MiB + 1520 MiB) and above (unit 6, from 4624 MiB) the 4 GiB line.
+const BIG_VRAM_MIB: u64 = 6144;
+
+/// Issue 11, whole pointers: on a GPU of more than 4 GiB, the attacker (whose slice straddles
+/// 4 GiB) rewrites its bound channel's USERD a word at a time: to a page whose host address
+/// needs a carry into the high word, chosen so that a carry-less, word-by-word translation
+/// would land on the pattern holder's buffer (the lowest slice, 4 GiB below), and to values
+/// outside its partition. After every word the host's shadow USERD is the last whole valid
+/// value (read from the model's VRAM), and the channel keeps working on that page. The
+/// pattern is intact, the victim (a slice above 4 GiB) runs checked workloads throughout, and
+/// an idle neighbour sees nothing.
+#[test]
+fn mediated_hostile_pointers() {
+    const FOUR_GIB: u64 = 1 << 32;
+    let host = MediatedHost::new(BIG_VRAM_MIB).expect("host bring-up");
+    let holder = Mediated { host: &host, v: host.create(4).expect("pattern holder") };
+    let idle = Mediated { host: &host, v: host.create(4).expect("idle neighbour") };
+    let attacker = Mediated { host: &host, v: host.create(4).expect("attacker") };
+    let victim = host.create(4).expect("victim");
+    let (a, vs) = (attacker.v.slice(), victim.slice());
+    assert!(a.vram_base < FOUR_GIB && a.vram_base + a.vram_size > FOUR_GIB, "the attacker straddles 4 GiB: {a:?}");
+    assert!(vs.vram_base >= FOUR_GIB, "the victim lies above 4 GiB: {vs:?}");
+    let mut c = Checks::default();
+    let p = PatternHolder::fill(&holder, &mut c, 16).expect("fill the pattern");
+    // The holder's buffer (+1 MiB) in host VRAM, and the attacker's page 4 GiB above it.
+    let carry_less = holder.v.slice().vram_base + p.vram() + (1 << 20);
+    let cross = carry_less + FOUR_GIB - a.vram_base;
+    assert!(cross + 0x1000 <= a.vram_size);
+    let stop = AtomicBool::new(false);
+    let runs = std::thread::scope(|s| {
+        let t = s.spawn(|| victim_runs(&host, &victim, &stop));
+        hostile::pointers(&attacker, &mut c, cross).expect("attack ran");
+        stop.store(true, Ordering::Relaxed);
+        t.join().expect("victim thread")
+    });
+    p.verify(&mut c).expect("verify the pattern");
+    assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
+    assert!(c.passed >= 25, "{} checks ran", c.passed);
+    assert!(runs >= 2, "the victim made progress ({runs} runs)");
+    for (who, t) in [("holder", &holder), ("idle neighbour", &idle), ("attacker", &attacker)] {
+        assert_eq!(t.counter("faults").unwrap(), 0, "{who}: no MMU fault");
+    }
+    assert_eq!(victim.stats().faults, 0, "victim: no MMU fault");
+    assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
+}
+
+/// Issue 11, bounded resources: the attacker (gpuvm-4) builds address spaces whose shadow
+/// needs far more than its host-pool quota and binds channels on them while the victim runs
+/// checked workloads. It holds at most its quota and all but the last few KiB of it; it sees a
+/// CHAN_TABLE_ERROR for the channel that no longer fits and an MMU fault of its own channel
+/// on a PDE left unshadowed; the victim's results are correct and it keeps running (its
+/// throughput during the attack is printed next to its throughput alone); once the attacker
+/// closes, the host pool is back where it was.
+#[test]
+fn mediated_hostile_exhaustion() {
+    use std::time::{Duration, Instant};
+    let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");
+    let pool0 = host.pool_free_bytes();
+    let attacker = Mediated { host: &host, v: host.create(4).expect("attacker") };
+    let victim = host.create(4).expect("victim");
+    let quota = pool0 * u64::from(attacker.v.slice().units) / u64::from(gpuvm_guest_driver::transport::mediated::GPU_UNITS);
+    let open = || -> io::Result<Box<dyn Transport>> { Ok(Box::new(host.open(&victim)?)) };
+    let run = || {
+        let t = Instant::now();
+        for name in ["mmul", "hotspot"] {
+            let r = workloads::run(name, &open, &Opts { size: Size::Small, ..Opts::default() });
+            assert!(r.ok, "victim {name}: {}", r.to_json());
+        }
+        t.elapsed()
+    };
+    let alone: Vec<Duration> = (0..2).map(|_| run()).collect();
+    let mut c = Checks::default();
+    let stop = AtomicBool::new(false);
+    let (during, attack) = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let mut d = Vec::new();
+            while !stop.load(Ordering::Relaxed) || d.is_empty() {
+                d.push(run());
+            }
+            d
+        });
+        let t0 = Instant::now();
+        hostile::exhaust(&attacker, &mut c, |c| {
+            let used = attacker.v.pool_used();
+            c.check(used <= quota && used + 0x2000 > quota, format!("the attacker holds {} KiB of its {} KiB quota", used >> 10, quota >> 10));
+            let free = host.pool_free_bytes();
+            c.check(free + used <= pool0, format!("the host pool has {} KiB free of {} KiB", free >> 10, pool0 >> 10));
+            Ok(())
+        })
+        .expect("attack ran");
+        let attack = t0.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (t.join().expect("victim thread"), attack)
+    });
+    let mean = |d: &[Duration]| d.iter().sum::<Duration>() / d.len() as u32;
+    println!(
+        "victim (mmul + hotspot): {:.0?} per run alone, {:.0?} per run during the attack ({} runs; the attack took {attack:.1?})",
+        mean(&alone),
+        mean(&during),
+        during.len()
+    );
+    assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
+    assert!(c.passed >= 7, "{} checks ran", c.passed);
+    assert_eq!(victim.stats().faults, 0, "the victim saw no fault");
+    assert_eq!(victim.counters().denied.load(Ordering::Relaxed), 0);
+    assert_eq!(attacker.v.pool_used(), 0, "the attacker holds nothing once closed");
+    assert_eq!(host.pool_free_bytes(), pool0, "the host pool is back where it was");
+    assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
 }

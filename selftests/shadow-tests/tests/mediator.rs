@@ -263,8 +263,9 @@ fn pmc_pfifo_off_then_on_resets_the_guest_pfifo() {
     assert!(r.tables.live.is_empty(), "and freed its shadows: {:?}", r.tables.live);
 }
 
-/// A guest whose address space needs more shadow tables than its quota gets an unloadable
-/// channel (a CHAN_TABLE error it can see), and the pool keeps the rest for the others.
+/// A guest whose address space needs more shadow tables than its quota gets part of it
+/// shadowed, then an unloadable channel (a CHAN_TABLE error it can see), and the pool keeps
+/// the rest for the others.
 #[test]
 fn host_pool_quota_bounds_one_guest() {
     let mut r = Rig::new(64 * MIB);
@@ -285,6 +286,39 @@ fn host_pool_quota_bounds_one_guest() {
     assert!(r.med.pool_used() <= QUOTA, "held {} of a {} quota", r.med.pool_used(), QUOTA);
     assert!(r.med.pool_used() > QUOTA / 2, "it did fill its quota: {}", r.med.pool_used());
     assert!(r.tables.live.values().sum::<u64>() <= QUOTA);
+    // Two more channels, each on an address space of its own whose PDEs hold big-page tables
+    // (8 KiB of shadow each): the first takes what is left of the quota, the second cannot be
+    // loaded and the guest sees it as the GPU reports such a channel: CHAN_TABLE_ERROR
+    // INVALID_TARGET (PFIFO INTR bit 0), not a SCHED_ERROR.
+    for (chid, inst_at, pd_at) in [(1u32, INST + 0x1000, PD + 0x1000), (2, INST + 0x2000, PD + 0x2000)] {
+        r.guest32(inst_at + u64::from(inst::PDB_LO), pd_at as u32 | target::VRAM);
+        r.guest32(inst_at + u64::from(inst::LIMIT_LO), u32::MAX);
+        r.guest32(inst_at + u64::from(inst::LIMIT_HI), 0x1f);
+        r.guest32(inst_at + u64::from(ramfc::USERD_LO), USERD as u32 | target::VRAM);
+        for i in 0..256u64 {
+            let pde = vm::pde(0x60_0000 + i * 0x2000, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE);
+            r.guest32(pd_at + i * 8, pde as u32);
+            r.guest32(pd_at + i * 8 + 4, (pde >> 32) as u32);
+        }
+        // (The Rig never enables the USERD poll area: each bind also reports NO_POLL.)
+        assert!(r.bar0(pfifo::INTR, u32::MAX));
+        assert!(r.bar0(pfifo::ChanInst::offset(chid), pfifo::ChanInst::bound(inst_at).raw()));
+        let intr = r.rd(pfifo::INTR).unwrap();
+        let code = r.rd(pfifo::CHAN_TABLE_ERROR);
+        let host_chid = 8 + chid;
+        let bound = r.host.ops.iter().any(|o| matches!(o, Op::Bind(h, Some(_)) if *h == host_chid));
+        if chid == 1 {
+            assert_ne!(code, Some(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET), "channel 1 still fits");
+            assert!(bound, "channel 1 bound on the host");
+            assert!(r.med.pool_used() <= QUOTA && r.med.pool_used() > QUOTA - 0x2000, "the quota is spent: {}", r.med.pool_used());
+        } else {
+            assert_ne!(intr & pfifo::INTR_CHAN_TABLE_ERROR, 0, "channel 2: PFIFO INTR {intr:#x}");
+            assert_eq!(code, Some(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET));
+            assert_eq!(intr & pfifo::INTR_SCHED_ERROR, 0, "not a scheduler error");
+            assert!(!bound, "channel 2 not bound on the host");
+        }
+    }
+    assert!(r.med.pool_used() <= QUOTA);
     let live_before_reset = r.tables.live.len();
     let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
     r.med.reset(&mut env);

@@ -14,14 +14,17 @@ vgpu_counter() { cat $M/$1/gpuvm/$2; }
 
 # victim_start UUID WORKLOAD...: run the workloads (gpuvm-bench, results checked against the
 # CPU reference) on vGPU UUID over and over in the background until victim_stop. Start it
-# before the attack: its runs then cover the whole attack.
+# before the attack: its runs then cover the whole attack. Each completed run appends its
+# start and end (seconds of uptime) to /tmp/victim.times.
 victim_start() {
   _vu=$1; shift
-  rm -f /tmp/victim.stop /tmp/victim.rc /tmp/victim.log
+  rm -f /tmp/victim.stop /tmp/victim.rc /tmp/victim.log /tmp/victim.times
   (
     _n=0; _rc=0
     while :; do
+      _t=$(cut -d' ' -f1 /proc/uptime)
       gpuvm-bench --mdev $_vu "$@" >> /tmp/victim.log 2>&1 || { _rc=$?; break; }
+      echo "$_t $(cut -d' ' -f1 /proc/uptime)" >> /tmp/victim.times
       _n=$((_n + 1))
       [ -e /tmp/victim.stop ] && break
     done

@@ -1,7 +1,8 @@
 //! gpuvm-hostile: a hostile guest for the isolation tests. It brings a gpuvm vGPU up with the
 //! guest driver's library and then does what a well-behaved driver never does: page-table
 //! entries outside its partition, writes to privileged registers, foreign channel ids in the
-//! channel table, the runlist and the kick register, physical-mode copies. It also plays the
+//! channel table, the runlist and the kick register, physical-mode copies, USERD pointers
+//! rewritten a word at a time, address spaces beyond its host-pool quota. It also plays the
 //! victim that holds a known pattern in its VRAM while an attacker runs.
 //!
 //! Every check prints `ok - ...` or `FAIL - ...`; the exit status is 1 if a check failed and
@@ -35,6 +36,20 @@ commands:
                   pattern), reading and writing host VRAM 0 (the host's BAR3 instance block)
                   and reading system memory; each must raise a PBDMA error on its own
                   channel and move nothing
+  pointers --target ADDR
+                  attacker: rewrite its bound channel's USERD words in its instance block
+                  one word at a time (PRAMIN) to guest VRAM ADDR (a page whose host address
+                  needs a carry into the high word) and to values outside its partition,
+                  preempting its channel and submitting after each word: the channel must
+                  keep working on the last valid whole USERD page (seen from the GPU's
+                  GP_GET write-back) or fault on itself
+  exhaust [--ready FILE --release FILE]
+                  attacker (gpuvm-2/4/8): address spaces whose shadow needs far more than
+                  its host-pool quota (256 PDEs, each with a full small-page table), its
+                  channel rebound on one, more channels on more: one must be refused with a
+                  CHAN_TABLE_ERROR and a copy through an unshadowed PDE must fault on its
+                  own channel; with --ready/--release it holds everything it got between
+                  writing FILE and the release file appearing
   leave-pattern --mib N [--reset]
                   old tenant: fill N MiB of VRAM with the pattern and close the device
                   without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
@@ -123,6 +138,12 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("registers") => hostile::registers(&v, c),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
         Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
+        Some("pointers") => hostile::pointers(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
+        Some("exhaust") => hostile::exhaust(&v, c, |_| match (&ready, &release) {
+            (Some(r), Some(rel)) => hold(r, rel),
+            (None, None) => Ok(()),
+            _ => Err(format!("--ready and --release go together\n{USAGE}")),
+        }),
         Some("leave-pattern") => {
             let addr = hostile::leave_pattern(&v, c, mib, reset)?;
             println!("pattern at guest VRAM {addr:#x}");
@@ -137,9 +158,20 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
 /// it until `release` exists, and check that no word changed meanwhile.
 fn hold_pattern(v: &Vgpu, c: &mut Checks, mib: u64, ready: &str, release: &str) -> Result<(), String> {
     let holder = PatternHolder::fill(v, c, mib)?;
-    let tmp = format!("{ready}.tmp");
-    std::fs::write(&tmp, format!("{:#x}\n", holder.vram())).map_err(|e| format!("{tmp}: {e}"))?;
-    std::fs::rename(&tmp, ready).map_err(|e| format!("{ready}: {e}"))?;
+    publish(ready, &format!("{:#x}\n", holder.vram()))?;
+    wait_release(release)?;
+    holder.verify(c)
+}
+
+/// Writes `text` to `path` atomically (a waiter never sees it half written).
+fn publish(path: &str, text: &str) -> Result<(), String> {
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{tmp}: {e}"))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Waits (bounded) until `release` exists.
+fn wait_release(release: &str) -> Result<(), String> {
     let start = Instant::now();
     while !Path::new(release).exists() {
         if start.elapsed() > HOLD_TIMEOUT {
@@ -147,5 +179,11 @@ fn hold_pattern(v: &Vgpu, c: &mut Checks, mib: u64, ready: &str, release: &str) 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    holder.verify(c)
+    Ok(())
+}
+
+/// Says it is ready in `ready`, then waits for `release`.
+fn hold(ready: &str, release: &str) -> Result<(), String> {
+    publish(ready, "ready\n")?;
+    wait_release(release)
 }

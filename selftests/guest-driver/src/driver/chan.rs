@@ -180,6 +180,16 @@ impl Channel {
         Ok(())
     }
 
+    /// GP_PUT as last submitted.
+    pub fn gp_put(&self) -> u32 {
+        self.gp_put
+    }
+
+    /// Writes the current GP_PUT to the doorbell again (PFIFO re-reads GP_PUT from USERD).
+    pub fn ring(&self, hw: &mut Hw) {
+        hw.bar_wr(Bar::Bar1, self.userd_bar1 + userd::GP_PUT as u64, self.gp_put);
+    }
+
     /// Add the channel to PFIFO's channel table (nouveau's order: CHAN word, then STATE).
     pub fn enable(&self, hw: &mut Hw) {
         hw.wr(pfifo::ChanInst::offset(self.chid), pfifo::ChanInst::bound(self.inst).raw());

@@ -319,6 +319,11 @@ impl VgpuShared {
         lock(&self.state).med.stats
     }
 
+    /// Host-pool bytes its shadows (tables, instance blocks) hold now.
+    pub fn pool_used(&self) -> u64 {
+        lock(&self.state).med.pool_used()
+    }
+
     /// Trapped and denied accesses.
     pub fn counters(&self) -> &TrapCounters {
         &self.counters

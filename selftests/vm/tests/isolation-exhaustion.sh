@@ -1,0 +1,74 @@
+# vram-mib: 6144
+# Issue 11, bounded resources. A gpuvm-8 attacker builds address spaces whose shadow needs
+# far more host VRAM than its host-pool quota (1/8 of the pool): page directories of 256 PDEs,
+# each PDE above its driver's with a full small-page table; it rebinds its channel on one and
+# binds more channels on more, while a gpuvm-4 victim, whose slice lies above 4 GiB (the
+# header above gives this test 6144 MiB GPUs; two idle gpuvm-4 vGPUs fill the slices below),
+# runs checked workloads over and over. The attacker's one bind makes the host read about
+# 1M guest page-table entries (8 MiB of shadow tables), each a PRAMIN read of the GPU: about
+# 3 minutes in the TCG VM, whose MMIO round trips cost ~50-200 us.
+# The attacker must see guest-visible errors (a CHAN_TABLE_ERROR for the channel that no
+# longer fits, an MMU fault of its own channel on a PDE left unshadowed); at its peak it holds
+# no more than its quota (host_pool_free_kib); the victim's results are all correct and it
+# completes runs while the attacker holds its quota (its time per run during the attack is
+# printed next to its time per run alone); once the attacker closes, the host pool is back
+# where it was.
+. /tests/lib.sh
+. /tests/vgpu-lib.sh
+. /tests/isolation-lib.sh
+up() { cut -d' ' -f1 /proc/uptime; }
+vgpu_setup
+a=$(vgpu_create 8)
+idle="$(vgpu_create 4) $(vgpu_create 4)"
+v=$(vgpu_create 4)
+[ "$(vgpu_counter $v vram_base_mib)" -ge 4096 ] || fail "the victim's slice at $(vgpu_counter $v vram_base_mib) MiB is not above 4 GiB (run with VRAM_MIB=6144)"
+echo "attacker VRAM at $(vgpu_counter $a vram_base_mib) MiB, victim at $(vgpu_counter $v vram_base_mib) MiB"
+f0=$(cat $PA/host_pool_free_kib)
+quota_a=$((f0 / 8)); quota_v=$((f0 / 4))
+echo "host pool: $f0 KiB free with no vGPU open; quotas: attacker (gpuvm-8) $quota_a KiB, victim (gpuvm-4) $quota_v KiB"
+
+# The victim alone.
+t0=$(up)
+for i in 1 2; do
+  gpuvm-bench --mdev $v mmul hotspot >> /tmp/alone.log 2>&1 || { cut -c1-300 /tmp/alone.log; fail "the victim failed alone"; }
+done
+t1=$(up)
+[ "$(grep -c '"ok":true' /tmp/alone.log)" = 4 ] || fail "the victim's runs alone were not all correct"
+[ "$(cat $PA/host_pool_free_kib)" = $f0 ] || fail "host pool $(cat $PA/host_pool_free_kib) KiB free after the victim's runs, not $f0"
+
+victim_start $v mmul hotspot
+rm -f /tmp/ex.ready /tmp/ex.release
+a0=$(up)
+gpuvm-hostile --mdev $a exhaust --ready /tmp/ex.ready --release /tmp/ex.release > /tmp/ex.log 2>&1 &
+ep=$!
+wait_file /tmp/ex.ready 280 $ep
+peak=$(up)
+fp=$(cat $PA/host_pool_free_kib)
+touch /tmp/ex.release
+rc=0; wait $ep || rc=$?
+a1=$(up)
+cat /tmp/ex.log
+victim_stop
+f1=$(cat $PA/host_pool_free_kib)
+vgpu_counters $a attacker; vgpu_counters $v victim
+used=$((f0 - fp))
+echo "host pool: $fp KiB free at the attacker's peak ($used KiB held by the attacker and the victim), $f1 KiB after it closed"
+# Throughput: time per victim run overlapping the attack against time per run alone, and the
+# runs it completed while the attacker's shadows were being built (its progress).
+awk -v t0=$t0 -v t1=$t1 -v a0=$a0 -v p=$peak -v a1=$a1 '
+  { if ($1 < a1 && $2 > a0) { n++; s += $2 - $1 } if ($2 > a0 && $2 <= p) b++ }
+  END {
+    alone = (t1 - t0) / 2
+    printf "victim (mmul + hotspot): %.1f s per run alone; during the attack (%.1f s, %.1f s of it building the shadows) %d runs, %.1f s per run (%.2fx); %d runs completed while the shadows were built\n", alone, a1 - a0, p - a0, n, n ? s / n : 0, n ? s / n / alone : 0, b
+  }' /tmp/victim.times
+built=$(awk -v a0=$a0 -v p=$peak '$2 > a0 && $2 <= p { b++ } END { print b + 0 }' /tmp/victim.times)
+[ $rc = 0 ] || fail "attacker checks failed (rc=$rc)"
+[ "$built" -ge 1 ] || fail "the victim completed no run while the attacker's shadows were built"
+[ $used -ge $((quota_a - 8)) ] || fail "at its peak the attacker did not fill its quota ($used KiB held, quota $quota_a KiB)"
+[ $used -le $((quota_a + quota_v)) ] || fail "$used KiB of the host pool held at the peak: more than the attacker's and the victim's quotas ($quota_a + $quota_v KiB)"
+[ $f1 = $f0 ] || fail "the host pool is not back where it was: $f1 KiB free, $f0 before"
+[ "$(vgpu_counter $a faults)" -ge 1 ] || fail "the attacker saw no MMU fault"
+untouched $v victim
+for u in $idle; do untouched $u "idle neighbour"; done
+for u in $a $idle $v; do vgpu_remove $u; done
+vgpu_check_empty
