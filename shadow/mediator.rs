@@ -382,6 +382,8 @@ impl<S: Storage> Mediator<S> {
                 env.host.report(e);
             }
         }
+        // Tables the sync replaced go back to the pool only after that flush.
+        space.vm.reclaim(senv.alloc);
     }
 
     /// Brings every space used by `chans` up to date before the GPU may walk it.
