@@ -480,8 +480,11 @@ impl<S: Storage> Mediator<S> {
         }
         // A write into a bound instance block is mirrored into its shadow.
         let slice = self.slice();
+        let may_run = self.may_run();
         for (chid, ch) in self.chans.iter().enumerate() {
-            let Some(ch) = ch.0 else { continue };
+            // Runnable on the host only if the guest's enables allow it (a torn pointer
+            // update restarts only a channel that was running).
+            let Some(ch) = ch.0.map(|c| Chan { runnable: c.runnable && may_run, ..c }) else { continue };
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
                 continue;
             }
