@@ -754,8 +754,13 @@ impl<S: Storage> Mediator<S> {
 
     // ---- BAR1 / BAR3
 
-    /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address.
+    /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address. An
+    /// unaligned word is refused: host VRAM takes aligned words, and one straddling two
+    /// entries would change the second unseen by write tracking.
     fn bar_target(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, write: bool) -> Option<(u64, u64)> {
+        if !off.is_multiple_of(4) {
+            return None;
+        }
         let slice = self.slice();
         let b = bar_index(bar);
         let guest = match self.bars[b] {

@@ -353,3 +353,22 @@ fn a_mirrored_pointer_does_not_restart_a_channel_the_guest_stopped() {
         assert!(r.host.ops.contains(&Op::Runnable(8, true)), "back on when the guest enables it: {:?}", r.host.ops);
     }
 }
+
+/// A BAR1/BAR3 word at an unaligned offset is refused (reads nothing, writes nothing): host
+/// VRAM takes aligned words, and a word straddling two page-table entries would change the
+/// second unseen by write tracking (found by the mediator fuzz).
+#[test]
+fn unaligned_bar_words_are_refused() {
+    use gpuvm_shadow_tests::vregs::Bar;
+    let mut r = Rig::new(64 * MIB);
+    let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
+    for bar in [Bar::Bar1, Bar::Bar3] {
+        for off in [1, 2, 3, 0x1006, 16 * MIB - 2] {
+            assert!(!r.med.bar_write(&mut env, bar, off, u32::MAX), "{bar:?} write at {off:#x}");
+            assert_eq!(r.med.bar_read(&mut env, bar, off), None, "{bar:?} read at {off:#x}");
+        }
+        assert!(r.med.bar_write(&mut env, bar, 0x1004, 7));
+        assert_eq!(r.med.bar_read(&mut env, bar, 0x1004), Some(7));
+    }
+    assert_eq!(r.vram.0.keys().copied().collect::<Vec<_>>(), [64 * MIB + 0x1004], "only the aligned word was written");
+}
