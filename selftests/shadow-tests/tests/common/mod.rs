@@ -12,6 +12,15 @@ use gpuvm_shadow_tests::partition::Slice;
 use gpuvm_shadow_tests::shadow_vm::TableAlloc;
 
 pub const MIB: u64 = 1 << 20;
+
+/// Cases a fuzz property runs: `short` in `cargo test` / `make test`, or the count in the
+/// environment variable `GPUVM_FUZZ_CASES` for a long run (README, "Fuzzing").
+pub fn fuzz_cases(short: u32) -> u32 {
+    match std::env::var("GPUVM_FUZZ_CASES") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("GPUVM_FUZZ_CASES={s:?} is not a number")),
+        Err(_) => short,
+    }
+}
 /// Host VRAM layout of the tests: shadow tables below, one 8 MiB guest partition above.
 pub const SHADOW_BASE: u64 = 0x1000;
 pub const SHADOW_END: u64 = 8 * MIB;
