@@ -75,6 +75,33 @@ impl Vram for ByteVram {
     }
 }
 
+/// Host VRAM as a guest-structure parser may see it: reads outside the test partition are
+/// counted (a parser reads the guest only through `GuestVram`, so there must be none), and
+/// nothing may be written.
+pub struct Fenced<'a> {
+    pub v: &'a ByteVram,
+    pub outside: Cell<u64>,
+}
+
+impl<'a> Fenced<'a> {
+    pub fn new(v: &'a ByteVram) -> Self {
+        Fenced { v, outside: Cell::new(0) }
+    }
+}
+
+impl Vram for Fenced<'_> {
+    fn read32(&self, pa: u64) -> u32 {
+        if !(GUEST_BASE..GUEST_BASE + GUEST_SIZE).contains(&pa) {
+            self.outside.set(self.outside.get() + 1);
+            return 0;
+        }
+        self.v.read32(pa)
+    }
+    fn write32(&mut self, pa: u64, _: u32) {
+        panic!("a parser wrote host VRAM at {pa:#x}");
+    }
+}
+
 /// Guest system memory: IOVAs below `size` are mapped, at host bus address `host_base + iova`.
 pub struct FakeSys {
     pub host_base: u64,
@@ -94,7 +121,7 @@ impl FakeSys {
 impl SysMem for FakeSys {
     fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
         self.pins += 1;
-        (iova.checked_add(len)? <= self.size).then(|| self.host_base + iova)
+        (iova.checked_add(len)? <= self.size).then(|| self.host_base.wrapping_add(iova))
     }
 }
 
