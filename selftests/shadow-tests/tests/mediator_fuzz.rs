@@ -32,7 +32,10 @@
 //! 6. no panic, and each step does a bounded number of host accesses (an unbounded loop
 //!    would exceed it);
 //! 7. sentinel words in the other partition, a neighbour's and the host's own area never
-//!    change.
+//!    change;
+//! 8. host interrupt events naming only other channels change nothing the guest can read, and
+//!    a guest that wrote its VRAM or had a channel bound is marked for scrubbing at reset or
+//!    close.
 //!
 //! `make test` runs a short case count; set `GPUVM_FUZZ_CASES` for a long run (README).
 
@@ -44,7 +47,7 @@ use std::rc::Rc;
 
 use common::{fuzz_cases, FakeClock, MIB};
 use gpuvm_shadow_tests::channel::{RunlistPart, RAMFC_COPIED};
-use gpuvm_shadow_tests::gf100::{inst, mmu, pbus, pci, pfifo, pmc, ramfc, target, userd, vm};
+use gpuvm_shadow_tests::gf100::{inst, mmu, pbus, pci, pfifo, pgraph, pmc, ramfc, target, userd, vm};
 use gpuvm_shadow_tests::host_gpu::{HostError, HostEvents, HostFault, PbdmaError, PgraphError};
 use gpuvm_shadow_tests::mediator::{Env, GuestMemory, HostChannels, Mediator};
 use gpuvm_shadow_tests::memory::{SysMem, Vram};
@@ -1323,6 +1326,9 @@ struct GuestModel {
 
 struct Case {
     w: Rc<RefCell<World>>,
+    /// The guest wrote its VRAM or had a channel bound since its last reset: its partition
+    /// may hold its data, and the mediator must say so (the kernel then scrubs it).
+    dirty: [bool; 2],
     med: [Mediator<HostStorage>; 2],
     model: [GuestModel; 2],
     clock: FakeClock,
@@ -1339,6 +1345,7 @@ impl Case {
         }
         Case {
             w: Rc::new(RefCell::new(world)),
+            dirty: [false; 2],
             med: [
                 Mediator::new(s[A], pmc::BOOT_0_QUADRO_6000, quota).expect("mediator"),
                 Mediator::new(s[B], pmc::BOOT_0_QUADRO_6000, B_QUOTA).expect("mediator"),
@@ -1442,6 +1449,9 @@ impl Case {
                 let close = matches!(op, Op::Close);
                 self.call(who, |m, e| if close { m.close(e) } else { m.reset(e) });
                 self.model[who] = GuestModel::default();
+                let touched = self.med[who].take_touched();
+                prop_assert!(touched || !self.dirty[who], "vGPU {} wrote its VRAM or bound a channel, but its partition is not marked for scrubbing", who);
+                self.dirty[who] = false;
                 let w = self.w.borrow();
                 let t = &w.t[who];
                 prop_assert!(w.held(who) == 0 && self.med[who].pool_used() == 0, "after a reset vGPU {} holds {:#x} pool bytes", who, w.held(who));
@@ -1449,8 +1459,21 @@ impl Case {
                 prop_assert!(!close || t.pinned.is_empty(), "after a close vGPU {} still pins {} pages", who, t.pinned.len());
             }
             Op::Deliver { nonstall, fault, pbdma, pgraph } => {
-                let insts: Vec<u64> = self.w.borrow().t[who].bound.values().copied().collect();
-                let pick = |s: u64| if s < 8 { insts.get(s as usize).copied().unwrap_or(s) } else { s << 12 };
+                let (own, other): (Vec<u64>, Vec<u64>) = {
+                    let w = self.w.borrow();
+                    (w.t[who].bound.values().copied().collect(), w.t[1 - who].bound.values().copied().collect())
+                };
+                // Selectors: its own shadow instance blocks, the other vGPU's, anything.
+                let pick = |s: u64| match s {
+                    0..4 => own.get(s as usize).copied().unwrap_or(s),
+                    4..8 => other.get(s as usize - 4).copied().unwrap_or(s),
+                    _ => s << 12,
+                };
+                let names_own = nonstall
+                    || fault.is_some_and(|(u, s)| (u as usize) < HostEvents::default().faults.len() && own.contains(&pick(s)))
+                    || pbdma.is_some_and(|(i, h)| (i as usize) < HostEvents::default().pbdma.len() && slice.channel_from_host(h).is_some())
+                    || pgraph.is_some_and(|s| own.contains(&pick(s)));
+                let before = (!names_own).then(|| self.observe(who));
                 let mut ev = HostEvents { nonstall, ..HostEvents::default() };
                 if let Some((unit, s)) = fault {
                     if let Some(f) = ev.faults.get_mut(unit as usize) {
@@ -1464,6 +1487,9 @@ impl Case {
                 }
                 ev.pgraph = pgraph.map(|s| PgraphError { intr: 1 << 20, data_error: 0x101, trapped: [1, 2], inst: pick(s) });
                 self.med[who].deliver(&ev);
+                if let Some(before) = before {
+                    prop_assert_eq!(before, self.observe(who), "host events of other channels reached vGPU {}: {:x?}", who, ev);
+                }
                 let _ = self.med[who].take_irq_edge();
             }
             Op::Lazy(lazy) => self.w.borrow_mut().mode = if lazy { SyncMode::Lazy } else { SyncMode::Naive },
@@ -1475,6 +1501,16 @@ impl Case {
         }
         let _ = self.med[who].take_irq_edge();
         self.check(who, op, expect.filter(|_| accepted), accepted)
+    }
+
+    /// What the guest can see of its interrupt state: the line and the status registers.
+    fn observe(&mut self, who: usize) -> (bool, Vec<Option<u32>>) {
+        let mut regs = vec![pfifo::INTR, pfifo::VM_FAULT_UNITS, pfifo::PBDMA_INTR_UNITS, pfifo::ENGINE_INTR_UNITS, pfifo::engine_intr(0)];
+        regs.extend([pgraph::INTR, pgraph::DATA_ERROR_CODE, pgraph::INTR_CHANNEL_INST, pmc::INTR_HOST]);
+        regs.extend((0..pfifo::PBDMA_COUNT).flat_map(|i| [pfifo::PBDMA_INTR, pfifo::PBDMA_METHOD, pfifo::PBDMA_CHID].map(|r| pfifo::pbdma_base(i) + r)));
+        regs.extend((0..pfifo::VM_FAULT_UNITS_MAX).flat_map(|u| [pfifo::VmFaultInst::offset(u), pfifo::VmFaultInfo::offset(u)]));
+        let values = regs.into_iter().map(|off| self.call(who, |m, e| m.bar0_read(e, off))).collect();
+        (self.med[who].irq_line(), values)
     }
 
     /// The invariants after a step of `who`.
@@ -1494,6 +1530,9 @@ impl Case {
                     "guest write {:x?} expected at {:x?}, partition writes {:x?}", op, at, writes);
             }
             _ => prop_assert!(writes.is_empty(), "{:x?} wrote the partition: {:x?}", op, writes),
+        }
+        if !writes.is_empty() || !w.t[who].bound.is_empty() {
+            self.dirty[who] = true;
         }
         for (k, t) in w.t.iter().enumerate() {
             let med = &self.med[k];
