@@ -389,6 +389,8 @@ impl<S: Storage> Mediator<S> {
                 env.host.report(e);
             }
         }
+        // Tables the sync replaced go back to the pool only after that flush.
+        space.vm.reclaim(senv.alloc);
     }
 
     /// Brings every space used by `chans` up to date before the GPU may walk it.
@@ -486,8 +488,11 @@ impl<S: Storage> Mediator<S> {
         // A write into a bound instance block is mirrored into its shadow.
         let slice = self.slice();
         let mut moved_userd = 0u128;
+        let may_run = self.may_run();
         for (chid, ch) in self.chans.iter().enumerate() {
-            let Some(ch) = ch.0 else { continue };
+            // Runnable on the host only if the guest's enables allow it (a torn pointer
+            // update restarts only a channel that was running).
+            let Some(ch) = ch.0.map(|c| Chan { runnable: c.runnable && may_run, ..c }) else { continue };
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
                 continue;
             }
@@ -792,8 +797,13 @@ impl<S: Storage> Mediator<S> {
 
     // ---- BAR1 / BAR3
 
-    /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address.
+    /// Guest VRAM address behind guest BAR `bar` offset `off`, with its host address. An
+    /// unaligned word is refused: host VRAM takes aligned words, and one straddling two
+    /// entries would change the second unseen by write tracking.
     fn bar_target(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, write: bool) -> Option<(u64, u64)> {
+        if !off.is_multiple_of(4) {
+            return None;
+        }
         let slice = self.slice();
         let b = bar_index(bar);
         let guest = match self.bars[b] {

@@ -77,6 +77,9 @@ pub struct PdeShadow {
     dirty: bool,
     /// Big-page and small-page tables ([`PageSize::index`]).
     tables: [TableShadow; 2],
+    /// Tables a sync replaced: the GPU may still walk them through a PDE it cached until the
+    /// host TLB is flushed, so they go back to the pool only then ([`ShadowVm::reclaim`]).
+    retired: [TableShadow; 2],
 }
 
 /// Counters for sysfs (`shadow_syncs`, `pte_writes`) and benchmarks.
@@ -232,11 +235,15 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                     t.mark(0, t.entries);
                 }
             }
+            let mut publish = None;
             if p.dirty {
                 work = true;
-                self.sync_pde(i as u64, &mut p, vram, slice, alloc);
+                publish = Some(self.sync_pde(i as u64, &mut p, vram, slice, alloc));
             }
             for size in PageSize::ALL {
+                // A new table is filled before its PDE points at it; any other may be walked
+                // by the GPU while it is written.
+                let live = publish.is_none_or(|(_, fresh): (u64, u8)| fresh & (1 << size.index()) == 0);
                 let t = &mut p.tables[size.index()];
                 if t.host == 0 || t.dirty_lo >= t.dirty_hi {
                     continue;
@@ -254,12 +261,19 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                     // reading the shadow back (a read is a round trip, a write is posted).
                     // Untracked syncs re-read everything: write only what changed.
                     if self.tracked || vram.read64(t.host + off) != entry {
-                        vram.write64(t.host + off, entry);
+                        if live {
+                            write_live_entry(vram, t.host + off, entry);
+                        } else {
+                            vram.write64(t.host + off, entry);
+                        }
                         self.stats.shadow_writes += 1;
                     }
                 }
                 t.dirty_lo = 0;
                 t.dirty_hi = 0;
+            }
+            if let Some((entry, _)) = publish {
+                self.publish_pde(i as u64, entry, vram);
             }
             if let Some(slot) = self.pdes.get_mut(i) {
                 *slot = p;
@@ -272,8 +286,10 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         self.synced = self.flushes;
     }
 
-    /// Re-reads guest PDE `i` and rebuilds the shadow PDE and its tables' placement. A table
-    /// whose guest address or size changed gets a fresh shadow table, fully marked.
+    /// Re-reads guest PDE `i` and rebuilds its tables' placement: a table whose guest address
+    /// or size changed gets a fresh shadow table, fully marked, and the old one is retired.
+    /// Returns the shadow PDE to publish once the fresh tables are filled, and which tables
+    /// are fresh (bit [`PageSize::index`]).
     fn sync_pde<V: Vram + ?Sized, A: TableAlloc + ?Sized>(
         &mut self,
         i: u64,
@@ -281,7 +297,8 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         vram: &mut V,
         slice: &Slice,
         alloc: &mut A,
-    ) {
+    ) -> (u64, u8) {
+        let mut fresh = 0;
         let raw = GuestVram::new(&*vram, *slice).read64(self.desc.pd + i * vm::PDE_SIZE).unwrap_or(0);
         self.stats.guest_reads += 1;
         p.dirty = false;
@@ -303,7 +320,12 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
             let same = want == Some(t.guest) && t.host != 0 && u64::from(t.entries) == entries;
             if !same {
                 if t.host != 0 {
-                    alloc.free(t.host, t.bytes());
+                    let r = &mut p.retired[size.index()];
+                    // One left from a sync whose caller did not reclaim: it has had its flush.
+                    if r.host != 0 {
+                        alloc.free(r.host, r.bytes());
+                    }
+                    *r = *t;
                 }
                 *t = TableShadow::default();
                 if let Some(g) = want {
@@ -311,8 +333,13 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                         Some(host) => {
                             *t = TableShadow { guest: g, host, entries: entries as u32, dirty_lo: 0, dirty_hi: 0 };
                             t.mark(0, entries as u32);
+                            fresh |= 1 << size.index();
                         }
-                        None => self.stats.alloc_failures += 1,
+                        None => {
+                            self.stats.alloc_failures += 1;
+                            // Retried at the next sync, when the retired table may be back.
+                            p.dirty = true;
+                        }
                     }
                 }
             }
@@ -325,18 +352,41 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                 }
             }
         }
-        let entry = shadow.encode();
+        (shadow.encode(), fresh)
+    }
+
+    /// Writes shadow PDE `i`, which the GPU may walk meanwhile. Each half is one word, but the
+    /// SIZE field in the low word sizes both tables: when it changes, the small-page half is
+    /// taken away first, so no walk pairs a table with a size it was not allocated for.
+    fn publish_pde<V: Vram + ?Sized>(&mut self, i: u64, entry: u64, vram: &mut V) {
         let at = self.pd_host + i * vm::PDE_SIZE;
-        if vram.read64(at) != entry {
-            vram.write64(at, entry);
-            self.stats.shadow_writes += 1;
+        let old = vram.read64(at);
+        if old == entry {
+            return;
+        }
+        let size = vm::PDE_SIZE_MASK << vm::PDE_SIZE_SHIFT;
+        if (old ^ entry) & size != 0 && old >> 32 != 0 {
+            vram.write32(at + 4, 0);
+        }
+        vram.write32(at, entry as u32);
+        vram.write32(at + 4, (entry >> 32) as u32);
+        self.stats.shadow_writes += 1;
+    }
+
+    /// Frees the tables syncs replaced. Call after the host TLB flush that follows a sync.
+    pub fn reclaim<A: TableAlloc + ?Sized>(&mut self, alloc: &mut A) {
+        for p in self.pdes.iter_mut().take(self.count as usize) {
+            for t in p.retired.iter_mut().filter(|t| t.host != 0) {
+                alloc.free(t.host, t.bytes());
+                *t = TableShadow::default();
+            }
         }
     }
 
     /// Gives every shadow table and the PD back; the shadow must no longer be bound.
     pub fn release<A: TableAlloc + ?Sized>(mut self, alloc: &mut A) -> S {
         for p in self.pdes.iter_mut() {
-            for t in p.tables.iter_mut() {
+            for t in p.tables.iter_mut().chain(p.retired.iter_mut()) {
                 if t.host != 0 {
                     alloc.free(t.host, t.bytes());
                     *t = TableShadow::default();
@@ -345,5 +395,18 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         }
         alloc.free(self.pd_host, self.pd_bytes);
         self.pdes
+    }
+}
+
+/// Replaces shadow entry `at`, which the GPU may be walking, in 32-bit writes: the address is
+/// in the low word and the aperture in the high word, so the entry is not VALID while the high
+/// word changes, and no walk pairs one entry's address with the other's aperture.
+fn write_live_entry<V: Vram + ?Sized>(vram: &mut V, at: u64, entry: u64) {
+    let (lo, hi) = (entry as u32, (entry >> 32) as u32);
+    let valid = vm::PTE_VALID as u32;
+    vram.write32(at, lo & !valid);
+    vram.write32(at + 4, hi);
+    if lo & valid != 0 {
+        vram.write32(at, lo);
     }
 }

@@ -252,3 +252,83 @@ proptest! {
         prop_assert_eq!(n, owned.min(cap));
     }
 }
+
+/// Guest VRAM addresses of a structure: 4 KiB pages and words around the partition's end,
+/// unaligned ones, and anything.
+fn placement() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => (0..GUEST_SIZE >> 12).prop_map(|p| p << 12),
+        2 => (GUEST_SIZE - 0x2000..GUEST_SIZE + 0x1000).prop_map(|a| a & !3),
+        1 => (0..GUEST_SIZE).prop_map(|a| a & !3),
+        1 => any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases(512)))]
+
+    /// An instance block anywhere with any USERD words: shadowed exactly when the block is an
+    /// aligned 4 KiB inside the partition and USERD names a VRAM page inside it; then the
+    /// shadow's USERD is that page moved by `vram_base` and its gate is closed whatever the
+    /// guest wrote there; otherwise nothing at all is written.
+    #[test]
+    fn shadow_instance_accepts_exactly_blocks_and_userd_inside(
+        at in placement(), userd in placement(), target in prop_oneof![3 => Just(target::VRAM), 1 => 0u32..4],
+        hi in prop_oneof![3 => Just(0u32), 1 => any::<u32>()], gate in any::<u32>(),
+    ) {
+        let s = slice();
+        let mut v = ByteVram::new();
+        let lo = (userd as u32 & ramfc::USERD_ADDR_MASK) | target;
+        for (off, x) in [(ramfc::USERD_LO, lo), (ramfc::USERD_HI, hi), (ramfc::HCE_CTRL, gate)] {
+            if let Some(a) = at.checked_add(u64::from(off)).filter(|a| a + 4 <= GUEST_SIZE) {
+                v.guest32(a, x);
+            }
+        }
+        v.writable = HOST_INST..HOST_INST + inst::SIZE;
+        let before = v.writes.get();
+        let r = shadow_instance(&mut v, &s, at, HOST_INST, &SHADOW);
+        let page = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32;
+        let inside = at.is_multiple_of(inst::SIZE) && at.checked_add(inst::SIZE).is_some_and(|e| e <= GUEST_SIZE);
+        let userd_ok = target == target::VRAM && page + userd::SIZE <= GUEST_SIZE;
+        prop_assert_eq!(r.is_ok(), inside && userd_ok, "{:?}", r);
+        if r.is_err() {
+            prop_assert_eq!(v.writes.get(), before, "a refused block left writes behind");
+            return Ok(());
+        }
+        let h = |off: u32| v.read32(HOST_INST + u64::from(off));
+        let host = u64::from(h(ramfc::USERD_LO) & ramfc::USERD_ADDR_MASK) | u64::from(h(ramfc::USERD_HI)) << 32;
+        prop_assert_eq!(host, GUEST_BASE + page);
+        prop_assert_eq!(h(ramfc::USERD_LO) & ramfc::USERD_TARGET_MASK, target::VRAM);
+        prop_assert_eq!(h(ramfc::HCE_CTRL), 0);
+    }
+
+    /// A runlist anywhere, of any length, with any entries: only the vGPU's own channels, each
+    /// once, each from an entry that names it with the right second word inside the
+    /// partition; every entry up to the count either listed or refused; nothing read outside.
+    #[test]
+    fn guest_runlist_of_any_placement_and_length(
+        at in placement(), count in prop_oneof![0u32..16, any::<u32>()],
+        entries in proptest::collection::vec((prop_oneof![0u32..20, any::<u32>()], prop_oneof![3 => Just(pfifo::RUNLIST_ENTRY_WORD1), 1 => any::<u32>()]), 0..16),
+    ) {
+        let s = slice();
+        let mut v = ByteVram::new();
+        for (i, &(c, w1)) in entries.iter().enumerate() {
+            if let Some(a) = at.checked_add(8 * i as u64).filter(|a| a + 8 <= GUEST_SIZE) {
+                v.guest32(a, c);
+                v.guest32(a + 4, w1);
+            }
+        }
+        let f = Fenced::new(&v);
+        let r = read_guest_runlist(&GuestVram::new(&f, s), &s, at, count);
+        prop_assert_eq!(f.outside.get(), 0);
+        let n = count.min(pfifo::RunlistSubmit::COUNT_MAX);
+        prop_assert_eq!(r.channels.len() + r.refused, n);
+        for c in r.channels.iter() {
+            prop_assert!(c < s.channels, "foreign channel {}", c);
+            let named = (0..u64::from(n)).any(|i| {
+                at.checked_add(8 * i).filter(|a| a + 8 <= GUEST_SIZE).is_some_and(|a| v.read32(GUEST_BASE + a) == c && v.read32(GUEST_BASE + a + 4) == pfifo::RUNLIST_ENTRY_WORD1)
+            });
+            prop_assert!(named, "channel {} listed without an entry naming it", c);
+        }
+    }
+}

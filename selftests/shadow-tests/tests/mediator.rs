@@ -362,3 +362,47 @@ fn guest_channels_never_get_the_physical_copy_gate() {
     other.med.deliver(&ev, false);
     assert_eq!(other.rd(b + pfifo::PBDMA_INTR), Some(0));
 }
+
+/// A pointer whose two shadow words both change (USERD moved across 4 GiB of host VRAM) is
+/// mirrored with the channel stopped around it; with the guest's PFIFO off, the channel must
+/// stay stopped afterwards, not be made runnable behind the guest's back (found by the
+/// mediator fuzz).
+#[test]
+fn a_mirrored_pointer_does_not_restart_a_channel_the_guest_stopped() {
+    let base = (4 << 30) - 8 * MIB;
+    let mut r = Rig::new(base);
+    r.channel_up();
+    let hi = r.host_inst();
+    for (off, on) in [(pfifo::CTRL, pfifo::CTRL_ENABLE), (pmc::ENABLE, pmc::ENABLE_ALL)] {
+        assert!(r.bar0(off, 0));
+        r.host.ops.clear();
+        let new = if off == pfifo::CTRL { 12 * MIB } else { USERD };
+        r.pramin(INST + u64::from(ramfc::USERD_LO), new as u32 | target::VRAM);
+        assert_eq!(u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_LO)) & ramfc::USERD_ADDR_MASK) | u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_HI))) << 32, base + new);
+        assert!(!r.host.ops.contains(&Op::Runnable(8, true)), "made runnable with the guest's PFIFO off: {:?}", r.host.ops);
+        if off == pmc::ENABLE {
+            break;
+        }
+        assert!(r.bar0(off, on));
+        assert!(r.host.ops.contains(&Op::Runnable(8, true)), "back on when the guest enables it: {:?}", r.host.ops);
+    }
+}
+
+/// A BAR1/BAR3 word at an unaligned offset is refused (reads nothing, writes nothing): host
+/// VRAM takes aligned words, and a word straddling two page-table entries would change the
+/// second unseen by write tracking (found by the mediator fuzz).
+#[test]
+fn unaligned_bar_words_are_refused() {
+    use gpuvm_shadow_tests::vregs::Bar;
+    let mut r = Rig::new(64 * MIB);
+    let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
+    for bar in [Bar::Bar1, Bar::Bar3] {
+        for off in [1, 2, 3, 0x1006, 16 * MIB - 2] {
+            assert!(!r.med.bar_write(&mut env, bar, off, u32::MAX), "{bar:?} write at {off:#x}");
+            assert_eq!(r.med.bar_read(&mut env, bar, off), None, "{bar:?} read at {off:#x}");
+        }
+        assert!(r.med.bar_write(&mut env, bar, 0x1004, 7));
+        assert_eq!(r.med.bar_read(&mut env, bar, 0x1004), Some(7));
+    }
+    assert_eq!(r.vram.0.keys().copied().collect::<Vec<_>>(), [64 * MIB + 0x1004], "only the aligned word was written");
+}

@@ -168,3 +168,96 @@ proptest! {
         let _ = walk(&v, &d, va);
     }
 }
+
+/// A guest entry: VRAM inside and beyond the partition, system memory, peer, or anything.
+fn guest_entry() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        2 => (0..GUEST_SIZE >> 12).prop_map(|p| vram_pte(p << 12, p % 3 == 0)),
+        1 => (GUEST_SIZE >> 12..1 << 28).prop_map(|p| vram_pte(p << 12, false)),
+        1 => (0..SYS_SIZE >> 11).prop_map(|p| sys_pte(p << 12)),
+        1 => (0..SYS_SIZE >> 16).prop_map(|p| sys_pte(p << 17)),
+        1 => (0u64..1 << 28).prop_map(|p| vm::pte(p << 12, vm::PTE_APER_PEER, false, 0)),
+        2 => (0..GUEST_SIZE >> 12, 0..GUEST_SIZE >> 12, 0u64..4, 0u64..4, 0u64..4)
+            .prop_map(|(b, s, ab, as_, z)| vm::pde(b << 12, ab, s << 12, as_) | z << vm::PDE_SIZE_SHIFT),
+        2 => any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases(1024)))]
+
+    /// Any instance-block words (PD anywhere, any limit), any VA, guest entries placed where
+    /// the walk will look: the walk reads nothing outside the partition and never panics, and
+    /// a translation it returns is within the limit and not a peer's.
+    #[test]
+    fn walker_reads_only_the_partition_whatever_the_guest_wrote(
+        pd_page in prop_oneof![0..GUEST_SIZE >> 12, 0u64..1 << 28], pdb_hi in prop_oneof![Just(0u32), any::<u32>()],
+        limit in prop_oneof![Just(CHAN_LIMIT), Just(VA_MAX), any::<u64>()],
+        va in prop_oneof![0..4 * PDE_SPAN, any::<u64>()],
+        pde in guest_entry(), big in guest_entry(), small in guest_entry(),
+    ) {
+        let mut v = ByteVram::new();
+        let Some(d) = VmDesc::from_words((pd_page << 12) as u32, pdb_hi, limit as u32, (limit >> 32) as u32) else { return Ok(()) };
+        let put = |v: &mut ByteVram, at: Option<u64>, x: u64| {
+            if let Some(at) = at.filter(|&a| a.is_multiple_of(8) && a.checked_add(8).is_some_and(|e| e <= GUEST_SIZE)) {
+                v.guest64(at, x);
+            }
+        };
+        put(&mut v, (va >> PDE_SHIFT).checked_mul(8).and_then(|o| d.pd.checked_add(o)), pde);
+        let p = Pde::decode(pde);
+        for (size, x) in [(PageSize::Big, big), (PageSize::Small, small)] {
+            let at = p.table(size).map(|t| t.addr + ((va >> size.shift()) & (size.full_entries() - 1)) * 8);
+            put(&mut v, at, x);
+        }
+        let f = Fenced::new(&v);
+        let r = translate(&GuestVram::new(&f, slice()), &d, va);
+        prop_assert_eq!(f.outside.get(), 0, "read outside the partition");
+        if let Ok(t) = r {
+            prop_assert!(va <= d.limit && t.aperture != Aperture::Peer, "{:x?}", t);
+        }
+    }
+
+    /// Any guest PTE of either size, a partition anywhere a VRAM PTE can name, a pinning that
+    /// returns any host address: the shadow entry of an invalid PTE is 0; a VALID one points
+    /// wholly inside the partition with no peer-index bits (VRAM), or at exactly the host
+    /// address pinning returned, aligned to the page and representable (system memory); never
+    /// at a peer, never with a compression tag, with the guest's read-only bit and kind.
+    #[test]
+    fn shadow_pte_is_inside_pinned_or_not_valid(
+        raw in prop_oneof![guest_entry(), any::<u64>().prop_map(|x| x | vm::PTE_VALID)], big in any::<bool>(),
+        base_units in 0u64..1 << 15, units in 1u64..64,
+        sys_base in prop_oneof![Just(SYS_HOST_BASE), (0u64..1 << 30).prop_map(|p| p << 12), any::<u64>()], sys_size in prop_oneof![Just(SYS_SIZE), any::<u64>()],
+    ) {
+        // 2 MiB units up to 2^36 + 128 MiB: within the 25-bit VRAM address of a PTE.
+        let s = Slice { vram_base: base_units << 21, vram_size: units << 21, ..slice() };
+        let size = if big { PageSize::Big } else { PageSize::Small };
+        let mut sys = FakeSys { host_base: sys_base, size: sys_size, pins: 0 };
+        let e = shadow_pte(raw, size, &s, &mut sys);
+        let Some(g) = Pte::decode(raw) else {
+            prop_assert_eq!(e, 0);
+            return Ok(());
+        };
+        if e & vm::PTE_VALID == 0 {
+            prop_assert_eq!(e, REFUSED_PTE);
+            return Ok(());
+        }
+        let h = Pte::decode(e).unwrap();
+        prop_assert_eq!(e >> vm::PTE_COMPTAG_SHIFT, 0);
+        prop_assert_eq!((h.read_only, h.kind, h.aperture), (g.read_only, g.kind, g.aperture));
+        let page = size.bytes();
+        match h.aperture {
+            Aperture::Vram => {
+                prop_assert_eq!((e >> vm::PTE_ADDR_SHIFT) & !vm::PTE_VRAM_ADDR_MASK & vm::PTE_ADDR_MASK, 0, "peer-index bits");
+                let lo = h.addr & !(page - 1);
+                prop_assert!(lo >= s.vram_base && h.addr + page <= s.vram_base + s.vram_size, "{:#x} outside {:x?}", h.addr, s);
+                prop_assert_eq!(h.addr, s.vram_base + g.addr);
+            }
+            Aperture::SysCoherent | Aperture::SysNonCoherent => {
+                prop_assert!(g.addr.checked_add(page).is_some_and(|end| end <= sys_size), "unmapped IOVA {:#x} accepted", g.addr);
+                prop_assert_eq!(h.addr, sys_base.wrapping_add(g.addr));
+                prop_assert!(h.addr.is_multiple_of(page) && h.addr + page <= 1 << 40);
+            }
+            Aperture::Peer => prop_assert!(false, "a peer PTE shadowed VALID: {:#x}", e),
+        }
+    }
+}

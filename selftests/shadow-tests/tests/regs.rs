@@ -41,6 +41,43 @@ fn lookup_finds_every_row_and_nothing_between() {
     }
 }
 
+/// Every BAR0 byte offset, one by one, against the table walked in order: an offset is
+/// emulated or translated only if it is aligned and a row holds it, translated (forwarded to
+/// VRAM) only inside the PRAMIN window, denied otherwise. Past BAR0 everything is denied
+/// (the lookup refuses those offsets before the table; sampled, with the last words).
+#[test]
+fn every_bar0_offset_is_denied_unless_a_row_holds_it() {
+    let mut row = 0;
+    let (mut held, mut translated) = (0u32, 0u32);
+    for off in 0..pci::BAR0_SIZE as u32 {
+        while TABLE.get(row).is_some_and(|e| e.end <= off) {
+            row += 1;
+        }
+        let class = match TABLE.get(row) {
+            Some(e) if e.start <= off && off % 4 == 0 => e.class,
+            _ => Class::Deny,
+        };
+        let got = classify(off);
+        if got != class {
+            panic!("{off:#x}: {got:?}, the table says {class:?}");
+        }
+        match got {
+            Class::Deny => {}
+            Class::Translate(Window::Pramin) => {
+                assert!((pbus::PRAMIN_WINDOW..pbus::PRAMIN_WINDOW + pbus::PRAMIN_WINDOW_SIZE).contains(&off), "{off:#x} forwarded");
+                translated += 1;
+            }
+            Class::Emulate(_) => held += 1,
+        }
+    }
+    assert_eq!(translated, pbus::PRAMIN_WINDOW_SIZE / 4);
+    let emulated: u32 = TABLE.iter().filter(|e| matches!(e.class, Class::Emulate(_))).map(|e| (e.end - e.start) / 4).sum();
+    assert_eq!(held, emulated);
+    for off in (pci::BAR0_SIZE as u32..=u32::MAX).step_by(4093).chain(u32::MAX - 7..=u32::MAX) {
+        assert_eq!(classify(off), Class::Deny, "{off:#x}");
+    }
+}
+
 /// `module::NAME` register constants the guest driver may name.
 fn named(expr: &str) -> Option<u32> {
     Some(match expr {

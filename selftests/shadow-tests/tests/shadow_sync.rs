@@ -8,9 +8,12 @@ use gpuvm_shadow_tests::gf100::vm;
 use gpuvm_shadow_tests::memory::{GuestVram, Vram};
 use gpuvm_shadow_tests::pagetable::*;
 use gpuvm_shadow_tests::partition::Slice;
-use gpuvm_shadow_tests::shadow_vm::{PdeShadow, ShadowVm};
+use gpuvm_shadow_tests::shadow_vm::{PdeShadow, ShadowVm, TableAlloc};
 use gpuvm_shadow_tests::sync_policy::{before_use, on_flush, SyncEnv, SyncMode, UsePoint};
 use proptest::prelude::*;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 const PD: u64 = 0x10_0000;
 const LPT_SLOTS: [u64; 3] = [0x20_0000, 0x20_2000, 0x20_4000];
@@ -159,6 +162,136 @@ fn huge_limit_is_cut_to_the_storage_and_alloc_failure_leaves_the_half_absent() {
     assert!(a.live.is_empty());
     a.fail = true;
     assert!(ShadowVm::new(d, vec![PdeShadow::default(); 4], true, &mut v, &mut a).is_none());
+}
+
+/// Host VRAM as the GPU sees it while a sync runs: after every word written, the shadow PD
+/// reaches only live tables big enough for the entries its SIZE and limit expose, and every
+/// watched VA translates into the partition or mapped system memory, or faults.
+struct Watched<'a> {
+    v: &'a mut ByteVram,
+    live: Rc<RefCell<BTreeMap<u64, u64>>>,
+    /// Tables the PD reached at the last write (a free must not be one of them).
+    reached: Rc<RefCell<BTreeSet<u64>>>,
+    vm: VmDesc,
+    vas: Vec<u64>,
+}
+
+impl Watched<'_> {
+    fn check(&self) {
+        let live = self.live.borrow();
+        let mut reached = self.reached.borrow_mut();
+        reached.clear();
+        for i in 0..self.vm.pde_count() {
+            let pde = Pde::decode(self.v.read64(self.vm.pd + i * vm::PDE_SIZE));
+            for size in PageSize::ALL {
+                let Some(t) = pde.table(size) else { continue };
+                let bytes = self.vm.reachable(i, size, pde.size_shift) * vm::PTE_SIZE;
+                let block = live.range(..=t.addr).next_back().filter(|(&a, &l)| t.addr + bytes <= a + l);
+                assert!(block.is_some(), "PDE {i} = {pde:x?} reaches {bytes:#x} bytes of {size:?} table {:#x}, not a live block that big", t.addr);
+                reached.insert(t.addr);
+            }
+        }
+        let host = GuestVram::new(&*self.v, host_view());
+        for &va in &self.vas {
+            let Ok(t) = translate(&host, &self.vm, va) else { continue };
+            let ok = match t.aperture {
+                Aperture::Vram => (GUEST_BASE..GUEST_BASE + GUEST_SIZE).contains(&t.addr),
+                Aperture::SysCoherent | Aperture::SysNonCoherent => (SYS_HOST_BASE..SYS_HOST_BASE + SYS_SIZE).contains(&t.addr),
+                Aperture::Peer => false,
+            };
+            assert!(ok, "VA {va:#x} translates to {t:x?} mid-sync");
+        }
+    }
+}
+
+impl Vram for Watched<'_> {
+    fn read32(&self, pa: u64) -> u32 {
+        self.v.read32(pa)
+    }
+    fn write32(&mut self, pa: u64, x: u32) {
+        self.v.write32(pa, x);
+        self.check();
+    }
+}
+
+/// The test allocator, with its live blocks shared with `Watched`.
+struct SharedAlloc {
+    a: Alloc,
+    live: Rc<RefCell<BTreeMap<u64, u64>>>,
+    reached: Rc<RefCell<BTreeSet<u64>>>,
+}
+
+impl TableAlloc for SharedAlloc {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        let at = self.a.alloc(bytes)?;
+        self.live.borrow_mut().insert(at, bytes);
+        Some(at)
+    }
+    fn free(&mut self, at: u64, bytes: u64) {
+        assert!(!self.reached.borrow().contains(&at), "table {at:#x} freed while the shadow PD points at it");
+        self.live.borrow_mut().remove(&at);
+        self.a.free(at, bytes)
+    }
+}
+
+/// A guest that re-points a PDE, changes its SIZE and flips live PTEs between VRAM and system
+/// memory, while the GPU may walk the shadow at any moment: a new table is filled before its
+/// PDE points at it, a replaced one is freed only at `reclaim` (after the host TLB flush),
+/// a SIZE change never pairs a table with a larger size, and a live PTE is never a mix of
+/// the old and new entry (regressions found by the mediator fuzz, `mediator_fuzz.rs`).
+#[test]
+fn the_gpu_never_walks_a_half_written_or_freed_shadow() {
+    let mut bytes = ByteVram::new();
+    // Stale shadows of an earlier user in the pool: VALID entries at host address 0.
+    for pa in (SHADOW_BASE..SHADOW_END).step_by(8) {
+        bytes.poke64(pa, vram_pte(0, false));
+    }
+    bytes.writable = SHADOW_BASE..SHADOW_END;
+    let fill = |v: &mut ByteVram, t: u64, n: u64, sys_first: bool| {
+        for e in 0..n {
+            let sys = (e % 2 == 0) == sys_first;
+            v.guest64(t + 8 * e, if sys { sys_pte(e * 0x1000) } else { vram_pte(e * 0x1000, false) });
+        }
+    };
+    fill(&mut bytes, SPT_SLOTS[0], 16, true);
+    fill(&mut bytes, SPT_SLOTS[1], 16, false);
+    bytes.guest64(LPT_SLOTS[0], vram_pte(0x20_0000, false));
+    bytes.guest64(LPT_SLOTS[1], vram_pte(0x40_0000, false));
+    let pde = |big: u64, small: u64, size: u64| vm::pde(big, vm::PDE_APER_VRAM, small, vm::PDE_APER_VRAM) | size << vm::PDE_SIZE_SHIFT;
+    bytes.guest64(PD, pde(LPT_SLOTS[0], SPT_SLOTS[0], 0));
+    let live = Rc::new(RefCell::new(BTreeMap::new()));
+    let reached = Rc::new(RefCell::new(BTreeSet::new()));
+    let mut a = SharedAlloc { a: Alloc::new(SHADOW_BASE..SHADOW_END), live: live.clone(), reached: reached.clone() };
+    let mut sys = FakeSys::new();
+    // 32 MiB: SIZE 3 (4096 small entries) reaches half of what SIZE 0 does.
+    let d = VmDesc { pd: PD, limit: (32 << 20) - 1 };
+    let mut s: Shadow = ShadowVm::new(d, vec![PdeShadow::default(); 1], true, &mut bytes, &mut a).unwrap();
+    let vas: Vec<u64> = (0..16).map(|p| p << 12).chain((0..2).map(|p| p << 17)).collect();
+    let mut v = Watched { v: &mut bytes, live, reached, vm: VmDesc { pd: s.pd_host(), limit: s.limit() }, vas };
+    let mut step = |s: &mut Shadow, v: &mut Watched, writes: &[(u64, u64)]| {
+        for &(gpa, x) in writes {
+            v.v.guest64(gpa, x);
+            s.note_guest_write(gpa);
+        }
+        s.flush();
+        s.sync(v, &slice(), &mut sys, &mut a);
+        let retired = a.live.borrow().len();
+        s.reclaim(&mut a);
+        retired - a.live.borrow().len()
+    };
+    assert_eq!(step(&mut s, &mut v, &[]), 0, "first build");
+    // Both tables replaced and SIZE 0 -> 3: the old ones outlive the sync, until reclaim.
+    assert_eq!(step(&mut s, &mut v, &[(PD, pde(LPT_SLOTS[1], SPT_SLOTS[1], 3))]), 2);
+    // Live entries flip between VRAM and system memory.
+    let flips: Vec<(u64, u64)> = (0..16).map(|e| (SPT_SLOTS[1] + 8 * e, if e % 2 == 0 { sys_pte(e * 0x1000) } else { vram_pte(e * 0x1000, true) })).collect();
+    assert_eq!(step(&mut s, &mut v, &flips), 0);
+    // SIZE 3 -> 0: the small table doubles.
+    assert_eq!(step(&mut s, &mut v, &[(PD, pde(LPT_SLOTS[0], SPT_SLOTS[0], 0))]), 2);
+    assert_eq!(shadow_walk(&s, v.v, 0x1000).unwrap().addr, GUEST_BASE + 0x1000);
+    // Unbound (no channel uses it any more): everything goes back.
+    a.reached.borrow_mut().clear();
+    s.release(&mut a);
+    assert!(a.a.live.is_empty());
 }
 
 /// A table pointer choice for a PDE half.

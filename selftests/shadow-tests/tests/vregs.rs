@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use gpuvm_shadow_tests::gf100::{inst, mmu, pbus, pci, pfb, pfifo, pgraph, pmc, pstraps, ptimer, target};
-use gpuvm_shadow_tests::regs::{self, Class, TABLE};
+use gpuvm_shadow_tests::regs::{self, Class, Reg, TABLE};
 use gpuvm_shadow_tests::vregs::*;
 use proptest::prelude::*;
 use std::cell::Cell;
@@ -267,6 +267,49 @@ fn unknown_unaligned_and_out_of_range_offsets_are_denied_and_counted() {
     r.reset();
     assert_eq!(r.denied, DenyStats { reads: 6, writes: 6 });
     assert_eq!(rd(&mut r, &c, pmc::ENABLE), 0);
+}
+
+/// Every aligned BAR0 offset: one no table row holds is denied for reads and for writes of
+/// all ones and of zero, and changes nothing a read shows; a read reaches VRAM only in the
+/// PRAMIN window, and there only inside the partition, at the word the window shows.
+#[test]
+fn every_offset_outside_the_table_is_denied_and_only_pramin_reaches_vram() {
+    let (mut r, c) = vgpu();
+    let (mut denied, mut denied_reads) = (0, 0);
+    for off in (0..pci::BAR0_SIZE as u32).step_by(4) {
+        match regs::classify(off) {
+            Class::Deny => {
+                for v in [u32::MAX, 0] {
+                    if !matches!(r.write(off, v, &c), Write::Denied(Denial::Unknown)) {
+                        panic!("write of {v:#x} at {off:#x} not denied");
+                    }
+                }
+                if !matches!(r.read(off, &c), Read::Denied(Denial::Unknown)) {
+                    panic!("read at {off:#x} not denied");
+                }
+                denied += 1;
+            }
+            Class::Translate(_) => match r.read(off, &c) {
+                Read::Vram(a) => assert_eq!((a.guest, a.host), (u64::from(off - pbus::PRAMIN_WINDOW), GUEST_BASE + u64::from(off - pbus::PRAMIN_WINDOW))),
+                other => panic!("PRAMIN read at {off:#x}: {other:?}"),
+            },
+            Class::Emulate(reg) => match r.read(off, &c) {
+                Read::Value(_) => {}
+                // The channel table of channels the vGPU does not own.
+                Read::Denied(Denial::ForeignChannel) if reg == Reg::ChanTable => denied_reads += 1,
+                other => panic!("read at {off:#x} ({reg:?}): {other:?}"),
+            },
+        }
+    }
+    assert_eq!(r.denied, DenyStats { reads: denied + denied_reads, writes: 2 * denied });
+    assert_eq!(denied_reads, 2 * (pfifo::CHANNELS - slice().channels) as u64);
+    // Nothing a denied write hit shows: the state is power-on.
+    let (mut fresh, _) = vgpu();
+    for e in TABLE.iter().filter(|e| matches!(e.class, Class::Emulate(_))) {
+        for off in (e.start..e.end).step_by(4).filter(|&o| o != ptimer::TIME_LOW && o != ptimer::TIME_HIGH) {
+            assert_eq!(format!("{:?}", r.read(off, &c)), format!("{:?}", fresh.read(off, &c)), "{off:#x}");
+        }
+    }
 }
 
 /// Offsets a fuzzer should hit: every table row's edges, the PRAMIN window, near misses,

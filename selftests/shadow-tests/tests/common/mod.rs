@@ -12,6 +12,15 @@ use gpuvm_shadow_tests::partition::Slice;
 use gpuvm_shadow_tests::shadow_vm::TableAlloc;
 
 pub const MIB: u64 = 1 << 20;
+
+/// Cases a fuzz property runs: `short` in `cargo test` / `make test`, or the count in the
+/// environment variable `GPUVM_FUZZ_CASES` for a long run (README, "Fuzzing").
+pub fn fuzz_cases(short: u32) -> u32 {
+    match std::env::var("GPUVM_FUZZ_CASES") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("GPUVM_FUZZ_CASES={s:?} is not a number")),
+        Err(_) => short,
+    }
+}
 /// Host VRAM layout of the tests: shadow tables below, one 8 MiB guest partition above.
 pub const SHADOW_BASE: u64 = 0x1000;
 pub const SHADOW_END: u64 = 8 * MIB;
@@ -66,6 +75,33 @@ impl Vram for ByteVram {
     }
 }
 
+/// Host VRAM as a guest-structure parser may see it: reads outside the test partition are
+/// counted (a parser reads the guest only through `GuestVram`, so there must be none), and
+/// nothing may be written.
+pub struct Fenced<'a> {
+    pub v: &'a ByteVram,
+    pub outside: Cell<u64>,
+}
+
+impl<'a> Fenced<'a> {
+    pub fn new(v: &'a ByteVram) -> Self {
+        Fenced { v, outside: Cell::new(0) }
+    }
+}
+
+impl Vram for Fenced<'_> {
+    fn read32(&self, pa: u64) -> u32 {
+        if !(GUEST_BASE..GUEST_BASE + GUEST_SIZE).contains(&pa) {
+            self.outside.set(self.outside.get() + 1);
+            return 0;
+        }
+        self.v.read32(pa)
+    }
+    fn write32(&mut self, pa: u64, _: u32) {
+        panic!("a parser wrote host VRAM at {pa:#x}");
+    }
+}
+
 /// Guest system memory: IOVAs below `size` are mapped, at host bus address `host_base + iova`.
 pub struct FakeSys {
     pub host_base: u64,
@@ -85,7 +121,7 @@ impl FakeSys {
 impl SysMem for FakeSys {
     fn pin(&mut self, iova: u64, len: u64) -> Option<u64> {
         self.pins += 1;
-        (iova.checked_add(len)? <= self.size).then(|| self.host_base + iova)
+        (iova.checked_add(len)? <= self.size).then(|| self.host_base.wrapping_add(iova))
     }
 }
 
