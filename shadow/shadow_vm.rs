@@ -321,7 +321,8 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
             if !same {
                 if t.host != 0 {
                     let r = &mut p.retired[size.index()];
-                    // One left from a sync whose caller did not reclaim: it has had its flush.
+                    // Only a caller that syncs twice without `reclaim` (a test) finds one
+                    // here; the mediator reclaims after the flush that follows every sync.
                     if r.host != 0 {
                         alloc.free(r.host, r.bytes());
                     }
