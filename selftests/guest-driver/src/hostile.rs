@@ -13,7 +13,7 @@ use crate::driver::vm::{Aper, PDE_SPAN};
 use crate::driver::{ChannelOpts, DevMem, Gpu, HostMem, SUBC_COPY};
 use crate::transport::PAGE;
 use crate::workloads::Params;
-use gpuvm_uapi::gf100::{copy, inst, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd, vm};
+use gpuvm_uapi::gf100::{copy, inst, mmu, pbus, pfifo, pgraph, pmc, pushbuf, ramfc, target, userd, vm};
 use gpuvm_uapi::kernels::{self, fill as fk};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -653,51 +653,56 @@ fn expect(c: &mut Checks, r: Probe, want: Option<u64>, what: &str) -> bool {
 
 // ---- resource exhaustion --------------------------------------------------------------
 
-/// PDEs of each huge address space: the mediator shadows at most 256 (`MAX_PDES`), 32 GiB.
-const HUGE_PDES: u64 = 256;
-/// What the attacker's own data page holds (read back through a shadowed PDE).
+/// PDEs of each filler address space: the mediator shadows at most 256 (`MAX_PDES`), 32 GiB.
+const FILL_PDES: u64 = 256;
+/// Filler spaces whose PDEs hold 128-entry big-page tables (SIZE 3): each such table costs
+/// the host a 4 KiB shadow for 128 guest entries read, the most pool per unit of shadow work
+/// (1 MiB of pool per space); later spaces hold a full small-page and a full big-page table
+/// per PDE (264 KiB each), so that any quota is spent within the mediator's 16 spaces.
+const LIGHT_SPACES: u32 = 12;
+/// Most address spaces the attacker tries (the mediator keeps 16, one is its driver's).
+const FILL_SPACES: u32 = 15;
+/// Free PDEs of its driver's VM (VA 15.75 and 15.875 GiB) it maps a page through, before and
+/// after spending its quota.
+const PDE_BEFORE: u64 = 127;
+const PDE_AFTER: u64 = 126;
+/// What the attacker's own data page holds.
 const MARK: u32 = 0x0a11_0c8d;
-/// Where the attacker's structures lie in its 512 KiB buffer: the shared small-page table
-/// (256 KiB), big-page table, data page, then a PD and an instance block per address space.
-const EX_SPT: u64 = 0;
-const EX_LPT: u64 = 0x4_0000;
-const EX_DATA: u64 = 0x4_2000;
-const EX_PD: u64 = 0x4_4000;
-const EX_INST: u64 = 0x6_0000;
-const EX_BYTES: u64 = 0x8_0000;
-/// Address spaces the attacker may try (its channel's plus 15 more; the mediator has 16 slots).
-const EX_SPACES: u64 = 16;
+/// Its 1 MiB buffer: two full small-page tables (256 KiB each), the filler big-page table
+/// (8 KiB), the data page, then a PD and an instance block per filler space.
+const EX_SPT_BEFORE: u64 = 0;
+const EX_SPT_AFTER: u64 = 0x4_0000;
+const EX_LPT: u64 = 0x8_0000;
+const EX_DATA: u64 = 0x8_2000;
+const EX_PD: u64 = 0x9_0000;
+const EX_INST: u64 = 0xa_0000;
+const EX_BYTES: u64 = 0x10_0000;
 
-/// Resource exhaustion (issue 11, bounded resources): the attacker builds address spaces whose
-/// shadow needs far more host VRAM than its quota: page directories of 256 PDEs (32 GiB) whose
-/// PDEs above the driver's own each point at a full small-page table (256 KiB of shadow) and a
-/// big-page table (8 KiB), all sharing one guest table whose entry 0 maps its own data page.
-/// It rebinds its channel on the first (the driver's PDEs come first, so its channel still
-/// runs), then binds more channels, each on another such space, until one cannot be loaded.
-/// The guest-visible errors: CHAN_TABLE_ERROR INVALID_TARGET for that channel, and an MMU
-/// fault of its own channel on a PDE the quota left unshadowed, while the same mapping reads
-/// its data page through the first such PDE. `at_peak` runs while it holds everything it got
-/// (the caller samples the host pool); then the device is closed without teardown. Needs a
-/// vGPU whose quota is smaller than one such space (gpuvm-2, -4, -8).
+/// Resource exhaustion (issue 11, bounded resources): the attacker binds channels on address
+/// spaces whose shadows need far more host VRAM than its host-pool quota (page directories
+/// of 256 PDEs, each with its own shadow tables), one channel per space, until one cannot be
+/// loaded. Guest-visible errors: CHAN_TABLE_ERROR INVALID_TARGET for that channel, and an MMU
+/// fault of its own working channel on a full small-page table it adds to its driver's VM
+/// once the quota is spent, while the same kind of table added before mapped its data page.
+/// `at_peak` runs while it holds everything it got (the caller samples the host pool); the
+/// device is then closed without teardown.
 pub fn exhaust<T: Target>(v: &T, c: &mut Checks, at_peak: impl FnOnce(&mut Checks) -> Result<(), String>) -> Result<(), String> {
     let mut g = v.open()?;
-    let (chid, inst0) = g.raw_channel();
+    let (_, inst0) = g.raw_channel();
     let channels = v.counter("channels")? as u32;
     let faults0 = v.counter("faults")?;
-    // The driver's channel VM, from its instance block.
     let hw = g.raw_hw();
-    let rd64 = |hw: &mut Hw, a: u64| u64::from(hw.pramin_rd32(a)) | u64::from(hw.pramin_rd32(a + 4)) << 32;
     let pd0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_LO)) & inst::PDB_ADDR_MASK) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::PDB_HI)) & 0xff) << 32;
     let limit0 = u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_LO))) | u64::from(hw.pramin_rd32(inst0 + u64::from(inst::LIMIT_HI))) << 32;
-    let own = (limit0 + 1).div_ceil(PDE_SPAN);
-    if own + 2 > HUGE_PDES {
-        return Err(format!("the driver's VM already spans {own} PDEs"));
+    for p in [PDE_BEFORE, PDE_AFTER] {
+        let e = u64::from(hw.pramin_rd32(pd0 + p * vm::PDE_SIZE)) | u64::from(hw.pramin_rd32(pd0 + p * vm::PDE_SIZE + 4)) << 32;
+        if e != 0 || (p + 1) * PDE_SPAN > limit0 + 1 {
+            return Err(format!("PDE {p} of its driver's VM is in use or beyond its limit {limit0:#x}"));
+        }
     }
-    let own_pdes: Vec<u64> = (0..own).map(|i| rd64(hw, pd0 + i * vm::PDE_SIZE)).collect();
     let ramfc: Vec<u32> = (0..0x100).step_by(4).map(|o| hw.pramin_rd32(inst0 + o)).collect();
 
-    // Its buffer: zeroed, the data page marked, entry 0 of the shared small-page table mapping
-    // the data page.
+    // Its buffer zeroed, the data page marked, entry 0 of both small-page tables mapping it.
     let buf = g.malloc(EX_BYTES).map_err(hw_err)?;
     for (off, len, val) in [(0, EX_BYTES, 0), (EX_DATA, PAGE as u64, MARK)] {
         let words = (len / 4) as u32;
@@ -708,69 +713,43 @@ pub fn exhaust<T: Target>(v: &T, c: &mut Checks, at_peak: impl FnOnce(&mut Check
     let at = |off: u64| buf.vram + off;
     let pte = vm::pte(at(EX_DATA), vm::PTE_APER_VRAM, false, vm::KIND_PITCH);
     let hw = g.raw_hw();
-    hw.pramin_wr32(at(EX_SPT), pte as u32);
-    hw.pramin_wr32(at(EX_SPT) + 4, (pte >> 32) as u32);
-    let huge = vm::pde(at(EX_LPT), vm::PDE_APER_VRAM, at(EX_SPT), vm::PDE_APER_VRAM);
-    let limit = HUGE_PDES * PDE_SPAN - 1;
-    println!(
-        "channel {chid}: the driver's VM has {own} PDEs; each huge space has {HUGE_PDES} (limit {limit:#x}), PDEs {own}.. with a {} KiB small-page and a {} KiB big-page table",
-        (vm::SPT_ENTRIES_128K * vm::PTE_SIZE) >> 10,
-        (vm::LPT_ENTRIES * vm::PTE_SIZE) >> 10
+    for spt in [EX_SPT_BEFORE, EX_SPT_AFTER] {
+        hw.pramin_wr32(at(spt), pte as u32);
+        hw.pramin_wr32(at(spt) + 4, (pte >> 32) as u32);
+    }
+    let mut into = [g.malloc_host(PAGE).map_err(hw_err)?, g.malloc_host(PAGE).map_err(hw_err)?];
+
+    // Within its quota: a full small-page table added to its driver's VM maps the page.
+    let t = Instant::now();
+    add_spt(g.raw_hw(), pd0, PDE_BEFORE, at(EX_SPT_BEFORE))?;
+    let (done, fault, words) = copy_from(&mut g, &mut into[0], PDE_BEFORE * PDE_SPAN)?;
+    let marked = words.iter().filter(|&&w| w == MARK).count();
+    c.check(
+        done && marked == words.len(),
+        format!("within its quota, a full small-page table added at PDE {PDE_BEFORE} of its VM maps its data page ({}; {marked} of {} words)", if done { "copy done".into() } else { format!("fault {fault:x?}") }, words.len()),
     );
-    // A huge space's PD at `pd`, and an instance block at `inst` naming it.
-    let build = |hw: &mut Hw, pd: u64, inst: u64, fresh_inst: bool| {
-        for i in 0..HUGE_PDES {
-            let e = own_pdes.get(i as usize).copied().unwrap_or(huge);
-            hw.pramin_wr32(pd + i * vm::PDE_SIZE, e as u32);
-            hw.pramin_wr32(pd + i * vm::PDE_SIZE + 4, (e >> 32) as u32);
+
+    // Filler spaces, one more channel on each, until a channel cannot be loaded.
+    let limit = FILL_PDES * PDE_SPAN - 1;
+    let light = vm::pde(at(EX_LPT), vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE) | 3 << vm::PDE_SIZE_SHIFT;
+    let heavy = vm::pde(at(EX_LPT), vm::PDE_APER_VRAM, at(EX_SPT_BEFORE), vm::PDE_APER_VRAM);
+    let mut refused = None;
+    let last = channels.min(FILL_SPACES + 1);
+    for k in 1..last {
+        let (pd, inst) = (at(EX_PD + u64::from(k) * 0x1000), at(EX_INST + u64::from(k) * 0x1000));
+        let pde = if k <= LIGHT_SPACES { light } else { heavy };
+        let hw = g.raw_hw();
+        for i in 0..FILL_PDES {
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE, pde as u32);
+            hw.pramin_wr32(pd + i * vm::PDE_SIZE + 4, (pde >> 32) as u32);
         }
-        if fresh_inst {
-            for (i, w) in ramfc.iter().enumerate() {
-                hw.pramin_wr32(inst + 4 * i as u64, *w);
-            }
+        for (i, w) in ramfc.iter().enumerate() {
+            hw.pramin_wr32(inst + 4 * i as u64, *w);
         }
         hw.pramin_wr32(inst + u64::from(inst::PDB_LO), (pd as u32 & inst::PDB_ADDR_MASK) | target::VRAM);
         hw.pramin_wr32(inst + u64::from(inst::PDB_HI), (pd >> 32) as u32);
         hw.pramin_wr32(inst + u64::from(inst::LIMIT_LO), limit as u32);
         hw.pramin_wr32(inst + u64::from(inst::LIMIT_HI), (limit >> 32) as u32);
-    };
-
-    // The host pages its copies read into, mapped before the rebind (its driver maps and
-    // flushes in its own VM only; the huge space copies the driver's PDEs as they are now).
-    let mut into = [g.malloc_host(PAGE).map_err(hw_err)?, g.malloc_host(PAGE).map_err(hw_err)?];
-    // Its own channel, rebound on the first huge space (resuming at its ring position).
-    let t = Instant::now();
-    let hw = g.raw_hw();
-    build(hw, at(EX_PD), inst0, false);
-    let put = g.raw_gp_put();
-    let hw = g.raw_hw();
-    hw.pramin_wr32(inst0 + u64::from(ramfc::GP_GET), put);
-    hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
-    let (intr, code) = g.raw_rebind().map_err(hw_err)?;
-    let bound_in = t.elapsed();
-    c.check(
-        intr & pfifo::INTR_CHAN_TABLE_ERROR == 0 || code != pfifo::CHAN_TABLE_ERROR_INVALID_TARGET,
-        format!("its channel {chid} rebound on a huge address space in {bound_in:.1?} (PFIFO INTR {intr:#x})"),
-    );
-    let r = g.sync();
-    c.check(r.is_ok(), format!("its channel runs there: the driver's own PDEs were shadowed first ({})", r.err().map_or("fence done".into(), |e| e.0)));
-    let (done, fault, words) = copy_from(&mut g, &mut into[0], own * PDE_SPAN)?;
-    let marked = words.iter().filter(|&&w| w == MARK).count();
-    c.check(
-        done && marked == words.len(),
-        format!(
-            "a copy through PDE {own}, the first huge one (shadowed), reads its own data page ({}; {marked} of {} words)",
-            if done { "done".to_string() } else { format!("not done, fault {fault:x?}, PFIFO INTR {:#x}", g.raw_hw().rd(pfifo::INTR)) },
-            words.len()
-        ),
-    );
-
-    // More channels, each on another huge space, until one cannot be loaded.
-    let mut refused = None;
-    for k in 1..channels.min(EX_SPACES as u32) {
-        let (pd, inst) = (at(EX_PD + u64::from(k) * 0x1000), at(EX_INST + u64::from(k) * 0x1000));
-        let hw = g.raw_hw();
-        build(hw, pd, inst, true);
         hw.wr(pfifo::INTR, pfifo::INTR_CHAN_TABLE_ERROR);
         hw.wr(pfifo::ChanInst::offset(k), pfifo::ChanInst::bound(inst).raw());
         let (intr, code) = (hw.rd(pfifo::INTR), hw.rd(pfifo::CHAN_TABLE_ERROR));
@@ -780,29 +759,47 @@ pub fn exhaust<T: Target>(v: &T, c: &mut Checks, at_peak: impl FnOnce(&mut Check
             break;
         }
     }
-    let bound_all = t.elapsed();
     c.check(
-        refused.is_some_and(|(k, _)| u64::from(k) + 1 < EX_SPACES),
+        refused.is_some(),
         match refused {
-            Some((k, intr)) => format!("channel {k} on huge space {} cannot be loaded: CHAN_TABLE_ERROR INVALID_TARGET (PFIFO INTR {intr:#x}), its quota spent ({bound_all:.1?} in all)", k + 1),
-            None => format!("every channel up to {} was bound: no guest-visible error", channels.min(EX_SPACES as u32) - 1),
+            Some((k, intr)) => format!(
+                "channel {k} on address space {k} ({}) cannot be loaded: CHAN_TABLE_ERROR INVALID_TARGET (PFIFO INTR {intr:#x}), its quota spent after {:.1?}",
+                if k <= LIGHT_SPACES { "256 PDEs with 128-entry big-page tables" } else { "256 PDEs with full small-page tables" },
+                t.elapsed()
+            ),
+            None => format!("channels 1..{} all bound: no guest-visible error", last - 1),
         },
     );
     at_peak(c)?;
 
-    // A PDE the quota left without its small-page table: its own channel faults.
-    let last = HUGE_PDES - 1;
-    let (done, fault, _) = copy_from(&mut g, &mut into[1], last * PDE_SPAN)?;
+    // Over its quota: the same kind of table added to its VM gets no shadow, and its own
+    // channel faults on it.
+    add_spt(g.raw_hw(), pd0, PDE_AFTER, at(EX_SPT_AFTER))?;
+    let (done, fault, _) = copy_from(&mut g, &mut into[1], PDE_AFTER * PDE_SPAN)?;
     c.check(
         !done && fault.is_some(),
         format!(
-            "a copy through PDE {last} (beyond its quota, not shadowed) faults on its own channel ({})",
+            "over its quota, a full small-page table added at PDE {PDE_AFTER} gets no shadow: the copy through it faults on its own channel ({})",
             fault.map_or(if done { "it completed".into() } else { "no fault record".into() }, |(u, va, info)| format!("unit {u:#x} va {va:#x} info {info:#x}"))
         ),
     );
     let faults1 = v.counter("faults")?;
     c.check(faults1 > faults0, format!("its faults counter rose ({faults0} -> {faults1})"));
     drop(g);
+    Ok(())
+}
+
+/// Points PDE `pde` of the page directory at `pd` at the full small-page table `spt` (no
+/// big-page table) and flushes the TLB for that directory, as a driver adding a table does.
+fn add_spt(hw: &mut Hw, pd: u64, pde: u64, spt: u64) -> Result<(), String> {
+    let e = vm::pde(0, vm::PDE_APER_NONE, spt, vm::PDE_APER_VRAM);
+    hw.pramin_wr32(pd + pde * vm::PDE_SIZE, e as u32);
+    hw.pramin_wr32(pd + pde * vm::PDE_SIZE + 4, (e >> 32) as u32);
+    hw.bar_flush().map_err(hw_err)?;
+    hw.wait(mmu::CTRL, "TLB flush slot", |v| v & mmu::CTRL_FLUSH_SLOTS_MASK != 0).map_err(hw_err)?;
+    hw.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw());
+    hw.wr(mmu::Invalidate::OFFSET, mmu::Invalidate::default().with_page_all(true).with_trigger(true).raw());
+    hw.wait(mmu::CTRL, "TLB flush done", |v| v & mmu::CTRL_FLUSH_DONE != 0).map_err(hw_err)?;
     Ok(())
 }
 

@@ -278,19 +278,20 @@ fn mediated_hostile_pointers() {
     assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
 }
 
-/// Issue 11, bounded resources: the attacker (gpuvm-4) builds address spaces whose shadow
-/// needs far more than its host-pool quota and binds channels on them while the victim runs
-/// checked workloads. It holds at most its quota and all but the last few KiB of it; it sees a
-/// CHAN_TABLE_ERROR for the channel that no longer fits and an MMU fault of its own channel
-/// on a PDE left unshadowed; the victim's results are correct and it keeps running (its
-/// throughput during the attack is printed next to its throughput alone); once the attacker
-/// closes, the host pool is back where it was.
+/// Issue 11, bounded resources: the attacker (gpuvm-8, 1/8 of the host pool) binds channels
+/// on address spaces whose shadows need far more than its quota while the victim (gpuvm-4)
+/// runs checked workloads. It holds at most its quota and all but the last 4 KiB of it; it
+/// sees a CHAN_TABLE_ERROR for the channel that no longer fits and an MMU fault of its own
+/// channel on a page table added once the quota is spent; the victim's results are correct
+/// and it keeps running (its time per run during the attack is printed next to its time per
+/// run alone); once the attacker closes, the host pool is back where it was.
 #[test]
 fn mediated_hostile_exhaustion() {
     use std::time::{Duration, Instant};
-    let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");
+    // The guest driver wants at least 68 MiB: a gpuvm-8 of a 1 GiB GPU has 120.
+    let host = MediatedHost::new(1024).expect("host bring-up");
     let pool0 = host.pool_free_bytes();
-    let attacker = Mediated { host: &host, v: host.create(4).expect("attacker") };
+    let attacker = Mediated { host: &host, v: host.create(8).expect("attacker") };
     let victim = host.create(4).expect("victim");
     let quota = pool0 * u64::from(attacker.v.slice().units) / u64::from(gpuvm_guest_driver::transport::mediated::GPU_UNITS);
     let open = || -> io::Result<Box<dyn Transport>> { Ok(Box::new(host.open(&victim)?)) };
@@ -313,17 +314,25 @@ fn mediated_hostile_exhaustion() {
             }
             d
         });
+        // The victim stops after its current run however the attack ends (a failed one too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stopper = Stop(&stop);
         let t0 = Instant::now();
         hostile::exhaust(&attacker, &mut c, |c| {
             let used = attacker.v.pool_used();
-            c.check(used <= quota && used + 0x2000 > quota, format!("the attacker holds {} KiB of its {} KiB quota", used >> 10, quota >> 10));
+            c.check(used <= quota && used + 0x1000 > quota, format!("the attacker holds {} KiB of its {} KiB quota", used >> 10, quota >> 10));
             let free = host.pool_free_bytes();
             c.check(free + used <= pool0, format!("the host pool has {} KiB free of {} KiB", free >> 10, pool0 >> 10));
             Ok(())
         })
         .expect("attack ran");
         let attack = t0.elapsed();
-        stop.store(true, Ordering::Relaxed);
+        drop(stopper);
         (t.join().expect("victim thread"), attack)
     });
     let mean = |d: &[Duration]| d.iter().sum::<Duration>() / d.len() as u32;
@@ -334,7 +343,7 @@ fn mediated_hostile_exhaustion() {
         during.len()
     );
     assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
-    assert!(c.passed >= 7, "{} checks ran", c.passed);
+    assert!(c.passed >= 6, "{} checks ran", c.passed);
     assert_eq!(victim.stats().faults, 0, "the victim saw no fault");
     assert_eq!(victim.counters().denied.load(Ordering::Relaxed), 0);
     assert_eq!(attacker.v.pool_used(), 0, "the attacker holds nothing once closed");

@@ -1,18 +1,17 @@
 # vram-mib: 6144
-# Issue 11, bounded resources. A gpuvm-8 attacker builds address spaces whose shadow needs
-# far more host VRAM than its host-pool quota (1/8 of the pool): page directories of 256 PDEs,
-# each PDE above its driver's with a full small-page table; it rebinds its channel on one and
-# binds more channels on more, while a gpuvm-4 victim, whose slice lies above 4 GiB (the
-# header above gives this test 6144 MiB GPUs; two idle gpuvm-4 vGPUs fill the slices below),
-# runs checked workloads over and over. The attacker's one bind makes the host read about
-# 1M guest page-table entries (8 MiB of shadow tables), each a PRAMIN read of the GPU: about
-# 3 minutes in the TCG VM, whose MMIO round trips cost ~50-200 us.
+# Issue 11, bounded resources. A gpuvm-8 attacker binds one more channel on each of up to 15
+# address spaces whose shadows need far more host VRAM than its host-pool quota (1/8 of the
+# pool; page directories of 256 PDEs with page tables each), while a gpuvm-4 victim, whose
+# slice lies above 4 GiB (the header above gives this test 6144 MiB GPUs; two idle gpuvm-4
+# vGPUs fill the slices below), runs checked workloads over and over. Filling the quota makes
+# the host read some 290k guest page-table entries, each a PRAMIN read of the GPU (~50-200 us
+# in the TCG VM), so the attack lasts about a minute.
 # The attacker must see guest-visible errors (a CHAN_TABLE_ERROR for the channel that no
-# longer fits, an MMU fault of its own channel on a PDE left unshadowed); at its peak it holds
-# no more than its quota (host_pool_free_kib); the victim's results are all correct and it
-# completes runs while the attacker holds its quota (its time per run during the attack is
-# printed next to its time per run alone); once the attacker closes, the host pool is back
-# where it was.
+# longer fits, an MMU fault of its own channel on a table it adds once its quota is spent,
+# where one added before worked); at its peak it holds no more than its quota
+# (host_pool_free_kib); the victim's results are all correct and it completes runs while the
+# attacker's shadows are built (its time per run during the attack is printed next to its
+# time per run alone); once the attacker closes, the host pool is back where it was.
 . /tests/lib.sh
 . /tests/vgpu-lib.sh
 . /tests/isolation-lib.sh

@@ -44,12 +44,13 @@ commands:
                   keep working on the last valid whole USERD page (seen from the GPU's
                   GP_GET write-back) or fault on itself
   exhaust [--ready FILE --release FILE]
-                  attacker (gpuvm-2/4/8): address spaces whose shadow needs far more than
-                  its host-pool quota (256 PDEs, each with a full small-page table), its
-                  channel rebound on one, more channels on more: one must be refused with a
-                  CHAN_TABLE_ERROR and a copy through an unshadowed PDE must fault on its
-                  own channel; with --ready/--release it holds everything it got between
-                  writing FILE and the release file appearing
+                  attacker: one more channel on each of up to 15 address spaces whose
+                  shadows need far more than its host-pool quota (256 PDEs with page
+                  tables each): one must be refused with a CHAN_TABLE_ERROR, and a full
+                  small-page table it then adds to its VM must get no shadow (a copy
+                  through it faults on its own channel; one added before worked); with
+                  --ready/--release it holds everything it got between writing FILE and
+                  the release file appearing
   leave-pattern --mib N [--reset]
                   old tenant: fill N MiB of VRAM with the pattern and close the device
                   without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints

@@ -364,15 +364,6 @@ impl Gpu {
         commit_runlist(&mut self.hw, &self.pool, self.runlist[self.runlist_cur], &chids)
     }
 
-    /// The objects on their subchannels (compute 1, M2MF 2, copy 3, as Gdev binds them).
-    fn bind_objects(hw: &mut Hw, ch: &mut Channel) -> Result<()> {
-        ch.mthd(hw, SUBC_COMPUTE, host::SET_OBJECT, &[class::set_object(class::COMPUTE, pfifo::ENGINE_PGRAPH)], false)?;
-        ch.mthd(hw, SUBC_M2MF, host::SET_OBJECT, &[class::set_object(class::M2MF, pfifo::ENGINE_PGRAPH)], false)?;
-        ch.mthd(hw, SUBC_COPY, host::SET_OBJECT, &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)], false)?;
-        ch.mthd(hw, SUBC_COPY, copy::SET_APPLICATION_ID, &[copy::APPLICATION_ID_NORMAL], false)?;
-        ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[0], false)
-    }
-
     /// Map host memory into the channel VM (4 KiB pages); returns its VA. Caller flushes.
     fn map_sys(&mut self, b: &DmaBuf) -> Result<u64> {
         let va = self.vm.alloc_va(b.len() as u64, false).ok_or_else(|| HwError("channel VA exhausted".into()))?;
@@ -391,7 +382,11 @@ impl Gpu {
         let (hw, ch) = self.ch();
         // Gdev starts a channel with 32 NOPs.
         ch.mthd(hw, 0, host::NOP, &[0; 32], true)?;
-        Self::bind_objects(hw, ch)?;
+        ch.mthd(hw, SUBC_COMPUTE, host::SET_OBJECT, &[class::set_object(class::COMPUTE, pfifo::ENGINE_PGRAPH)], false)?;
+        ch.mthd(hw, SUBC_M2MF, host::SET_OBJECT, &[class::set_object(class::M2MF, pfifo::ENGINE_PGRAPH)], false)?;
+        ch.mthd(hw, SUBC_COPY, host::SET_OBJECT, &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)], false)?;
+        ch.mthd(hw, SUBC_COPY, copy::SET_APPLICATION_ID, &[copy::APPLICATION_ID_NORMAL], false)?;
+        ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[0], false)?;
         // Compute one-time state: local memory, windows, code region.
         let (lh, ll) = split(local.va);
         ch.mthd(hw, SUBC_COMPUTE, compute::SET_SHADER_LOCAL_MEMORY_A, &[lh, ll, 0, LOCAL_MEM_BYTES as u32], false)?;
@@ -813,22 +808,6 @@ impl Gpu {
     /// driver set up is gone afterwards: only dropping the `Gpu` is left to do.
     pub fn raw_reset(&mut self) -> std::io::Result<()> {
         self.hw.transport().reset()
-    }
-
-    /// Test hook: bind the channel to its instance block again (after its PDB or limit was
-    /// rewritten there): CHAN word and STATE written, the runlist committed, and the objects
-    /// bound again on their subchannels (PFIFO drops a channel's state when its CHAN word is
-    /// written; copies and fences work again, compute launches would need the compute state
-    /// too). The caller sets RAMFC GP_GET to the ring position first. Returns PFIFO INTR and
-    /// CHAN_TABLE_ERROR as read right after the CHAN word.
-    pub fn raw_rebind(&mut self) -> Result<(u32, u32)> {
-        let (hw, ch) = self.ch();
-        ch.enable(hw);
-        let seen = (hw.rd(pfifo::INTR), hw.rd(pfifo::CHAN_TABLE_ERROR));
-        self.update_runlist(true)?;
-        let (hw, ch) = self.ch();
-        Self::bind_objects(hw, ch)?;
-        Ok(seen)
     }
 
     /// Test hook: write a runlist naming `chids` (as given) and commit it.
