@@ -599,8 +599,6 @@ pub mod pfifo {
     /// `engine_intr(n)` registers, n < this. **Choice:** rnndb lists 16 (ENGINE_INTR, length
     /// 16); the model and the vGPUs implement the first 8 (n = 0 is the only one used, §17.13).
     pub const ENGINE_INTR_COUNT: u32 = 8;
-    /// ENG_STATE: bit 31 busy, bits 6:0 chid.
-    pub const ENG_STATE_BUSY: u32 = 1 << 31;
 
     pub const INTR: u32 = 0x002100;
     pub const INTR_EN: u32 = 0x002140;
@@ -710,8 +708,36 @@ pub mod pfifo {
     pub const KICK: u32 = 0x002634;
     pub const KICK_PENDING: u32 = 1 << 20;
     pub const fn eng_state(engine: u32) -> u32 {
-        0x002640 + 4 * engine
+        EngState::offset(engine)
     }
+
+    register! {
+        /// ENG_STATE[e], e = engine id (`ENGINE_PGRAPH`, `ENGINE_PCOPY0`, ...): which channel
+        /// engine e is working for. nouveau's GF100 recovery (NVKM `engine/fifo/gf100.c`,
+        /// `gf100_fifo_intr_sched_ctxsw`) reads 0x2640 + 4*e for e = 0..5 (0 GR, 4 CE0, 5 CE1),
+        /// bit 31 busy, bits 6:0 chid, and recovers the engine found busy on a channel.
+        /// **Choice:** the other bits (nouveau's "save"/unknown bits 20, 18, 12) read 0; an
+        /// engine reads busy exactly while it executes a method of that channel.
+        pub EngState(u32)[ENG_SUBFIFO_MASK_COUNT, stride = 4] @ 0x002640 {
+            6:0   chid: u32, with_chid;
+            31:31 busy: bool, with_busy;
+        }
+    }
+
+    /// The engines a host stops a channel's work on, each with its PMC_ENABLE bit: clearing
+    /// the bit holds the engine in reset (the work in flight and the channel context it held
+    /// are abandoned), setting it again brings it back (nouveau's recovery fini/init of the
+    /// engine subdev, NVKM `engine/fifo/gf100.c` `gf100_fifo_recover_work`, resets through
+    /// PMC_ENABLE as `subdev/mc` does).
+    pub const RESETTABLE_ENGINES: [(u32, u32); 3] = [
+        (ENGINE_PGRAPH, super::pmc::ENABLE_PGRAPH),
+        (ENGINE_PCOPY0, super::pmc::ENABLE_PCOPY0),
+        (ENGINE_PCOPY1, super::pmc::ENABLE_PCOPY1),
+    ];
+    /// SCHED_ERROR code a GF100 reports when a channel switch does not complete because an
+    /// engine stays busy on the channel (nouveau `gf100_fifo_sched_reason`: 0x0a
+    /// CTXSW_TIMEOUT); the host raises it in the guest whose channel it had to stop.
+    pub const SCHED_ERROR_CTXSW_TIMEOUT: u32 = 0x0a;
 
     register! {
         /// VM fault record of unit u (§8.1; rnndb `fifo/gf100_pfifo.xml` VM_FAULT[u].CHAN):

@@ -156,12 +156,14 @@ impl M2mf {
         if launch & m2mf::LAUNCH_SRC_PITCH == 0 {
             return Err(unsupported());
         }
-        let _gr = ctx.engine(ENGINE_GR);
+        let gr = ctx.engine(ENGINE_GR);
         let started = Instant::now();
         let src = addr40(self.in_hi, self.in_lo);
         let unit = pfifo::FAULT_UNIT_PGRAPH;
         let res = (0..self.line_count as u64).try_for_each(|line| {
+            gr.check()?;
             ctx.copy(
+                &gr,
                 unit,
                 Loc::Virt(dst).offset(line * self.pitch_out as u64),
                 Loc::Virt(src).offset(line * self.pitch_in as u64),
@@ -315,7 +317,7 @@ impl Copy {
             } else {
                 1
             };
-            let _ce = ctx.engine(if self.unit == pfifo::FAULT_UNIT_PCOPY0 {
+            let ce = ctx.engine(if self.unit == pfifo::FAULT_UNIT_PCOPY0 {
                 ENGINE_CE0
             } else {
                 ENGINE_CE1
@@ -324,7 +326,8 @@ impl Copy {
             let res = (0..lines).try_for_each(|line| {
                 let d = dst.offset(line * self.pitch_out as u64);
                 let s = src.offset(line * self.pitch_in as u64);
-                ctx.copy(self.unit, d, s, self.line_length as u64)?;
+                ce.check()?;
+                ctx.copy(&ce, self.unit, d, s, self.line_length as u64)?;
                 Counters::add(&ctx.gpu.counters.copy_bytes, self.line_length as u64);
                 Ok(())
             });

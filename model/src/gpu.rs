@@ -1,6 +1,6 @@
 //! The GPU object: register file (BAR0), BAR1/BAR3 windows, interrupts, and the public API.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -275,6 +275,9 @@ pub(crate) struct Regs {
     pub pfifo_epoch: u64,
     pub pfifo: PfifoRegs,
     pub pgraph: PgraphRegs,
+    /// The channel each engine (`pfifo::ENGINE_GR`, ...) executes a method of right now
+    /// (ENG_STATE).
+    pub engine_busy: [Option<u32>; 3],
     pub shutdown: bool,
 }
 
@@ -297,6 +300,7 @@ impl Regs {
             pfifo_epoch: 0,
             pfifo: PfifoRegs::default(),
             pgraph: PgraphRegs::default(),
+            engine_busy: [None; 3],
             shutdown: false,
         }
     }
@@ -340,6 +344,9 @@ pub(crate) struct Inner {
     pub config: Mutex<CardConfig>,
     /// Held while an engine executes work: PGRAPH (M2MF, compute), PCOPY0, PCOPY1.
     pub engines: [Mutex<()>; 3],
+    /// Bumped when an engine is reset (its PMC_ENABLE bit cleared, a device reset) or the
+    /// GPU stops: the work it is executing is abandoned (`pfifo::EngineGuard::check`).
+    pub engine_resets: [AtomicU64; 3],
     irq: IrqLine,
     pub counters: Counters,
     start: Instant,
@@ -654,9 +661,10 @@ impl Inner {
             o if (pfifo::eng_state(0)..pfifo::eng_state(pfifo::ENG_SUBFIFO_MASK_COUNT))
                 .contains(&o) =>
             {
-                match (o - pfifo::eng_state(0)) / 4 {
-                    0 if p.running != 0 => pfifo::ENG_STATE_BUSY | p.running.trailing_zeros(),
-                    _ => 0,
+                let e = crate::pfifo::engine_index((o - pfifo::eng_state(0)) / 4);
+                match e.and_then(|e| r.engine_busy[e]) {
+                    Some(chid) => pfifo::EngState::default().with_busy(true).with_chid(chid).raw(),
+                    None => 0,
                 }
             }
             pfifo::INTR_RUNLIST_STATUS => p.runlist_intr,
@@ -741,7 +749,16 @@ impl Inner {
 
     /// Returns false for an unknown register.
     fn write_reg(&self, r: &mut Regs, off: u32, v: u32) -> bool {
+        let enabled = r.pmc.enable();
         if let Some(w) = r.pmc.write(off, v, self.now_ns()) {
+            // An engine whose PMC_ENABLE bit goes 1 -> 0 is held in reset: what it was doing
+            // for a channel is abandoned, with that channel's context on the engine.
+            let falling = enabled & !r.pmc.enable();
+            for (i, (_, bit)) in pfifo::RESETTABLE_ENGINES.iter().enumerate() {
+                if falling & bit != 0 {
+                    self.engine_resets[i].fetch_add(1, Ordering::SeqCst);
+                }
+            }
             match w {
                 Written::Done => {}
                 Written::Enabled(rising) => self.units_enabled(r, rising),
@@ -1007,6 +1024,7 @@ impl Gpu {
             tlb: Mutex::new(Tlb::default()),
             config: Mutex::new(CardConfig::power_on(&Profile::CARD)),
             engines: Default::default(),
+            engine_resets: Default::default(),
             irq: IrqLine::default(),
             counters: Counters::default(),
             start: Instant::now(),
@@ -1259,7 +1277,13 @@ impl Gpu {
     pub fn reset(&self) {
         let mut r = self.inner.lock_regs();
         let epoch = r.pfifo_epoch + 1;
+        for g in &self.inner.engine_resets {
+            g.fetch_add(1, Ordering::SeqCst);
+        }
+        let busy = r.engine_busy;
         *r = Regs::new();
+        // Still held until the abandoned work notices.
+        r.engine_busy = busy;
         r.pfifo_epoch = epoch;
         self.inner.lock_tlb().flush_all();
         self.inner.update_irq(&mut r);
@@ -1275,6 +1299,10 @@ impl Gpu {
         {
             let mut r = self.inner.lock_regs();
             r.shutdown = true;
+            // Endless engine work ends too, so the threads can be joined.
+            for g in &self.inner.engine_resets {
+                g.fetch_add(1, Ordering::SeqCst);
+            }
             self.inner.work.notify_all();
         }
         for t in self

@@ -45,6 +45,10 @@ pub(crate) enum ExecError {
     Pbdma { bits: u32 },
     /// PGRAPH interrupt bit with an optional DATA_ERROR code.
     Pgraph { bit: u32, code: u32 },
+    /// The engine executing the method was reset (or the GPU stopped): the work and the
+    /// channel's context on the engine are gone. No interrupt: the host that reset the
+    /// engine knows.
+    EngineReset,
 }
 
 /// Result of one method.
@@ -84,9 +88,41 @@ pub(crate) const ENGINE_GR: usize = 0;
 pub(crate) const ENGINE_CE0: usize = 1;
 pub(crate) const ENGINE_CE1: usize = 2;
 
+/// `Inner::engines` index of PFIFO engine id `e` (ENG_STATE index, `pfifo::ENGINE_*`).
+pub(crate) fn engine_index(e: u32) -> Option<usize> {
+    pfifo::RESETTABLE_ENGINES.iter().position(|&(id, _)| id == e)
+}
+
+/// Exclusive use of an engine by one channel while it executes one method; ENG_STATE shows
+/// the channel meanwhile. An engine held in reset (PMC_ENABLE bit 0) takes no work.
+pub(crate) struct EngineGuard<'a> {
+    gpu: &'a Inner,
+    engine: usize,
+    reset_gen: u64,
+    _lock: std::sync::MutexGuard<'a, ()>,
+}
+
+impl EngineGuard<'_> {
+    /// `Err(EngineReset)` once the engine was reset since the work started: long work checks
+    /// between chunks, so a reset abandons it within one chunk.
+    pub fn check(&self) -> Result<(), ExecError> {
+        if self.gpu.engine_resets[self.engine].load(std::sync::atomic::Ordering::SeqCst) != self.reset_gen {
+            return Err(ExecError::EngineReset);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EngineGuard<'_> {
+    fn drop(&mut self) {
+        self.gpu.lock_regs().engine_busy[self.engine] = None;
+    }
+}
 /// What an engine needs to touch memory on behalf of a channel.
 pub(crate) struct ChanCtx<'a> {
     pub gpu: &'a Inner,
+    /// The channel the work is for (ENG_STATE while an engine executes it).
+    pub chid: u32,
     pub inst: PhysAddr,
     pub vm: VmContext,
     pub big_shift: u32,
@@ -95,11 +131,28 @@ pub(crate) struct ChanCtx<'a> {
 }
 
 impl ChanCtx<'_> {
-    /// Exclusive use of an engine (`ENGINE_*`) while it executes work for this channel.
-    pub fn engine(&self, engine: usize) -> std::sync::MutexGuard<'_, ()> {
-        self.gpu.engines[engine]
+    /// Exclusive use of an engine (`ENGINE_*`) while it executes work for this channel;
+    /// waits while the engine is held in reset.
+    pub fn engine(&self, engine: usize) -> EngineGuard<'_> {
+        let lock = self.gpu.engines[engine]
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        let bit = pfifo::RESETTABLE_ENGINES[engine].1;
+        loop {
+            let mut r = self.gpu.lock_regs();
+            if r.pmc.enable() & bit != 0 || r.shutdown {
+                r.engine_busy[engine] = Some(self.chid);
+                let reset_gen = self.gpu.engine_resets[engine].load(std::sync::atomic::Ordering::SeqCst);
+                return EngineGuard {
+                    gpu: self.gpu,
+                    engine,
+                    reset_gen,
+                    _lock: lock,
+                };
+            }
+            drop(r);
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 
     pub fn time_ns(&self) -> u64 {
@@ -164,11 +217,20 @@ impl ChanCtx<'_> {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// Copies `len` bytes between two locations, page chunk by page chunk. Returns bytes
-    /// copied before a fault in the error case too (as part of the error's effect).
-    pub fn copy(&self, unit: u32, dst: Loc, src: Loc, len: u64) -> Result<(), ExecError> {
+    /// Copies `len` bytes between two locations, page chunk by page chunk, on the engine
+    /// `eng` holds (a reset of it stops the copy between chunks). Returns bytes copied
+    /// before a fault in the error case too (as part of the error's effect).
+    pub fn copy(
+        &self,
+        eng: &EngineGuard,
+        unit: u32,
+        dst: Loc,
+        src: Loc,
+        len: u64,
+    ) -> Result<(), ExecError> {
         let mut done = 0u64;
         while done < len {
+            eng.check()?;
             let (smem, soff, sn) = self.resolve(unit, src.offset(done), len - done, false)?;
             let (dmem, doff, dn) = self.resolve(unit, dst.offset(done), sn, true)?;
             dmem.copy_from(doff, &smem, soff, dn);
@@ -372,6 +434,19 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
             gpu.work.notify_all();
             continue;
         }
+        if let SliceEnd::Stopped(ExecError::EngineReset, ..) = end {
+            // The engine was reset under it: its context and the entry in flight are gone
+            // (restored from RAMFC if it runs again); it waits for new work.
+            *ch = Channel {
+                gen: pick.chan_gen,
+                epoch: pick.epoch,
+                ..Channel::default()
+            };
+            r.pfifo.active &= !bit;
+            r.pfifo.chan_status[pick.chid as usize] = pfifo::ChanState::default();
+            gpu.work.notify_all();
+            continue;
+        }
         let p = &mut r.pfifo;
         let mut status = pfifo::ChanState::default().with_loaded(ch.loaded.is_some());
         if !matches!(end, SliceEnd::Stalled) {
@@ -459,6 +534,8 @@ fn report_error(
     data: u32,
 ) {
     match err {
+        // Handled by the caller (no interrupt).
+        ExecError::EngineReset => {}
         ExecError::Mmu { unit, fault } => gpu.record_vm_fault(r, unit, inst, fault),
         ExecError::Pbdma { bits } => {
             Counters::inc(&gpu.counters.channel_errors);
@@ -571,6 +648,7 @@ fn run_slice(gpu: &Inner, ch: &mut Channel, pick: &Pick, deadline: Instant) -> S
     }
     let ctx = ChanCtx {
         gpu,
+        chid: pick.chid,
         inst: l.inst,
         vm: l.vm,
         big_shift: pick.big_shift,

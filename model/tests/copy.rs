@@ -516,3 +516,57 @@ fn m2mf_copy_inline_upload_semaphore_and_notify() {
     assert_ne!(rig.r32(sem + 0x100) | rig.r32(sem + 0x104), 0);
     assert_eq!(rig.gpu.counters().m2mf_bytes, 5 * 4096 + 10);
 }
+
+/// An endless copy (4 KiB lines, pitch 0, 2^32 - 1 of them): the copy engine stays on the
+/// channel, ENG_STATE[PCOPY0] names it, and a kick (preempt) stays pending, as on a GF100
+/// whose engine does not reach a switch point (nouveau then sees CTXSW_TIMEOUT). Clearing
+/// PCOPY0's PMC_ENABLE bit resets the engine: the copy is abandoned, the kick completes,
+/// the engine is idle, and after it is enabled again the channel (rebound) copies normally.
+#[test]
+fn endless_copy_holds_the_engine_until_it_is_reset() {
+    let len = 0x2000;
+    let (rig, mut ch, src, dst, _sem) = setup(len);
+    let endless = ce_copy(SRC_VA, DST_VA, 0, 0, 0x1000, u32::MAX, copy::LAUNCH_COPY_PITCH);
+    ch.push(&rig, &endless);
+    let state = pfifo::EngState::offset(pfifo::ENGINE_PCOPY0);
+    wait_until("the copy engine is busy on the channel", || {
+        let s = pfifo::EngState::from_raw(rig.reg(state));
+        s.busy() && s.chid() == ch.chid
+    });
+    rig.set(pfifo::ChanState::offset(ch.chid), 0);
+    rig.set(pfifo::KICK, ch.chid);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(rig.reg(pfifo::KICK), ch.chid | pfifo::KICK_PENDING, "an engine on endless work does not let the kick complete");
+    assert!(pfifo::EngState::from_raw(rig.reg(state)).busy());
+    assert_eq!(rig.reg(pfifo::EngState::offset(pfifo::ENGINE_PGRAPH)), 0, "PGRAPH is idle");
+    let copied = rig.gpu.counters().copy_bytes;
+
+    rig.set(pmc::ENABLE, pmc::ENABLE_ALL & !pmc::ENABLE_PCOPY0);
+    wait_until("the kick completes after the engine reset", || rig.reg(pfifo::KICK) == ch.chid);
+    assert_eq!(rig.reg(state), 0, "the engine left the channel");
+    rig.set(pmc::ENABLE, pmc::ENABLE_ALL);
+    settle();
+    let after = rig.gpu.counters().copy_bytes;
+    settle();
+    assert_eq!(rig.gpu.counters().copy_bytes, after, "the abandoned copy does not go on");
+    assert!(after >= copied);
+    assert_ne!(ch.gp_get(&rig), ch.put, "the entry holding the copy never completed");
+
+    // The channel's context on the engine is gone: rebound, it sets its object up again and
+    // copies as before.
+    rig.w32(ch.vm.inst + ramfc::GP_GET as u64, 0);
+    ch.rebind(&rig);
+    rig.set(pfifo::ChanState::offset(ch.chid), pfifo::ChanState::default().with_runnable(true).raw());
+    let data = pattern(len as usize, 7);
+    write_virt(&rig, &src, 0, &data);
+    ch.push(
+        &rig,
+        &[
+            incr(CE, 0, &[class::set_object(class::COPY0, pfifo::ENGINE_PCOPY0)]),
+            ce_copy(SRC_VA, DST_VA, 0, 0, len as u32, 0, copy::LAUNCH_COPY_PITCH & !copy::LAUNCH_MULTI_LINE),
+        ]
+        .concat(),
+    );
+    ch.wait(&rig);
+    assert!(read_virt(&rig, &dst, 0, len as usize) == data, "the copy after the reset is exact");
+}
