@@ -83,6 +83,9 @@ mod host_channel;
 #[path = "shadow/scrub.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod scrub;
+#[path = "shadow/watchdog.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod watchdog;
 
 #[path = "rust/bindings.rs"]
 mod bindings;
@@ -142,6 +145,10 @@ pub(crate) struct GpuShared {
     /// completion wait, which must not interleave between vGPUs).
     #[pin]
     tlb: Mutex<()>,
+    /// Serialises engine resets (`host_gpu::evict`: PMC_ENABLE is read-modify-written); a
+    /// leaf, taken for the reset's few register writes only.
+    #[pin]
+    engine_reset: Mutex<()>,
     /// The host's BAR1: its USERD area, where doorbells are rung.
     bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
     /// Interrupts the host handled (all causes).
@@ -166,6 +173,16 @@ pub(crate) struct GpuShared {
     dirty_units: AtomicU32,
 }
 
+
+/// The GPU's engine-reset lock as `host_gpu` asks for it.
+struct EngineResetLock<'a>(&'a GpuShared);
+
+impl host_gpu::ResetLock for EngineResetLock<'_> {
+    fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _serialised = self.0.engine_reset.lock();
+        f()
+    }
+}
 
 impl GpuShared {
     pub(crate) fn pdev(&self) -> &kernel::device::Device {
@@ -203,6 +220,15 @@ impl GpuShared {
     pub(crate) fn tlb_flush(&self, pd: u64) -> core::result::Result<(), host_gpu::HostError> {
         let _serialised = self.tlb.lock();
         host_gpu::tlb_flush(&host_env::KernelBars(self), &host_env::GpuClock(self), pd)
+    }
+    /// Stops host channel `host_chid` for good (`host_gpu::evict`), engine resets serialised
+    /// with every other of this GPU; an engine reset is logged.
+    pub(crate) fn evict(&self, host_chid: u32) -> core::result::Result<host_gpu::Evicted, host_gpu::HostError> {
+        let r = host_gpu::evict(&host_env::KernelBars(self), &host_env::GpuClock(self), &EngineResetLock(self), host_chid);
+        if let Ok(host_gpu::Evicted::EngineReset(engine)) = r {
+            dev_warn!(self.pdev.as_ref(), "host channel {} would not leave engine {}: engine reset\n", host_chid, engine);
+        }
+        r
     }
     /// The `lazy_shadow` knob.
     pub(crate) fn lazy_shadow(&self) -> bool {
@@ -617,6 +643,7 @@ impl pci::Driver for GpuvmPciDriver {
                 pool_bytes: AtomicU64::new(0),
                 pool <- new_mutex!(pool),
                 tlb <- new_mutex!(()),
+                engine_reset <- new_mutex!(()),
                 bar1,
                 interrupts: AtomicU64::new(0),
                 nonstall_unclaimed: AtomicU64::new(0),

@@ -98,6 +98,9 @@ impl HostChannels for KernelChannels<'_> {
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
         host_gpu::kick(&KernelBars(self.0), &GpuClock(self.0), host_chid)
     }
+    fn evict(&mut self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
+        self.0.evict(host_chid)
+    }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&KernelBars(self.0), host_chid, put)
     }

@@ -11,7 +11,7 @@
 use core::cell::Cell;
 
 use crate::channel::{self, ChannelSet, RunlistPart};
-use crate::gf100::{pfifo, pgraph, pmc, target, userd};
+use crate::gf100::{pfifo, pgraph, pmc, ramfc, target, userd};
 use crate::host_init::{self, layout, InitError, Mmio};
 use crate::host_channel::Waiter;
 use crate::memory::Vram;
@@ -128,6 +128,109 @@ pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
 pub fn kick(m: &impl Mmio, w: &impl Waiter, host_chid: u32) -> Result<(), HostError> {
     m.wr(pfifo::KICK, host_chid);
     poll(m, w, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0).then_some(()).ok_or(HostError::KickTimeout)
+}
+
+/// How [`evict`] got a channel off the engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evicted {
+    /// The kick completed: no engine works for the channel any more.
+    Preempted,
+    /// An engine (PFIFO engine id, `pfifo::ENGINE_*`) stayed busy on the channel and was reset;
+    /// the work in flight and the channel's context on it are gone.
+    EngineReset(u32),
+}
+
+/// Serialises engine resets on one GPU: PMC_ENABLE is read-modify-written, and two hosts
+/// threads stopping channels at once must not reset (or re-enable) an engine under each other.
+pub trait ResetLock {
+    /// Runs `f` holding the GPU's engine-reset lock.
+    fn hold<R>(&self, f: impl FnOnce() -> R) -> R;
+}
+
+/// The engine stuck on host channel `host_chid`, if ENG_STATE names one, with its
+/// PMC_ENABLE bit.
+pub fn engine_on(m: &impl Mmio, host_chid: u32) -> Option<(u32, u32)> {
+    pfifo::RESETTABLE_ENGINES.into_iter().find(|&(e, _)| {
+        let s = pfifo::EngState::from_raw(m.rd(pfifo::EngState::offset(e)));
+        s.busy() && s.chid() == host_chid
+    })
+}
+
+/// Resets engine `engine` (PMC_ENABLE bit `bit`) the way nouveau's GF100 recovery does
+/// (NVKM `engine/fifo/gf100.c` `gf100_fifo_recover_work`): the engine frozen in ENG_FREEZE,
+/// held in reset and brought back through PMC_ENABLE, its fault bit cleared, unfrozen. The
+/// reset clears the engine's registers; the host's own settings there (PGRAPH's interrupt
+/// enables) are written back. Other channels' contexts live in their own memory and are not
+/// touched.
+pub fn reset_engine(m: &impl Mmio, engine: u32, bit: u32) {
+    let mask = 1 << engine;
+    let pgraph_intr_en = (bit == pmc::ENABLE_PGRAPH).then(|| m.rd(pgraph::INTR_EN));
+    m.wr(pfifo::ENG_FREEZE, m.rd(pfifo::ENG_FREEZE) | mask);
+    let enabled = m.rd(pmc::ENABLE);
+    m.wr(pmc::ENABLE, enabled & !bit);
+    m.wr(pmc::ENABLE, enabled | bit);
+    if let Some(v) = pgraph_intr_en {
+        m.wr(pgraph::INTR, u32::MAX);
+        m.wr(pgraph::INTR_EN, v);
+    }
+    m.wr(pfifo::ENG_FAULT, mask);
+    m.wr(pfifo::ENG_FREEZE, m.rd(pfifo::ENG_FREEZE) & !mask);
+}
+
+/// Stops host channel `host_chid` so that no engine works for it any more, whatever its
+/// work: not runnable, kicked (bounded by [`HOST_POLL_TIMEOUT_NS`]); a kick that does not
+/// complete because an engine stays busy on the channel (endless work: the engine never
+/// reaches a point where PFIFO can switch it out, nouveau's CTXSW_TIMEOUT) gets that engine
+/// reset ([`reset_engine`]), after which the kick must complete (bounded again). Every
+/// teardown path calls this before the channel's shadows are freed or its pages unpinned.
+pub fn evict(m: &impl Mmio, w: &impl Waiter, lock: &impl ResetLock, host_chid: u32) -> Result<Evicted, HostError> {
+    set_runnable(m, host_chid, false);
+    m.wr(pfifo::KICK, host_chid);
+    if kick_done(m, w) {
+        return Ok(Evicted::Preempted);
+    }
+    let reset = lock.hold(|| {
+        let (engine, bit) = engine_on(m, host_chid)?;
+        reset_engine(m, engine, bit);
+        Some(engine)
+    });
+    // Stuck elsewhere (or the engine let go meanwhile): either way, one more bounded wait.
+    match (kick_done(m, w), reset) {
+        (true, Some(engine)) => Ok(Evicted::EngineReset(engine)),
+        (true, None) => Ok(Evicted::Preempted),
+        (false, _) => Err(HostError::KickTimeout),
+    }
+}
+
+/// What each engine the watchdog watches is doing now: the host channel ENG_STATE names and
+/// its GP_GET, read from the USERD page its (shadow) RAMFC points at, where PFIFO writes it
+/// back after every GPFIFO entry (`None`: idle).
+pub fn engines_seen<B: HostBars>(bars: &B, bar3_mapped: u64) -> [Option<crate::watchdog::Seen>; crate::watchdog::ENGINES] {
+    let vram = HostVram::new(bars, bar3_mapped);
+    let mut out = [None; crate::watchdog::ENGINES];
+    for (o, &(engine, _)) in out.iter_mut().zip(pfifo::RESETTABLE_ENGINES.iter()) {
+        let s = pfifo::EngState::from_raw(bars.rd(pfifo::EngState::offset(engine)));
+        if !s.busy() {
+            continue;
+        }
+        let chan = pfifo::ChanInst::from_raw(bars.rd(pfifo::ChanInst::offset(s.chid())));
+        let inst = chan.addr();
+        let lo = vram.read32(inst + u64::from(ramfc::USERD_LO));
+        let hi = vram.read32(inst + u64::from(ramfc::USERD_HI));
+        let progress = if chan.valid() && lo & ramfc::USERD_TARGET_MASK == target::VRAM {
+            let userd = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32;
+            vram.read32(userd + u64::from(userd::GP_GET))
+        } else {
+            vram.read32(inst + u64::from(ramfc::GP_GET))
+        };
+        *o = Some(crate::watchdog::Seen { host_chid: s.chid(), progress });
+    }
+    out
+}
+
+/// Waits (bounded) until the last kick is no longer pending.
+fn kick_done(m: &impl Mmio, w: &impl Waiter) -> bool {
+    poll(m, w, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0)
 }
 
 /// Rings host channel `host_chid`'s doorbell with GP_PUT `put`: a write of its GP_PUT word

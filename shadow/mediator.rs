@@ -16,7 +16,7 @@ use core::ops::DerefMut;
 
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
-use crate::host_gpu::{HostError, HostEvents};
+use crate::host_gpu::{Evicted, HostError, HostEvents};
 use crate::memory::{Clock, GuestVram, SysMem, Vram};
 use crate::pagetable::{self, Aperture, VmDesc};
 use crate::partition::Slice;
@@ -50,6 +50,9 @@ pub trait HostChannels {
     fn set_runnable(&mut self, host_chid: u32, runnable: bool);
     /// Preempts the channel (bounded wait).
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError>;
+    /// Stops the channel so no engine works for it any more: not runnable, preempted, and an
+    /// engine that stays busy on it reset (`host_gpu::evict`; bounded).
+    fn evict(&mut self, host_chid: u32) -> Result<Evicted, HostError>;
     /// Rings the host doorbell of the channel with GP_PUT `put`.
     fn ring_doorbell(&mut self, host_chid: u32, put: u32);
     /// Replaces this vGPU's part of the host runlist and submits the merged list.
@@ -124,6 +127,8 @@ struct Chan {
     /// GP_GET as last seen there: progress since tells which vGPU a non-stall interrupt
     /// belongs to.
     last_get: u32,
+    /// Stopped by the watchdog: it stays off the engines until the guest binds it again.
+    killed: bool,
 }
 
 /// Counters shown in sysfs and used by benchmarks.
@@ -145,6 +150,8 @@ pub struct MediatorStats {
     pub nonstall: u64,
     /// Guest accesses forwarded to host VRAM.
     pub forwarded: u64,
+    /// Channels the watchdog stopped.
+    pub killed: u64,
 }
 
 /// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
@@ -455,7 +462,7 @@ impl<S: Storage> Mediator<S> {
             let (Some(ch), Some(host)) = (ch.0, slice.channel_to_host(c as u32)) else { continue };
             if !run {
                 stop_channel(env, host);
-            } else if ch.runnable {
+            } else if ch.runnable && !ch.killed {
                 env.host.set_runnable(host, true);
             }
         }
@@ -492,7 +499,7 @@ impl<S: Storage> Mediator<S> {
         for (chid, ch) in self.chans.iter().enumerate() {
             // Runnable on the host only if the guest's enables allow it (a torn pointer
             // update restarts only a channel that was running).
-            let Some(ch) = ch.0.map(|c| Chan { runnable: c.runnable && may_run, ..c }) else { continue };
+            let Some(ch) = ch.0.map(|c| Chan { runnable: c.runnable && may_run && !c.killed, ..c }) else { continue };
             if !(ch.guest_inst..ch.guest_inst + inst::SIZE).contains(&guest) {
                 continue;
             }
@@ -561,7 +568,7 @@ impl<S: Storage> Mediator<S> {
                 let may_run = self.may_run();
                 if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
                     ch.runnable = runnable;
-                    env.host.set_runnable(host_chid, runnable && may_run);
+                    env.host.set_runnable(host_chid, runnable && may_run && !ch.killed);
                 }
             }
             Effect::PfifoReset => self.release_channels(env),
@@ -631,7 +638,7 @@ impl<S: Storage> Mediator<S> {
         if let Some(slot) = self.chans.get_mut(chid as usize) {
             let userd_host = shadow_userd(&*env.vram, host_inst);
             let last_get = env.vram.read32(userd_host + u64::from(userd::GP_GET));
-            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, last_get }));
+            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, last_get, killed: false }));
         }
     }
 
@@ -791,6 +798,26 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
+    /// The watchdog found host channel `host_chid` (this vGPU's) holding an engine too long:
+    /// the channel is made unrunnable and stays so until the guest binds it again. The
+    /// caller then evicts it (`host_gpu::evict`, which resets the engine it is stuck on)
+    /// without holding this vGPU, since that may take the kick's full timeout, and then
+    /// calls [`Mediator::report_killed`]. Whether the channel was this vGPU's and bound.
+    pub fn kill_channel(&mut self, env: &mut Env<'_>, host_chid: u32) -> bool {
+        let Some(chid) = self.slice().channel_from_host(host_chid) else { return false };
+        let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) else { return false };
+        ch.killed = true;
+        self.stats.killed += 1;
+        env.host.set_runnable(host_chid, false);
+        true
+    }
+
+    /// A channel [`Mediator::kill_channel`] took is off the engines: the guest hears what a
+    /// GF100 reports when a channel cannot be switched out, SCHED_ERROR CTXSW_TIMEOUT.
+    pub fn report_killed(&mut self) {
+        self.vregs.raise_sched_error(pfifo::SCHED_ERROR_CTXSW_TIMEOUT);
+    }
+
     fn chan_by_host_inst(&self, host_inst: u64) -> Option<Chan> {
         self.chans.iter().filter_map(|c| c.0).find(|c| c.host_inst == host_inst)
     }
@@ -878,11 +905,10 @@ fn shadow_userd(vram: &dyn Vram, host_inst: u64) -> u64 {
 }
 
 /// Stops host channel `host_chid`: not runnable, then preempted so no engine still works
-/// for it (bounded; a timeout is reported and the caller goes on, the channel being
-/// unrunnable).
+/// for it, an engine stuck on it reset (`HostChannels::evict`; bounded, a timeout is
+/// reported and the caller goes on, the channel being unrunnable).
 fn stop_channel(env: &mut Env<'_>, host_chid: u32) {
-    env.host.set_runnable(host_chid, false);
-    if let Err(e) = env.host.kick(host_chid) {
+    if let Err(e) = env.host.evict(host_chid) {
         env.host.report(e);
     }
 }

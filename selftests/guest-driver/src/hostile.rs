@@ -833,3 +833,103 @@ fn copy_from(g: &mut Gpu, b: &mut HostMem, src: u64) -> Result<(bool, Option<(u3
     let words = b.as_slice().chunks_exact(4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect();
     Ok((done, fault, words))
 }
+
+// ---- runaway work and teardown under it ------------------------------------------------
+
+/// How long a guest waits for the host to stop its endless work (the watchdog's limit, the
+/// host's kick timeout and an engine reset, on a loaded machine).
+const RUNAWAY_WAIT: Duration = Duration::from_secs(40);
+/// How long a page must stay as the guest rewrote it after its channel was stopped.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// A fresh open running an endless copy from one of its system-memory pages into another
+/// (`dst`, which holds [`SENTINEL`] before); returns once the copy is seen writing there.
+pub fn start_endless<T: Target>(v: &T) -> Result<(Gpu, HostMem, HostMem, u32), String> {
+    let mut g = v.open()?;
+    let mut src = g.malloc_host(PAGE).map_err(hw_err)?;
+    let mut dst = g.malloc_host(PAGE).map_err(hw_err)?;
+    for w in src.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&ATTACK.to_le_bytes());
+    }
+    for w in dst.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&SENTINEL.to_le_bytes());
+    }
+    g.raw_ce_endless(dst.va, src.va).map_err(hw_err)?;
+    let seq = g.fence_emit().map_err(hw_err)?;
+    let start = Instant::now();
+    while count_words(dst.as_slice(), ATTACK) * 4 < PAGE {
+        if start.elapsed() > FAULT_WAIT {
+            return Err("the endless copy never wrote its destination page".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok((g, src, dst, seq))
+}
+
+/// Rewrites `dst` with [`SENTINEL`] and checks nothing writes it again for [`QUIET`].
+fn stays_unwritten(c: &mut Checks, dst: &mut HostMem, what: &str) {
+    for w in dst.as_mut_slice().chunks_exact_mut(4) {
+        w.copy_from_slice(&SENTINEL.to_le_bytes());
+    }
+    std::thread::sleep(QUIET);
+    let kept = count_words(dst.as_slice(), SENTINEL);
+    c.check(kept * 4 == PAGE, format!("{what}: the page stays unwritten afterwards ({} of {} words rewritten by the copy)", PAGE / 4 - kept, PAGE / 4));
+}
+
+/// Runaway work (issue 11 item 6): one endless copy on the attacker's channel, which holds
+/// the copy engine and cannot be preempted. The host's watchdog must stop it: the guest sees
+/// PFIFO SCHED_ERROR with CTXSW_TIMEOUT (what a GF100 reports for a channel that cannot be
+/// switched out), its fence never passes, and the copy writes nothing afterwards. Returns how
+/// long the host took from the first write of the copy to the error.
+pub fn runaway<T: Target>(v: &T, c: &mut Checks) -> Result<Duration, String> {
+    let (mut g, _src, mut dst, seq) = start_endless(v)?;
+    let start = Instant::now();
+    let mut intr = 0;
+    while intr & pfifo::INTR_SCHED_ERROR == 0 && start.elapsed() < RUNAWAY_WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+        intr = g.raw_hw().rd(pfifo::INTR);
+    }
+    let took = start.elapsed();
+    let code = g.raw_hw().rd(pfifo::SCHED_ERROR);
+    c.check(
+        intr & pfifo::INTR_SCHED_ERROR != 0 && code == pfifo::SCHED_ERROR_CTXSW_TIMEOUT,
+        format!("runaway: the guest sees SCHED_ERROR CTXSW_TIMEOUT after {took:?} (PFIFO INTR {intr:#x}, code {code:#x})"),
+    );
+    c.check(!g.fence_done(seq), "runaway: its fence never passes (the copy was abandoned)");
+    stays_unwritten(c, &mut dst, "runaway");
+    drop(g);
+    Ok(took)
+}
+
+/// How the attacker's endless copy is torn down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    /// The guest clears its channel's CHAN word (unbind).
+    Unbind,
+    /// VFIO_DEVICE_RESET.
+    Reset,
+    /// The guest turns PFIFO off in PMC_ENABLE.
+    PfifoOff,
+}
+
+/// Teardown under endless work (issue 11 item 3): an endless copy into the attacker's own
+/// system-memory page, then `how`; once that returns, the page (rewritten by the guest)
+/// must stay unwritten: the host stopped the channel, resetting the engine it held, before
+/// the teardown completed.
+pub fn teardown<T: Target>(v: &T, c: &mut Checks, how: Teardown) -> Result<(), String> {
+    let (mut g, _src, mut dst, _seq) = start_endless(v)?;
+    let (chid, _) = g.raw_channel();
+    let start = Instant::now();
+    match how {
+        Teardown::Unbind => g.raw_hw().wr(pfifo::ChanInst::offset(chid), 0),
+        Teardown::Reset => g.raw_reset().map_err(hw_err)?,
+        Teardown::PfifoOff => {
+            let en = g.raw_hw().rd(pmc::ENABLE);
+            g.raw_hw().wr(pmc::ENABLE, en & !pmc::ENABLE_PFIFO);
+        }
+    }
+    let what = format!("teardown by {how:?} (took {:?})", start.elapsed());
+    stays_unwritten(c, &mut dst, &what);
+    drop(g);
+    Ok(())
+}

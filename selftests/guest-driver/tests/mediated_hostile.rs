@@ -8,10 +8,12 @@ use gpuvm_guest_driver::hostile::{self, Checks, PatternHolder, Target};
 use gpuvm_guest_driver::transport::mediated::{MediatedHost, VgpuShared};
 use gpuvm_guest_driver::transport::Transport;
 use gpuvm_guest_driver::workloads::{self, Opts, Size};
+use gpuvm_shadow::host_gpu;
 use gpuvm_uapi::gf100::{pfifo, ramfc};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const VRAM_MIB: u64 = 512;
 
@@ -349,4 +351,88 @@ fn mediated_hostile_exhaustion() {
     assert_eq!(attacker.v.pool_used(), 0, "the attacker holds nothing once closed");
     assert_eq!(host.pool_free_bytes(), pool0, "the host pool is back where it was");
     assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
+}
+
+/// Time per checked victim run with nothing else on the GPU (`rounds` rounds of mmul +
+/// hotspot).
+fn victim_alone(host: &MediatedHost, victim: &Arc<VgpuShared>, rounds: u32) -> Duration {
+    let stop = AtomicBool::new(true);
+    let start = Instant::now();
+    let mut runs = 0;
+    for _ in 0..rounds {
+        runs += victim_runs(host, victim, &stop);
+    }
+    start.elapsed() / runs
+}
+
+/// Runaway work (issue 11 item 6): an attacker's endless copy holds PCOPY0 and cannot be
+/// preempted. The watchdog (default limit, 2 s) stops it: the attacker's channel is
+/// evicted by resetting PCOPY0, the attacker alone sees SCHED_ERROR CTXSW_TIMEOUT, and a
+/// victim running checked workloads meanwhile completes every run correctly (its time per
+/// run during the attack against alone is printed).
+#[test]
+fn mediated_hostile_runaway() {
+    let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");
+    let attacker = Mediated { host: &host, v: host.create(4).expect("attacker") };
+    let victim = host.create(4).expect("victim");
+    let alone = victim_alone(&host, &victim, 2);
+    let stop = AtomicBool::new(false);
+    let mut c = Checks::default();
+    let start = Instant::now();
+    let (took, runs) = std::thread::scope(|s| {
+        let t = s.spawn(|| victim_runs(&host, &victim, &stop));
+        let took = hostile::runaway(&attacker, &mut c).expect("attack ran");
+        stop.store(true, Ordering::Relaxed);
+        (took, t.join().expect("victim thread"))
+    });
+    let during = start.elapsed() / runs;
+    eprintln!(
+        "runaway: stopped {took:?} after its first write (watchdog {} ms); victim {runs} runs, {during:?} per run during vs {alone:?} alone",
+        gpuvm_shadow::watchdog::WATCHDOG_MS_DEFAULT
+    );
+    assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
+    let kills = host.watchdog_kills();
+    assert_eq!(kills.len(), 1, "one channel stopped: {kills:?}");
+    let k = kills[0];
+    assert_eq!(k.vgpu, attacker.v.slice().first_unit, "the attacker's");
+    assert_eq!(k.runaway.engine, pfifo::ENGINE_PCOPY0);
+    assert_eq!(attacker.v.slice().channel_from_host(k.runaway.host_chid), Some(0));
+    assert_eq!(k.evicted, Ok(host_gpu::Evicted::EngineReset(pfifo::ENGINE_PCOPY0)), "the kick could not take it off: the engine was reset");
+    assert_eq!(attacker.v.stats().killed, 1);
+    assert_eq!(victim.stats().killed, 0);
+    assert!(runs >= 2, "the victim made progress ({runs} runs)");
+    assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
+}
+
+/// Teardown under endless work (issue 11 item 3): the attacker's endless copy into its own
+/// system-memory page, then an unbind, a VFIO reset, PFIFO off in its PMC_ENABLE, or a close:
+/// each stops the channel (an engine reset, as the kick cannot) before it returns, and the
+/// page stays unwritten afterwards; a victim runs checked workloads throughout.
+#[test]
+fn mediated_hostile_teardown() {
+    let (c, runs) = under_attack(|host, a, c| {
+        for how in [hostile::Teardown::Unbind, hostile::Teardown::Reset, hostile::Teardown::PfifoOff] {
+            let resets = host.engine_resets().len();
+            hostile::teardown(a, c, how).expect("attack ran");
+            assert_eq!(host.engine_resets().len(), resets + 1, "{how:?}: the engine held by the copy was reset");
+        }
+        // Close: the device goes (its pages with it) only after the channel was stopped.
+        let resets = host.engine_resets().len();
+        let (g, _src, _dst, _) = hostile::start_endless(a).expect("endless copy");
+        drop(g);
+        assert_eq!(host.engine_resets().len(), resets + 1, "close: the engine held by the copy was reset");
+        // The victim may use PCOPY0; the attacker's channel must never be seen on it again.
+        let host_chid = a.v.slice().channel_to_host(0).expect("channel 0");
+        let seen = (0..30)
+            .filter(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                let s = pfifo::EngState::from_raw(host.gpu().bar_read32(gf100_model::Bar::Bar0, u64::from(pfifo::EngState::offset(pfifo::ENGINE_PCOPY0))));
+                s.busy() && s.chid() == host_chid
+            })
+            .count();
+        c.check(seen == 0, format!("close: PCOPY0 never seen on the closed vGPU's channel again ({seen} of 30 looks)"));
+    });
+    assert_eq!(c.failed, 0, "{} hostile checks failed", c.failed);
+    assert!(c.passed >= 4, "{} checks ran", c.passed);
+    assert!(runs >= 2, "the victim made progress ({runs} runs)");
 }

@@ -41,6 +41,8 @@ pub mod host_channel;
 pub mod scrub;
 #[path = "../../../shadow/mediator.rs"]
 pub mod mediator;
+#[path = "../../../shadow/watchdog.rs"]
+pub mod watchdog;
 
 extern crate alloc;
 

@@ -72,6 +72,11 @@ impl HostChannels for Recorder {
         self.ops.push(Op::Kick(h));
         Ok(())
     }
+    /// Recorded as what `host_gpu::evict` does when the kick completes.
+    fn evict(&mut self, h: u32) -> Result<gpuvm_shadow_tests::host_gpu::Evicted, HostError> {
+        self.set_runnable(h, false);
+        self.kick(h).map(|()| gpuvm_shadow_tests::host_gpu::Evicted::Preempted)
+    }
     fn ring_doorbell(&mut self, h: u32, put: u32) {
         self.ops.push(Op::Doorbell(h, put));
     }

@@ -982,6 +982,11 @@ impl HostChannels for Host {
     fn kick(&mut self, h: u32) -> Result<(), HostError> {
         self.w.borrow_mut().kick(self.who, h)
     }
+    /// What `host_gpu::evict` does on a GPU whose engines let go at the kick.
+    fn evict(&mut self, h: u32) -> Result<gpuvm_shadow_tests::host_gpu::Evicted, HostError> {
+        self.set_runnable(h, false);
+        self.kick(h).map(|()| gpuvm_shadow_tests::host_gpu::Evicted::Preempted)
+    }
     fn ring_doorbell(&mut self, h: u32, _put: u32) {
         self.w.borrow_mut().doorbell(self.who, h)
     }

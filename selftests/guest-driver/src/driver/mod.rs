@@ -804,6 +804,21 @@ impl Gpu {
         ch.mthd(hw, SUBC_COPY, copy::ADDRESSING_MODE, &[0], false)
     }
 
+    /// Test hook: an endless copy: `u32::MAX` lines of one page from `src` to `dst`, both
+    /// pitches 0 (the same page over and over), so the copy engine never finishes the method.
+    pub fn raw_ce_endless(&mut self, dst: u64, src: u64) -> Result<()> {
+        let (hw, ch) = self.ch();
+        let (ih, il) = split(src);
+        let (oh, ol) = split(dst);
+        ch.reserve(hw, 12)?;
+        ch.mthd(hw, SUBC_COPY, copy::OFFSET_IN_UPPER, &[ih, il, oh, ol, 0, 0, PAGE as u32, u32::MAX], false)?;
+        let launch = copy::TRANSFER_NON_PIPELINED << copy::LAUNCH_TRANSFER_SHIFT
+            | copy::LAUNCH_SRC_PITCH
+            | copy::LAUNCH_DST_PITCH
+            | copy::LAUNCH_MULTI_LINE;
+        ch.mthd(hw, SUBC_COPY, copy::LAUNCH_DMA, &[launch], false)
+    }
+
     /// Test hook: reset the device under the driver (VFIO_DEVICE_RESET). Everything the
     /// driver set up is gone afterwards: only dropping the `Gpu` is left to do.
     pub fn raw_reset(&mut self) -> std::io::Result<()> {

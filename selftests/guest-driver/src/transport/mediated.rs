@@ -28,6 +28,7 @@ use gpuvm_shadow::shadow_vm::TableAlloc;
 use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
 use gpuvm_shadow::vregs;
+use gpuvm_shadow::watchdog::{BadLimit, Runaway, Watchdog};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -71,6 +72,14 @@ struct HostShared {
     pramin: Mutex<Cell<Option<u32>>>,
     /// Serialises host TLB flushes.
     tlb: Mutex<()>,
+    /// Serialises engine resets (`host_gpu::evict`).
+    engine_reset: Mutex<()>,
+    /// Channels `host_gpu::evict` stopped by resetting an engine: (host channel, engine).
+    engine_resets: Mutex<Vec<(u32, u32)>>,
+    /// The runaway-work watchdog (its limit is the `watchdog_ms` knob).
+    watchdog: Mutex<Watchdog>,
+    /// What the watchdog stopped.
+    watchdog_kills: Mutex<Vec<WatchdogKill>>,
     lazy_shadow: AtomicBool,
     vgpus: Mutex<Vec<Weak<VgpuShared>>>,
     /// Host operations that failed (the kernel logs them): tests assert there are none.
@@ -142,6 +151,9 @@ impl HostChannels for ModelChannels<'_> {
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
         host_gpu::kick(&ModelBars(self.0), &HostClock(self.0.epoch), host_chid)
     }
+    fn evict(&mut self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
+        self.0.evict(host_chid)
+    }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&ModelBars(self.0), host_chid, put)
     }
@@ -178,6 +190,15 @@ impl Waiter for HostClock {
     }
 }
 
+/// One channel the watchdog stopped, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchdogKill {
+    pub runaway: Runaway,
+    /// The slice index (first unit) of the vGPU that owned it.
+    pub vgpu: u32,
+    pub evicted: Result<host_gpu::Evicted, HostError>,
+}
+
 /// Every scrub so far: how many, their totals, and the failures.
 #[derive(Clone, Debug, Default)]
 pub struct ScrubLog {
@@ -186,7 +207,26 @@ pub struct ScrubLog {
     pub errors: Vec<ScrubError>,
 }
 
+/// The GPU's engine-reset lock as `host_gpu` asks for it.
+struct EngineResetLock<'a>(&'a HostShared);
+
+impl host_gpu::ResetLock for EngineResetLock<'_> {
+    fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _serialised = lock(&self.0.engine_reset);
+        f()
+    }
+}
+
 impl HostShared {
+    /// Stops host channel `host_chid` for good (`host_gpu::evict`), recording an engine reset.
+    fn evict(&self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
+        let r = host_gpu::evict(&ModelBars(self), &HostClock(self.epoch), &EngineResetLock(self), host_chid);
+        if let Ok(host_gpu::Evicted::EngineReset(engine)) = r {
+            lock(&self.engine_resets).push((host_chid, engine));
+        }
+        r
+    }
+
     /// Zeroes `slice`'s VRAM with the copy engine (unless the test knob turned scrubbing
     /// off), recording the outcome.
     fn scrub(&self, slice: &Slice) -> Result<(), ScrubError> {
@@ -370,6 +410,7 @@ impl Drop for VgpuShared {
 pub struct MediatedHost {
     shared: Arc<HostShared>,
     irq_thread: Option<JoinHandle<()>>,
+    watchdog_thread: Option<JoinHandle<()>>,
 }
 
 impl MediatedHost {
@@ -396,6 +437,10 @@ impl MediatedHost {
             runlist: Mutex::new(HostRunlist::new([0; 2])),
             pramin: Mutex::new(Cell::new(None)),
             tlb: Mutex::new(()),
+            engine_reset: Mutex::new(()),
+            engine_resets: Mutex::new(Vec::new()),
+            watchdog: Mutex::new(Watchdog::default()),
+            watchdog_kills: Mutex::new(Vec::new()),
             lazy_shadow: AtomicBool::new(true),
             vgpus: Mutex::new(Vec::new()),
             host_errors: Mutex::new(Vec::new()),
@@ -425,12 +470,30 @@ impl MediatedHost {
         let shared = Arc::new(shared);
         let t = shared.clone();
         let irq_thread = std::thread::Builder::new().name("gpuvm-host-irq".into()).spawn(move || irq_thread(&t))?;
-        Ok(MediatedHost { shared, irq_thread: Some(irq_thread) })
+        let t = shared.clone();
+        let watchdog_thread = std::thread::Builder::new().name("gpuvm-watchdog".into()).spawn(move || watchdog_thread(&t))?;
+        Ok(MediatedHost { shared, irq_thread: Some(irq_thread), watchdog_thread: Some(watchdog_thread) })
     }
 
     /// The model GPU.
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.shared.gpu
+    }
+
+    /// The `watchdog_ms` knob (the kernel answers EINVAL outside its range).
+    pub fn set_watchdog_ms(&self, ms: u32) -> Result<(), BadLimit> {
+        lock(&self.shared.watchdog).set_limit_ms(ms)
+    }
+
+    /// What the watchdog stopped so far.
+    pub fn watchdog_kills(&self) -> Vec<WatchdogKill> {
+        lock(&self.shared.watchdog_kills).clone()
+    }
+
+    /// Channels stopped by an engine reset so far (host channel, engine): by the watchdog
+    /// or by a teardown that found an engine stuck on the channel.
+    pub fn engine_resets(&self) -> Vec<(u32, u32)> {
+        lock(&self.shared.engine_resets).clone()
     }
 
     /// The `lazy_shadow` knob.
@@ -512,7 +575,7 @@ impl MediatedHost {
 impl Drop for MediatedHost {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.irq_thread.take() {
+        for t in [self.irq_thread.take(), self.watchdog_thread.take()].into_iter().flatten() {
             let _ = t.join();
         }
         let h = &*self.shared;
@@ -561,6 +624,44 @@ fn irq_thread(h: &Arc<HostShared>) {
         for (v, nonstall) in vgpus.iter().zip(claims) {
             v.with_env(|med, _| med.deliver(&ev, nonstall));
         }
+    }
+}
+
+/// The watchdog's timer: a check every `Watchdog::period_ns` (the kernel's delayed work).
+fn watchdog_thread(h: &Arc<HostShared>) {
+    let mut next = Instant::now();
+    while !h.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(IRQ_THREAD_SLICE));
+            continue;
+        }
+        next = now + Duration::from_nanos(lock(&h.watchdog).period_ns());
+        watchdog_check(h);
+    }
+}
+
+/// One watchdog check: what the engines are doing, then each channel held past the limit
+/// is killed in its owner's mediator (made unrunnable), evicted with no vGPU lock held (the
+/// kick may wait its full timeout), and only then reported to its owner (SCHED_ERROR
+/// CTXSW_TIMEOUT), so the guest's error means its work is off the GPU. The host's own
+/// channels (the scrubber's) are not the watchdog's: their waits are bounded already.
+fn watchdog_check(h: &Arc<HostShared>) {
+    let seen = host_gpu::engines_seen(&ModelBars(h), h.bar3_mapped);
+    let now = HostClock(h.epoch).now_ns();
+    let found = lock(&h.watchdog).check(now, seen);
+    for r in found.into_iter().flatten() {
+        let owner = lock(&h.vgpus).iter().filter_map(Weak::upgrade).find(|v| v.slice.channel_from_host(r.host_chid).is_some());
+        let Some(v) = owner else { continue };
+        if !v.with_env(|med, env| med.kill_channel(env, r.host_chid)) {
+            continue;
+        }
+        let evicted = h.evict(r.host_chid);
+        if let Err(e) = evicted {
+            lock(&h.host_errors).push(e);
+        }
+        v.with_env(|med, _| med.report_killed());
+        lock(&h.watchdog_kills).push(WatchdogKill { runaway: r, vgpu: v.index, evicted });
     }
 }
 
