@@ -93,6 +93,8 @@ mod bindings;
 mod eventfd;
 #[path = "rust/irq.rs"]
 mod irq;
+#[path = "rust/periodic.rs"]
+mod periodic;
 #[path = "rust/mdev.rs"]
 mod mdev;
 #[path = "rust/sysfs.rs"]
@@ -149,6 +151,11 @@ pub(crate) struct GpuShared {
     /// leaf, taken for the reset's few register writes only.
     #[pin]
     engine_reset: Mutex<()>,
+    /// The runaway-work watchdog (its limit is the `watchdog_ms` knob); taken alone.
+    #[pin]
+    watchdog: Mutex<watchdog::Watchdog>,
+    /// Channels the watchdog stopped.
+    watchdog_kills: AtomicU64,
     /// The host's BAR1: its USERD area, where doorbells are rung.
     bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
     /// Interrupts the host handled (all causes).
@@ -358,7 +365,43 @@ impl irq::Handler for GpuShared {
     }
 }
 
+/// The watchdog's periodic check (rust/periodic.rs runs it on the GPU's own queue).
+impl periodic::Tick for GpuShared {
+    fn tick(&self) -> u64 {
+        self.watchdog_check();
+        self.watchdog.lock().period_ns() / 1000
+    }
+}
+
 impl GpuShared {
+    /// One watchdog check (shadow/watchdog.rs): what the engines are doing; a guest channel
+    /// held past the limit is made unrunnable in its owner's mediator, evicted with no vGPU
+    /// lock held (the kick may wait its full timeout, then the engine is reset), and only
+    /// then reported to its owner (SCHED_ERROR CTXSW_TIMEOUT). The host's own channels (the
+    /// scrubber's) are not the watchdog's: their waits are bounded already.
+    fn watchdog_check(&self) {
+        let seen = host_gpu::engines_seen(&host_env::KernelBars(self), self.bar3_mapped);
+        let found = self.watchdog.lock().check(self.uptime_ns(), seen);
+        for r in found.into_iter().flatten() {
+            let owner = self.vgpu_list.lock().iter().find(|d| d.slice.channel_from_host(r.host_chid).is_some()).cloned();
+            let Some(dev) = owner else { continue };
+            if !vgpu::Vgpu::kill_channel(&dev, r.host_chid) {
+                continue;
+            }
+            self.watchdog_kills.fetch_add(1, Ordering::Relaxed);
+            let evicted = self.evict(r.host_chid);
+            dev_warn!(
+                self.pdev.as_ref(),
+                "watchdog: host channel {} held engine {} for {} ms without progress: stopped ({:?})\n",
+                r.host_chid,
+                r.engine,
+                r.held_ns / 1_000_000,
+                evicted
+            );
+            vgpu::Vgpu::report_killed(&dev);
+        }
+    }
+
     fn alloc_slice(&self, share: u32) -> Result<Slice> {
         let units = UnitMap::units_for(share).ok_or(EINVAL)?;
         let first = self.units.lock().alloc(share).ok_or(ENOSPC)?;
@@ -458,6 +501,8 @@ impl mdev::Driver for VgpuDriver {
 /// One physical GF100 owned by this driver. Field order is drop order: sysfs files first,
 /// then the mdev parent (which removes every vGPU), then the GPU is quiesced.
 struct GpuvmGpu {
+    /// Dropped first: the watchdog stops before anything it looks at goes.
+    _watchdog: periodic::Periodic<GpuShared>,
     _attrs: GroupsRegistration,
     _parent: Pin<KBox<mdev::Parent<VgpuDriver>>>,
     _host: HostGpu,
@@ -644,6 +689,8 @@ impl pci::Driver for GpuvmPciDriver {
                 pool <- new_mutex!(pool),
                 tlb <- new_mutex!(()),
                 engine_reset <- new_mutex!(()),
+                watchdog <- new_mutex!(watchdog::Watchdog::default()),
+                watchdog_kills: AtomicU64::new(0),
                 bar1,
                 interrupts: AtomicU64::new(0),
                 nonstall_unclaimed: AtomicU64::new(0),
@@ -692,7 +739,8 @@ impl pci::Driver for GpuvmPciDriver {
         }
         let parent = mdev::Parent::register(pdev.as_ref(), types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &gpu_sysfs::GROUPS)?;
-        Ok(GpuvmGpu { _attrs: attrs, _parent: parent, _host: host, shared })
+        let watchdog = periodic::Periodic::start(c"gpuvm-watchdog", shared.clone())?;
+        Ok(GpuvmGpu { _watchdog: watchdog, _attrs: attrs, _parent: parent, _host: host, shared })
     }
 }
 
@@ -747,7 +795,30 @@ sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     ro GpuVgpus c"vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
     ro GpuVramPhysical c"vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
     ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.pool.lock().free_bytes() >> 10;
+    rw GpuWatchdogMs c"watchdog_ms";
+    ro GpuWatchdogKills c"watchdog_kills" => |g| g.shared.watchdog_kills.load(Ordering::Relaxed);
 }}
+
+/// How long one piece of work may hold an engine without progress, in ms.
+struct GpuWatchdogMs;
+impl Attr<GpuAttrs> for GpuWatchdogMs {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", g.shared.watchdog.lock().limit_ms()).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        let v = rust_sysfs::parse_u32(input)?;
+        g.shared.watchdog.lock().set_limit_ms(v).map_err(|_| {
+            dev_warn!(
+                g.shared.pdev(),
+                "watchdog_ms: {} is outside {}..={} (EINVAL)\n",
+                v,
+                watchdog::WATCHDOG_MS_MIN,
+                watchdog::WATCHDOG_MS_MAX
+            );
+            EINVAL
+        })
+    }
+}
 
 /// Shadow sync policy: 1 = lazy (sync at the next use), 0 = naive (sync at the guest's flush).
 struct GpuLazyShadow;

@@ -120,6 +120,22 @@ impl Vgpu {
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.claim_nonstall(env))
     }
 
+    /// The watchdog stops host channel `host_chid` (this vGPU's): unrunnable until rebound.
+    /// Whether it was one of this vGPU's bound channels.
+    pub(crate) fn kill_channel(dev: &vfio::Device<Self>, host_chid: u32) -> bool {
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.kill_channel(env, host_chid))
+    }
+
+    /// The channel the watchdog stopped is off the engines: the guest gets its error.
+    pub(crate) fn report_killed(dev: &vfio::Device<Self>) {
+        let mut st = dev.state.lock();
+        st.med.report_killed();
+        Self::update_irq(&mut st);
+    }
+
     fn region_size(&self, region: Region) -> u64 {
         match region {
             Region::Bar0 => gf100::pci::BAR0_SIZE,

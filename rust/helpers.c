@@ -58,3 +58,13 @@ int gpuvm_helper_pin_page(struct vfio_device *vdev, u64 iova, bool write, u64 *p
 	*phys = page_to_phys(page);
 	return 0;
 }
+
+struct workqueue_struct *gpuvm_helper_alloc_ordered_wq(const char *name)
+{
+	return alloc_ordered_workqueue("%s", 0, name);
+}
+
+void gpuvm_helper_destroy_wq(struct workqueue_struct *wq)
+{
+	destroy_workqueue(wq);
+}
