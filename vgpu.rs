@@ -121,9 +121,13 @@ impl Vgpu {
     }
 
     /// The watchdog stops host channel `host_chid` (this vGPU's): unrunnable until rebound.
-    /// Whether it was one of this vGPU's bound channels.
+    /// Whether it was one of this vGPU's bound channels and an engine is still on it now
+    /// (with the state lock held: a teardown that got there first has taken it off).
     pub(crate) fn kill_channel(dev: &vfio::Device<Self>, host_chid: u32) -> bool {
         let mut guard = dev.state.lock();
+        if crate::host_gpu::engine_on(&host_env::KernelBars(&dev.gpu), host_chid).is_none() {
+            return false;
+        }
         let st = &mut *guard;
         let med = &mut st.med;
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.kill_channel(env, host_chid))

@@ -910,6 +910,9 @@ pub enum Teardown {
     Reset,
     /// The guest turns PFIFO off in PMC_ENABLE.
     PfifoOff,
+    /// The device is closed (its pages go with it: the host checks this one, by the engine
+    /// reset it logs before the close returns).
+    Close,
 }
 
 /// Teardown under endless work (issue 11 item 3): an endless copy into the attacker's own
@@ -926,6 +929,11 @@ pub fn teardown<T: Target>(v: &T, c: &mut Checks, how: Teardown) -> Result<(), S
         Teardown::PfifoOff => {
             let en = g.raw_hw().rd(pmc::ENABLE);
             g.raw_hw().wr(pmc::ENABLE, en & !pmc::ENABLE_PFIFO);
+        }
+        Teardown::Close => {
+            drop(g);
+            println!("teardown by Close: closed {:?} after the copy started writing", start.elapsed());
+            return Ok(());
         }
     }
     let what = format!("teardown by {how:?} (took {:?})", start.elapsed());

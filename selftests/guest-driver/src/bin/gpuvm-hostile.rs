@@ -51,6 +51,15 @@ commands:
                   through it faults on its own channel; one added before worked); with
                   --ready/--release it holds everything it got between writing FILE and
                   the release file appearing
+  runaway         attacker: an endless copy (one page over and over, 2^32-1 lines) that holds
+                  the copy engine; the host's watchdog must stop it: SCHED_ERROR
+                  CTXSW_TIMEOUT in its PFIFO, its fence never passes, its page unwritten
+                  afterwards; prints how long it ran
+  teardown [--how unbind|reset|pfifo-off|close]
+                  attacker: an endless copy into its own system-memory page, then its
+                  channel unbound, a VFIO_DEVICE_RESET, PFIFO off in PMC_ENABLE, or the
+                  device closed (default: the first three, one after the other); the page
+                  must stay unwritten afterwards (close: checked by the host's log)
   leave-pattern --mib N [--reset]
                   old tenant: fill N MiB of VRAM with the pattern and close the device
                   without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
@@ -103,7 +112,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
     let mut uuid = None;
     let mut cmd = None;
     let (mut mib, mut ready, mut release, mut target, mut foreign) = (16u64, None, None, None, None);
-    let (mut at, mut reset) = (None, false);
+    let (mut at, mut reset, mut how) = (None, false, None);
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<String>, o: &str| it.next().cloned().ok_or(format!("{o} needs a value\n{USAGE}"));
     let num = |s: String, o: &str| -> Result<u64, String> {
@@ -123,6 +132,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
             "--foreign" => foreign = Some(num(val(&mut it, a)?, a)? as u32),
             "--at" => at = Some(num(val(&mut it, a)?, a)?),
             "--reset" => reset = true,
+            "--how" => how = Some(val(&mut it, a)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -151,6 +161,23 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
             Ok(())
         }
         Some("leftover") => hostile::leftover(&v, c, mib, at).map(|_| ()),
+        Some("runaway") => {
+            let took = hostile::runaway(&v, c)?;
+            println!("runaway: stopped {:.2} s after its first write", took.as_secs_f64());
+            Ok(())
+        }
+        Some("teardown") => {
+            let all = [hostile::Teardown::Unbind, hostile::Teardown::Reset, hostile::Teardown::PfifoOff];
+            let list: Vec<hostile::Teardown> = match how.as_deref() {
+                None => all.to_vec(),
+                Some("unbind") => vec![hostile::Teardown::Unbind],
+                Some("reset") => vec![hostile::Teardown::Reset],
+                Some("pfifo-off") => vec![hostile::Teardown::PfifoOff],
+                Some("close") => vec![hostile::Teardown::Close],
+                Some(o) => return Err(format!("--how {o}: not unbind, reset, pfifo-off or close\n{USAGE}")),
+            };
+            list.into_iter().try_for_each(|h| hostile::teardown(&v, c, h))
+        }
         _ => Err(format!("no or unknown command\n{USAGE}")),
     }
 }

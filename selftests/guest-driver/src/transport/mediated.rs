@@ -653,7 +653,9 @@ fn watchdog_check(h: &Arc<HostShared>) {
     for r in found.into_iter().flatten() {
         let owner = lock(&h.vgpus).iter().filter_map(Weak::upgrade).find(|v| v.slice.channel_from_host(r.host_chid).is_some());
         let Some(v) = owner else { continue };
-        if !v.with_env(|med, env| med.kill_channel(env, r.host_chid)) {
+        // Still on an engine now, with the vGPU locked: a teardown that got there first
+        // has taken it off already.
+        if !v.with_env(|med, env| host_gpu::engine_on(&ModelBars(h), r.host_chid).is_some() && med.kill_channel(env, r.host_chid)) {
             continue;
         }
         let evicted = h.evict(r.host_chid);
