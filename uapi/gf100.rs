@@ -596,9 +596,10 @@ pub mod pfifo {
     /// Fault units: bits of `VM_FAULT_UNITS`, records `VmFault*::offset(unit)` (rnndb
     /// `fifo/gf100_pfifo.xml` VM_FAULT, length 32).
     pub const VM_FAULT_UNITS_MAX: u32 = 32;
-    /// `engine_intr(n)` registers, n < this. **Choice:** rnndb lists 16 (ENGINE_INTR, length
-    /// 16); the model and the vGPUs implement the first 8 (n = 0 is the only one used, §17.13).
-    pub const ENGINE_INTR_COUNT: u32 = 8;
+    /// `engine_intr(n)` registers, n < this: rnndb `fifo/gf100_pfifo.xml` ENGINE_INTR, 0x25a8,
+    /// length 16 (GF100:GK104). **Choice (§17.13):** the model raises every channel's
+    /// non-stall interrupt in n = 0; the other 15 exist, read 0 and ack like it.
+    pub const ENGINE_INTR_COUNT: u32 = 16;
 
     pub const INTR: u32 = 0x002100;
     pub const INTR_EN: u32 = 0x002140;
@@ -736,7 +737,8 @@ pub mod pfifo {
     ];
     /// SCHED_ERROR code a GF100 reports when a channel switch does not complete because an
     /// engine stays busy on the channel (nouveau `gf100_fifo_sched_reason`: 0x0a
-    /// CTXSW_TIMEOUT); the host raises it in the guest whose channel it had to stop.
+    /// CTXSW_TIMEOUT; rnndb `fifo/gf100_pfifo.xml` PLAYLIST_INTR 0xa ENGINE_TIMEOUT); the
+    /// host raises it in the guest whose channel it had to stop.
     pub const SCHED_ERROR_CTXSW_TIMEOUT: u32 = 0x0a;
 
     register! {

@@ -377,3 +377,26 @@ proptest! {
         prop_assert_eq!(r.denied.reads + r.denied.writes, denied);
     }
 }
+
+/// PFIFO's engine interrupt array has 16 entries on GF100 (rnndb ENGINE_INTR, length 16):
+/// every one reads and acknowledges on a vGPU and on the model, the word after it does not
+/// belong to it.
+#[test]
+fn engine_intr_has_sixteen_entries() {
+    let (mut r, c) = vgpu();
+    wr(&mut r, &c, pmc::ENABLE, pmc::ENABLE_ALL);
+    assert_eq!(pfifo::ENGINE_INTR_COUNT, 16);
+    for n in 0..pfifo::ENGINE_INTR_COUNT {
+        assert_eq!(rd(&mut r, &c, pfifo::engine_intr(n)), 0, "ENGINE_INTR[{n}]");
+        assert!(!matches!(wr(&mut r, &c, pfifo::engine_intr(n), u32::MAX), Write::Denied(_)), "ENGINE_INTR[{n}] acknowledges");
+    }
+    assert!(matches!(r.read(pfifo::engine_intr(16), &c), Read::Denied(_)), "0x25e8 is not ENGINE_INTR[16]");
+    let gpu = gf100_model::Gpu::new(gf100_model::ModelConfig { vram_bytes: 64 << 20, ..Default::default() }).unwrap();
+    gpu.bar_write32(gf100_model::Bar::Bar0, u64::from(pmc::ENABLE), pmc::ENABLE_ALL);
+    let before = gpu.counters().bar0_unknown;
+    for n in 0..pfifo::ENGINE_INTR_COUNT {
+        assert_eq!(gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(pfifo::engine_intr(n))), 0);
+        gpu.bar_write32(gf100_model::Bar::Bar0, u64::from(pfifo::engine_intr(n)), u32::MAX);
+    }
+    assert_eq!(gpu.counters().bar0_unknown, before, "the model knows all 16");
+}
