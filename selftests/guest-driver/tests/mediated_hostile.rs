@@ -436,3 +436,34 @@ fn mediated_hostile_teardown() {
     assert!(c.passed >= 4, "{} checks ran", c.passed);
     assert!(runs >= 2, "the victim made progress ({runs} runs)");
 }
+
+/// Control for `mediated_hostile_runaway`: with the watchdog at its longest limit (60 s) the
+/// same endless copy keeps PCOPY0 and a victim's run that needs it makes no progress for
+/// 5 s (the attack the watchdog is there for); closing the attacker then evicts its channel
+/// (an engine reset) and the victim's run completes correctly.
+#[test]
+fn mediated_hostile_runaway_without_the_watchdog() {
+    let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");
+    host.set_watchdog_ms(gpuvm_shadow::watchdog::WATCHDOG_MS_MAX).expect("longest limit");
+    assert!(host.set_watchdog_ms(gpuvm_shadow::watchdog::WATCHDOG_MS_MIN - 1).is_err(), "below the range is refused");
+    let attacker = Mediated { host: &host, v: host.create(4).expect("attacker") };
+    let victim = host.create(4).expect("victim");
+    let (g, _src, _dst, _) = hostile::start_endless(&attacker).expect("endless copy");
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let open = || -> io::Result<Box<dyn Transport>> { Ok(Box::new(host.open(&victim)?)) };
+            let r = workloads::run("mmul", &open, &Opts { size: Size::Small, ..Opts::default() });
+            done.store(true, Ordering::Relaxed);
+            r
+        });
+        std::thread::sleep(Duration::from_secs(5));
+        assert!(!done.load(Ordering::Relaxed), "the victim's run completed while the endless copy held the copy engine");
+        assert!(host.watchdog_kills().is_empty());
+        drop(g);
+        let r = t.join().expect("victim thread");
+        assert!(r.ok, "victim after the attacker closed: {}", r.to_json());
+    });
+    assert_eq!(host.engine_resets().len(), 1, "the close reset the engine: {:?}", host.engine_resets());
+    assert!(host.host_errors().is_empty(), "host errors {:?}", host.host_errors());
+}
