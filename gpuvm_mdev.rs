@@ -147,10 +147,10 @@ pub(crate) struct GpuShared {
     /// completion wait, which must not interleave between vGPUs).
     #[pin]
     tlb: Mutex<()>,
-    /// Serialises engine resets (`host_gpu::evict`: PMC_ENABLE is read-modify-written); a
-    /// leaf, taken for the reset's few register writes only.
+    /// Serialises host kicks and engine resets (`host_gpu::KickLock`); a leaf, held across
+    /// one kick's wait (at most two 2 s polls in `host_gpu::evict`).
     #[pin]
-    engine_reset: Mutex<()>,
+    kick_lock: Mutex<()>,
     /// The runaway-work watchdog (its limit is the `watchdog_ms` knob); taken alone.
     #[pin]
     watchdog: Mutex<watchdog::Watchdog>,
@@ -181,12 +181,12 @@ pub(crate) struct GpuShared {
 }
 
 
-/// The GPU's engine-reset lock as `host_gpu` asks for it.
-struct EngineResetLock<'a>(&'a GpuShared);
+/// The GPU's kick lock as `host_gpu` asks for it.
+pub(crate) struct KickLock<'a>(pub(crate) &'a GpuShared);
 
-impl host_gpu::ResetLock for EngineResetLock<'_> {
+impl host_gpu::KickLock for KickLock<'_> {
     fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _serialised = self.0.engine_reset.lock();
+        let _serialised = self.0.kick_lock.lock();
         f()
     }
 }
@@ -228,10 +228,10 @@ impl GpuShared {
         let _serialised = self.tlb.lock();
         host_gpu::tlb_flush(&host_env::KernelBars(self), &host_env::GpuClock(self), pd)
     }
-    /// Stops host channel `host_chid` for good (`host_gpu::evict`), engine resets serialised
-    /// with every other of this GPU; an engine reset is logged.
+    /// Stops host channel `host_chid` (`host_gpu::evict`), serialised with every other kick
+    /// of this GPU; an engine reset is logged.
     pub(crate) fn evict(&self, host_chid: u32) -> core::result::Result<host_gpu::Evicted, host_gpu::HostError> {
-        let r = host_gpu::evict(&host_env::KernelBars(self), &host_env::GpuClock(self), &EngineResetLock(self), host_chid);
+        let r = host_gpu::evict(&host_env::KernelBars(self), &host_env::GpuClock(self), &KickLock(self), host_chid);
         if let Ok(host_gpu::Evicted::EngineReset(engine)) = r {
             dev_warn!(self.pdev.as_ref(), "host channel {} would not leave engine {}: engine reset\n", host_chid, engine);
         }
@@ -376,8 +376,9 @@ impl periodic::Tick for GpuShared {
 impl GpuShared {
     /// One watchdog check (shadow/watchdog.rs): what the engines are doing; a guest channel
     /// held past the limit is made unrunnable in its owner's mediator, evicted with no vGPU
-    /// lock held (the kick may wait its full timeout, then the engine is reset), and only
-    /// then reported to its owner (SCHED_ERROR CTXSW_TIMEOUT). The host's own channels (the
+    /// lock held (the kick may wait its full timeout, then the engine is reset), and the
+    /// outcome given to its owner: killed (SCHED_ERROR CTXSW_TIMEOUT) if an engine had to be
+    /// reset, else switched out and left to run on. The host's own channels (the
     /// scrubber's) are not the watchdog's: their waits are bounded already.
     fn watchdog_check(&self) {
         let seen = host_gpu::engines_seen(&host_env::KernelBars(self), self.bar3_mapped);
@@ -385,20 +386,24 @@ impl GpuShared {
         for r in found.into_iter().flatten() {
             let owner = self.vgpu_list.lock().iter().find(|d| d.slice.channel_from_host(r.host_chid).is_some()).cloned();
             let Some(dev) = owner else { continue };
-            if !vgpu::Vgpu::kill_channel(&dev, r.host_chid) {
+            if !vgpu::Vgpu::watchdog_stop(&dev, r.host_chid) {
                 continue;
             }
-            self.watchdog_kills.fetch_add(1, Ordering::Relaxed);
             let evicted = self.evict(r.host_chid);
+            let killed = !matches!(evicted, Ok(host_gpu::Evicted::Preempted));
+            if killed {
+                self.watchdog_kills.fetch_add(1, Ordering::Relaxed);
+            }
             dev_warn!(
                 self.pdev.as_ref(),
-                "watchdog: host channel {} held engine {} for {} ms without progress: stopped ({:?})\n",
+                "watchdog: host channel {} held engine {} for {} ms without progress: {} ({:?})\n",
                 r.host_chid,
                 r.engine,
                 r.held_ns / 1_000_000,
+                if killed { "stopped" } else { "switched out" },
                 evicted
             );
-            vgpu::Vgpu::report_killed(&dev);
+            vgpu::Vgpu::watchdog_outcome(&dev, r.host_chid, killed);
         }
     }
 
@@ -688,7 +693,7 @@ impl pci::Driver for GpuvmPciDriver {
                 pool_bytes: AtomicU64::new(0),
                 pool <- new_mutex!(pool),
                 tlb <- new_mutex!(()),
-                engine_reset <- new_mutex!(()),
+                kick_lock <- new_mutex!(()),
                 watchdog <- new_mutex!(watchdog::Watchdog::default()),
                 watchdog_kills: AtomicU64::new(0),
                 bar1,

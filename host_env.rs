@@ -96,7 +96,8 @@ impl HostChannels for KernelChannels<'_> {
         host_gpu::set_runnable(&KernelBars(self.0), host_chid, runnable)
     }
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
-        host_gpu::kick(&KernelBars(self.0), &GpuClock(self.0), host_chid)
+        use host_gpu::KickLock as _;
+        crate::KickLock(self.0).hold(|| host_gpu::kick(&KernelBars(self.0), &GpuClock(self.0), host_chid))
     }
     fn evict(&mut self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
         self.0.evict(host_chid)

@@ -120,24 +120,27 @@ impl Vgpu {
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.claim_nonstall(env))
     }
 
-    /// The watchdog stops host channel `host_chid` (this vGPU's): unrunnable until rebound.
-    /// Whether it was one of this vGPU's bound channels and an engine is still on it now
-    /// (with the state lock held: a teardown that got there first has taken it off).
-    pub(crate) fn kill_channel(dev: &vfio::Device<Self>, host_chid: u32) -> bool {
+    /// The watchdog stops host channel `host_chid` (this vGPU's): unrunnable while it is
+    /// evicted. Whether it was one of this vGPU's bound channels and an engine is still on it
+    /// now (with the state lock held: a teardown that got there first has taken it off).
+    pub(crate) fn watchdog_stop(dev: &vfio::Device<Self>, host_chid: u32) -> bool {
         let mut guard = dev.state.lock();
         if crate::host_gpu::engine_on(&host_env::KernelBars(&dev.gpu), host_chid).is_none() {
             return false;
         }
         let st = &mut *guard;
         let med = &mut st.med;
-        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.kill_channel(env, host_chid))
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.watchdog_stop(env, host_chid))
     }
 
-    /// The channel the watchdog stopped is off the engines: the guest gets its error.
-    pub(crate) fn report_killed(dev: &vfio::Device<Self>) {
-        let mut st = dev.state.lock();
-        st.med.report_killed();
-        Self::update_irq(&mut st);
+    /// The eviction the watchdog began ended: killed (an engine was reset; the guest gets
+    /// its error) or switched out (runs on).
+    pub(crate) fn watchdog_outcome(dev: &vfio::Device<Self>, host_chid: u32, killed: bool) {
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.watchdog_outcome(env, host_chid, killed));
+        Self::update_irq(st);
     }
 
     fn region_size(&self, region: Region) -> u64 {

@@ -124,7 +124,8 @@ pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
     m.wr(pfifo::ChanState::offset(host_chid), pfifo::ChanState::default().with_runnable(runnable).raw());
 }
 
-/// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so.
+/// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so. The
+/// caller holds the GPU's [`KickLock`].
 pub fn kick(m: &impl Mmio, w: &impl Waiter, host_chid: u32) -> Result<(), HostError> {
     m.wr(pfifo::KICK, host_chid);
     poll(m, w, pfifo::KICK, |v| v & pfifo::KICK_PENDING == 0).then_some(()).ok_or(HostError::KickTimeout)
@@ -140,10 +141,13 @@ pub enum Evicted {
     EngineReset(u32),
 }
 
-/// Serialises engine resets on one GPU: PMC_ENABLE is read-modify-written, and two hosts
-/// threads stopping channels at once must not reset (or re-enable) an engine under each other.
-pub trait ResetLock {
-    /// Runs `f` holding the GPU's engine-reset lock.
+/// Serialises the users of a GPU's one KICK register and its engine resets: a kick is a
+/// write of the channel id and a poll of the same register, so a second kick written
+/// meanwhile would make the first look complete (nouveau holds its runlist mutex across the
+/// preempt and its wait); PMC_ENABLE is read-modify-written by a reset. Every host kick
+/// ([`kick`] callers, [`evict`]) runs under it.
+pub trait KickLock {
+    /// Runs `f` holding the GPU's kick lock.
     fn hold<R>(&self, f: impl FnOnce() -> R) -> R;
 }
 
@@ -183,23 +187,24 @@ pub fn reset_engine(m: &impl Mmio, engine: u32, bit: u32) {
 /// reaches a point where PFIFO can switch it out, nouveau's CTXSW_TIMEOUT) gets that engine
 /// reset ([`reset_engine`]), after which the kick must complete (bounded again). Every
 /// teardown path calls this before the channel's shadows are freed or its pages unpinned.
-pub fn evict(m: &impl Mmio, w: &impl Waiter, lock: &impl ResetLock, host_chid: u32) -> Result<Evicted, HostError> {
+pub fn evict(m: &impl Mmio, w: &impl Waiter, lock: &impl KickLock, host_chid: u32) -> Result<Evicted, HostError> {
     set_runnable(m, host_chid, false);
-    m.wr(pfifo::KICK, host_chid);
-    if kick_done(m, w) {
-        return Ok(Evicted::Preempted);
-    }
-    let reset = lock.hold(|| {
-        let (engine, bit) = engine_on(m, host_chid)?;
-        reset_engine(m, engine, bit);
-        Some(engine)
-    });
-    // Stuck elsewhere (or the engine let go meanwhile): either way, one more bounded wait.
-    match (kick_done(m, w), reset) {
-        (true, Some(engine)) => Ok(Evicted::EngineReset(engine)),
-        (true, None) => Ok(Evicted::Preempted),
-        (false, _) => Err(HostError::KickTimeout),
-    }
+    lock.hold(|| {
+        m.wr(pfifo::KICK, host_chid);
+        if kick_done(m, w) {
+            return Ok(Evicted::Preempted);
+        }
+        let reset = engine_on(m, host_chid).map(|(engine, bit)| {
+            reset_engine(m, engine, bit);
+            engine
+        });
+        // Stuck elsewhere (or the engine let go meanwhile): either way, one more bounded wait.
+        match (kick_done(m, w), reset) {
+            (true, Some(engine)) => Ok(Evicted::EngineReset(engine)),
+            (true, None) => Ok(Evicted::Preempted),
+            (false, _) => Err(HostError::KickTimeout),
+        }
+    })
 }
 
 /// What each engine the watchdog watches is doing now: the host channel ENG_STATE names and

@@ -799,23 +799,37 @@ impl<S: Storage> Mediator<S> {
     }
 
     /// The watchdog found host channel `host_chid` (this vGPU's) holding an engine too long:
-    /// the channel is made unrunnable and stays so until the guest binds it again. The
-    /// caller then evicts it (`host_gpu::evict`, which resets the engine it is stuck on)
-    /// without holding this vGPU, since that may take the kick's full timeout, and then
-    /// calls [`Mediator::report_killed`]. Whether the channel was this vGPU's and bound.
-    pub fn kill_channel(&mut self, env: &mut Env<'_>, host_chid: u32) -> bool {
+    /// the channel is made unrunnable. The caller then evicts it (`host_gpu::evict`: a kick,
+    /// and an engine reset if the kick cannot take it off) without holding this vGPU, since
+    /// that may take the kick's full timeout, and reports the outcome with
+    /// [`Mediator::watchdog_outcome`]. Whether the channel was this vGPU's and bound.
+    pub fn watchdog_stop(&mut self, env: &mut Env<'_>, host_chid: u32) -> bool {
         let Some(chid) = self.slice().channel_from_host(host_chid) else { return false };
-        let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) else { return false };
-        ch.killed = true;
-        self.stats.killed += 1;
+        if !matches!(self.chans.get(chid as usize), Some(ChanSlot(Some(_)))) {
+            return false;
+        }
         env.host.set_runnable(host_chid, false);
         true
     }
 
-    /// A channel [`Mediator::kill_channel`] took is off the engines: the guest hears what a
-    /// GF100 reports when a channel cannot be switched out, SCHED_ERROR CTXSW_TIMEOUT.
-    pub fn report_killed(&mut self) {
-        self.vregs.raise_sched_error(pfifo::SCHED_ERROR_CTXSW_TIMEOUT);
+    /// How the eviction [`Mediator::watchdog_stop`] began ended. `killed`: an engine had to
+    /// be reset (the work never let go of it): the channel stays off the engines until the
+    /// guest binds it again, and the guest hears what a GF100 reports when a channel cannot
+    /// be switched out, SCHED_ERROR CTXSW_TIMEOUT. Otherwise the work left the engine within
+    /// the kick's bound (Fermi preempts compute only between kernels, so a long kernel ends
+    /// there): the channel is switched out, not killed, and runs again as the guest left it.
+    pub fn watchdog_outcome(&mut self, env: &mut Env<'_>, host_chid: u32, killed: bool) {
+        let Some(chid) = self.slice().channel_from_host(host_chid) else { return };
+        let may_run = self.may_run();
+        let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) else { return };
+        if killed {
+            ch.killed = true;
+            self.stats.killed += 1;
+            env.host.set_runnable(host_chid, false);
+            self.vregs.raise_sched_error(pfifo::SCHED_ERROR_CTXSW_TIMEOUT);
+        } else {
+            env.host.set_runnable(host_chid, ch.runnable && may_run && !ch.killed);
+        }
     }
 
     fn chan_by_host_inst(&self, host_inst: u64) -> Option<Chan> {

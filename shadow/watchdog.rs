@@ -4,8 +4,9 @@
 //! GP_GET, which PFIFO advances as each GPFIFO entry completes). An engine found on the same
 //! channel with the same mark for longer than the limit is held by one piece of work that does
 //! not end (an endless copy, a kernel that never returns): the caller stops that channel
-//! (`host_gpu::evict`, which resets the engine if the kick cannot take it off) and tells the
-//! guest that owns it (`Mediator::kill_channel`).
+//! (`Mediator::watchdog_stop`, then `host_gpu::evict`, which resets the engine if the kick
+//! cannot take it off) and tells the guest that owns it (`Mediator::watchdog_outcome`:
+//! killed with an error if an engine had to be reset, else switched out and left to run).
 //!
 //! The limit is the parent's sysfs knob `watchdog_ms` (uapi/sysfs-gpuvm). Checks run a few
 //! times per limit (`Watchdog::period_ns`), so work is stopped between one limit and one

@@ -72,8 +72,8 @@ struct HostShared {
     pramin: Mutex<Cell<Option<u32>>>,
     /// Serialises host TLB flushes.
     tlb: Mutex<()>,
-    /// Serialises engine resets (`host_gpu::evict`).
-    engine_reset: Mutex<()>,
+    /// Serialises host kicks and engine resets (`host_gpu::KickLock`).
+    kick_lock: Mutex<()>,
     /// Channels `host_gpu::evict` stopped by resetting an engine: (host channel, engine).
     engine_resets: Mutex<Vec<(u32, u32)>>,
     /// The runaway-work watchdog (its limit is the `watchdog_ms` knob).
@@ -149,7 +149,8 @@ impl HostChannels for ModelChannels<'_> {
         host_gpu::set_runnable(&ModelBars(self.0), host_chid, runnable)
     }
     fn kick(&mut self, host_chid: u32) -> Result<(), HostError> {
-        host_gpu::kick(&ModelBars(self.0), &HostClock(self.0.epoch), host_chid)
+        use host_gpu::KickLock as _;
+        KickLock(self.0).hold(|| host_gpu::kick(&ModelBars(self.0), &HostClock(self.0.epoch), host_chid))
     }
     fn evict(&mut self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
         self.0.evict(host_chid)
@@ -190,7 +191,7 @@ impl Waiter for HostClock {
     }
 }
 
-/// One channel the watchdog stopped, and how.
+/// One channel the watchdog stopped, and how (`Preempted`: switched out, not killed).
 #[derive(Clone, Copy, Debug)]
 pub struct WatchdogKill {
     pub runaway: Runaway,
@@ -207,12 +208,12 @@ pub struct ScrubLog {
     pub errors: Vec<ScrubError>,
 }
 
-/// The GPU's engine-reset lock as `host_gpu` asks for it.
-struct EngineResetLock<'a>(&'a HostShared);
+/// The GPU's kick lock as `host_gpu` asks for it.
+struct KickLock<'a>(&'a HostShared);
 
-impl host_gpu::ResetLock for EngineResetLock<'_> {
+impl host_gpu::KickLock for KickLock<'_> {
     fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _serialised = lock(&self.0.engine_reset);
+        let _serialised = lock(&self.0.kick_lock);
         f()
     }
 }
@@ -220,7 +221,7 @@ impl host_gpu::ResetLock for EngineResetLock<'_> {
 impl HostShared {
     /// Stops host channel `host_chid` for good (`host_gpu::evict`), recording an engine reset.
     fn evict(&self, host_chid: u32) -> Result<host_gpu::Evicted, HostError> {
-        let r = host_gpu::evict(&ModelBars(self), &HostClock(self.epoch), &EngineResetLock(self), host_chid);
+        let r = host_gpu::evict(&ModelBars(self), &HostClock(self.epoch), &KickLock(self), host_chid);
         if let Ok(host_gpu::Evicted::EngineReset(engine)) = r {
             lock(&self.engine_resets).push((host_chid, engine));
         }
@@ -437,7 +438,7 @@ impl MediatedHost {
             runlist: Mutex::new(HostRunlist::new([0; 2])),
             pramin: Mutex::new(Cell::new(None)),
             tlb: Mutex::new(()),
-            engine_reset: Mutex::new(()),
+            kick_lock: Mutex::new(()),
             engine_resets: Mutex::new(Vec::new()),
             watchdog: Mutex::new(Watchdog::default()),
             watchdog_kills: Mutex::new(Vec::new()),
@@ -641,11 +642,13 @@ fn watchdog_thread(h: &Arc<HostShared>) {
     }
 }
 
-/// One watchdog check: what the engines are doing, then each channel held past the limit
-/// is killed in its owner's mediator (made unrunnable), evicted with no vGPU lock held (the
-/// kick may wait its full timeout), and only then reported to its owner (SCHED_ERROR
-/// CTXSW_TIMEOUT), so the guest's error means its work is off the GPU. The host's own
-/// channels (the scrubber's) are not the watchdog's: their waits are bounded already.
+/// One watchdog check: what the engines are doing, then each guest channel held past the
+/// limit is made unrunnable in its owner's mediator (if an engine is still on it with the
+/// vGPU locked: a teardown that got there first has taken it off), evicted with no vGPU lock
+/// held (the kick may wait its full timeout, then the engine is reset), and the outcome
+/// given to the owner: killed (SCHED_ERROR CTXSW_TIMEOUT) if an engine had to be reset,
+/// else switched out and left to run on. The host's own channels (the scrubber's) are not
+/// the watchdog's: their waits are bounded already.
 fn watchdog_check(h: &Arc<HostShared>) {
     let seen = host_gpu::engines_seen(&ModelBars(h), h.bar3_mapped);
     let now = HostClock(h.epoch).now_ns();
@@ -653,16 +656,15 @@ fn watchdog_check(h: &Arc<HostShared>) {
     for r in found.into_iter().flatten() {
         let owner = lock(&h.vgpus).iter().filter_map(Weak::upgrade).find(|v| v.slice.channel_from_host(r.host_chid).is_some());
         let Some(v) = owner else { continue };
-        // Still on an engine now, with the vGPU locked: a teardown that got there first
-        // has taken it off already.
-        if !v.with_env(|med, env| host_gpu::engine_on(&ModelBars(h), r.host_chid).is_some() && med.kill_channel(env, r.host_chid)) {
+        if !v.with_env(|med, env| host_gpu::engine_on(&ModelBars(h), r.host_chid).is_some() && med.watchdog_stop(env, r.host_chid)) {
             continue;
         }
         let evicted = h.evict(r.host_chid);
         if let Err(e) = evicted {
             lock(&h.host_errors).push(e);
         }
-        v.with_env(|med, _| med.report_killed());
+        let killed = !matches!(evicted, Ok(host_gpu::Evicted::Preempted));
+        v.with_env(|med, env| med.watchdog_outcome(env, r.host_chid, killed));
         lock(&h.watchdog_kills).push(WatchdogKill { runaway: r, vgpu: v.index, evicted });
     }
 }
