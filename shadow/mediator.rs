@@ -743,7 +743,35 @@ impl<S: Storage> Mediator<S> {
             self.sync_space(env, i, SyncOp::Full);
         }
         self.unmapping = None;
+        // An engine may still be in the middle of work that translated before the flush:
+        // every channel is taken off the engines before the pages go.
+        self.quiesce(env);
         env.sys.unpin_range(iova, len);
+    }
+
+    /// Takes every bound channel off the engines (`HostChannels::evict`) and lets each run
+    /// again as the guest left it. One whose engine had to be reset (its work would not let
+    /// go) is killed as the watchdog kills: unrunnable until rebound, SCHED_ERROR
+    /// CTXSW_TIMEOUT.
+    fn quiesce(&mut self, env: &mut Env<'_>) {
+        let slice = self.slice();
+        let may_run = self.may_run();
+        let mut killed = false;
+        for (c, slot) in self.chans.iter_mut().enumerate() {
+            let (Some(ch), Some(host)) = (slot.0.as_mut(), slice.channel_to_host(c as u32)) else { continue };
+            match env.host.evict(host) {
+                Ok(Evicted::Preempted) => env.host.set_runnable(host, ch.runnable && may_run && !ch.killed),
+                Ok(Evicted::EngineReset(_)) => {
+                    ch.killed = true;
+                    killed = true;
+                }
+                Err(e) => env.host.report(e),
+            }
+        }
+        if killed {
+            self.stats.killed += 1;
+            self.vregs.raise_sched_error(pfifo::SCHED_ERROR_CTXSW_TIMEOUT);
+        }
     }
 
     /// Whether a non-stall interrupt just taken by the host may be this vGPU's: GP_GET of one

@@ -913,6 +913,9 @@ pub enum Teardown {
     /// The device is closed (its pages go with it: the host checks this one, by the engine
     /// reset it logs before the close returns).
     Close,
+    /// The guest frees (unmaps) the page the copy writes (it goes with the mapping: the host
+    /// checks this one, by the engine reset it logs before the unmap returns).
+    Unmap,
 }
 
 /// Teardown under endless work (issue 11 item 3): an endless copy into the attacker's own
@@ -933,6 +936,13 @@ pub fn teardown<T: Target>(v: &T, c: &mut Checks, how: Teardown) -> Result<(), S
         Teardown::Close => {
             drop(g);
             println!("teardown by Close: closed {:?} after the copy started writing", start.elapsed());
+            return Ok(());
+        }
+        Teardown::Unmap => {
+            // Straight to the transport (VFIO's DMA unmap), not the driver's free, which
+            // would wait for the copy first.
+            g.raw_hw().transport().dma_free(dst.buf);
+            println!("teardown by Unmap: unmapped {:?} after the copy started writing", start.elapsed());
             return Ok(());
         }
     }

@@ -55,11 +55,12 @@ commands:
                   the copy engine; the host's watchdog must stop it: SCHED_ERROR
                   CTXSW_TIMEOUT in its PFIFO, its fence never passes, its page unwritten
                   afterwards; prints how long it ran
-  teardown [--how unbind|reset|pfifo-off|close]
+  teardown [--how unbind|reset|pfifo-off|close|unmap]
                   attacker: an endless copy into its own system-memory page, then its
-                  channel unbound, a VFIO_DEVICE_RESET, PFIFO off in PMC_ENABLE, or the
-                  device closed (default: the first three, one after the other); the page
-                  must stay unwritten afterwards (close: checked by the host's log)
+                  channel unbound, a VFIO_DEVICE_RESET, PFIFO off in PMC_ENABLE, the
+                  device closed, or the page unmapped (default: the first three, one after
+                  the other); the page must stay unwritten afterwards (close, unmap:
+                  checked by the host's log)
   leave-pattern --mib N [--reset]
                   old tenant: fill N MiB of VRAM with the pattern and close the device
                   without clearing it (with --reset: after a VFIO_DEVICE_RESET); prints
@@ -174,7 +175,8 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
                 Some("reset") => vec![hostile::Teardown::Reset],
                 Some("pfifo-off") => vec![hostile::Teardown::PfifoOff],
                 Some("close") => vec![hostile::Teardown::Close],
-                Some(o) => return Err(format!("--how {o}: not unbind, reset, pfifo-off or close\n{USAGE}")),
+                Some("unmap") => vec![hostile::Teardown::Unmap],
+                Some(o) => return Err(format!("--how {o}: not unbind, reset, pfifo-off, close or unmap\n{USAGE}")),
             };
             list.into_iter().try_for_each(|h| hostile::teardown(&v, c, h))
         }
