@@ -111,6 +111,11 @@ impl HostChannels for KernelChannels<'_> {
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
         self.0.tlb_flush(pd)
     }
+    fn drain_events(&mut self) {
+        if !host_gpu::drain_events(&KernelBars(self.0), &GpuClock(self.0)) {
+            dev_warn!(self.0.pdev(), "unbind: fault records still unread after {} ms; freeing the channel's instance block anyway\n", host_gpu::EVENT_DRAIN_TIMEOUT_NS / 1_000_000);
+        }
+    }
     fn sync_mode(&self) -> SyncMode {
         if self.0.lazy_shadow() {
             SyncMode::Lazy

@@ -345,6 +345,10 @@ pub struct HostFault {
     pub va: u64,
     /// The INFO word (reason, access, client).
     pub info: u32,
+    /// The host channel bound to `inst` when the record was read (`None`: none was, e.g. it
+    /// was unbound since). Events are matched to a channel by it and `inst` together, so a
+    /// record read after its channel went cannot be blamed on the next user of the block.
+    pub host_chid: Option<u32>,
 }
 
 /// A PBDMA error as the host read it (the PBDMA's method slot and loaded channel).
@@ -369,6 +373,8 @@ pub struct PgraphError {
     pub trapped: [u32; 2],
     /// Host VRAM address of the (shadow) instance block of the channel that caused it.
     pub inst: u64,
+    /// The host channel bound to `inst` when it was read (as for [`HostFault::host_chid`]).
+    pub host_chid: Option<u32>,
 }
 
 /// PBDMAs whose errors the host reads.
@@ -403,6 +409,40 @@ pub const NONSTALL_CLAIM_TRIES: u32 = 4;
 /// Microseconds between two looks.
 pub const NONSTALL_CLAIM_PAUSE_US: u32 = 250;
 
+/// The host channel whose CHAN word binds the instance block at host VRAM `inst` now (the
+/// channel table read whole: only when a record names an instance block, which is rare).
+fn channel_of_inst(m: &impl Mmio, inst: u64) -> Option<u32> {
+    (0..pfifo::CHANNELS).find(|&c| {
+        let w = pfifo::ChanInst::from_raw(m.rd(pfifo::ChanInst::offset(c)));
+        w.valid() && w.addr() == inst
+    })
+}
+
+/// Whether fault or PGRAPH error records wait for the interrupt handler to read them.
+pub fn events_pending(m: &impl Mmio) -> bool {
+    let pgraph_errors = m.rd(pmc::ENABLE) & pmc::ENABLE_PGRAPH != 0 && m.rd(pgraph::INTR) & !pgraph::INTR_NOTIFY != 0;
+    m.rd(pfifo::VM_FAULT_UNITS) != 0 || pgraph_errors
+}
+
+/// How long an unbind waits for the interrupt handler to read the records its channel may
+/// have left, before its shadow instance block is freed (short: the handler reads without
+/// taking any vGPU's lock, unless it is still delivering an earlier event to this vGPU).
+// TIMEOUT: EVENT_DRAIN_TIMEOUT_NS, then the block is freed anyway (`drain_events` says so).
+pub const EVENT_DRAIN_TIMEOUT_NS: u64 = 100_000_000;
+
+/// Waits (bounded by [`EVENT_DRAIN_TIMEOUT_NS`]) until no fault or PGRAPH error record is
+/// waiting for the interrupt handler; whether none is.
+pub fn drain_events(m: &impl Mmio, w: &impl Waiter) -> bool {
+    let start = w.now_ns();
+    while events_pending(m) {
+        if w.now_ns().saturating_sub(start) > EVENT_DRAIN_TIMEOUT_NS {
+            return !events_pending(m);
+        }
+        w.pause();
+    }
+    true
+}
+
 /// The top half of the host interrupt handler: reads and acknowledges every pending cause
 /// (so the line drops) and returns what the vGPUs must hear about; `None` if the GPU did not
 /// interrupt (a shared line) or is gone.
@@ -434,11 +474,8 @@ pub fn service_interrupt(m: &impl Mmio) -> Option<HostEvents> {
                 }
                 let lo = pfifo::VmFaultAddrLo::from_raw(m.rd(pfifo::VmFaultAddrLo::offset(u)));
                 let hi = pfifo::VmFaultAddrHi::from_raw(m.rd(pfifo::VmFaultAddrHi::offset(u)));
-                *rec = Some(HostFault {
-                    inst: pfifo::VmFaultInst::from_raw(m.rd(pfifo::VmFaultInst::offset(u))).addr(),
-                    va: hi.va() | lo.va(),
-                    info: m.rd(pfifo::VmFaultInfo::offset(u)),
-                });
+                let inst = pfifo::VmFaultInst::from_raw(m.rd(pfifo::VmFaultInst::offset(u))).addr();
+                *rec = Some(HostFault { inst, va: hi.va() | lo.va(), info: m.rd(pfifo::VmFaultInfo::offset(u)), host_chid: channel_of_inst(m, inst) });
             }
             m.wr(pfifo::VM_FAULT_UNITS, units);
         }
@@ -470,11 +507,13 @@ pub fn service_interrupt(m: &impl Mmio) -> Option<HostEvents> {
         let g = m.rd(pgraph::INTR);
         let errors = g & !pgraph::INTR_NOTIFY;
         if errors != 0 {
+            let inst = u64::from(m.rd(pgraph::INTR_CHANNEL_INST) & pgraph::INTR_CHANNEL_INST_MASK) << 12;
             ev.pgraph = Some(PgraphError {
                 intr: errors,
                 data_error: m.rd(pgraph::DATA_ERROR_CODE),
                 trapped: [m.rd(pgraph::TRAPPED_ADDR), m.rd(pgraph::TRAPPED_DATA)],
-                inst: u64::from(m.rd(pgraph::INTR_CHANNEL_INST) & pgraph::INTR_CHANNEL_INST_MASK) << 12,
+                inst,
+                host_chid: channel_of_inst(m, inst),
             });
         }
         m.wr(pgraph::INTR, g);

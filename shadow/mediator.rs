@@ -59,6 +59,10 @@ pub trait HostChannels {
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError>;
     /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError>;
+    /// Waits (bounded) until the interrupt handler has read every fault and engine-error
+    /// record (`host_gpu::drain_events`): an unbound channel's records are then resolved to
+    /// no channel, before its shadow instance block can go to another vGPU.
+    fn drain_events(&mut self);
     /// The shadow sync mode in force (the `lazy_shadow` knob).
     fn sync_mode(&self) -> SyncMode;
     /// A host operation failed; the implementation reports it (e.g. a dmesg line).
@@ -654,6 +658,7 @@ impl<S: Storage> Mediator<S> {
         }
         stop_channel(env, host_chid);
         env.host.bind(host_chid, None);
+        env.host.drain_events();
         self.quota(env).free(ch.host_inst, inst::SIZE);
     }
 
@@ -807,7 +812,7 @@ impl<S: Storage> Mediator<S> {
         }
         for (unit, f) in ev.faults.iter().enumerate() {
             let Some(f) = *f else { continue };
-            if let Some(ch) = self.chan_by_host_inst(f.inst) {
+            if let Some(ch) = self.chan_of(f.host_chid, f.inst) {
                 self.stats.faults += 1;
                 self.vregs.raise_vm_fault(unit as u32, ch.guest_inst, f.va, f.info);
             }
@@ -820,7 +825,7 @@ impl<S: Storage> Mediator<S> {
             }
         }
         if let Some(g) = ev.pgraph {
-            if let Some(ch) = self.chan_by_host_inst(g.inst) {
+            if let Some(ch) = self.chan_of(g.host_chid, g.inst) {
                 self.vregs.raise_pgraph(g.intr, g.data_error, g.trapped, ch.guest_inst);
             }
         }
@@ -860,8 +865,12 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
-    fn chan_by_host_inst(&self, host_inst: u64) -> Option<Chan> {
-        self.chans.iter().filter_map(|c| c.0).find(|c| c.host_inst == host_inst)
+    /// This vGPU's channel that was host channel `host_chid` bound to shadow instance block
+    /// `host_inst` when the host read the event (both must match: the block may have been
+    /// freed and reused since).
+    fn chan_of(&self, host_chid: Option<u32>, host_inst: u64) -> Option<Chan> {
+        let chid = self.slice().channel_from_host(host_chid?)?;
+        self.chans.get(chid as usize).and_then(|c| c.0).filter(|c| c.host_inst == host_inst)
     }
 
     // ---- BAR1 / BAR3

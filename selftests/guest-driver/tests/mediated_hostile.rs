@@ -417,12 +417,21 @@ fn mediated_hostile_teardown() {
             hostile::teardown(a, c, how).expect("attack ran");
             assert_eq!(host.engine_resets().len(), resets + 1, "{how:?}: the engine held by the copy was reset");
         }
+        // Unmap, then close at once, three times: the fault the copy then takes on the
+        // attacker's channel may still be unread when the attacker's shadow instance block is
+        // freed and the victim (rebinding for every run) gets that block; it must not be
+        // blamed on the victim (whose runs must all stay correct). Before records were matched
+        // by host channel as well as instance block, the victim's run failed with the
+        // attacker's PCOPY0 fault.
+        for _ in 0..3 {
+            let (mut g, _src, dst, _) = hostile::start_endless(a).expect("endless copy");
+            g.raw_hw().transport().dma_free(dst.buf);
+            drop(g);
+        }
         // Unmap (VFIO's DMA unmap, straight from the transport): the shadow stops pointing at
         // the page and the host TLB is flushed, so the copy's next chunk faults on the
         // attacker's own channel; every channel is taken off the engines before the page is
-        // unpinned, and PCOPY0 is never seen on the attacker's channel again. (The attacker
-        // waits for its fault before closing: a fault record still unserviced when its shadow
-        // instance block is freed and reused can be blamed on the next owner, see the report.)
+        // unpinned, and PCOPY0 is never seen on the attacker's channel again.
         let (mut g, _src, dst, _) = hostile::start_endless(a).expect("endless copy");
         g.raw_hw().transport().dma_free(dst.buf);
         let start = Instant::now();

@@ -88,6 +88,7 @@ impl HostChannels for Recorder {
         self.ops.push(Op::Flush(pd));
         Ok(())
     }
+    fn drain_events(&mut self) {}
     fn sync_mode(&self) -> SyncMode {
         SyncMode::Lazy
     }

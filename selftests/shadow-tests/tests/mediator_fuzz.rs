@@ -996,6 +996,7 @@ impl HostChannels for Host {
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
         self.w.borrow_mut().tlb_flush(self.who, pd)
     }
+    fn drain_events(&mut self) {}
     fn sync_mode(&self) -> SyncMode {
         self.w.borrow().mode
     }
@@ -1464,10 +1465,13 @@ impl Case {
                 prop_assert!(!close || t.pinned.is_empty(), "after a close vGPU {} still pins {} pages", who, t.pinned.len());
             }
             Op::Deliver { nonstall, fault, pbdma, pgraph } => {
-                let (own, other): (Vec<u64>, Vec<u64>) = {
+                let (own, other, chans): (Vec<u64>, Vec<u64>, Vec<(u32, u64)>) = {
                     let w = self.w.borrow();
-                    (w.t[who].bound.values().copied().collect(), w.t[1 - who].bound.values().copied().collect())
+                    let chans = w.t.iter().flat_map(|t| t.bound.iter().map(|(&h, &i)| (h, i))).collect();
+                    (w.t[who].bound.values().copied().collect(), w.t[1 - who].bound.values().copied().collect(), chans)
                 };
+                // What the host resolves when it reads a record: the channel bound to the block.
+                let chan_of = |inst: u64| chans.iter().find(|c| c.1 == inst).map(|c| c.0);
                 // Selectors: its own shadow instance blocks, the other vGPU's, anything.
                 let pick = |s: u64| match s {
                     0..4 => own.get(s as usize).copied().unwrap_or(s),
@@ -1482,7 +1486,7 @@ impl Case {
                 let mut ev = HostEvents { nonstall, ..HostEvents::default() };
                 if let Some((unit, s)) = fault {
                     if let Some(f) = ev.faults.get_mut(unit as usize) {
-                        *f = Some(HostFault { inst: pick(s), va: 0x1234_5000, info: 2 });
+                        *f = Some(HostFault { inst: pick(s), va: 0x1234_5000, info: 2, host_chid: chan_of(pick(s)) });
                     }
                 }
                 if let Some((i, h)) = pbdma {
@@ -1490,7 +1494,7 @@ impl Case {
                         *p = Some(PbdmaError { intr: pfifo::PBDMA_INTR_ILLEGAL_MTHD, method: 0x100, data: 1, host_chid: h });
                     }
                 }
-                ev.pgraph = pgraph.map(|s| PgraphError { intr: 1 << 20, data_error: 0x101, trapped: [1, 2], inst: pick(s) });
+                ev.pgraph = pgraph.map(|s| PgraphError { intr: 1 << 20, data_error: 0x101, trapped: [1, 2], inst: pick(s), host_chid: chan_of(pick(s)) });
                 // A non-stall interrupt reaches the vGPU when the host attributed it to it (the fuzz
                 // decides that as the host would, by the flag).
                 self.med[who].deliver(&ev, nonstall);

@@ -165,6 +165,9 @@ impl HostChannels for ModelChannels<'_> {
         let _serialised = lock(&self.0.tlb);
         host_gpu::tlb_flush(&ModelBars(self.0), &HostClock(self.0.epoch), pd)
     }
+    fn drain_events(&mut self) {
+        host_gpu::drain_events(&ModelBars(self.0), &HostClock(self.0.epoch));
+    }
     fn sync_mode(&self) -> SyncMode {
         if self.0.lazy_shadow.load(Ordering::Relaxed) {
             SyncMode::Lazy
