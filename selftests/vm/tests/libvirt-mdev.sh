@@ -35,6 +35,8 @@ cleanup() {
     kill $UDPID; wait_gone $UDPID systemd-udevd || kill -9 $UDPID
   fi
   for q in $(pidof qemu-system-x86_64); do echo "killing leftover QEMU $q"; kill -9 $q; done
+  # A failure between the unbind and the rebind would leave GPU A without gpuvm for later tests.
+  [ "$(driver_of $GPU_HOST)" = gpuvm ] || echo $GPU_HOST > /sys/bus/pci/drivers/gpuvm/bind
   [ -n "$U" ] && [ -e $M/$U ] && echo 1 > $M/$U/remove
   umount_rootfs
   return 0
