@@ -21,6 +21,7 @@ use gpuvm_shadow::host_gpu::{self, HostBars, HostError, HostRunlist, HostVram, G
 use gpuvm_shadow::host_init::{self, layout, Mmio};
 use gpuvm_shadow::host_pool::HostPool;
 use gpuvm_shadow::mediator::{Env, GuestMemory, HostChannels, Mediator, MediatorStats};
+pub use gpuvm_shadow::mediator::host_userd;
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
 use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
