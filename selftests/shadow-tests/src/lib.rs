@@ -41,6 +41,10 @@ pub mod host_channel;
 pub mod scrub;
 #[path = "../../../shadow/mediator.rs"]
 pub mod mediator;
+#[path = "../../../shadow/dispatch.rs"]
+pub mod dispatch;
+#[path = "../../../sched/mod.rs"]
+pub mod sched;
 
 extern crate alloc;
 
