@@ -6,10 +6,12 @@
 //! GPU only here: [`Dispatcher::submit`] records the doorbell (host channel, GP_PUT) in its
 //! vGPU's queue and asks the [`Scheduler`]; when it picks a vGPU, that vGPU's oldest
 //! submission is *forwarded*: its GP_PUT is written to the host USERD through the host
-//! doorbell. While it runs, further doorbells of the same vGPU are forwarded at once and
-//! merged into it (a guest streaming short kernels keeps the GPU busy without a scheduling
-//! round per kernel), for at most [`MERGE_WINDOW_DIV`] of a period, so a vGPU cannot hold the
-//! GPU indefinitely by ringing.
+//! doorbell. While it runs and no other vGPU has work queued, further doorbells of the same
+//! vGPU are forwarded at once and merged into it (a guest streaming short kernels keeps the
+//! GPU busy without a scheduling round per kernel), for at most [`MERGE_WINDOW_DIV`] of a
+//! period after its dispatch, so a vGPU cannot hold the GPU indefinitely by ringing, and never
+//! while another vGPU waits (a merged doorbell lengthens the non-preemptible unit the others
+//! wait behind).
 //!
 //! Completion is never busy-polled: [`Dispatcher::poll`] is called at the host's interrupts
 //! (non-stall and semaphore interrupts, `host_gpu::service_interrupt`) and at the timer the
@@ -87,6 +89,8 @@ impl<B: HostBars> DispatchHost for BarsHost<'_, B> {
 struct Entry {
     chid: u8,
     put: u32,
+    /// The channel's doorbell number of `put` (see `Dispatcher::rung`).
+    seq: u64,
     all: bool,
 }
 
@@ -99,7 +103,7 @@ struct Queue {
 }
 
 impl Queue {
-    const EMPTY: Self = Self { e: [Entry { chid: 0, put: 0, all: false }; QUEUE_DEPTH], head: 0, len: 0 };
+    const EMPTY: Self = Self { e: [Entry { chid: 0, put: 0, seq: 0, all: false }; QUEUE_DEPTH], head: 0, len: 0 };
 
     fn push(&mut self, x: Entry) {
         if self.len < QUEUE_DEPTH {
@@ -165,6 +169,11 @@ pub struct Dispatcher {
     owner: [Option<VgpuId>; CHANNELS],
     /// Newest GP_PUT rung per host channel.
     latest: [u32; CHANNELS],
+    /// Doorbells rung per host channel, and the number of the one forwarded last: a queued
+    /// GP_PUT older than what a merge already forwarded is never forwarded after it (GP_PUT
+    /// going back would make PFIFO run the whole ring around again).
+    rung: [u64; CHANNELS],
+    fwd: [u64; CHANNELS],
     running: Option<Run>,
     stats: [DispatchStats; MAX_VGPUS],
 }
@@ -176,6 +185,8 @@ impl Dispatcher {
             queues: [Queue::EMPTY; MAX_VGPUS],
             owner: [None; CHANNELS],
             latest: [0; CHANNELS],
+            rung: [0; CHANNELS],
+            fwd: [0; CHANNELS],
             running: None,
             stats: [DispatchStats::default(); MAX_VGPUS],
         }
@@ -252,26 +263,34 @@ impl Dispatcher {
             return self.next(host, now);
         }
         self.complete_if_done(host, now);
-        if let (Some(o), Some(l)) = (self.owner.get_mut(c), self.latest.get_mut(c)) {
+        let mut seq = 0;
+        if let (Some(o), Some(l), Some(r)) = (self.owner.get_mut(c), self.latest.get_mut(c), self.rung.get_mut(c)) {
             *o = Some(v);
             *l = put;
+            *r += 1;
+            seq = *r;
         }
         let merge_window = self.sched.knobs().period.ns() / MERGE_WINDOW_DIV;
-        if let Some(r) = self.running.as_mut().filter(|r| r.vgpu == v && now.saturating_sub(r.since) < merge_window) {
+        let others_wait = self.sched.account().queued_vgpus().any(|q| q != v);
+        if let Some(r) = self.running.as_mut().filter(|r| r.vgpu == v && !others_wait && now.saturating_sub(r.since) < merge_window) {
             r.chans |= 1u128 << c;
+            if let Some(f) = self.fwd.get_mut(c) {
+                *f = seq;
+            }
             host.forward(host_chid, put);
             if let Some(s) = self.stats.get_mut(v.index()) {
                 s.merged_running += 1;
             }
             return self.next(host, now);
         }
-        let entry = Entry { chid: host_chid as u8, put, all: false };
+        let entry = Entry { chid: host_chid as u8, put, seq, all: false };
         match (self.sched.submit(v, now), self.queues.get_mut(v.index())) {
             (Ok(Submitted::Queued), Some(q)) => q.push(entry),
             (Ok(Submitted::Merged), Some(q)) => {
                 if let Some(n) = q.newest() {
                     if n.all || n.chid as usize == c {
                         n.put = put;
+                        n.seq = seq;
                     } else {
                         n.all = true;
                     }
@@ -353,7 +372,17 @@ impl Dispatcher {
             if !mine {
                 continue;
             }
-            let put = if e.all { self.latest.get(c).copied().unwrap_or(0) } else { e.put };
+            let (put, seq) = if e.all {
+                (self.latest.get(c).copied().unwrap_or(0), self.rung.get(c).copied().unwrap_or(0))
+            } else {
+                (e.put, e.seq)
+            };
+            let Some(f) = self.fwd.get_mut(c) else { continue };
+            if seq <= *f {
+                // Already covered by a later GP_PUT forwarded into a running submission.
+                continue;
+            }
+            *f = seq;
             if host.gp_put(c as u32) != put {
                 chans |= 1u128 << c;
                 host.forward(c as u32, put);

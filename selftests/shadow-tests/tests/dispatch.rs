@@ -106,10 +106,13 @@ fn doorbells_of_the_running_vgpu_are_merged_into_its_submission() {
     let mut h = Fake::new();
     let mut d = dispatcher(PolicyKind::Credit, 2);
     d.submit(&mut h, v(0), hc(0, 0), 1, 0);
-    d.submit(&mut h, v(1), hc(1, 0), 1, 10);
     d.submit(&mut h, v(0), hc(0, 0), 2, 20);
     d.submit(&mut h, v(0), hc(0, 1), 7, 30);
-    assert_eq!(h.take(), [(hc(0, 0), 1), (hc(0, 0), 2), (hc(0, 1), 7)]);
+    assert_eq!(h.take(), [(hc(0, 0), 1), (hc(0, 0), 2), (hc(0, 1), 7)], "alone: forwarded at once");
+    // Once another vGPU waits, the running one's doorbells queue behind it.
+    d.submit(&mut h, v(1), hc(1, 0), 1, 40);
+    d.submit(&mut h, v(0), hc(0, 0), 3, 50);
+    assert!(h.take().is_empty());
     let (_, ds) = d.stats(v(0)).unwrap();
     assert_eq!(ds.merged_running, 2);
     // Complete only when both channels are done.
@@ -119,8 +122,11 @@ fn doorbells_of_the_running_vgpu_are_merged_into_its_submission() {
     h.finish(hc(0, 1));
     d.poll(&mut h, MS);
     assert_eq!(h.take(), [(hc(1, 0), 1)]);
-    // Past the merge window (period / 8), a doorbell of the running vGPU queues.
-    d.submit(&mut h, v(1), hc(1, 0), 2, 10 * MS);
+    // Past the merge window (period / 8), a doorbell of the running vGPU queues even alone.
+    h.finish(hc(1, 0));
+    d.poll(&mut h, 2 * MS);
+    assert_eq!(h.take(), [(hc(0, 0), 3)]);
+    d.submit(&mut h, v(0), hc(0, 0), 4, 10 * MS);
     assert!(h.take().is_empty(), "queued behind its own running submission");
 }
 
@@ -254,4 +260,28 @@ fn a_policy_switch_keeps_queued_work() {
     }
     got.sort();
     assert_eq!(got, [(hc(1, 0), 1), (hc(2, 0), 1)]);
+}
+
+/// A GP_PUT merged into the running submission covers the same channel's older queued ones:
+/// they are never forwarded after it (GP_PUT going back would make PFIFO run the whole ring
+/// around again, stale entries included; found by the mediated backlog tests).
+#[test]
+fn gp_put_never_goes_back() {
+    let mut h = Fake::new();
+    let mut d = dispatcher(PolicyKind::Fifo, 2);
+    d.submit(&mut h, v(1), hc(1, 0), 1, 0);
+    d.submit(&mut h, v(0), hc(0, 0), 1, 10);
+    d.submit(&mut h, v(0), hc(0, 0), 2, 20);
+    assert_eq!(h.take(), [(hc(1, 0), 1)]);
+    h.finish(hc(1, 0));
+    d.poll(&mut h, MS);
+    assert_eq!(h.take(), [(hc(0, 0), 1)]);
+    d.submit(&mut h, v(0), hc(0, 0), 3, MS + 10);
+    assert_eq!(h.take(), [(hc(0, 0), 3)], "merged into the running submission");
+    for t in 2..6 {
+        h.finish(hc(0, 0));
+        d.poll(&mut h, t * MS);
+    }
+    assert!(h.take().is_empty(), "GP_PUT 2 is never forwarded after 3");
+    assert_eq!(d.running(), None);
 }

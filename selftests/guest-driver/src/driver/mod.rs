@@ -776,6 +776,11 @@ impl Gpu {
         self.ch.as_ref().map(|c| c.gp_put()).expect("channel")
     }
 
+    /// Test hook: the BAR1 offset of the channel's USERD page.
+    pub fn raw_userd_bar1(&self) -> u64 {
+        self.ch.as_ref().map(|c| c.userd_bar1).expect("channel")
+    }
+
     /// Test hook: ring the channel's doorbell again with its current GP_PUT.
     pub fn raw_doorbell(&mut self) {
         let (hw, ch) = self.ch();
