@@ -288,3 +288,32 @@ fn sched_hostile_storm_does_not_stall_the_victim() {
     }
 }
 
+
+/// A hostile guest whose submission never completes (a semaphore acquire of a value nobody
+/// writes): the dispatcher gives up on it after its run limit, so the victim's checksummed
+/// backlog keeps completing, under CREDIT and BAND.
+#[test]
+fn sched_hostile_never_completing_work_does_not_stall_the_victim() {
+    use gpuvm_uapi::gf100::host;
+    for kind in [PolicyKind::Credit, PolicyKind::Band] {
+        let host = MediatedHost::new(VRAM_MIB).unwrap();
+        host.set_policy(kind);
+        let vs = vgpus(&host, 2);
+        let t = host.open(&vs[0]).expect("attacker open");
+        let mut g = Gpu::open(Box::new(t), 0, true).expect("attacker driver");
+        let mut sem = g.malloc(4096).expect("semaphore");
+        g.memcpy_htod(&mut sem, 0, &[0u8; 16]).expect("zero it");
+        let (hi, lo) = ((sem.va >> 32) as u32, sem.va as u32);
+        g.raw_submit(0, host::SEMAPHORE_A, &[hi, lo, 0xdead_beef, host::SEM_OP_ACQUIRE]).expect("acquire");
+        let start = Instant::now();
+        let o = backlog(&host, &vs[1], Backlog { elems: MEDIUM, check_every: 4, max_jobs: 20, depth: 1 }, &AtomicBool::new(false), &AtomicU64::new(0));
+        let took = start.elapsed();
+        let o = o.unwrap_or_else(|e| panic!("{kind:?}: victim: {e}"));
+        let (_, ds) = host.sched_stats(&vs[0]);
+        println!("{kind:?}: victim {} jobs in {took:?} next to a blocked channel; attacker {ds:?}", o.jobs);
+        assert_eq!(o.jobs, 20);
+        assert!(ds.given_up >= 1, "{kind:?}: the blocked submission was given up on: {ds:?}");
+        assert!(took < Duration::from_secs(10), "{kind:?}: {took:?}");
+        drop(g);
+    }
+}
