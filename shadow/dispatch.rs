@@ -20,7 +20,8 @@
 //! reached the forwarded GP_PUT (PFIFO writes GP_GET back once an entry has fully executed,
 //! §8.7) and PFIFO has nothing pending for it (CHAN_TABLE STATE bit 28 PENDING, rnndb
 //! `fifo/gf100_pfifo.xml`; pscnv tests `0x1110` of the same word for "still busy"), or when
-//! it cannot progress (unbound or not RUNNABLE: the guest disabled it). The GPU time charged
+//! it cannot progress (unbound, not RUNNABLE or off the runlist: the guest disabled it; or
+//! blocked on a semaphore acquire, STATE bit 4). The GPU time charged
 //! is dispatch to completion. A submission that runs past [`RUN_LIMIT_NS`] is given up on
 //! (counted, charged): Fermi cannot preempt it, but the scheduler moves on and the hardware's
 //! own timeslicing shares the GPU meanwhile (the watchdog bounds it further).
@@ -59,13 +60,20 @@ pub trait DispatchHost {
     fn gp_put(&self, host_chid: u32) -> u32;
     /// The channel's CHAN_TABLE words (CHAN, STATE).
     fn chan(&self, host_chid: u32) -> (pfifo::ChanInst, pfifo::ChanState);
+    /// Whether the channel is on the host runlist (PFIFO runs no other).
+    fn listed(&self, _host_chid: u32) -> bool {
+        true
+    }
 }
 
 /// [`DispatchHost`] over the host GPU's BARs (BAR3 maps the reserved VRAM holding the host
-/// USERD pages).
-pub struct BarsHost<'a, B: HostBars>(pub &'a B);
+/// USERD pages) and the host runlist, when the caller holds it.
+pub struct BarsHost<'a, B: HostBars>(pub &'a B, pub Option<&'a host_gpu::HostRunlist>);
 
 impl<B: HostBars> DispatchHost for BarsHost<'_, B> {
+    fn listed(&self, host_chid: u32) -> bool {
+        self.1.is_none_or(|r| r.lists(host_chid))
+    }
     fn forward(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(self.0, host_chid, put)
     }
@@ -311,7 +319,12 @@ impl Dispatcher {
     /// Whether host channel `c` has done everything forwarded to it, or cannot progress.
     fn chan_done(&self, host: &dyn DispatchHost, c: u32) -> bool {
         let (inst, state) = host.chan(c);
-        if !inst.valid() || !state.runnable() {
+        // Unbound, disabled or off the runlist (the guest took it off): it cannot progress,
+        // and holding the GPU for it would idle everyone until the run limit. Blocked on a
+        // semaphore acquire (STATE bit 4 ACQUIRE_PENDING, PFIFO saw it at its last switch):
+        // not using the engines; the rest of its work runs outside the accounting once
+        // released (a later doorbell of the vGPU charges it again).
+        if !inst.valid() || !state.runnable() || state.acquire_pending() || !host.listed(c) {
             return true;
         }
         host.gp_get(c) == host.gp_put(c) && !state.pending()

@@ -166,6 +166,12 @@ impl HostRunlist {
         Self { parts: [None; UNITS as usize], host: ChannelSet::default(), bufs, next: 0 }
     }
 
+    /// Whether host channel `host_chid` is in the list (a vGPU's part or the host's own).
+    pub fn lists(&self, host_chid: u32) -> bool {
+        self.host.contains(host_chid)
+            || self.parts.iter().flatten().any(|p| p.slice.channel_from_host(host_chid).is_some_and(|c| p.channels.contains(c)))
+    }
+
     /// Replaces one vGPU's part and submits the merged list; waits (bounded) for PFIFO to
     /// take it.
     pub fn commit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, bar3_mapped: u64, part: RunlistPart) -> Result<u32, HostError> {

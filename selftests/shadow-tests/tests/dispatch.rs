@@ -14,6 +14,8 @@ struct Chan {
     get: u32,
     disabled: bool,
     pending: bool,
+    acquiring: bool,
+    unlisted: bool,
 }
 
 /// Host channels whose GP_GET the test moves; every forward recorded.
@@ -49,7 +51,10 @@ impl DispatchHost for Fake {
     }
     fn chan(&self, c: u32) -> (ChanInst, ChanState) {
         let ch = self.ch[c as usize];
-        (ChanInst::bound(0x1000), ChanState::INITIAL.with_runnable(!ch.disabled).with_pending(ch.pending))
+        (ChanInst::bound(0x1000), ChanState::INITIAL.with_runnable(!ch.disabled).with_pending(ch.pending).with_acquire_pending(ch.acquiring))
+    }
+    fn listed(&self, c: u32) -> bool {
+        !self.ch[c as usize].unlisted
     }
 }
 
@@ -284,4 +289,23 @@ fn gp_put_never_goes_back() {
     }
     assert!(h.take().is_empty(), "GP_PUT 2 is never forwarded after 3");
     assert_eq!(d.running(), None);
+}
+
+/// A channel off the runlist or blocked on a semaphore acquire cannot progress: the GPU goes
+/// to the next vGPU at the next look instead of idling until the run limit.
+#[test]
+fn a_channel_that_cannot_progress_frees_the_gpu_at_once() {
+    for blocked in [|c: &mut Chan| c.unlisted = true, |c: &mut Chan| c.acquiring = true] {
+        let mut h = Fake::new();
+        let mut d = dispatcher(PolicyKind::Band, 2);
+        d.submit(&mut h, v(0), hc(0, 0), 1, 0);
+        d.submit(&mut h, v(1), hc(1, 0), 1, 10);
+        h.take();
+        d.poll(&mut h, MS);
+        assert!(h.take().is_empty());
+        blocked(&mut h.ch[hc(0, 0) as usize]);
+        d.poll(&mut h, 2 * MS);
+        assert_eq!(h.take(), [(hc(1, 0), 1)]);
+        assert_eq!(d.stats(v(0)).unwrap().1.given_up, 0);
+    }
 }

@@ -185,7 +185,7 @@ impl HostChannels for ModelChannels<'_> {
         let h = self.0;
         let now = h.now_ns();
         let mut ds = lock(&h.dispatch);
-        let n = ds.d.submit(&mut BarsHost(&ModelBars(h)), v, host_chid, put, now);
+        let n = ds.d.submit(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), v, host_chid, put, now);
         if ds.after(n) {
             h.dispatch_wake.notify_all();
         }
@@ -241,7 +241,7 @@ impl HostShared {
     fn dispatch_poll(&self) {
         let now = self.now_ns();
         let mut ds = lock(&self.dispatch);
-        let n = ds.d.poll(&mut BarsHost(&ModelBars(self)), now);
+        let n = ds.d.poll(&mut BarsHost(&ModelBars(self), Some(&lock(&self.runlist))), now);
         if ds.after(n) {
             self.dispatch_wake.notify_all();
         }
@@ -424,7 +424,7 @@ impl Drop for VgpuShared {
         if let Some(v) = VgpuId::new(self.index as usize) {
             let h = &*self.host;
             let mut ds = lock(&h.dispatch);
-            let n = ds.d.remove(&mut BarsHost(&ModelBars(h)), v, h.now_ns());
+            let n = ds.d.remove(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), v, h.now_ns());
             ds.carried[v.index()] = VgpuStats::default();
             ds.after(n);
             h.dispatch_wake.notify_all();
@@ -525,7 +525,7 @@ impl MediatedHost {
     pub fn set_policy(&self, kind: PolicyKind) {
         let h = &*self.shared;
         let mut ds = lock(&h.dispatch);
-        let n = ds.d.set_policy(&mut BarsHost(&ModelBars(h)), kind, h.now_ns());
+        let n = ds.d.set_policy(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), kind, h.now_ns());
         ds.after(n);
         h.dispatch_wake.notify_all();
     }
@@ -684,7 +684,7 @@ impl HostShared {
             c.dispatched += s.dispatched;
             c.completed += s.completed;
         }
-        let n = ds.d.remove(&mut BarsHost(&ModelBars(self)), id, now);
+        let n = ds.d.remove(&mut BarsHost(&ModelBars(self), Some(&lock(&self.runlist))), id, now);
         let _ = ds.d.add(id, weight, now);
         ds.after(n);
         self.dispatch_wake.notify_all();
