@@ -16,7 +16,7 @@ KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN
 WORKLOADS := hotspot lud srad needle mmul
 VM_TESTS := module-binds-gpu model-doorbell-msi $(WORKLOADS:%=workload@native:%) native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress $(WORKLOADS:%=workload@vgpu:%) vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi isolation-pagetable isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-irq-routing isolation-exhaustion isolation-pointers-4g isolation-runaway isolation-teardown nested-vgpu gpuvmctl mdevctl libvirt-mdev
 
-.PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench clean
+.PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench bench-sched clean
 all: module model guest
 
 deps:
@@ -84,6 +84,16 @@ demo: initramfs model qemu
 # A benchmark, not a test: prints per-phase times and vGPU/native ratios measured in one run.
 bench: initramfs model qemu
 	@$(VM_ENV) VM_TIMEOUT=1800 TEST_TIMEOUT=1700 bash selftests/vm/bench.sh
+
+# The schedulers over the mediated transport in process (no VM): FIFO/CREDIT/BAND at 1-8
+# vGPUs, F, throughput, weighted share error, short-job latency; build/bench/sched.{md,json}
+# and PNG plots. SCHED_WINDOW_MS sets each run's measuring window.
+SCHED_WINDOW_MS ?= 1000
+bench-sched: deps
+	@cargo build -q --release -p gpuvm-guest-driver --bin gpuvm-bench-sched
+	@mkdir -p $(BUILD)/bench
+	@$${CARGO_TARGET_DIR:-target}/release/gpuvm-bench-sched $(BUILD)/bench $(SCHED_WINDOW_MS)
+	@$$(bash selftests/bench/pyenv.sh) selftests/bench/plot_sched.py $(BUILD)/bench
 
 clean:
 	-@[ -f $(BUILD)/kbuild.path ] && $(KMAKE) M=$(CURDIR) clean

@@ -11,7 +11,7 @@
 use core::cell::Cell;
 
 use crate::channel::{self, ChannelSet, RunlistPart};
-use crate::gf100::{pfifo, pgraph, pmc, ramfc, target, userd};
+use crate::gf100::{pfifo, pgraph, pmc, target, userd};
 use crate::host_init::{self, layout, InitError, Mmio};
 use crate::host_channel::Waiter;
 use crate::memory::Vram;
@@ -208,8 +208,9 @@ pub fn evict(m: &impl Mmio, w: &impl Waiter, lock: &impl KickLock, host_chid: u3
 }
 
 /// What each engine the watchdog watches is doing now: the host channel ENG_STATE names and
-/// its GP_GET, read from the USERD page its (shadow) RAMFC points at, where PFIFO writes it
-/// back after every GPFIFO entry (`None`: idle).
+/// its GP_GET, read from that host channel's host-owned USERD page (`mediator::host_userd`,
+/// which every shadow RAMFC names), where PFIFO writes it back after every GPFIFO entry; no
+/// pointer a guest wrote is followed (`None`: idle).
 pub fn engines_seen<B: HostBars>(bars: &B, bar3_mapped: u64) -> [Option<crate::watchdog::Seen>; crate::watchdog::ENGINES] {
     let vram = HostVram::new(bars, bar3_mapped);
     let mut out = [None; crate::watchdog::ENGINES];
@@ -218,16 +219,7 @@ pub fn engines_seen<B: HostBars>(bars: &B, bar3_mapped: u64) -> [Option<crate::w
         if !s.busy() {
             continue;
         }
-        let chan = pfifo::ChanInst::from_raw(bars.rd(pfifo::ChanInst::offset(s.chid())));
-        let inst = chan.addr();
-        let lo = vram.read32(inst + u64::from(ramfc::USERD_LO));
-        let hi = vram.read32(inst + u64::from(ramfc::USERD_HI));
-        let progress = if chan.valid() && lo & ramfc::USERD_TARGET_MASK == target::VRAM {
-            let userd = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32;
-            vram.read32(userd + u64::from(userd::GP_GET))
-        } else {
-            vram.read32(inst + u64::from(ramfc::GP_GET))
-        };
+        let progress = vram.read32(crate::mediator::host_userd(s.chid()) + u64::from(userd::GP_GET));
         *o = Some(crate::watchdog::Seen { host_chid: s.chid(), progress });
     }
     out
@@ -272,6 +264,12 @@ impl HostRunlist {
     /// An empty runlist using the two buffers of [`RUNLIST_BYTES`] at host VRAM `bufs`.
     pub fn new(bufs: [u64; 2]) -> Self {
         Self { parts: [None; UNITS as usize], host: ChannelSet::default(), bufs, next: 0 }
+    }
+
+    /// Whether host channel `host_chid` is in the list (a vGPU's part or the host's own).
+    pub fn lists(&self, host_chid: u32) -> bool {
+        self.host.contains(host_chid)
+            || self.parts.iter().flatten().any(|p| p.slice.channel_from_host(host_chid).is_some_and(|c| p.channels.contains(c)))
     }
 
     /// Replaces one vGPU's part and submits the merged list; waits (bounded) for PFIFO to

@@ -10,13 +10,22 @@
 //! accesses are resolved through the guest's own BAR page tables (a software walk, as the GPU
 //! would) into the vGPU's VRAM partition. Writes that land in a guest page directory, page
 //! table or bound instance block are reported to the shadows. The guest's GP_PUT doorbell is
-//! forwarded to the host channel after the shadows are brought up to date.
+//! submitted to the host (its dispatcher decides when the host channel's GP_PUT advances)
+//! after the shadows are brought up to date.
+//!
+//! Host channels use host-owned USERD pages (`host_init::layout::USERD`, one per host channel
+//! id), never the guest's: the guest's GP_PUT reaches the GPU only through a doorbell the
+//! mediator accepted, and a guest rewriting its USERD changes nothing the GPU reads. The
+//! guest's own USERD page shows the host channel's progress: the words PFIFO writes back
+//! ([`USERD_PFIFO_WORDS`]) are copied from the host page when the guest reads them and at
+//! non-stall interrupts; GP_PUT reads what the guest wrote.
 
 use core::ops::DerefMut;
 
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
 use crate::host_gpu::{Evicted, HostError, HostEvents};
+use crate::host_init::layout;
 use crate::memory::{Clock, GuestVram, SysMem, Vram};
 use crate::pagetable::{self, Aperture, VmDesc};
 use crate::partition::Slice;
@@ -53,8 +62,15 @@ pub trait HostChannels {
     /// Stops the channel so no engine works for it any more: not runnable, preempted, and an
     /// engine that stays busy on it reset (`host_gpu::evict`; bounded).
     fn evict(&mut self, host_chid: u32) -> Result<Evicted, HostError>;
-    /// Rings the host doorbell of the channel with GP_PUT `put`.
+    /// Rings the host doorbell of the channel with GP_PUT `put` (a write of GP_PUT in the
+    /// channel's host USERD page through the host poll area).
     fn ring_doorbell(&mut self, host_chid: u32, put: u32);
+    /// The guest rang host channel `host_chid` with GP_PUT `put` (inside its GPFIFO ring):
+    /// a submission. A host with a scheduler queues it (`dispatch.rs`); without one it is
+    /// forwarded at once.
+    fn submit(&mut self, host_chid: u32, put: u32) {
+        self.ring_doorbell(host_chid, put)
+    }
     /// Replaces this vGPU's part of the host runlist and submits the merged list.
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError>;
     /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
@@ -126,20 +142,47 @@ struct Chan {
     /// Index in `spaces`.
     space: usize,
     runnable: bool,
-    /// Host VRAM address of the channel's USERD page (as in its shadow RAMFC).
+    /// Host VRAM address of the host-owned USERD page the shadow RAMFC names.
     userd_host: u64,
-    /// GP_GET as last seen there: progress since tells which vGPU a non-stall interrupt
-    /// belongs to.
+    /// Host VRAM address of the guest's USERD page (its RAMFC's, inside the partition): the
+    /// guest's view of the channel.
+    userd_guest: u64,
+    /// GPFIFO entries of the guest's ring (from its RAMFC): a GP_PUT at or past it is refused.
+    gp_entries: u32,
+    /// GP_GET as last seen in the host page: progress since tells which vGPU a non-stall
+    /// interrupt belongs to.
     last_get: u32,
     /// Stopped by the watchdog: it stays off the engines until the guest binds it again.
     killed: bool,
 }
 
+/// The USERD words PFIFO writes back (§8.7): the guest sees them as the host channel has them.
+pub const USERD_PFIFO_WORDS: [u32; 6] =
+    [userd::GET, userd::REF, userd::TOP_LEVEL_GET, userd::TOP_LEVEL_GET_HI, userd::GET_HI, userd::GP_GET];
+
+/// Host VRAM address of host channel `host_chid`'s host-owned USERD page.
+pub const fn host_userd(host_chid: u32) -> u64 {
+    layout::USERD + host_chid as u64 * userd::SIZE
+}
+
+/// GPFIFO entries of the ring a RAMFC GP_BASE_HI word declares (0 if the order is invalid,
+/// which refuses every doorbell: the model and the hardware would not load the channel).
+fn gp_entries(gp_base_hi: u32) -> u32 {
+    let order = (gp_base_hi >> ramfc::GP_BASE_HI_ORDER_SHIFT) & ramfc::GP_BASE_HI_ORDER_MASK;
+    if order > ramfc::GP_ORDER_MAX {
+        0
+    } else {
+        1 << order
+    }
+}
+
 /// Counters shown in sysfs and used by benchmarks.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediatorStats {
-    /// Doorbells forwarded.
+    /// Doorbells submitted to the host.
     pub doorbells: u64,
+    /// Doorbells refused: GP_PUT outside the channel's GPFIFO ring.
+    pub doorbells_refused: u64,
     /// Shadow syncs that did something.
     pub syncs: u64,
     /// Shadow entries written.
@@ -427,7 +470,7 @@ impl<S: Storage> Mediator<S> {
             Read::Value(v) => Some(v),
             Read::Vram(a) => {
                 self.stats.forwarded += 1;
-                Some(env.vram.read32(a.host))
+                Some(self.userd_view(env, a.host).unwrap_or_else(|| env.vram.read32(a.host)))
             }
             Read::Denied(_) => None,
         }
@@ -513,11 +556,17 @@ impl<S: Storage> Mediator<S> {
             mirror_inst_write(env, &slice, &ch, host_chid, (guest - ch.guest_inst) as u32 & !3, &shadow);
             moved_userd |= 1u128 << chid;
         }
-        // A mirrored write may have moved USERD: follow it for the non-stall attribution.
+        // A write into a bound instance block may have moved the guest's USERD or resized its
+        // ring: follow both (the shadow keeps naming the host's USERD page).
         for (chid, slot) in self.chans.iter_mut().enumerate() {
             if moved_userd & (1u128 << chid) != 0 {
                 if let Some(ch) = slot.0.as_mut() {
-                    ch.userd_host = shadow_userd(&*env.vram, ch.host_inst);
+                    let mem = GuestVram::new(&*env.vram, slice);
+                    let word = |o| channel::shadow_inst_word(&mem, &slice, ch.guest_inst, o, &InstShadow { pd_host: 0, limit: 0 }).ok();
+                    if let (Some(lo), Some(hi)) = (word(ramfc::USERD_LO), word(ramfc::USERD_HI)) {
+                        ch.userd_guest = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32;
+                    }
+                    ch.gp_entries = gp_entries(env.vram.read32(ch.host_inst + u64::from(ramfc::GP_BASE_HI)));
                 }
             }
         }
@@ -637,12 +686,22 @@ impl<S: Storage> Mediator<S> {
             self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         }
+        // The shadow names the host's USERD page of this host channel, which starts with no
+        // work: GP_PUT = GP_GET = the ring position the RAMFC restores.
+        let userd_guest = shadow_userd(&*env.vram, host_inst);
+        let userd_host = host_userd(host_chid);
+        let get = env.vram.read32(host_inst + u64::from(ramfc::GP_GET));
+        for off in [userd::PUT, userd::PUT_HI, userd::REF_THRESHOLD, userd::GP_PUT].into_iter().chain(USERD_PFIFO_WORDS) {
+            let v = if off == userd::GP_GET || off == userd::GP_PUT { get } else { 0 };
+            env.vram.write32(userd_host + u64::from(off), v);
+        }
+        env.vram.write32(host_inst + u64::from(ramfc::USERD_LO), (userd_host as u32 & ramfc::USERD_ADDR_MASK) | crate::gf100::target::VRAM);
+        env.vram.write32(host_inst + u64::from(ramfc::USERD_HI), (userd_host >> 32) as u32);
+        let gp_entries = gp_entries(env.vram.read32(host_inst + u64::from(ramfc::GP_BASE_HI)));
         env.host.bind(host_chid, Some(host_inst));
         self.touched = true;
         if let Some(slot) = self.chans.get_mut(chid as usize) {
-            let userd_host = shadow_userd(&*env.vram, host_inst);
-            let last_get = env.vram.read32(userd_host + u64::from(userd::GP_GET));
-            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, last_get, killed: false }));
+            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, userd_guest, gp_entries, last_get: get, killed: false }));
         }
     }
 
@@ -795,9 +854,33 @@ impl<S: Storage> Mediator<S> {
             if get != ch.last_get {
                 ch.last_get = get;
                 claimed = true;
+                copy_userd_view(env, ch);
             }
         }
         claimed
+    }
+
+    /// Brings the guest's USERD pages up to date with their host channels' progress (at a
+    /// completion the host's dispatcher saw, for guests that poll USERD without reading it
+    /// through a trapped access).
+    pub fn refresh_userd(&mut self, env: &mut Env<'_>) {
+        for ch in self.chans.iter().filter_map(|c| c.0.as_ref()) {
+            copy_userd_view(env, ch);
+        }
+    }
+
+    /// The guest's view of a word of a bound channel's USERD page at host VRAM `host`: the
+    /// words PFIFO writes back come from the host channel's page (and are stored in the
+    /// guest's page); `None` for any other address.
+    fn userd_view(&self, env: &mut Env<'_>, host: u64) -> Option<u32> {
+        let ch = self.chans.iter().filter_map(|c| c.0.as_ref()).find(|c| (c.userd_guest..c.userd_guest + userd::SIZE).contains(&host))?;
+        let off = (host - ch.userd_guest) as u32;
+        if !USERD_PFIFO_WORDS.contains(&off) {
+            return None;
+        }
+        let v = env.vram.read32(ch.userd_host + u64::from(off));
+        env.vram.write32(host, v);
+        Some(v)
     }
 
     /// Host interrupt events. A non-stall interrupt is raised if `nonstall` says it is this
@@ -913,7 +996,7 @@ impl<S: Storage> Mediator<S> {
     pub fn bar_read(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64) -> Option<u32> {
         let (_, host) = self.bar_target(env, bar, off, false)?;
         self.stats.forwarded += 1;
-        Some(env.vram.read32(host))
+        Some(self.userd_view(env, host).unwrap_or_else(|| env.vram.read32(host)))
     }
 
     /// A guest BAR1/BAR3 write of 4 bytes; `false` if the window does not map it.
@@ -931,20 +1014,31 @@ impl<S: Storage> Mediator<S> {
     /// The guest rang channel `chid`'s doorbell with GP_PUT `put`: the submission point.
     fn doorbell(&mut self, env: &mut Env<'_>, chid: u32, put: u32) {
         let Some(host_chid) = self.slice().channel_to_host(chid) else { return };
-        if !matches!(self.chans.get(chid as usize), Some(ChanSlot(Some(_)))) {
+        let Some(ChanSlot(Some(ch))) = self.chans.get(chid as usize) else { return };
+        // A GP_PUT outside the ring would make PFIFO run entries the guest never put there
+        // (the GPU masks it into the ring): refused, the channel stays where it was.
+        if put >= ch.gp_entries {
+            self.stats.doorbells_refused += 1;
             return;
         }
         self.stats.doorbells += 1;
         self.before_use(env, UsePoint::Doorbell, ChannelSet(1 << chid));
-        // The host channel's RAMFC USERD is the guest's USERD page (moved into the
-        // partition), which already holds `put`; the host doorbell only wakes PFIFO, which
-        // re-reads GP_PUT from there.
-        env.host.ring_doorbell(host_chid, put);
+        // The host channel's USERD is the host's page: `put` reaches it only through the
+        // host's submission path (queued or forwarded at once).
+        env.host.submit(host_chid, put);
     }
 
     /// Shadow address spaces in use (for tests and sysfs).
     pub fn spaces_in_use(&self) -> usize {
         self.space_count()
+    }
+}
+
+/// Copies the words PFIFO writes back from `ch`'s host USERD page into the guest's page.
+fn copy_userd_view(env: &mut Env<'_>, ch: &Chan) {
+    for off in USERD_PFIFO_WORDS {
+        let v = env.vram.read32(ch.userd_host + u64::from(off));
+        env.vram.write32(ch.userd_guest + u64::from(off), v);
     }
 }
 
@@ -985,6 +1079,11 @@ fn pointer_words(off: u32) -> Option<(u32, u32)> {
 /// was (the last valid value).
 fn mirror_inst_write(env: &mut Env<'_>, slice: &Slice, ch: &Chan, host_chid: u32, off: u32, shadow: &InstShadow) {
     let (lo, hi) = pointer_words(off).unwrap_or((off, off));
+    // The shadow's USERD is the host's page whatever the guest writes (the caller follows the
+    // guest's page for its view).
+    if lo == ramfc::USERD_LO {
+        return;
+    }
     let value = |env: &Env<'_>, o: u32| {
         let mem = GuestVram::new(&*env.vram, *slice);
         channel::shadow_inst_word(&mem, slice, ch.guest_inst, o, shadow).ok()

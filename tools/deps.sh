@@ -8,7 +8,7 @@ set -euo pipefail
 
 PKGS=(rustc-web rust-web-src libclang-19-dev llvm-19 clang-19 flex bison bc libelf-dev libssl-dev cpio
       rsync busybox-static debootstrap xz-utils binutils kmod e2fsprogs python3 time gzip
-      pkg-config)
+      pkg-config python3-venv)
 
 BACKPORTS=/etc/apt/sources.list.d/gpuvm-trixie-backports.sources
 PIN=/etc/apt/preferences.d/gpuvm-trixie-backports

@@ -349,6 +349,10 @@ pub(crate) struct Inner {
     pub engine_resets: [AtomicU64; 3],
     irq: IrqLine,
     pub counters: Counters,
+    /// Nanoseconds PFIFO spent executing each channel's timeslices (its engine work runs
+    /// inside them, on the PBDMA worker): the per-channel busy time a real GPU's performance
+    /// counters would give, for checking a host's GPU-time accounting.
+    pub chan_busy_ns: [AtomicU64; pfifo::CHANNELS as usize],
     start: Instant,
     /// FB partition geometry: (count, MiB each).
     parts: (u32, u32),
@@ -1027,6 +1031,7 @@ impl Gpu {
             engine_resets: Default::default(),
             irq: IrqLine::default(),
             counters: Counters::default(),
+            chan_busy_ns: std::array::from_fn(|_| AtomicU64::new(0)),
             start: Instant::now(),
             parts,
         });
@@ -1264,6 +1269,11 @@ impl Gpu {
             n(st.level);
         }
         st.notifier = notifier;
+    }
+
+    /// Nanoseconds PFIFO spent executing channel `chid` (0 for an id past the channels).
+    pub fn channel_busy_ns(&self, chid: u32) -> u64 {
+        self.inner.chan_busy_ns.get(chid as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn counters(&self) -> CountersSnapshot {

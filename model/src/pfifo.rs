@@ -423,10 +423,9 @@ pub(crate) fn run(gpu: Arc<Inner>, channels: Arc<Channels>) {
                 0,
             )
         });
-        Counters::add(
-            &gpu.counters.busy_ns_pfifo,
-            started.elapsed().as_nanos() as u64,
-        );
+        let busy = started.elapsed().as_nanos() as u64;
+        Counters::add(&gpu.counters.busy_ns_pfifo, busy);
+        Counters::add(&gpu.chan_busy_ns[pick.chid as usize], busy);
         let mut r = gpu.lock_regs();
         r.pfifo.running &= !bit;
         if r.pfifo.chan_gen[pick.chid as usize] != pick.chan_gen || r.pfifo_epoch != pick.epoch {

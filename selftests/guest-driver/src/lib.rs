@@ -6,5 +6,6 @@ pub mod alloc;
 pub mod driver;
 pub mod hostile;
 pub mod record;
+pub mod sched_load;
 pub mod transport;
 pub mod workloads;

@@ -49,6 +49,9 @@ impl Target for Mediated<'_> {
         let hi = gpu.vram().read32(inst + u64::from(ramfc::USERD_HI))?;
         Some(u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32)
     }
+    fn host_userd_page(&self, chid: u32) -> Option<u64> {
+        Some(gpuvm_guest_driver::transport::mediated::host_userd(self.v.slice().channel_to_host(chid)?))
+    }
 }
 
 /// Runs the checked workloads (mmul, hotspot) on `victim` over and over until `stop` is set

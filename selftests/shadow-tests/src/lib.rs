@@ -43,6 +43,10 @@ pub mod scrub;
 pub mod mediator;
 #[path = "../../../shadow/watchdog.rs"]
 pub mod watchdog;
+#[path = "../../../shadow/dispatch.rs"]
+pub mod dispatch;
+#[path = "../../../sched/mod.rs"]
+pub mod sched;
 
 extern crate alloc;
 

@@ -203,28 +203,76 @@ fn reset_flushes_each_shadow_pd_before_freeing_it() {
     assert!(r.tables.live.is_empty(), "every shadow table and instance block back in the pool: {:?}", r.tables.live);
 }
 
-/// USERD moved across a 4 GiB boundary of host VRAM: both shadow words change, so the channel
-/// is stopped around the update and the shadow never holds half of each.
+/// The host channel's USERD is the host's page of its host channel id, whatever the guest's
+/// RAMFC names; the guest's own USERD page shows the host channel's progress (the words PFIFO
+/// writes back) when the guest reads it, also after the guest moved it, and a guest writing
+/// its USERD changes nothing the GPU reads.
 #[test]
-fn userd_is_mirrored_whole() {
+fn host_channels_use_host_userd_and_the_guest_sees_their_progress() {
+    use gpuvm_shadow_tests::mediator::host_userd;
     let base = (4 << 30) - 8 * MIB; // the partition straddles 4 GiB
     let mut r = Rig::new(base);
     r.channel_up();
     let hi = r.host_inst();
     let shadow_userd = |r: &Rig| u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_LO)) & ramfc::USERD_ADDR_MASK) | u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_HI))) << 32;
-    assert_eq!(shadow_userd(&r), base + USERD);
+    let host = host_userd(8);
+    assert_eq!(shadow_userd(&r), host, "the shadow names host channel 8's own USERD page");
+    // PFIFO's write-back in the host page is what the guest reads in its page.
+    r.vram.write32(host + u64::from(userd::GP_GET), 5);
+    r.vram.write32(host + u64::from(userd::REF), 0x77);
+    r.guest32(USERD + u64::from(userd::GP_PUT), 9);
+    let read = |r: &mut Rig, gpa: u64| {
+        use gpuvm_shadow_tests::gf100::pbus;
+        let (b, off) = pbus::PraminBase::window(gpa);
+        assert!(r.bar0(pbus::PraminBase::OFFSET, b.raw()));
+        r.rd(off).expect("PRAMIN read")
+    };
+    assert_eq!(read(&mut r, USERD + u64::from(userd::GP_GET)), 5);
+    assert_eq!(read(&mut r, USERD + u64::from(userd::REF)), 0x77);
+    assert_eq!(read(&mut r, USERD + u64::from(userd::GP_PUT)), 9, "GP_PUT reads what the guest wrote");
+    // A guest rewriting GP_GET or GP_PUT in its page does not reach the host page.
+    r.pramin(USERD + u64::from(userd::GP_GET), 100);
+    r.pramin(USERD + u64::from(userd::GP_PUT), 200);
+    assert_eq!(r.vram.read32(host + u64::from(userd::GP_GET)), 5);
+    assert_ne!(r.vram.read32(host + u64::from(userd::GP_PUT)), 200);
+    assert_eq!(read(&mut r, USERD + u64::from(userd::GP_GET)), 5, "the guest's view is the host's progress");
     r.host.ops.clear();
-    // The guest moves USERD to 12 MiB: host base + 12 MiB is above 4 GiB.
+    // The guest moves USERD to 12 MiB (across 4 GiB of host VRAM): the shadow stays on the
+    // host page, the channel is not stopped, and the guest's view follows its page.
     let new = 12 * MIB;
     r.pramin(INST + u64::from(ramfc::USERD_LO), new as u32 | target::VRAM);
-    assert_eq!(shadow_userd(&r), base + new, "both words follow");
-    assert!(base + new >= 1 << 32 && base + USERD < 1 << 32);
-    assert_eq!(r.host.ops, [Op::Runnable(8, false), Op::Kick(8), Op::Runnable(8, true)], "stopped around the two-word update");
-    // A USERD outside the partition is not mirrored: the shadow keeps its last valid value.
+    assert_eq!(shadow_userd(&r), host);
+    assert!(!r.host.ops.iter().any(|o| matches!(o, Op::Kick(_) | Op::Runnable(..))), "{:?}", r.host.ops);
+    r.vram.write32(host + u64::from(userd::GP_GET), 6);
+    assert_eq!(read(&mut r, new + u64::from(userd::GP_GET)), 6);
+    // A USERD outside the partition is refused: the view stays at the last valid page.
     r.pramin(INST + u64::from(ramfc::USERD_LO), (17 * MIB) as u32 | target::VRAM);
-    assert_eq!(shadow_userd(&r), base + new);
     r.pramin(INST + u64::from(ramfc::USERD_HI), 1);
-    assert_eq!(shadow_userd(&r), base + new, "a high word pointing outside is refused too");
+    assert_eq!(shadow_userd(&r), host);
+    r.vram.write32(host + u64::from(userd::GP_GET), 7);
+    assert_eq!(read(&mut r, new + u64::from(userd::GP_GET)), 7);
+}
+
+/// A doorbell whose GP_PUT lies outside the channel's GPFIFO ring is refused (the GPU would
+/// mask it into the ring and run entries the guest never put); one inside is submitted.
+#[test]
+fn doorbells_outside_the_ring_are_refused() {
+    use gpuvm_shadow_tests::vregs::Bar;
+    let mut r = Rig::new(64 * MIB);
+    // An 8-entry ring.
+    r.guest32(INST + u64::from(ramfc::GP_BASE_HI), ramfc::gp_base_hi_value(0, 3));
+    r.channel_up();
+    // Doorbells need the poll area; direct BAR1 (no BAR1 VM) maps offset = guest VRAM.
+    assert!(r.bar0(pfifo::UserdPollBase::OFFSET, pfifo::UserdPollBase::default().with_bar1_va(USERD).with_enable(true).raw()));
+    r.host.ops.clear();
+    let mut env = Env { vram: &mut r.vram, sys: &mut r.sys, tables: &mut r.tables, host: &mut r.host, clock: &r.clock };
+    for put in [3, 8, 0xffff_ffff, 7] {
+        assert!(r.med.bar_write(&mut env, Bar::Bar1, USERD + u64::from(userd::GP_PUT), put));
+    }
+    let rung: Vec<Op> = r.host.ops.iter().filter(|o| matches!(o, Op::Doorbell(..))).cloned().collect();
+    assert_eq!(rung, [Op::Doorbell(8, 3), Op::Doorbell(8, 7)]);
+    assert_eq!(r.med.stats.doorbells_refused, 2);
+    assert_eq!(r.med.stats.doorbells, 2);
 }
 
 /// The guest turning off its PFIFO, its PMC PFIFO bit or bus mastering takes its channels
@@ -384,7 +432,9 @@ fn a_mirrored_pointer_does_not_restart_a_channel_the_guest_stopped() {
         r.host.ops.clear();
         let new = if off == pfifo::CTRL { 12 * MIB } else { USERD };
         r.pramin(INST + u64::from(ramfc::USERD_LO), new as u32 | target::VRAM);
-        assert_eq!(u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_LO)) & ramfc::USERD_ADDR_MASK) | u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_HI))) << 32, base + new);
+        // The shadow keeps naming the host's USERD page.
+        assert_eq!(u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_LO)) & ramfc::USERD_ADDR_MASK) | u64::from(r.vram.read32(hi + u64::from(ramfc::USERD_HI))) << 32, gpuvm_shadow_tests::mediator::host_userd(8));
+        let _ = base;
         assert!(!r.host.ops.contains(&Op::Runnable(8, true)), "made runnable with the guest's PFIFO off: {:?}", r.host.ops);
         if off == pmc::ENABLE {
             break;

@@ -494,8 +494,10 @@ impl World {
         }
         let (lo, hi) = (w(ramfc::USERD_LO), w(ramfc::USERD_HI));
         let userd = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32;
-        if lo & ramfc::USERD_TARGET_MASK != target::VRAM || !t.in_part(userd, userd::SIZE) {
-            bad.push(format!("USERD {}:{userd:#x} outside the partition", tgt_name(lo)));
+        // Host channels use the host's USERD page of one of the vGPU's own host channels.
+        let own_userd = (0..t.slice.channels).filter_map(|c| t.slice.channel_to_host(c)).any(|h| userd == gpuvm_shadow_tests::mediator::host_userd(h));
+        if lo & ramfc::USERD_TARGET_MASK != target::VRAM || !own_userd {
+            bad.push(format!("USERD {}:{userd:#x} not a host USERD page of its slice", tgt_name(lo)));
         }
         let pdb = w(inst::PDB_LO);
         let (pd, limit) = self.inst_vm(i);
@@ -676,12 +678,23 @@ impl World {
         if self.t[who].in_part(pa, 4) {
             return self.mem.get(pa);
         }
-        if self.guest_read {
+        if self.own_host_userd(who, pa) {
+            // Its host channels' USERD pages: the guest's view of their progress.
+        } else if self.guest_read {
             self.violation(format!("vGPU {who}: a guest read reached host VRAM {pa:#x} outside its partition"));
         } else if !Self::in_pool(pa) || self.owned_block(who, pa, 4).is_none() {
             self.violation(format!("vGPU {who}: host VRAM read at {pa:#x}, outside its partition and its own pool blocks"));
         }
         self.mem.get(pa)
+    }
+
+    /// Whether `pa` lies in the host USERD page of one of `who`'s host channels.
+    fn own_host_userd(&self, who: usize, pa: u64) -> bool {
+        let s = self.t[who].slice;
+        (0..s.channels).filter_map(|c| s.channel_to_host(c)).any(|h| {
+            let u = gpuvm_shadow_tests::mediator::host_userd(h);
+            (u..u + userd::SIZE).contains(&pa)
+        })
     }
 
     fn write(&mut self, who: usize, pa: u64, v: u32) {
@@ -691,6 +704,10 @@ impl World {
         }
         if self.t[who].in_part(pa, 4) {
             self.part_writes.push((pa, v));
+            self.mem.set(pa, v);
+            return;
+        }
+        if self.own_host_userd(who, pa) {
             self.mem.set(pa, v);
             return;
         }

@@ -776,6 +776,18 @@ impl Gpu {
         self.ch.as_ref().map(|c| c.gp_put()).expect("channel")
     }
 
+    /// Test hook: push one method packet on the channel and submit it (no fence).
+    pub fn raw_submit(&mut self, subc: u32, method: u32, data: &[u32]) -> Result<()> {
+        let (hw, ch) = self.ch();
+        ch.mthd(hw, subc, method, data, false)?;
+        ch.kick(hw)
+    }
+
+    /// Test hook: the BAR1 offset of the channel's USERD page.
+    pub fn raw_userd_bar1(&self) -> u64 {
+        self.ch.as_ref().map(|c| c.userd_bar1).expect("channel")
+    }
+
     /// Test hook: ring the channel's doorbell again with its current GP_PUT.
     pub fn raw_doorbell(&mut self) {
         let (hw, ch) = self.ch();

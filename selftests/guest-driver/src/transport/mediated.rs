@@ -11,16 +11,25 @@
 //! MSI is then signalled on a rising edge of its emulated line. A vGPU's VRAM slice is
 //! scrubbed (`scrub.rs`, the copy engine on a host channel) when a vGPU is created on it, when
 //! it is removed and on a device reset, so no tenant reads what another left.
+//!
+//! Guest doorbells go through the GPU's dispatcher (`shadow/dispatch.rs` over `sched/`), as
+//! they will in the kernel: the mediator submits, the dispatcher forwards when the policy
+//! picks the vGPU, and completion is looked for after every host interrupt and at the time the
+//! dispatcher asks for (a timer thread: BAND's wait, the 1 ms fallback).
 
 use super::{page_round, Bar, DmaBuf, IrqMode, Transport, PAGE};
 use gf100_model::mem::HostMemory;
 use gf100_model::{Gpu, ModelConfig};
 use gpuvm_shadow::gf100::pci;
+use gpuvm_shadow::dispatch::{BarsHost, DispatchStats, Dispatcher, Next};
 use gpuvm_shadow::host_channel::Waiter;
+use gpuvm_shadow::sched::account::{VgpuId, VgpuStats};
+use gpuvm_shadow::sched::knobs::{BandWait, Knobs, Period, PolicyKind, Weight};
 use gpuvm_shadow::host_gpu::{self, HostBars, HostError, HostRunlist, HostVram, GUEST_CHANNELS, HOST_VRAM_RESERVED};
 use gpuvm_shadow::host_init::{self, layout, Mmio};
 use gpuvm_shadow::host_pool::HostPool;
 use gpuvm_shadow::mediator::{Env, GuestMemory, HostChannels, Mediator, MediatorStats};
+pub use gpuvm_shadow::mediator::host_userd;
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
 use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
@@ -56,8 +65,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What the host owns of the GPU: the model, the host's VRAM pool and runlist, the slices.
-/// Lock order: a vGPU's `state` → `scrubber` → `runlist` → `pramin`; `pool`, `tlb`, `units`
-/// and `scrubs` are leaves.
+/// Lock order: a vGPU's `state` → `dispatch` → `scrubber` → `runlist` → `pramin`; `pool`,
+/// `tlb`, `units` and `scrubs` are leaves.
 struct HostShared {
     gpu: Arc<Gpu>,
     boot0: u32,
@@ -95,6 +104,32 @@ struct HostShared {
     nonstall_unclaimed: AtomicU64,
     next_host_iova: AtomicU64,
     stop: AtomicBool,
+    /// The GPU's dispatcher and when it asked to be polled next; `dispatch_wake` wakes the
+    /// timer thread when that changes.
+    dispatch: Mutex<DispatchState>,
+    dispatch_wake: Condvar,
+}
+
+/// The dispatcher and its timer.
+pub struct DispatchState {
+    d: Box<Dispatcher>,
+    /// When to poll next (none: at the next doorbell).
+    at: Option<u64>,
+    /// GPU time and counts of submissions charged before a vGPU's last reset (a reset drops
+    /// its queued work by removing it from the scheduler, which forgets its counters).
+    carried: [VgpuStats; 8],
+}
+
+impl DispatchState {
+    fn after(&mut self, n: Next) -> bool {
+        let at = match n {
+            Next::At(t) => Some(t),
+            Next::Idle => None,
+        };
+        let changed = at != self.at;
+        self.at = at;
+        changed
+    }
 }
 
 /// The host's BARs of the model GPU.
@@ -138,8 +173,8 @@ impl TableAlloc for PoolTables<'_> {
     }
 }
 
-/// The host channel controls over the model's registers.
-struct ModelChannels<'a>(&'a HostShared);
+/// The host channel controls over the model's registers, for vGPU `1` (its dispatcher slot).
+struct ModelChannels<'a>(&'a HostShared, Option<VgpuId>);
 
 impl HostChannels for ModelChannels<'_> {
     fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
@@ -157,6 +192,16 @@ impl HostChannels for ModelChannels<'_> {
     }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&ModelBars(self.0), host_chid, put)
+    }
+    fn submit(&mut self, host_chid: u32, put: u32) {
+        let Some(v) = self.1 else { return self.ring_doorbell(host_chid, put) };
+        let h = self.0;
+        let now = h.now_ns();
+        let mut ds = lock(&h.dispatch);
+        let n = ds.d.submit(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), v, host_chid, put, now);
+        if ds.after(n) {
+            h.dispatch_wake.notify_all();
+        }
     }
     fn commit_runlist(&mut self, part: gpuvm_shadow::channel::RunlistPart) -> Result<(), HostError> {
         lock(&self.0.runlist).commit(&ModelBars(self.0), &HostClock(self.0.epoch), self.0.bar3_mapped, part).map(|_| ())
@@ -229,6 +274,21 @@ impl HostShared {
             lock(&self.engine_resets).push((host_chid, engine));
         }
         r
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Looks for the running submission's completion and dispatches what is next (after a
+    /// host interrupt, or at the time the dispatcher asked for).
+    fn dispatch_poll(&self) {
+        let now = self.now_ns();
+        let mut ds = lock(&self.dispatch);
+        let n = ds.d.poll(&mut BarsHost(&ModelBars(self), Some(&lock(&self.runlist))), now);
+        if ds.after(n) {
+            self.dispatch_wake.notify_all();
+        }
     }
 
     /// Zeroes `slice`'s VRAM with the copy engine (unless the test knob turned scrubbing
@@ -346,7 +406,7 @@ impl VgpuShared {
         let bars = ModelBars(h);
         let mut vram = HostVram::new(&bars, h.bar3_mapped);
         let mut tables = PoolTables(h);
-        let mut chans = ModelChannels(h);
+        let mut chans = ModelChannels(h, VgpuId::new(self.index as usize));
         let clock = HostClock(h.epoch);
         let mut env = Env { vram: &mut vram, sys: &mut st.sys, tables: &mut tables, host: &mut chans, clock: &clock };
         let r = f(&mut st.med, &mut env);
@@ -394,6 +454,7 @@ impl VgpuShared {
     /// none of the previous user's data.
     pub fn reset(&self) -> Result<(), ScrubError> {
         self.with_env(|med, env| med.reset(env));
+        self.host.dispatch_reset(self);
         self.host.scrub(&self.slice)
     }
 }
@@ -404,6 +465,14 @@ impl Drop for VgpuShared {
     /// recorded; the next vGPU on the slice is scrubbed at creation anyway.
     fn drop(&mut self) {
         self.with_env(|med, env| med.reset(env));
+        if let Some(v) = VgpuId::new(self.index as usize) {
+            let h = &*self.host;
+            let mut ds = lock(&h.dispatch);
+            let n = ds.d.remove(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), v, h.now_ns());
+            ds.carried[v.index()] = VgpuStats::default();
+            ds.after(n);
+            h.dispatch_wake.notify_all();
+        }
         let _ = self.host.scrub(&self.slice);
         let units = UnitMap::units_for(self.share).unwrap_or(0);
         assert!(lock(&self.host.units).free(self.slice.first_unit, units), "slice freed twice");
@@ -415,6 +484,7 @@ pub struct MediatedHost {
     shared: Arc<HostShared>,
     irq_thread: Option<JoinHandle<()>>,
     watchdog_thread: Option<JoinHandle<()>>,
+    timer_thread: Option<JoinHandle<()>>,
 }
 
 impl MediatedHost {
@@ -455,6 +525,12 @@ impl MediatedHost {
             nonstall_unclaimed: AtomicU64::new(0),
             next_host_iova: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            dispatch: Mutex::new(DispatchState {
+                d: Box::new(Dispatcher::new(PolicyKind::Band, Knobs::default(), 0)),
+                at: None,
+                carried: [VgpuStats::default(); 8],
+            }),
+            dispatch_wake: Condvar::new(),
         };
         let up = host_init::bring_up(&ModelBars(&shared), HOST_VRAM_RESERVED, pci::BAR3_SIZE)
             .map_err(|e| io::Error::other(format!("host bring-up: {e:?}")))?;
@@ -476,7 +552,9 @@ impl MediatedHost {
         let irq_thread = std::thread::Builder::new().name("gpuvm-host-irq".into()).spawn(move || irq_thread(&t))?;
         let t = shared.clone();
         let watchdog_thread = std::thread::Builder::new().name("gpuvm-watchdog".into()).spawn(move || watchdog_thread(&t))?;
-        Ok(MediatedHost { shared, irq_thread: Some(irq_thread), watchdog_thread: Some(watchdog_thread) })
+        let t = shared.clone();
+        let timer_thread = std::thread::Builder::new().name("gpuvm-sched-timer".into()).spawn(move || timer_thread(&t))?;
+        Ok(MediatedHost { shared, irq_thread: Some(irq_thread), watchdog_thread: Some(watchdog_thread), timer_thread: Some(timer_thread) })
     }
 
     /// The model GPU.
@@ -508,6 +586,60 @@ impl MediatedHost {
     /// Non-stall interrupts that no vGPU's progress explained, so every vGPU got them.
     pub fn nonstall_unclaimed(&self) -> u64 {
         self.shared.nonstall_unclaimed.load(Ordering::Relaxed)
+    }
+
+    /// Switches the scheduling policy (sysfs `sched_policy`), queued and running work kept.
+    pub fn set_policy(&self, kind: PolicyKind) {
+        let h = &*self.shared;
+        let mut ds = lock(&h.dispatch);
+        let n = ds.d.set_policy(&mut BarsHost(&ModelBars(h), Some(&lock(&h.runlist))), kind, h.now_ns());
+        ds.after(n);
+        h.dispatch_wake.notify_all();
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> PolicyKind {
+        lock(&self.shared.dispatch).d.scheduler().policy()
+    }
+
+    /// `sched_period_us` and `band_wait_us`.
+    pub fn set_knobs(&self, period: Period, wait: BandWait) {
+        let now = self.shared.now_ns();
+        let mut ds = lock(&self.shared.dispatch);
+        ds.d.set_period(period, now);
+        ds.d.set_band_wait(wait, now);
+    }
+
+    /// A vGPU's `weight`.
+    pub fn set_weight(&self, v: &VgpuShared, w: Weight) {
+        let now = self.shared.now_ns();
+        if let Some(id) = VgpuId::new(v.index as usize) {
+            let _ = lock(&self.shared.dispatch).d.set_weight(id, w, now);
+        }
+    }
+
+    /// A vGPU's scheduler counters (GPU time, wait time, submissions; since it was created)
+    /// and the dispatcher's.
+    pub fn sched_stats(&self, v: &VgpuShared) -> (VgpuStats, DispatchStats) {
+        let Some(id) = VgpuId::new(v.index as usize) else { return Default::default() };
+        let ds = lock(&self.shared.dispatch);
+        let (mut s, d) = ds.d.stats(id).unwrap_or_default();
+        let c = ds.carried[id.index()];
+        s.gpu_time_ns += c.gpu_time_ns;
+        s.wait_time_ns += c.wait_time_ns;
+        s.max_wait_ns = s.max_wait_ns.max(c.max_wait_ns);
+        s.submissions += c.submissions;
+        s.merged += c.merged;
+        s.dispatched += c.dispatched;
+        s.completed += c.completed;
+        (s, d)
+    }
+
+    /// Nanoseconds the model's PFIFO spent on `v`'s host channels (the per-channel busy-time
+    /// counters of the model GPU).
+    pub fn model_busy_ns(&self, v: &VgpuShared) -> u64 {
+        let s = v.slice;
+        (0..s.channels).filter_map(|c| s.channel_to_host(c)).map(|h| self.shared.gpu.channel_busy_ns(h)).sum()
     }
 
     /// Host operations that failed so far.
@@ -553,6 +685,12 @@ impl MediatedHost {
             irq: Condvar::new(),
             counters: TrapCounters::default(),
         });
+        if let Some(id) = VgpuId::new(first as usize) {
+            let now = self.shared.now_ns();
+            let mut ds = lock(&self.shared.dispatch);
+            ds.carried[id.index()] = VgpuStats::default();
+            let _ = ds.d.add(id, Weight::DEFAULT, now);
+        }
         let mut list = lock(&self.shared.vgpus);
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(&v));
@@ -582,11 +720,41 @@ impl Drop for MediatedHost {
         for t in [self.irq_thread.take(), self.watchdog_thread.take()].into_iter().flatten() {
             let _ = t.join();
         }
+        self.shared.dispatch_wake.notify_all();
+        if let Some(t) = self.timer_thread.take() {
+            let _ = t.join();
+        }
         let h = &*self.shared;
         if let Some(s) = lock(&h.scrubber).take() {
             s.shut_down(&ModelBars(h), &HostClock(h.epoch), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
         }
         host_init::shut_down(&ModelBars(&self.shared));
+    }
+}
+
+impl HostShared {
+    /// A vGPU's device reset: its queued submissions are dropped (and a running one given
+    /// up: its channels were stopped) by taking it out of the scheduler and adding it back
+    /// with its weight; its counters are carried over.
+    fn dispatch_reset(&self, v: &VgpuShared) {
+        let Some(id) = VgpuId::new(v.index as usize) else { return };
+        let now = self.now_ns();
+        let mut ds = lock(&self.dispatch);
+        let weight = ds.d.scheduler().account().weight(id).unwrap_or_default();
+        if let Some((s, _)) = ds.d.stats(id) {
+            let c = &mut ds.carried[id.index()];
+            c.gpu_time_ns += s.gpu_time_ns;
+            c.wait_time_ns += s.wait_time_ns;
+            c.max_wait_ns = c.max_wait_ns.max(s.max_wait_ns);
+            c.submissions += s.submissions;
+            c.merged += s.merged;
+            c.dispatched += s.dispatched;
+            c.completed += s.completed;
+        }
+        let n = ds.d.remove(&mut BarsHost(&ModelBars(self), Some(&lock(&self.runlist))), id, now);
+        let _ = ds.d.add(id, weight, now);
+        ds.after(n);
+        self.dispatch_wake.notify_all();
     }
 }
 
@@ -627,6 +795,26 @@ fn irq_thread(h: &Arc<HostShared>) {
         }
         for (v, nonstall) in vgpus.iter().zip(claims) {
             v.with_env(|med, _| med.deliver(&ev, nonstall));
+        }
+        // Any interrupt may mark the running submission's end (a fence's non-stall, a fault
+        // that stopped the channel).
+        h.dispatch_poll();
+    }
+}
+
+/// The dispatcher's timer (the kernel's hrtimer): polls it at the time it asked for.
+fn timer_thread(h: &Arc<HostShared>) {
+    let mut ds = lock(&h.dispatch);
+    while !h.stop.load(Ordering::Relaxed) {
+        let now = h.now_ns();
+        match ds.at {
+            Some(t) if t <= now => {
+                drop(ds);
+                h.dispatch_poll();
+                ds = lock(&h.dispatch);
+            }
+            Some(t) => ds = h.dispatch_wake.wait_timeout(ds, Duration::from_nanos(t - now).min(IRQ_THREAD_SLICE)).unwrap_or_else(|e| e.into_inner()).0,
+            None => ds = h.dispatch_wake.wait_timeout(ds, IRQ_THREAD_SLICE).unwrap_or_else(|e| e.into_inner()).0,
         }
     }
 }
@@ -820,6 +1008,7 @@ impl Drop for MediatedTransport {
     /// are unpinned, and every mapping it still had is removed (a VM's memory goes away).
     fn drop(&mut self) {
         self.vgpu.with_env(|med, env| med.close(env));
+        self.vgpu.host.dispatch_reset(&self.vgpu);
         let maps: Vec<Mapping> = {
             let mut st = lock(&self.vgpu.state);
             st.open = false;
