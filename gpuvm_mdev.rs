@@ -74,6 +74,9 @@ mod pci_config;
 #[path = "shadow/host_gpu.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod host_gpu;
+#[path = "shadow/bar_remap.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod bar_remap;
 #[path = "shadow/mediator.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod mediator;

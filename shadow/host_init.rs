@@ -6,6 +6,7 @@
 //! the host tests over the in-process GF100 model. It follows nouveau's GF100 order
 //! (shared/docs/gf100-interface.md §15, §8.9), reduced to what the mediator needs.
 
+use crate::bar_remap::HostWindow;
 use crate::gf100::{inst, mmu, pbus, pfifo, pmc, target, vm};
 use core::cell::Cell;
 
@@ -222,6 +223,34 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     m.wr(pfifo::ENGINE_INTR_EN, 1);
     m.wr(pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
     Ok(HostGpu { bar3_mapped, pbdmas })
+}
+
+/// BAR1 virtual address of the remap window: the first big page after the USERD area.
+pub const REMAP_BAR1_VA: u64 = (layout::USERD_BAR1_VA + layout::USERD_SIZE).div_ceil(BIG_PAGE) * BIG_PAGE;
+
+/// Extends the host's BAR1 address space (after [`bring_up`]) by a window that maps the guest
+/// VRAM pool linearly: BAR1 `REMAP_BAR1_VA + x` reaches host VRAM `pool_base + x`, for as much
+/// of `pool_size` as the BAR (`bar1_size`) and one big-page table hold. Guest BAR3 pages are
+/// mapped onto it (`bar_remap`). `None` if nothing fits.
+pub fn map_remap_window(m: &impl Mmio, pool_base: u64, pool_size: u64, bar1_size: u64) -> Result<Option<HostWindow>, InitError> {
+    let end = bar1_size.min(vm::LPT_ENTRIES * BIG_PAGE) / BIG_PAGE * BIG_PAGE;
+    let len = end.saturating_sub(REMAP_BAR1_VA).min(pool_size / BIG_PAGE * BIG_PAGE);
+    if len == 0 || !pool_base.is_multiple_of(BIG_PAGE) {
+        return Ok(None);
+    }
+    let p = Pramin::new(m);
+    for i in 0..len / BIG_PAGE {
+        let e = layout::BAR1_LPT + (REMAP_BAR1_VA / BIG_PAGE + i) * vm::PTE_SIZE;
+        p.wr64(e, vm::pte(pool_base + i * BIG_PAGE, vm::PTE_APER_VRAM, false, vm::KIND_PITCH));
+    }
+    let limit = REMAP_BAR1_VA + len - 1;
+    p.wr32(layout::BAR1_INST + inst::LIMIT_LO as u64, limit as u32);
+    p.wr32(layout::BAR1_INST + inst::LIMIT_HI as u64, (limit >> 32) as u32);
+    flush_bar_writes(m)?;
+    // The BAR1 binding is re-written so the new limit is loaded, then its TLB flushed.
+    m.wr(pbus::BAR1_INST, pbus::BarInst::vm(layout::BAR1_INST).raw());
+    tlb_flush(m, None)?;
+    Ok(Some(HostWindow { bar_off: REMAP_BAR1_VA, vram_base: pool_base, len }))
 }
 
 /// Quiesces the GPU when the host lets go of it: no interrupts, PFIFO off, no doorbells, the

@@ -14,6 +14,7 @@
 
 use core::ops::DerefMut;
 
+use crate::bar_remap::{self, HostWindow, MapDecision};
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
 use crate::host_gpu::{HostError, HostEvents};
@@ -60,6 +61,16 @@ pub trait HostChannels {
     fn sync_mode(&self) -> SyncMode;
     /// A host operation failed; the implementation reports it (e.g. a dmesg line).
     fn report(&mut self, what: HostError);
+    /// Whether guest BAR3 pages may be mapped straight onto the host aperture (the
+    /// `bar_remap` knob). A host that maps nothing keeps the default.
+    fn bar_remap(&self) -> bool {
+        false
+    }
+    /// Removes every direct mapping of the guest's `bar` (later accesses fault and are decided
+    /// again by [`Mediator::bar_map`]). Called under the vGPU's state lock, before the
+    /// mediator goes on: no access through an old mapping can follow it. A host that maps
+    /// nothing keeps the default.
+    fn zap_bar(&mut self, _bar: vregs::Bar) {}
 }
 
 /// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
@@ -145,6 +156,12 @@ pub struct MediatorStats {
     pub nonstall: u64,
     /// Guest accesses forwarded to host VRAM.
     pub forwarded: u64,
+    /// Guest BAR pages mapped straight onto the host aperture (BAR remapping).
+    pub bar_maps: u64,
+    /// Faults on mapped BAR pages refused (see `bar_remap::Refusal`).
+    pub bar_refused: u64,
+    /// Times the direct mappings of a BAR were removed.
+    pub bar_zaps: u64,
 }
 
 /// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
@@ -249,6 +266,11 @@ pub struct Mediator<S: Storage> {
     /// Guest instance blocks of the BAR1 / BAR3 VMs (re-read at every guest TLB flush).
     bar_inst: [Option<u64>; 2],
     bar_tlb: [BarTlb; 2],
+    /// A BAR has pages mapped directly since its last zap.
+    bar_mapped: [bool; 2],
+    /// A BAR page was mapped directly since the last reset: the guest may write its page
+    /// tables unseen, so every shadow address space re-reads its tables at each sync.
+    untracked: bool,
     /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
     poll: Option<u64>,
     spaces: S::Vec<SpaceSlot<Pdes<S>>>,
@@ -288,6 +310,8 @@ impl<S: Storage> Mediator<S> {
             bars: [None; 2],
             bar_inst: [None; 2],
             bar_tlb: [BarTlb::default(); 2],
+            bar_mapped: [false; 2],
+            untracked: false,
             poll: None,
             spaces,
             chans,
@@ -525,10 +549,11 @@ impl<S: Storage> Mediator<S> {
                         self.sync_space(env, i, SyncOp::Flush(mode));
                     }
                 }
-                self.refresh_bar_vms(env);
+                self.refresh_bar_vms(env, pd);
             }
             Effect::BarInst { bar, inst } => {
                 let b = bar_index(bar);
+                self.zap_bar(env, bar);
                 self.bars[b] = None;
                 self.bar_tlb[b].clear();
                 if let Some(i) = inst {
@@ -568,15 +593,35 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
-    /// Re-reads the guest BAR VMs after a flush (the guest may have rewritten the PDB).
-    fn refresh_bar_vms(&mut self, env: &mut Env<'_>) {
+    /// Re-reads the guest BAR VMs after a flush of `pd` (None: all; the guest may have
+    /// rewritten the PDB). A BAR whose translations the flush may change loses its direct
+    /// mappings first, so the old pages are unreachable once the flush is done.
+    fn refresh_bar_vms(&mut self, env: &mut Env<'_>, pd: Option<u64>) {
         self.bar_tlb[0].clear();
         self.bar_tlb[1].clear();
         let slice = self.slice();
-        for i in 0..2 {
-            if let Some(inst) = self.bar_inst[i] {
-                self.bars[i] = VmDesc::read(&GuestVram::new(&*env.vram, slice), inst);
+        for (i, bar) in [(0, vregs::Bar::Bar1), (1, vregs::Bar::Bar3)] {
+            let old = self.bars[i];
+            let new = self.bar_inst[i].and_then(|inst| VmDesc::read(&GuestVram::new(&*env.vram, slice), inst));
+            let hit = match (pd, old) {
+                (None, _) | (_, None) => true,
+                (Some(p), Some(d)) => d.pd == p || new.is_none_or(|n| n.pd != d.pd || n.limit != d.limit),
+            };
+            if hit {
+                self.zap_bar(env, bar);
             }
+            if self.bar_inst[i].is_some() {
+                self.bars[i] = new;
+            }
+        }
+    }
+
+    /// Removes the direct mappings of `bar`, if it has any.
+    fn zap_bar(&mut self, env: &mut Env<'_>, bar: vregs::Bar) {
+        let b = bar_index(bar);
+        if core::mem::take(&mut self.bar_mapped[b]) {
+            self.stats.bar_zaps += 1;
+            env.host.zap_bar(bar);
         }
     }
 
@@ -588,9 +633,10 @@ impl<S: Storage> Mediator<S> {
         let free = self.spaces.iter().position(|s| s.0.is_none())?;
         let count = (desc.pde_count() as usize).min(MAX_PDES);
         let pdes = S::with_len(count)?;
-        // Every guest write to VRAM is trapped in this mode, so writes are tracked.
+        // Guest writes to VRAM are trapped, so they are tracked, unless a BAR page was mapped
+        // directly (then each sync re-reads the tables).
         let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
-        let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut tables)?;
+        let vm = ShadowVm::new(desc, pdes, !self.untracked, &mut *env.vram, &mut tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
             *slot = SpaceSlot(Some(Space { pd: desc.pd, vm }));
         }
@@ -694,6 +740,9 @@ impl<S: Storage> Mediator<S> {
     /// Device reset (VFIO reset, or the device being closed): every channel leaves the host,
     /// every shadow is freed, and the registers are back at power-on (counters kept).
     pub fn reset(&mut self, env: &mut Env<'_>) {
+        self.zap_bar(env, vregs::Bar::Bar1);
+        self.zap_bar(env, vregs::Bar::Bar3);
+        self.untracked = false;
         self.release_channels(env);
         self.vregs.reset();
         self.bars = [None; 2];
@@ -829,6 +878,44 @@ impl<S: Storage> Mediator<S> {
         };
         let host = slice.vram_to_host(guest, 4)?;
         Some((guest, host))
+    }
+
+    /// A fault on guest BAR `bar` at offset `off` of a vGPU whose BAR is `bar_size` bytes,
+    /// with the host aperture `window`: the host BAR page to map, or a refusal. Only BAR3 is
+    /// offered (BAR1 holds the doorbells, which must be seen). A page that maps makes every
+    /// shadow address space re-read its tables at each sync from now on (the guest may write
+    /// them through the mapping), and marks the partition as written.
+    pub fn bar_map(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, window: &HostWindow) -> MapDecision {
+        let d = self.bar_map_inner(env, bar, off, bar_size, window);
+        match d {
+            MapDecision::Map { .. } => {
+                self.stats.bar_maps += 1;
+                self.bar_mapped[bar_index(bar)] = true;
+                self.touched = true;
+                if !self.untracked {
+                    self.untracked = true;
+                    for s in self.spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
+                        s.vm.untrack();
+                    }
+                }
+            }
+            MapDecision::Refuse(_) => self.stats.bar_refused += 1,
+        }
+        d
+    }
+
+    fn bar_map_inner(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, window: &HostWindow) -> MapDecision {
+        use bar_remap::Refusal;
+        if bar != vregs::Bar::Bar3 || !env.host.bar_remap() {
+            return MapDecision::Refuse(Refusal::NotOffered);
+        }
+        if off >= bar_size {
+            return MapDecision::Refuse(Refusal::OutsideBar);
+        }
+        let page = off & !(bar_remap::PAGE - 1);
+        let slice = self.slice();
+        let walk = self.bars[bar_index(bar)].map(|desc| pagetable::translate(&GuestVram::new(&*env.vram, slice), &desc, page));
+        bar_remap::decide(walk, page, &slice, window)
     }
 
     /// A guest BAR1/BAR3 read of 4 bytes; `None` if the window does not map it.

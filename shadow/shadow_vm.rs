@@ -170,6 +170,13 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         self.tracked
     }
 
+    /// The guest may now write its tables unseen (a BAR page was mapped straight onto its
+    /// VRAM): from here on every flush re-reads everything reachable. Writes reported before
+    /// stay marked.
+    pub fn untrack(&mut self) {
+        self.tracked = false;
+    }
+
     /// A guest TLB flush of this space: the shadow must be synced before the GPU uses it.
     pub fn flush(&mut self) {
         self.flushes = self.flushes.wrapping_add(1);

@@ -1,0 +1,275 @@
+//! BAR remapping: which guest BAR3 pages the mediator lets the kernel map straight onto the
+//! host aperture, which it refuses (an attacker's BAR page table pointing at another vGPU's
+//! or the host's VRAM, system memory, read-only pages), that a guest page-table change plus
+//! flush removes the old mappings before the mediator goes on, and that once a page is mapped
+//! the guest's page-table writes through it (unseen) still reach the shadows at the next sync.
+
+mod common;
+
+use common::{vram_pte, sys_pte, write_inst_vm, Alloc, ByteVram, FakeClock, GUEST_BASE, GUEST_SIZE, MIB};
+use gpuvm_shadow_tests::bar_remap::{decide, HostWindow, MapDecision, Refusal, PAGE};
+use gpuvm_shadow_tests::channel::RunlistPart;
+use gpuvm_shadow_tests::gf100::{inst, mmu, pbus, pfifo, pmc, ramfc, target, vm};
+use gpuvm_shadow_tests::host_gpu::HostError;
+use gpuvm_shadow_tests::mediator::{Env, GuestMemory, HostChannels, Mediator};
+use gpuvm_shadow_tests::memory::SysMem;
+use gpuvm_shadow_tests::pagetable::{Aperture, PageSize, Translation};
+use gpuvm_shadow_tests::sync_policy::SyncMode;
+use gpuvm_shadow_tests::vregs::Bar;
+use gpuvm_shadow_tests::HostStorage;
+
+struct NoSys;
+impl SysMem for NoSys {
+    fn pin(&mut self, _: u64, _: u64) -> Option<u64> {
+        None
+    }
+}
+impl GuestMemory for NoSys {
+    fn any_pinned(&self, _: u64, _: u64) -> bool {
+        false
+    }
+    fn unpin_range(&mut self, _: u64, _: u64) -> u64 {
+        0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Zap(Bar),
+    Flush,
+    Other,
+}
+
+struct Host {
+    remap: bool,
+    ops: Vec<Op>,
+}
+
+impl HostChannels for Host {
+    fn bind(&mut self, _: u32, _: Option<u64>) {
+        self.ops.push(Op::Other);
+    }
+    fn set_runnable(&mut self, _: u32, _: bool) {}
+    fn kick(&mut self, _: u32) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn ring_doorbell(&mut self, _: u32, _: u32) {}
+    fn commit_runlist(&mut self, _: RunlistPart) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn tlb_flush(&mut self, _: u64) -> Result<(), HostError> {
+        self.ops.push(Op::Flush);
+        Ok(())
+    }
+    fn sync_mode(&self) -> SyncMode {
+        SyncMode::Lazy
+    }
+    fn report(&mut self, _: HostError) {}
+    fn bar_remap(&self) -> bool {
+        self.remap
+    }
+    fn zap_bar(&mut self, bar: Bar) {
+        self.ops.push(Op::Zap(bar));
+    }
+}
+
+/// Guest layout (guest VRAM): BAR3 instance block, PD and big-page table; data big pages.
+const BAR3_INST: u64 = 0x1000;
+const BAR3_PD: u64 = 0x2000;
+const BAR3_LPT: u64 = 0x4000;
+const BAR3_SIZE: u64 = 16 * MIB;
+const BIG: u64 = 128 << 10;
+/// The host window covers the first 4 MiB of the 8 MiB partition.
+const WINDOW: HostWindow = HostWindow { bar_off: 0x8_0000, vram_base: GUEST_BASE, len: 4 * MIB };
+
+struct Rig {
+    med: Mediator<HostStorage>,
+    vram: ByteVram,
+    sys: NoSys,
+    tables: Alloc,
+    host: Host,
+    clock: FakeClock,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let mut r = Rig {
+            med: Mediator::new(common::slice(), 0x0c0c_00a3, MIB).unwrap(),
+            vram: ByteVram::new(),
+            sys: NoSys,
+            tables: Alloc::new(common::SHADOW_BASE..common::SHADOW_END),
+            host: Host { remap: true, ops: Vec::new() },
+            clock: FakeClock(Default::default()),
+        };
+        write_inst_vm(&mut r.vram, BAR3_INST, BAR3_PD, BAR3_SIZE - 1);
+        r.vram.guest64(BAR3_PD, vm::pde(BAR3_LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+        r.bar0(pbus::BAR3_INST, pbus::BarInst::vm(BAR3_INST).raw());
+        r
+    }
+    fn reset(&mut self) {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.reset(&mut env);
+    }
+    fn bus_master(&mut self) {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.set_bus_master(&mut env, true);
+    }
+    fn bar0(&mut self, off: u32, v: u32) -> bool {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.bar0_write(&mut env, off, v)
+    }
+    /// BAR3 big page `i` -> guest PTE `pte`, written the way a guest with a mapped page
+    /// table writes it: straight into VRAM, unseen by the mediator.
+    fn bar3_pte(&mut self, i: u64, pte: u64) {
+        self.vram.guest64(BAR3_LPT + i * vm::PTE_SIZE, pte);
+    }
+    fn map(&mut self, bar: Bar, off: u64) -> MapDecision {
+        let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
+        self.med.bar_map(&mut env, bar, off, BAR3_SIZE, &WINDOW)
+    }
+    fn flush(&mut self, pd: Option<u64>) {
+        match pd {
+            Some(pd) => {
+                assert!(self.bar0(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).raw()));
+                assert!(self.bar0(mmu::Invalidate::OFFSET, mmu::Invalidate::default().with_page_all(true).with_trigger(true).raw()));
+            }
+            None => assert!(self.bar0(
+                mmu::Invalidate::OFFSET,
+                mmu::Invalidate::default().with_page_all(true).with_all_pdb(true).with_trigger(true).raw()
+            )),
+        }
+    }
+}
+
+fn mapped_at(guest: u64) -> MapDecision {
+    MapDecision::Map { host_bar_off: WINDOW.bar_off + guest, guest_page: guest }
+}
+
+#[test]
+fn decide_maps_only_own_covered_writable_vram() {
+    let s = common::slice();
+    let t = |addr, aperture, read_only| Some(Ok(Translation { addr, aperture, read_only, size: PageSize::Big }));
+    assert_eq!(decide(t(0x10_1234, Aperture::Vram, false), 0, &s, &WINDOW), mapped_at(0x10_1000));
+    assert_eq!(decide(None, 0x20_0000, &s, &WINDOW), mapped_at(0x20_0000), "direct mode: offset = guest VRAM");
+    assert_eq!(decide(t(0x10_0000, Aperture::Vram, true), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::ReadOnly));
+    for ap in [Aperture::SysCoherent, Aperture::SysNonCoherent, Aperture::Peer] {
+        assert_eq!(decide(t(0x10_0000, ap, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::SystemMemory));
+    }
+    // Past the partition's end: the next vGPU's VRAM or the host's, never mapped.
+    for a in [GUEST_SIZE, GUEST_SIZE + PAGE, u64::MAX & !(PAGE - 1)] {
+        assert_eq!(decide(t(a, Aperture::Vram, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::OutsidePartition), "{a:#x}");
+    }
+    assert_eq!(decide(t(GUEST_SIZE - PAGE, Aperture::Vram, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::NotCovered));
+    assert_eq!(decide(t(4 * MIB - PAGE, Aperture::Vram, false), 0, &s, &WINDOW), mapped_at(4 * MIB - PAGE), "last covered page");
+    assert_eq!(decide(Some(Err(gpuvm_shadow_tests::pagetable::Fault::PageNotPresent)), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::NotMapped));
+    // A window that starts inside the partition covers nothing below its start.
+    let w = HostWindow { bar_off: 0, vram_base: GUEST_BASE + MIB, len: MIB };
+    assert_eq!(decide(t(0, Aperture::Vram, false), 0, &s, &w), MapDecision::Refuse(Refusal::NotCovered));
+    assert_eq!(decide(t(MIB, Aperture::Vram, false), 0, &s, &w), MapDecision::Map { host_bar_off: 0, guest_page: MIB });
+}
+
+/// The attacker's BAR3 page table points at another vGPU's VRAM, the host's, system memory,
+/// a read-only page: every fault is refused and nothing is mapped; its own data page maps.
+#[test]
+fn attacker_bar_ptes_are_refused() {
+    let mut r = Rig::new();
+    r.bar3_pte(0, vram_pte(0x10_0000, false));
+    r.bar3_pte(1, vram_pte(GUEST_SIZE, false)); // the next partition
+    r.bar3_pte(2, vram_pte(GUEST_SIZE + 64 * MIB, false)); // far beyond: host or another GPU user
+    r.bar3_pte(3, sys_pte(0x1000));
+    r.bar3_pte(4, vram_pte(0x20_0000, true));
+    r.bar3_pte(5, vram_pte(GUEST_SIZE - BIG, false)); // own, but beyond the host window
+    r.flush(Some(BAR3_PD));
+    assert_eq!(r.map(Bar::Bar3, 0x2345), mapped_at(0x10_2000));
+    assert_eq!(r.map(Bar::Bar3, BIG + 0x10), MapDecision::Refuse(Refusal::OutsidePartition));
+    assert_eq!(r.map(Bar::Bar3, 2 * BIG), MapDecision::Refuse(Refusal::OutsidePartition));
+    assert_eq!(r.map(Bar::Bar3, 3 * BIG), MapDecision::Refuse(Refusal::SystemMemory));
+    assert_eq!(r.map(Bar::Bar3, 4 * BIG), MapDecision::Refuse(Refusal::ReadOnly));
+    assert_eq!(r.map(Bar::Bar3, 5 * BIG), MapDecision::Refuse(Refusal::NotCovered));
+    assert_eq!(r.map(Bar::Bar3, 6 * BIG), MapDecision::Refuse(Refusal::NotMapped), "no PTE");
+    assert_eq!(r.map(Bar::Bar3, BAR3_SIZE), MapDecision::Refuse(Refusal::OutsideBar));
+    assert_eq!(r.map(Bar::Bar1, 0), MapDecision::Refuse(Refusal::NotOffered), "BAR1 (doorbells) is never mapped");
+    r.host.remap = false;
+    assert_eq!(r.map(Bar::Bar3, 0), MapDecision::Refuse(Refusal::NotOffered), "bar_remap off");
+    assert_eq!(r.med.stats.bar_maps, 1);
+    assert_eq!(r.med.stats.bar_refused, 9);
+}
+
+/// A PTE change + flush of the BAR's PD, a BAR rebind and a reset remove the mappings before
+/// the mediator answers again; the refault gets the new page. A flush of another PD (a channel
+/// VM) leaves them.
+#[test]
+fn flush_rebind_and_reset_zap_the_old_mappings() {
+    let mut r = Rig::new();
+    r.bar3_pte(0, vram_pte(0x10_0000, false));
+    r.flush(Some(BAR3_PD));
+    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x10_0000));
+    r.host.ops.clear();
+    r.flush(Some(0x40_0000));
+    assert!(!r.host.ops.contains(&Op::Zap(Bar::Bar3)), "another PD's flush keeps BAR3's mappings: {:?}", r.host.ops);
+    r.bar3_pte(0, vram_pte(0x30_0000, false));
+    r.flush(Some(BAR3_PD));
+    assert_eq!(r.host.ops, [Op::Zap(Bar::Bar3)], "the old page is unreachable once the flush is done");
+    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000), "refault follows the new PTE");
+    r.host.ops.clear();
+    r.flush(Some(BAR3_PD));
+    r.flush(None);
+    assert_eq!(r.host.ops, [Op::Zap(Bar::Bar3)], "one zap per mapping epoch (nothing mapped since)");
+    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000));
+    r.host.ops.clear();
+    assert!(r.bar0(pbus::BAR3_INST, pbus::BarInst::vm(BAR3_INST).raw()));
+    assert_eq!(r.host.ops, [Op::Zap(Bar::Bar3)], "rebind");
+    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000));
+    r.host.ops.clear();
+    r.reset();
+    assert_eq!(r.host.ops.first(), Some(&Op::Zap(Bar::Bar3)), "reset zaps first: {:?}", r.host.ops);
+    assert_eq!(r.med.stats.bar_zaps, 4);
+    // After the reset BAR3 is in direct mode again: offset = guest VRAM address.
+    assert_eq!(r.map(Bar::Bar3, 0x5000), mapped_at(0x5000));
+}
+
+/// A channel's page table sits in a page the guest may write through a mapping. Its PTEs
+/// written unseen (as through the mapping) still reach the shadow at the next use after a
+/// flush: an entry pointing outside the partition is refused there. Without a mapped page
+/// the same unseen write is not re-read (write tracking), which shows the test can fail.
+#[test]
+fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
+    for mapped in [true, false] {
+        let mut r = Rig::new();
+        r.bar3_pte(0, vram_pte(0x10_0000, false));
+        r.flush(Some(BAR3_PD));
+        if mapped {
+            assert!(matches!(r.map(Bar::Bar3, 0), MapDecision::Map { .. }));
+        }
+        // Channel 0 with VM: PD at 0x20_0000, one big-page table at 0x21_0000.
+        const INST: u64 = 0x1_0000;
+        const PD: u64 = 0x20_0000;
+        const LPT: u64 = 0x21_0000;
+        const RUNLIST: u64 = 0x5_0000;
+        write_inst_vm(&mut r.vram, INST, PD, 128 * MIB - 1);
+        r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
+        r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+        r.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+        r.vram.guest64(LPT, vram_pte(0x30_0000, false));
+        r.bus_master();
+        assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+        assert!(r.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
+        assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
+        r.vram.guest32(RUNLIST, 0);
+        r.vram.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
+        assert!(r.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
+        assert!(r.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
+        let refused = r.med.stats.refused;
+        // Unseen: PTE 1 now points past the partition (the next vGPU's VRAM).
+        r.vram.guest64(LPT + vm::PTE_SIZE, vram_pte(GUEST_SIZE, false));
+        r.flush(Some(PD));
+        assert!(r.bar0(pfifo::KICK, 0));
+        let seen = r.med.stats.refused - refused;
+        if mapped {
+            assert_eq!(seen, 1, "the unseen entry was re-read at the kick and refused");
+        } else {
+            assert_eq!(seen, 0, "tracked: an unseen write is not re-read");
+        }
+        let _ = inst::SIZE;
+    }
+}

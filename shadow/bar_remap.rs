@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+//! BAR remapping: which guest BAR pages may be mapped straight onto the host's BAR aperture
+//! instead of being trapped (the pure decision; the mediator feeds it the guest's BAR page
+//! table walk, the kernel inserts the page it names or refuses the fault).
+//!
+//! A VFIO mmap cannot trap single accesses: a page of an mmapped area is either mapped or the
+//! fault fails (SIGBUS for the user, a dead VM for QEMU). So the decision is "map this host
+//! page" or "refuse", never "emulate": a page may map only if it is the guest's own VRAM, in
+//! its partition, through a valid writable VRAM PTE, and the host aperture window covers it.
+//! Everything else (unmapped, system memory, read-only, outside the partition, another
+//! vGPU's or the host's VRAM, beyond the window) is refused, so no direct mapping ever reaches
+//! memory the guest does not own. What the mediator must still see (the doorbell) lives in
+//! BAR1, which is never offered for mmap (Choice, see uapi/sysfs-gpuvm `bar_remap`); guest
+//! page tables reached through a mapped page are re-read at every sync (their shadows lose
+//! write tracking, `ShadowVm::untrack`), GPUvm's "remap + re-read" combination.
+
+use crate::pagetable::{Aperture, Fault, Translation};
+use crate::partition::Slice;
+
+/// Bytes of one mapping unit (the CPU page the kernel inserts, and the guest BAR page the
+/// mediator walks).
+pub const PAGE: u64 = 0x1000;
+
+/// A window of a host BAR that maps host VRAM linearly: BAR offset `bar_off + x` reaches host
+/// VRAM `vram_base + x` for `x < len` (set up at bring-up, `host_init::map_remap_window`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostWindow {
+    /// Offset of the window in the host BAR.
+    pub bar_off: u64,
+    /// Host VRAM address at the start of the window.
+    pub vram_base: u64,
+    /// Bytes covered.
+    pub len: u64,
+}
+
+impl HostWindow {
+    /// Host BAR offset of the page at host VRAM `host_page` (page aligned), if the window
+    /// covers the whole page.
+    pub fn bar_offset(&self, host_page: u64) -> Option<u64> {
+        let rel = host_page.checked_sub(self.vram_base)?;
+        let end = rel.checked_add(PAGE)?;
+        (host_page.is_multiple_of(PAGE) && end <= self.len).then(|| self.bar_off + rel)
+    }
+}
+
+/// Why a fault on a mapped BAR page is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `bar_remap` is off, or this BAR is never mapped (BAR1, see the module comment).
+    NotOffered,
+    /// The offset lies outside the vGPU's BAR.
+    OutsideBar,
+    /// The guest's BAR page tables do not map the page (or its tables are not readable).
+    NotMapped,
+    /// The PTE names system memory (only VRAM is mapped; system memory stays trapped).
+    SystemMemory,
+    /// The PTE is read-only (a direct mapping would let writes through).
+    ReadOnly,
+    /// The target lies outside the vGPU's VRAM partition (another vGPU's or the host's).
+    OutsidePartition,
+    /// The host aperture window does not cover the page.
+    NotCovered,
+}
+
+/// The decision for one faulting guest BAR page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapDecision {
+    /// Map the host BAR page at this offset of the host BAR holding the window.
+    Map {
+        /// Offset in the host BAR (page aligned).
+        host_bar_off: u64,
+        /// The guest VRAM page behind it.
+        guest_page: u64,
+    },
+    /// Refuse the fault.
+    Refuse(Refusal),
+}
+
+/// Decides for a guest BAR page whose walk through the guest's BAR page tables gave `walk`
+/// (`None` for a BAR in direct mode: BAR offset = guest VRAM address, `direct_page`).
+pub fn decide(walk: Option<Result<Translation, Fault>>, direct_page: u64, slice: &Slice, window: &HostWindow) -> MapDecision {
+    let guest_page = match walk {
+        None => direct_page,
+        Some(Err(_)) => return MapDecision::Refuse(Refusal::NotMapped),
+        Some(Ok(t)) => {
+            if t.aperture != Aperture::Vram {
+                return MapDecision::Refuse(Refusal::SystemMemory);
+            }
+            if t.read_only {
+                return MapDecision::Refuse(Refusal::ReadOnly);
+            }
+            t.addr & !(PAGE - 1)
+        }
+    };
+    let Some(host_page) = slice.vram_to_host(guest_page, PAGE) else {
+        return MapDecision::Refuse(Refusal::OutsidePartition);
+    };
+    match window.bar_offset(host_page) {
+        Some(host_bar_off) => MapDecision::Map { host_bar_off, guest_page },
+        None => MapDecision::Refuse(Refusal::NotCovered),
+    }
+}
