@@ -14,8 +14,10 @@
 //! page tables reached through a mapped page are re-read at every sync (their shadows lose
 //! write tracking, `ShadowVm::untrack`), GPUvm's "remap + re-read" combination.
 
-use crate::pagetable::{Aperture, Fault, Translation};
+use crate::memory::{GuestVram, Vram};
+use crate::pagetable::{self, Aperture, Fault, Translation, VmDesc};
 use crate::partition::Slice;
+use crate::vregs::Bar;
 
 /// Bytes of one mapping unit (the CPU page the kernel inserts, and the guest BAR page the
 /// mediator walks).
@@ -99,4 +101,33 @@ pub fn decide(walk: Option<Result<Translation, Fault>>, direct_page: u64, slice:
         Some(host_bar_off) => MapDecision::Map { host_bar_off, guest_page },
         None => MapDecision::Refuse(Refusal::NotCovered),
     }
+}
+
+/// What a fault needs to know of one guest BAR, as the mediator last published it (the kernel
+/// keeps a copy under its own lock, so a fault never waits for the vGPU's state lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarView {
+    /// `bar_remap` is on for the vGPU.
+    pub on: bool,
+    /// Which BAR.
+    pub bar: Bar,
+    /// The guest's BAR address space (None: direct mode).
+    pub desc: Option<VmDesc>,
+    /// The vGPU's BAR size in bytes.
+    pub size: u64,
+}
+
+/// The decision for a fault at offset `off` of the BAR `view` describes: walks the guest's
+/// BAR page tables (reading guest VRAM through the partition view only), then [`decide`].
+/// Only BAR3 is offered (BAR1 holds the doorbells, which the mediator must see).
+pub fn resolve<V: Vram + ?Sized>(vram: &V, slice: &Slice, view: &BarView, off: u64, window: &HostWindow) -> MapDecision {
+    if view.bar != Bar::Bar3 || !view.on {
+        return MapDecision::Refuse(Refusal::NotOffered);
+    }
+    if off >= view.size {
+        return MapDecision::Refuse(Refusal::OutsideBar);
+    }
+    let page = off & !(PAGE - 1);
+    let walk = view.desc.map(|desc| pagetable::translate(&GuestVram::new(vram, *slice), &desc, page));
+    decide(walk, page, slice, window)
 }

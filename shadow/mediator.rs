@@ -66,11 +66,12 @@ pub trait HostChannels {
     fn bar_remap(&self) -> bool {
         false
     }
-    /// Removes every direct mapping of the guest's `bar` (later accesses fault and are decided
-    /// again by [`Mediator::bar_map`]). Called under the vGPU's state lock, before the
-    /// mediator goes on: no access through an old mapping can follow it. A host that maps
-    /// nothing keeps the default.
-    fn zap_bar(&mut self, _bar: vregs::Bar) {}
+    /// The guest's `bar` now translates through `desc` (None: direct mode, offset = guest
+    /// VRAM address): every direct mapping made before must be removed before this returns
+    /// (later accesses fault and are decided again with `bar_remap::resolve` over `desc`).
+    /// Called under the vGPU's state lock, only while [`HostChannels::bar_remap`] is on. A
+    /// host that maps nothing keeps the default.
+    fn bar_changed(&mut self, _bar: vregs::Bar, _desc: Option<VmDesc>) {}
 }
 
 /// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
@@ -553,13 +554,13 @@ impl<S: Storage> Mediator<S> {
             }
             Effect::BarInst { bar, inst } => {
                 let b = bar_index(bar);
-                self.zap_bar(env, bar);
                 self.bars[b] = None;
                 self.bar_tlb[b].clear();
                 if let Some(i) = inst {
                     self.bars[b] = VmDesc::read(&GuestVram::new(&*env.vram, self.slice()), i);
                 }
                 self.bar_inst[b] = inst;
+                self.zap_bar(env, bar);
             }
             Effect::BarFlush => {}
             Effect::MsiRearm => self.msi_rearm = true,
@@ -603,25 +604,28 @@ impl<S: Storage> Mediator<S> {
         for (i, bar) in [(0, vregs::Bar::Bar1), (1, vregs::Bar::Bar3)] {
             let old = self.bars[i];
             let new = self.bar_inst[i].and_then(|inst| VmDesc::read(&GuestVram::new(&*env.vram, slice), inst));
-            let hit = match (pd, old) {
-                (None, _) | (_, None) => true,
-                (Some(p), Some(d)) => d.pd == p || new.is_none_or(|n| n.pd != d.pd || n.limit != d.limit),
-            };
-            if hit {
-                self.zap_bar(env, bar);
-            }
+            // A BAR in direct mode translates nothing a flush could change.
+            let hit = self.bar_inst[i].is_some()
+                && match (pd, old) {
+                    (None, _) | (_, None) => true,
+                    (Some(p), Some(d)) => d.pd == p || new.is_none_or(|n| n.pd != d.pd || n.limit != d.limit),
+                };
             if self.bar_inst[i].is_some() {
                 self.bars[i] = new;
+            }
+            if hit {
+                self.zap_bar(env, bar);
             }
         }
     }
 
-    /// Removes the direct mappings of `bar`, if it has any.
+    /// Tells the host that `bar` translates anew (its direct mappings go), when remapping is on.
     fn zap_bar(&mut self, env: &mut Env<'_>, bar: vregs::Bar) {
         let b = bar_index(bar);
-        if core::mem::take(&mut self.bar_mapped[b]) {
+        self.bar_mapped[b] = false;
+        if env.host.bar_remap() {
             self.stats.bar_zaps += 1;
-            env.host.zap_bar(bar);
+            env.host.bar_changed(bar, self.bars[b]);
         }
     }
 
@@ -636,7 +640,8 @@ impl<S: Storage> Mediator<S> {
         // Guest writes to VRAM are trapped, so they are tracked, unless a BAR page was mapped
         // directly (then each sync re-reads the tables).
         let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
-        let vm = ShadowVm::new(desc, pdes, !self.untracked, &mut *env.vram, &mut tables)?;
+        let tracked = !self.untracked && !env.host.bar_remap();
+        let vm = ShadowVm::new(desc, pdes, tracked, &mut *env.vram, &mut tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
             *slot = SpaceSlot(Some(Space { pd: desc.pd, vm }));
         }
@@ -740,12 +745,12 @@ impl<S: Storage> Mediator<S> {
     /// Device reset (VFIO reset, or the device being closed): every channel leaves the host,
     /// every shadow is freed, and the registers are back at power-on (counters kept).
     pub fn reset(&mut self, env: &mut Env<'_>) {
+        self.bars = [None; 2];
         self.zap_bar(env, vregs::Bar::Bar1);
         self.zap_bar(env, vregs::Bar::Bar3);
         self.untracked = false;
         self.release_channels(env);
         self.vregs.reset();
-        self.bars = [None; 2];
         self.bar_inst = [None; 2];
         self.bar_tlb = [BarTlb::default(); 2];
         self.poll = None;
@@ -905,17 +910,8 @@ impl<S: Storage> Mediator<S> {
     }
 
     fn bar_map_inner(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, window: &HostWindow) -> MapDecision {
-        use bar_remap::Refusal;
-        if bar != vregs::Bar::Bar3 || !env.host.bar_remap() {
-            return MapDecision::Refuse(Refusal::NotOffered);
-        }
-        if off >= bar_size {
-            return MapDecision::Refuse(Refusal::OutsideBar);
-        }
-        let page = off & !(bar_remap::PAGE - 1);
-        let slice = self.slice();
-        let walk = self.bars[bar_index(bar)].map(|desc| pagetable::translate(&GuestVram::new(&*env.vram, slice), &desc, page));
-        bar_remap::decide(walk, page, &slice, window)
+        let view = bar_remap::BarView { on: env.host.bar_remap(), bar, desc: self.bars[bar_index(bar)], size: bar_size };
+        bar_remap::resolve(&*env.vram, &self.slice(), &view, off, window)
     }
 
     /// A guest BAR1/BAR3 read of 4 bytes; `None` if the window does not map it.
