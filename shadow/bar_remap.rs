@@ -1,48 +1,42 @@
 // SPDX-License-Identifier: GPL-2.0
 //! BAR remapping: which guest BAR pages may be mapped straight onto the host's BAR aperture
 //! instead of being trapped (the pure decision; the mediator feeds it the guest's BAR page
-//! table walk, the kernel inserts the page it names or refuses the fault).
+//! table walk, the kernel points a host BAR1 page at the target and inserts it, or refuses the
+//! fault).
+//!
+//! Each vGPU owns a run of host BAR1 pages, its *slots* (`host_init::remap_slots`), as many as
+//! its BAR3 has pages: guest BAR3 page `i` is shown through slot `i`, whose host small-page PTE
+//! is pointed at the host VRAM page the guest's BAR3 PTE names (GPUvm's BAR remapping: the
+//! guest's BAR page table shadowed into the host's BAR VM), then the slot's page frame is
+//! inserted into the user's mapping.
 //!
 //! A VFIO mmap cannot trap single accesses: a page of an mmapped area is either mapped or the
 //! fault fails (SIGBUS for the user, a dead VM for QEMU). So the decision is "map this host
-//! page" or "refuse", never "emulate": a page may map only if it is the guest's own VRAM, in
-//! its partition, through a valid writable VRAM PTE, and the host aperture window covers it.
-//! Everything else (unmapped, system memory, read-only, outside the partition, another
-//! vGPU's or the host's VRAM, beyond the window) is refused, so no direct mapping ever reaches
-//! memory the guest does not own. What the mediator must still see (the doorbell) lives in
-//! BAR1, which is never offered for mmap (Choice, see uapi/sysfs-gpuvm `bar_remap`); guest
-//! page tables reached through a mapped page are re-read at every sync (their shadows lose
-//! write tracking, `ShadowVm::untrack`), GPUvm's "remap + re-read" combination.
+//! page" or "refuse", never "emulate": a page maps only if it is the guest's own VRAM, in its
+//! partition, through a valid writable VRAM PTE. Everything else (unmapped, system memory,
+//! read-only, outside the partition: another vGPU's or the host's VRAM) is refused, so no
+//! direct mapping ever reaches memory the guest does not own. What the mediator must still
+//! see (the doorbell) lives in BAR1, which is never offered for mmap (Choice, see
+//! uapi/sysfs-gpuvm `bar_remap`); guest page tables written through a mapped page are re-read
+//! at every sync (the shadows run without write tracking while `bar_remap` is on), GPUvm's
+//! "remap + re-read" combination.
 
 use crate::memory::{GuestVram, Vram};
 use crate::pagetable::{self, Aperture, Fault, Translation, VmDesc};
 use crate::partition::Slice;
 use crate::vregs::Bar;
 
-/// Bytes of one mapping unit (the CPU page the kernel inserts, and the guest BAR page the
-/// mediator walks).
+/// Bytes of one mapping unit (the CPU page the kernel inserts, the guest BAR page the
+/// mediator walks, and the host BAR1 small page of a slot).
 pub const PAGE: u64 = 0x1000;
 
-/// A window of a host BAR that maps host VRAM linearly: BAR offset `bar_off + x` reaches host
-/// VRAM `vram_base + x` for `x < len` (set up at bring-up, `host_init::map_remap_window`).
+/// A vGPU's slots: host BAR1 `[bar_off, bar_off + len)`, one page per guest BAR3 page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostWindow {
-    /// Offset of the window in the host BAR.
+pub struct Slots {
+    /// Host BAR1 offset of slot 0.
     pub bar_off: u64,
-    /// Host VRAM address at the start of the window.
-    pub vram_base: u64,
-    /// Bytes covered.
+    /// Bytes of slots.
     pub len: u64,
-}
-
-impl HostWindow {
-    /// Host BAR offset of the page at host VRAM `host_page` (page aligned), if the window
-    /// covers the whole page.
-    pub fn bar_offset(&self, host_page: u64) -> Option<u64> {
-        let rel = host_page.checked_sub(self.vram_base)?;
-        let end = rel.checked_add(PAGE)?;
-        (host_page.is_multiple_of(PAGE) && end <= self.len).then(|| self.bar_off + rel)
-    }
 }
 
 /// Why a fault on a mapped BAR page is refused.
@@ -60,17 +54,19 @@ pub enum Refusal {
     ReadOnly,
     /// The target lies outside the vGPU's VRAM partition (another vGPU's or the host's).
     OutsidePartition,
-    /// The host aperture window does not cover the page.
-    NotCovered,
+    /// The vGPU has no slot for this page (its BAR is larger than its slots).
+    NoSlot,
 }
 
 /// The decision for one faulting guest BAR page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapDecision {
-    /// Map the host BAR page at this offset of the host BAR holding the window.
+    /// Point the slot at `host_bar1_off` at host VRAM `host_page`, then map the slot.
     Map {
-        /// Offset in the host BAR (page aligned).
-        host_bar_off: u64,
+        /// The slot: offset in the host BAR1 (page aligned).
+        host_bar1_off: u64,
+        /// The host VRAM page the slot must show.
+        host_page: u64,
         /// The guest VRAM page behind it.
         guest_page: u64,
     },
@@ -78,11 +74,11 @@ pub enum MapDecision {
     Refuse(Refusal),
 }
 
-/// Decides for a guest BAR page whose walk through the guest's BAR page tables gave `walk`
-/// (`None` for a BAR in direct mode: BAR offset = guest VRAM address, `direct_page`).
-pub fn decide(walk: Option<Result<Translation, Fault>>, direct_page: u64, slice: &Slice, window: &HostWindow) -> MapDecision {
+/// Decides for guest BAR page `page` (page aligned) whose walk through the guest's BAR page
+/// tables gave `walk` (`None` for a BAR in direct mode: offset = guest VRAM address).
+pub fn decide(walk: Option<Result<Translation, Fault>>, page: u64, slice: &Slice, slots: &Slots) -> MapDecision {
     let guest_page = match walk {
-        None => direct_page,
+        None => page,
         Some(Err(_)) => return MapDecision::Refuse(Refusal::NotMapped),
         Some(Ok(t)) => {
             if t.aperture != Aperture::Vram {
@@ -97,9 +93,9 @@ pub fn decide(walk: Option<Result<Translation, Fault>>, direct_page: u64, slice:
     let Some(host_page) = slice.vram_to_host(guest_page, PAGE) else {
         return MapDecision::Refuse(Refusal::OutsidePartition);
     };
-    match window.bar_offset(host_page) {
-        Some(host_bar_off) => MapDecision::Map { host_bar_off, guest_page },
-        None => MapDecision::Refuse(Refusal::NotCovered),
+    match page.checked_add(PAGE) {
+        Some(end) if end <= slots.len => MapDecision::Map { host_bar1_off: slots.bar_off + page, host_page, guest_page },
+        _ => MapDecision::Refuse(Refusal::NoSlot),
     }
 }
 
@@ -120,7 +116,7 @@ pub struct BarView {
 /// The decision for a fault at offset `off` of the BAR `view` describes: walks the guest's
 /// BAR page tables (reading guest VRAM through the partition view only), then [`decide`].
 /// Only BAR3 is offered (BAR1 holds the doorbells, which the mediator must see).
-pub fn resolve<V: Vram + ?Sized>(vram: &V, slice: &Slice, view: &BarView, off: u64, window: &HostWindow) -> MapDecision {
+pub fn resolve<V: Vram + ?Sized>(vram: &V, slice: &Slice, view: &BarView, off: u64, slots: &Slots) -> MapDecision {
     if view.bar != Bar::Bar3 || !view.on {
         return MapDecision::Refuse(Refusal::NotOffered);
     }
@@ -129,5 +125,5 @@ pub fn resolve<V: Vram + ?Sized>(vram: &V, slice: &Slice, view: &BarView, off: u
     }
     let page = off & !(PAGE - 1);
     let walk = view.desc.map(|desc| pagetable::translate(&GuestVram::new(vram, *slice), &desc, page));
-    decide(walk, page, slice, window)
+    decide(walk, page, slice, slots)
 }

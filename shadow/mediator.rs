@@ -14,7 +14,7 @@
 
 use core::ops::DerefMut;
 
-use crate::bar_remap::{self, HostWindow, MapDecision};
+use crate::bar_remap::{self, MapDecision, Slots};
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
 use crate::host_gpu::{HostError, HostEvents};
@@ -885,13 +885,15 @@ impl<S: Storage> Mediator<S> {
         Some((guest, host))
     }
 
-    /// A fault on guest BAR `bar` at offset `off` of a vGPU whose BAR is `bar_size` bytes,
-    /// with the host aperture `window`: the host BAR page to map, or a refusal. Only BAR3 is
+    /// A fault on guest BAR `bar` at offset `off` of a vGPU whose BAR is `bar_size` bytes and
+    /// whose host BAR1 slots are `slots`: the slot to point and map, or a refusal (the kernel's
+    /// fault path uses `bar_remap::resolve` on its own copy of the BAR root instead; this is
+    /// the same decision with the bookkeeping, for in-process hosts). Only BAR3 is
     /// offered (BAR1 holds the doorbells, which must be seen). A page that maps makes every
     /// shadow address space re-read its tables at each sync from now on (the guest may write
     /// them through the mapping), and marks the partition as written.
-    pub fn bar_map(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, window: &HostWindow) -> MapDecision {
-        let d = self.bar_map_inner(env, bar, off, bar_size, window);
+    pub fn bar_map(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, slots: &Slots) -> MapDecision {
+        let d = self.bar_map_inner(env, bar, off, bar_size, slots);
         match d {
             MapDecision::Map { .. } => {
                 self.stats.bar_maps += 1;
@@ -909,9 +911,9 @@ impl<S: Storage> Mediator<S> {
         d
     }
 
-    fn bar_map_inner(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, window: &HostWindow) -> MapDecision {
+    fn bar_map_inner(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, slots: &Slots) -> MapDecision {
         let view = bar_remap::BarView { on: env.host.bar_remap(), bar, desc: self.bars[bar_index(bar)], size: bar_size };
-        bar_remap::resolve(&*env.vram, &self.slice(), &view, off, window)
+        bar_remap::resolve(&*env.vram, &self.slice(), &view, off, slots)
     }
 
     /// A guest BAR1/BAR3 read of 4 bytes; `None` if the window does not map it.

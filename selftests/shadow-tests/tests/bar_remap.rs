@@ -7,7 +7,7 @@
 mod common;
 
 use common::{vram_pte, sys_pte, write_inst_vm, Alloc, ByteVram, FakeClock, GUEST_BASE, GUEST_SIZE, MIB};
-use gpuvm_shadow_tests::bar_remap::{decide, HostWindow, MapDecision, Refusal, PAGE};
+use gpuvm_shadow_tests::bar_remap::{decide, MapDecision, Refusal, Slots, PAGE};
 use gpuvm_shadow_tests::channel::RunlistPart;
 use gpuvm_shadow_tests::gf100::{inst, mmu, pbus, pfifo, pmc, ramfc, target, vm};
 use gpuvm_shadow_tests::host_gpu::HostError;
@@ -79,8 +79,8 @@ const BAR3_PD: u64 = 0x2000;
 const BAR3_LPT: u64 = 0x4000;
 const BAR3_SIZE: u64 = 16 * MIB;
 const BIG: u64 = 128 << 10;
-/// The host window covers the first 4 MiB of the 8 MiB partition.
-const WINDOW: HostWindow = HostWindow { bar_off: 0x8_0000, vram_base: GUEST_BASE, len: 4 * MIB };
+/// The vGPU's host BAR1 slots: as many as its BAR3 has pages.
+const SLOTS: Slots = Slots { bar_off: 0x8_0000, len: BAR3_SIZE };
 
 struct Rig {
     med: Mediator<HostStorage>,
@@ -125,7 +125,7 @@ impl Rig {
     }
     fn map(&mut self, bar: Bar, off: u64) -> MapDecision {
         let mut env = Env { vram: &mut self.vram, sys: &mut self.sys, tables: &mut self.tables, host: &mut self.host, clock: &self.clock };
-        self.med.bar_map(&mut env, bar, off, BAR3_SIZE, &WINDOW)
+        self.med.bar_map(&mut env, bar, off, BAR3_SIZE, &SLOTS)
     }
     fn flush(&mut self, pd: Option<u64>) {
         match pd {
@@ -141,31 +141,55 @@ impl Rig {
     }
 }
 
-fn mapped_at(guest: u64) -> MapDecision {
-    MapDecision::Map { host_bar_off: WINDOW.bar_off + guest, guest_page: guest }
+/// BAR3 page `page` shown through its slot, onto guest VRAM page `guest`.
+fn mapped(page: u64, guest: u64) -> MapDecision {
+    MapDecision::Map { host_bar1_off: SLOTS.bar_off + page, host_page: GUEST_BASE + guest, guest_page: guest }
 }
 
 #[test]
-fn decide_maps_only_own_covered_writable_vram() {
+fn decide_maps_only_own_writable_vram() {
     let s = common::slice();
     let t = |addr, aperture, read_only| Some(Ok(Translation { addr, aperture, read_only, size: PageSize::Big }));
-    assert_eq!(decide(t(0x10_1234, Aperture::Vram, false), 0, &s, &WINDOW), mapped_at(0x10_1000));
-    assert_eq!(decide(None, 0x20_0000, &s, &WINDOW), mapped_at(0x20_0000), "direct mode: offset = guest VRAM");
-    assert_eq!(decide(t(0x10_0000, Aperture::Vram, true), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::ReadOnly));
+    assert_eq!(decide(t(0x10_1234, Aperture::Vram, false), 0x3000, &s, &SLOTS), mapped(0x3000, 0x10_1000));
+    assert_eq!(decide(None, 0x20_0000, &s, &SLOTS), mapped(0x20_0000, 0x20_0000), "direct mode: offset = guest VRAM");
+    assert_eq!(decide(t(0x10_0000, Aperture::Vram, true), 0, &s, &SLOTS), MapDecision::Refuse(Refusal::ReadOnly));
     for ap in [Aperture::SysCoherent, Aperture::SysNonCoherent, Aperture::Peer] {
-        assert_eq!(decide(t(0x10_0000, ap, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::SystemMemory));
+        assert_eq!(decide(t(0x10_0000, ap, false), 0, &s, &SLOTS), MapDecision::Refuse(Refusal::SystemMemory));
     }
     // Past the partition's end: the next vGPU's VRAM or the host's, never mapped.
     for a in [GUEST_SIZE, GUEST_SIZE + PAGE, u64::MAX & !(PAGE - 1)] {
-        assert_eq!(decide(t(a, Aperture::Vram, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::OutsidePartition), "{a:#x}");
+        assert_eq!(decide(t(a, Aperture::Vram, false), 0, &s, &SLOTS), MapDecision::Refuse(Refusal::OutsidePartition), "{a:#x}");
     }
-    assert_eq!(decide(t(GUEST_SIZE - PAGE, Aperture::Vram, false), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::NotCovered));
-    assert_eq!(decide(t(4 * MIB - PAGE, Aperture::Vram, false), 0, &s, &WINDOW), mapped_at(4 * MIB - PAGE), "last covered page");
-    assert_eq!(decide(Some(Err(gpuvm_shadow_tests::pagetable::Fault::PageNotPresent)), 0, &s, &WINDOW), MapDecision::Refuse(Refusal::NotMapped));
-    // A window that starts inside the partition covers nothing below its start.
-    let w = HostWindow { bar_off: 0, vram_base: GUEST_BASE + MIB, len: MIB };
-    assert_eq!(decide(t(0, Aperture::Vram, false), 0, &s, &w), MapDecision::Refuse(Refusal::NotCovered));
-    assert_eq!(decide(t(MIB, Aperture::Vram, false), 0, &s, &w), MapDecision::Map { host_bar_off: 0, guest_page: MIB });
+    assert_eq!(decide(None, GUEST_SIZE, &s, &SLOTS), MapDecision::Refuse(Refusal::OutsidePartition), "direct mode past the partition");
+    assert_eq!(decide(t(GUEST_SIZE - PAGE, Aperture::Vram, false), 0, &s, &SLOTS), mapped(0, GUEST_SIZE - PAGE), "last own page");
+    assert_eq!(decide(Some(Err(gpuvm_shadow_tests::pagetable::Fault::PageNotPresent)), 0, &s, &SLOTS), MapDecision::Refuse(Refusal::NotMapped));
+    // A BAR page without a slot is refused.
+    let few = Slots { bar_off: 0, len: MIB };
+    assert_eq!(decide(t(0, Aperture::Vram, false), MIB, &s, &few), MapDecision::Refuse(Refusal::NoSlot));
+    assert_eq!(decide(t(0, Aperture::Vram, false), MIB - PAGE, &s, &few), MapDecision::Map { host_bar1_off: MIB - PAGE, host_page: GUEST_BASE, guest_page: 0 });
+}
+
+/// Each vGPU's slots are its own: the slot ranges of the units never overlap, start after the
+/// host's USERD pages, and each is as large as the BAR3 of a vGPU of that many units.
+#[test]
+fn slots_of_different_units_are_disjoint() {
+    use gpuvm_shadow_tests::gf100::pci;
+    use gpuvm_shadow_tests::host_init::{layout, remap_slots, REMAP_BAR1_VA};
+    assert!(REMAP_BAR1_VA >= layout::USERD_BAR1_VA + layout::USERD_SIZE);
+    for units in [1u32, 2, 4, 8] {
+        let share = 8 / units;
+        for first in (0..8).step_by(units as usize) {
+            let s = remap_slots(first, units);
+            assert_eq!(s.len, pci::BAR3_SIZE / u64::from(share), "as many slots as a gpuvm-{share} BAR3 has pages");
+            assert!(s.bar_off + s.len <= pci::BAR1_SIZE);
+            for other in 0..8u32 {
+                if other < first || other >= first + units {
+                    let o = remap_slots(other, 1);
+                    assert!(o.bar_off + o.len <= s.bar_off || o.bar_off >= s.bar_off + s.len, "unit {other} vs {first}+{units}");
+                }
+            }
+        }
+    }
 }
 
 /// The attacker's BAR3 page table points at another vGPU's VRAM, the host's, system memory,
@@ -178,21 +202,21 @@ fn attacker_bar_ptes_are_refused() {
     r.bar3_pte(2, vram_pte(GUEST_SIZE + 64 * MIB, false)); // far beyond: host or another GPU user
     r.bar3_pte(3, sys_pte(0x1000));
     r.bar3_pte(4, vram_pte(0x20_0000, true));
-    r.bar3_pte(5, vram_pte(GUEST_SIZE - BIG, false)); // own, but beyond the host window
+    r.bar3_pte(5, vram_pte(GUEST_SIZE - BIG, false)); // its own last big page
     r.flush(Some(BAR3_PD));
-    assert_eq!(r.map(Bar::Bar3, 0x2345), mapped_at(0x10_2000));
+    assert_eq!(r.map(Bar::Bar3, 0x2345), mapped(0x2000, 0x10_2000));
     assert_eq!(r.map(Bar::Bar3, BIG + 0x10), MapDecision::Refuse(Refusal::OutsidePartition));
     assert_eq!(r.map(Bar::Bar3, 2 * BIG), MapDecision::Refuse(Refusal::OutsidePartition));
     assert_eq!(r.map(Bar::Bar3, 3 * BIG), MapDecision::Refuse(Refusal::SystemMemory));
     assert_eq!(r.map(Bar::Bar3, 4 * BIG), MapDecision::Refuse(Refusal::ReadOnly));
-    assert_eq!(r.map(Bar::Bar3, 5 * BIG), MapDecision::Refuse(Refusal::NotCovered));
+    assert_eq!(r.map(Bar::Bar3, 5 * BIG + PAGE), mapped(5 * BIG + PAGE, GUEST_SIZE - BIG + PAGE));
     assert_eq!(r.map(Bar::Bar3, 6 * BIG), MapDecision::Refuse(Refusal::NotMapped), "no PTE");
     assert_eq!(r.map(Bar::Bar3, BAR3_SIZE), MapDecision::Refuse(Refusal::OutsideBar));
     assert_eq!(r.map(Bar::Bar1, 0), MapDecision::Refuse(Refusal::NotOffered), "BAR1 (doorbells) is never mapped");
     r.host.remap = false;
     assert_eq!(r.map(Bar::Bar3, 0), MapDecision::Refuse(Refusal::NotOffered), "bar_remap off");
-    assert_eq!(r.med.stats.bar_maps, 1);
-    assert_eq!(r.med.stats.bar_refused, 9);
+    assert_eq!(r.med.stats.bar_maps, 2);
+    assert_eq!(r.med.stats.bar_refused, 8);
 }
 
 /// A PTE change + flush of the BAR's PD, a BAR rebind and a reset remove the mappings before
@@ -203,28 +227,28 @@ fn flush_rebind_and_reset_zap_the_old_mappings() {
     let mut r = Rig::new();
     r.bar3_pte(0, vram_pte(0x10_0000, false));
     r.flush(Some(BAR3_PD));
-    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x10_0000));
+    assert_eq!(r.map(Bar::Bar3, 0), mapped(0, 0x10_0000));
     r.host.ops.clear();
     r.flush(Some(0x40_0000));
     assert!(!r.host.ops.contains(&Op::Zap(Bar::Bar3)), "another PD's flush keeps BAR3's mappings: {:?}", r.host.ops);
     r.bar3_pte(0, vram_pte(0x30_0000, false));
     r.flush(Some(BAR3_PD));
     assert_eq!(r.host.ops, [Op::Zap(Bar::Bar3)], "the old page is unreachable once the flush is done");
-    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000), "refault follows the new PTE");
+    assert_eq!(r.map(Bar::Bar3, 0), mapped(0, 0x30_0000), "refault follows the new PTE");
     r.host.ops.clear();
     r.flush(None);
     assert!(r.host.ops.contains(&Op::Zap(Bar::Bar3)), "a flush of every PD zaps too: {:?}", r.host.ops);
-    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000));
+    assert_eq!(r.map(Bar::Bar3, 0), mapped(0, 0x30_0000));
     r.host.ops.clear();
     assert!(r.bar0(pbus::BAR3_INST, pbus::BarInst::vm(BAR3_INST).raw()));
     assert_eq!(r.host.ops, [Op::Zap(Bar::Bar3)], "rebind");
-    assert_eq!(r.map(Bar::Bar3, 0), mapped_at(0x30_0000));
+    assert_eq!(r.map(Bar::Bar3, 0), mapped(0, 0x30_0000));
     r.host.ops.clear();
     r.reset();
     assert_eq!(r.host.ops.get(1), Some(&Op::Zap(Bar::Bar3)), "reset zaps BAR1 and BAR3 first: {:?}", r.host.ops);
     assert_eq!(r.med.stats.bar_zaps, 1 + 3 + 1 + 2, "set-up bind, three BAR3 flushes, rebind, reset (BAR1 and BAR3)");
     // After the reset BAR3 is in direct mode again: offset = guest VRAM address.
-    assert_eq!(r.map(Bar::Bar3, 0x5000), mapped_at(0x5000));
+    assert_eq!(r.map(Bar::Bar3, 0x5000), mapped(0x5000, 0x5000));
 }
 
 /// A channel's page table sits in a page the guest may write through a mapping. Its PTEs
