@@ -823,6 +823,7 @@ sysfs_group! { vgpu_sysfs: VgpuAttrs, c"gpuvm" {
     ro VgpuBarMaps c"bar_maps" => |h| h.reg.device().counters.bar_maps.load(Ordering::Relaxed);
     ro VgpuBarRefused c"bar_refused" => |h| h.reg.device().counters.bar_refused.load(Ordering::Relaxed);
     ro VgpuBarZaps c"bar_zaps" => |h| h.reg.device().virt_stats().bar_zaps;
+    ro VgpuBarPagesTaken c"bar_pages_taken" => |h| h.reg.device().virt_stats().bar_pages_taken;
     ro VgpuNonstall c"nonstall_interrupts" => |h| h.reg.device().virt_stats().nonstall;
     ro VgpuType c"type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
     ro VgpuVramMib c"vram_mib" => |h| h.reg.device().slice.vram_size >> 20;

@@ -94,6 +94,8 @@ pub(crate) trait BarRemapSink {
     fn bar_remap(&self) -> bool;
     /// See `HostChannels::bar_changed`.
     fn bar_changed(&self, bar: vregs::Bar, desc: Option<VmDesc>);
+    /// See `HostChannels::take_mapped`.
+    fn take_mapped(&self, f: &mut dyn FnMut(u64));
 }
 
 /// The host channel controls of shadow/host_gpu.rs over the GPU's BARs, and the vGPU's BAR
@@ -134,6 +136,9 @@ impl HostChannels for KernelChannels<'_> {
     }
     fn bar_changed(&mut self, bar: vregs::Bar, desc: Option<VmDesc>) {
         self.1.bar_changed(bar, desc)
+    }
+    fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
+        self.1.take_mapped(f)
     }
 }
 

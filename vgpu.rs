@@ -61,6 +61,17 @@ pub(crate) struct VgpuCounters {
 pub(crate) const WEIGHT_DEFAULT: u32 = 10;
 pub(crate) const WEIGHT_MAX: u32 = 100;
 
+/// BAR remapping state a fault reads and writes (under `Vgpu::remap`).
+struct RemapState {
+    /// The guest's BAR3 root as the mediator last published it (None: direct mode).
+    root: Option<VmDesc>,
+    /// Per BAR3 page: 1 + the guest VRAM page index it is mapped onto, 0 if not mapped;
+    /// reported to the mediator and cleared (with a zap) before each shadow sync.
+    mapped: KVVec<u32>,
+    /// Some entry of `mapped` is set.
+    any: bool,
+}
+
 /// One vGPU's device state.
 ///
 /// Lock order (outer first): `state` → the faulting process's `mmap_lock` (pinning guest
@@ -80,10 +91,10 @@ pub(crate) struct Vgpu {
     state: Mutex<VgpuState>,
     /// `bar_remap` as it was when the device was opened (BAR3 offered for mmap).
     remap_on: AtomicBool,
-    /// The guest's BAR3 root as the mediator last published it (None: direct mode), which a
-    /// fault walks; held across a fault's slot update and insertion, and across a zap.
+    /// What a BAR3 fault needs and leaves behind; held across a fault's slot update and
+    /// insertion, and across a zap.
     #[pin]
-    remap: Mutex<Option<VmDesc>>,
+    remap: Mutex<RemapState>,
     /// A refused BAR3 fault was logged since the device was opened.
     refusal_logged: AtomicBool,
 }
@@ -96,6 +107,7 @@ impl Vgpu {
         let bar3_size = gf100::pci::BAR3_SIZE / share as u64;
         let config = ConfigSpace::new(bar1_size, bar3_size);
         let med = KBox::new(Mediator::new(slice, gpu.boot0(), gpu.pool_quota(slice.units)).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        let mapped = KVVec::from_elem(0u32, (bar3_size / bar_remap::PAGE) as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             gpu,
             share,
@@ -106,7 +118,7 @@ impl Vgpu {
             weight: AtomicU32::new(WEIGHT_DEFAULT),
             state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), med, pins: PinCache::new() }),
             remap_on: AtomicBool::new(false),
-            remap <- new_mutex!(None),
+            remap <- new_mutex!(RemapState { root: None, mapped, any: false }),
             refusal_logged: AtomicBool::new(false),
         }))
     }
@@ -228,10 +240,26 @@ impl BarRemapSink for vfio::Device<Vgpu> {
             return;
         }
         // Under `remap`, so no fault can insert a page decided over the old root after the
-        // zap: every later fault walks `desc`.
-        let mut root = self.remap.lock();
-        *root = desc;
+        // zap: every later fault walks `desc`. What was mapped stays to be reported (the guest
+        // may have written it before the zap).
+        let mut r = self.remap.lock();
+        r.root = desc;
         self.zap(Region::Bar3, 0, self.bar3_size);
+    }
+
+    fn take_mapped(&self, f: &mut dyn FnMut(u64)) {
+        let mut r = self.remap.lock();
+        if !core::mem::take(&mut r.any) {
+            return;
+        }
+        // Zapped first: from here on a write to any of these pages faults and is recorded.
+        self.zap(Region::Bar3, 0, self.bar3_size);
+        for e in r.mapped.iter_mut() {
+            if *e != 0 {
+                f(u64::from(*e - 1) * bar_remap::PAGE);
+                *e = 0;
+            }
+        }
     }
 }
 
@@ -240,12 +268,16 @@ impl Vgpu {
     fn bar3_fault(dev: &vfio::Device<Self>, off: u64, fault: &vfio::Fault<'_>) -> Result {
         let spt = dev.gpu.remap_spt().ok_or(EINVAL)?;
         let slots = host_init::remap_slots(dev.slice.first_unit, dev.slice.units);
-        let root = dev.remap.lock();
+        let mut r = dev.remap.lock();
         let bars = KernelBars(&dev.gpu);
         let mut vram = HostVram::new(&bars, dev.gpu.bar3_mapped());
-        let view = BarView { on: dev.remap_on.load(Ordering::Relaxed), bar: vregs::Bar::Bar3, desc: *root, size: dev.bar3_size };
+        let view = BarView { on: dev.remap_on.load(Ordering::Relaxed), bar: vregs::Bar::Bar3, desc: r.root, size: dev.bar3_size };
         match bar_remap::resolve(&vram, &dev.slice, &view, off, &slots) {
-            MapDecision::Map { host_bar1_off, host_page, .. } => {
+            MapDecision::Map { host_bar1_off, host_page, guest_page } => {
+                // Recorded before the page can be written through the mapping.
+                let slot = r.mapped.get_mut((off / bar_remap::PAGE) as usize).ok_or(EINVAL)?;
+                *slot = u32::try_from(guest_page / bar_remap::PAGE + 1).map_err(|_| EINVAL)?;
+                r.any = true;
                 vram.write64(host_init::remap_pte_addr(spt, host_bar1_off), host_init::remap_pte(host_page));
                 dev.gpu.tlb_flush(host_init::layout::BAR1_PD).map_err(|e| {
                     dev_warn!(dev.parent(), "BAR3 fault at {:#x}: host BAR1 TLB flush failed: {:?} (SIGBUS)\n", off, e);
@@ -298,7 +330,11 @@ impl vfio::Ops for Vgpu {
     fn open_device(dev: &vfio::Device<Self>) -> Result {
         // Latched per open: the shadows' write tracking and the region info follow it.
         let on = dev.gpu.bar_remap() && dev.gpu.remap_spt().is_some();
-        *dev.remap.lock() = None;
+        let mut r = dev.remap.lock();
+        r.root = None;
+        r.any = false;
+        r.mapped.iter_mut().for_each(|e| *e = 0);
+        drop(r);
         dev.remap_on.store(on, Ordering::Relaxed);
         dev.refusal_logged.store(false, Ordering::Relaxed);
         Ok(())

@@ -72,6 +72,12 @@ pub trait HostChannels {
     /// Called under the vGPU's state lock, only while [`HostChannels::bar_remap`] is on. A
     /// host that maps nothing keeps the default.
     fn bar_changed(&mut self, _bar: vregs::Bar, _desc: Option<VmDesc>) {}
+    /// Hands `f` every guest VRAM page (page aligned) mapped straight through a BAR since the
+    /// last call, and removes those mappings before returning, so that a later write to one
+    /// of them faults and is reported again. Called under the vGPU's state lock before every
+    /// shadow sync (the guest may have written page tables through such a page unseen). A
+    /// host that maps nothing keeps the default.
+    fn take_mapped(&mut self, _f: &mut dyn FnMut(u64)) {}
 }
 
 /// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
@@ -163,6 +169,8 @@ pub struct MediatorStats {
     pub bar_refused: u64,
     /// Times the direct mappings of a BAR were removed.
     pub bar_zaps: u64,
+    /// Directly mapped guest pages marked for re-reading at a sync (their mappings removed).
+    pub bar_pages_taken: u64,
 }
 
 /// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
@@ -269,9 +277,6 @@ pub struct Mediator<S: Storage> {
     bar_tlb: [BarTlb; 2],
     /// A BAR has pages mapped directly since its last zap.
     bar_mapped: [bool; 2],
-    /// A BAR page was mapped directly since the last reset: the guest may write its page
-    /// tables unseen, so every shadow address space re-reads its tables at each sync.
-    untracked: bool,
     /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
     poll: Option<u64>,
     spaces: S::Vec<SpaceSlot<Pdes<S>>>,
@@ -312,7 +317,6 @@ impl<S: Storage> Mediator<S> {
             bar_inst: [None; 2],
             bar_tlb: [BarTlb::default(); 2],
             bar_mapped: [false; 2],
-            untracked: false,
             poll: None,
             spaces,
             chans,
@@ -389,6 +393,16 @@ impl<S: Storage> Mediator<S> {
     /// Applies `op` to space `i`, keeps the counters, and flushes the host TLB for the shadow
     /// if it was synced.
     fn sync_space(&mut self, env: &mut Env<'_>, i: usize, op: SyncOp) {
+        // Only a sync that reads the guest's tables needs what was written through mappings.
+        let reads = match (op, self.spaces.get(i)) {
+            (_, Some(SpaceSlot(None)) | None) => false,
+            (SyncOp::Flush(SyncMode::Lazy), _) => false,
+            (SyncOp::Use(_), Some(SpaceSlot(Some(s)))) => s.vm.needs_sync(),
+            _ => true,
+        };
+        if reads {
+            self.take_mapped(env);
+        }
         let slice = self.slice();
         let Some(SpaceSlot(Some(space))) = self.spaces.get_mut(i) else { return };
         let before = space.vm.stats;
@@ -619,6 +633,20 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
+    /// Marks what the guest may have written through directly mapped pages for re-reading
+    /// (their mappings go, so later writes fault and are reported again).
+    fn take_mapped(&mut self, env: &mut Env<'_>) {
+        let spaces = &mut self.spaces;
+        let mut pages = 0u64;
+        env.host.take_mapped(&mut |page| {
+            pages += 1;
+            for s in spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
+                s.vm.note_guest_range(page, bar_remap::PAGE);
+            }
+        });
+        self.stats.bar_pages_taken += pages;
+    }
+
     /// Tells the host that `bar` translates anew (its direct mappings go), when remapping is on.
     fn zap_bar(&mut self, env: &mut Env<'_>, bar: vregs::Bar) {
         let b = bar_index(bar);
@@ -637,11 +665,10 @@ impl<S: Storage> Mediator<S> {
         let free = self.spaces.iter().position(|s| s.0.is_none())?;
         let count = (desc.pde_count() as usize).min(MAX_PDES);
         let pdes = S::with_len(count)?;
-        // Guest writes to VRAM are trapped, so they are tracked, unless a BAR page was mapped
-        // directly (then each sync re-reads the tables).
+        // Guest writes to VRAM are tracked: trapped ones one by one, those through a page
+        // mapped straight through a BAR page by page (`take_mapped`).
         let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
-        let tracked = !self.untracked && !env.host.bar_remap();
-        let vm = ShadowVm::new(desc, pdes, tracked, &mut *env.vram, &mut tables)?;
+        let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
             *slot = SpaceSlot(Some(Space { pd: desc.pd, vm }));
         }
@@ -748,7 +775,6 @@ impl<S: Storage> Mediator<S> {
         self.bars = [None; 2];
         self.zap_bar(env, vregs::Bar::Bar1);
         self.zap_bar(env, vregs::Bar::Bar3);
-        self.untracked = false;
         self.release_channels(env);
         self.vregs.reset();
         self.bar_inst = [None; 2];
@@ -888,7 +914,8 @@ impl<S: Storage> Mediator<S> {
     /// A fault on guest BAR `bar` at offset `off` of a vGPU whose BAR is `bar_size` bytes and
     /// whose host BAR1 slots are `slots`: the slot to point and map, or a refusal (the kernel's
     /// fault path uses `bar_remap::resolve` on its own copy of the BAR root instead; this is
-    /// the same decision with the bookkeeping, for in-process hosts). Only BAR3 is
+    /// the same decision with the bookkeeping, for in-process hosts). A host that maps the
+    /// page must report it through [`HostChannels::take_mapped`]. Only BAR3 is
     /// offered (BAR1 holds the doorbells, which must be seen). A page that maps makes every
     /// shadow address space re-read its tables at each sync from now on (the guest may write
     /// them through the mapping), and marks the partition as written.
@@ -899,12 +926,6 @@ impl<S: Storage> Mediator<S> {
                 self.stats.bar_maps += 1;
                 self.bar_mapped[bar_index(bar)] = true;
                 self.touched = true;
-                if !self.untracked {
-                    self.untracked = true;
-                    for s in self.spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
-                        s.vm.untrack();
-                    }
-                }
             }
             MapDecision::Refuse(_) => self.stats.bar_refused += 1,
         }

@@ -43,6 +43,8 @@ enum Op {
 struct Host {
     remap: bool,
     ops: Vec<Op>,
+    /// Guest pages the test "mapped" (reported at the next sync, as the kernel does).
+    mapped: Vec<u64>,
 }
 
 impl HostChannels for Host {
@@ -71,6 +73,11 @@ impl HostChannels for Host {
     fn bar_changed(&mut self, bar: Bar, _desc: Option<gpuvm_shadow_tests::pagetable::VmDesc>) {
         self.ops.push(Op::Zap(bar));
     }
+    fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
+        for p in self.mapped.drain(..) {
+            f(p);
+        }
+    }
 }
 
 /// Guest layout (guest VRAM): BAR3 instance block, PD and big-page table; data big pages.
@@ -98,7 +105,7 @@ impl Rig {
             vram: ByteVram::new(),
             sys: NoSys,
             tables: Alloc::new(common::SHADOW_BASE..common::SHADOW_END),
-            host: Host { remap: true, ops: Vec::new() },
+            host: Host { remap: true, ops: Vec::new(), mapped: Vec::new() },
             clock: FakeClock(Default::default()),
         };
         write_inst_vm(&mut r.vram, BAR3_INST, BAR3_PD, BAR3_SIZE - 1);
@@ -251,19 +258,18 @@ fn flush_rebind_and_reset_zap_the_old_mappings() {
     assert_eq!(r.map(Bar::Bar3, 0x5000), mapped(0x5000, 0x5000));
 }
 
-/// A channel's page table sits in a page the guest may write through a mapping. Its PTEs
-/// written unseen (as through the mapping) still reach the shadow at the next use after a
-/// flush: an entry pointing outside the partition is refused there. With `bar_remap` off
-/// the same unseen write is not re-read (write tracking), which shows the test can fail.
+/// A channel's page table sits in a page the guest writes through a mapping. Its PTEs written
+/// unseen still reach the shadow at the next use after a flush, because the host reports the
+/// mapped page before the sync (an entry pointing outside the partition is refused there);
+/// without that report the same unseen write is not re-read (write tracking), which shows the
+/// test can fail.
 #[test]
 fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
     for mapped in [true, false] {
         let mut r = Rig::new();
         r.bar3_pte(0, vram_pte(0x10_0000, false));
         r.flush(Some(BAR3_PD));
-        if mapped {
-            assert!(matches!(r.map(Bar::Bar3, 0), MapDecision::Map { .. }));
-        } else {
+        if !mapped {
             r.host.remap = false;
         }
         // Channel 0 with VM: PD at 0x20_0000, one big-page table at 0x21_0000.
@@ -285,13 +291,22 @@ fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
         assert!(r.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
         assert!(r.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
         let refused = r.med.stats.refused;
-        // Unseen: PTE 1 now points past the partition (the next vGPU's VRAM).
+        // Unseen: PTE 1 now points past the partition (the next vGPU's VRAM), written through
+        // BAR3 page 0, which maps the table's page.
+        r.bar3_pte(0, vram_pte(LPT, false));
+        r.flush(Some(BAR3_PD));
+        if mapped {
+            assert!(matches!(r.map(Bar::Bar3, 0), MapDecision::Map { guest_page: LPT, .. }));
+            r.host.mapped.push(LPT);
+        }
         r.vram.guest64(LPT + vm::PTE_SIZE, vram_pte(GUEST_SIZE, false));
         r.flush(Some(PD));
         assert!(r.bar0(pfifo::KICK, 0));
         let seen = r.med.stats.refused - refused;
         if mapped {
             assert_eq!(seen, 1, "the unseen entry was re-read at the kick and refused");
+            assert!(r.host.mapped.is_empty(), "the mapped page was taken");
+            assert_eq!(r.med.stats.bar_pages_taken, 1);
         } else {
             assert_eq!(seen, 0, "tracked: an unseen write is not re-read");
         }
