@@ -10,8 +10,9 @@ WORKLOADS=${BENCH_WORKLOADS:-"hotspot lud srad needle mmul"}
 MODES=${BENCH_MODES:-"naive remap lazy remap-lazy"}
 P=/sys/bus/pci/devices/$GPU_HOST/gpuvm
 # The host copies the model counters ~1.5 s after it sees the marker; the models write them
-# every second; nothing runs meanwhile.
-snap() { echo "BENCH_SNAP $1"; sleep 3; }
+# every second; nothing runs meanwhile. Straight to the console: /init's pipe buffers test
+# output.
+snap() { echo "BENCH_SNAP $1" > /dev/console; sleep 3; }
 load_gpuvm
 for w in $WORKLOADS; do
   snap "native/$w/start"
