@@ -598,6 +598,11 @@ impl<S: Storage> Mediator<S> {
             Effect::ChannelBind { chid, host_chid, inst } => self.bind(env, chid, host_chid, inst),
             Effect::ChannelUnbind { chid, host_chid } => self.unbind(env, chid, host_chid),
             Effect::ChannelState { chid, host_chid, runnable } => {
+                // A channel made runnable may be scheduled before any doorbell: its space must
+                // not hold translations older than the guest's last flush.
+                if runnable {
+                    self.before_use(env, UsePoint::Runnable, ChannelSet(1 << chid));
+                }
                 let may_run = self.may_run();
                 if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
                     ch.runnable = runnable;

@@ -313,3 +313,34 @@ fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
         let _ = inst::SIZE;
     }
 }
+
+/// Lazy shadowing: a channel made runnable may be scheduled before any doorbell, so a flush
+/// the guest made before is applied when the channel becomes runnable (item 3 of issue 13:
+/// the runnable sync point); a flush alone leaves the shadow stale until then.
+#[test]
+fn making_a_channel_runnable_syncs_its_space_first() {
+    let mut r = Rig::new();
+    r.host.remap = false;
+    const INST: u64 = 0x1_0000;
+    const PD: u64 = 0x20_0000;
+    const LPT: u64 = 0x21_0000;
+    write_inst_vm(&mut r.vram, INST, PD, 128 * MIB - 1);
+    r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
+    r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+    r.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+    r.vram.guest64(LPT, vram_pte(0x30_0000, false));
+    r.bus_master();
+    assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+    assert!(r.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
+    assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
+    // A PTE written through PRAMIN (seen) to point past the partition, then a flush: lazy, so
+    // nothing is read yet.
+    let refused = r.med.stats.refused;
+    let (base, off) = pbus::PraminBase::window(LPT + vm::PTE_SIZE);
+    assert!(r.bar0(pbus::PraminBase::OFFSET, base.raw()));
+    assert!(r.bar0(off, vram_pte(GUEST_SIZE, false) as u32));
+    r.flush(Some(PD));
+    assert_eq!(r.med.stats.refused, refused, "lazy: the flush alone synced nothing");
+    assert!(r.bar0(pfifo::ChanState::offset(0), pfifo::ChanState::INITIAL.raw()));
+    assert_eq!(r.med.stats.refused, refused + 1, "made runnable: the stale entry was synced (and refused) first");
+}
