@@ -9,6 +9,7 @@
 . /tests/lib.sh
 . /tests/vgpu-lib.sh
 . /tests/isolation-lib.sh
+load_gpuvm
 [ "$(cat $PA/bar_remap)" = 1 ] || fail "bar_remap is $(cat $PA/bar_remap), not on by default"
 echo 2 > $PA/bar_remap 2>/dev/null && fail "bar_remap accepted 2"
 attacker_and_victim
