@@ -74,6 +74,9 @@ mod pci_config;
 #[path = "shadow/host_gpu.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod host_gpu;
+#[path = "shadow/bar_remap.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod bar_remap;
 #[path = "shadow/mediator.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod mediator;
@@ -164,8 +167,14 @@ pub(crate) struct GpuShared {
     watchdog: Mutex<watchdog::Watchdog>,
     /// Channels the watchdog stopped.
     watchdog_kills: AtomicU64,
-    /// The host's BAR1: its USERD area, where doorbells are rung.
+    /// The host's BAR1: its USERD area, where doorbells are rung, then the BAR-remapping slots.
     bar1: pci::DevresBar<{ gf100::pci::BAR1_SIZE as usize }>,
+    /// Bus address of the host's BAR1 (slots are inserted into user mappings from it).
+    bar1_phys: u64,
+    /// Host VRAM of BAR1's small-page table, which points each slot (None: no remapping).
+    remap_spt: Option<u64>,
+    /// The `bar_remap` knob: vGPUs opened while it is on offer their BAR3 for mmap.
+    bar_remap: AtomicBool,
     /// Interrupts the host handled (all causes).
     interrupts: AtomicU64,
     /// Non-stall interrupts no vGPU's progress explained (given to every vGPU).
@@ -244,6 +253,18 @@ impl GpuShared {
             dev_warn!(self.pdev.as_ref(), "host channel {} would not leave engine {}: engine reset\n", host_chid, engine);
         }
         r
+    }
+    /// BAR1's small-page table of remapping slots, if remapping is possible.
+    pub(crate) fn remap_spt(&self) -> Option<u64> {
+        self.remap_spt
+    }
+    /// Bus address of the host's BAR1.
+    pub(crate) fn bar1_phys(&self) -> u64 {
+        self.bar1_phys
+    }
+    /// The `bar_remap` knob.
+    pub(crate) fn bar_remap(&self) -> bool {
+        self.bar_remap.load(Ordering::Relaxed)
     }
     /// The `lazy_shadow` knob.
     pub(crate) fn lazy_shadow(&self) -> bool {
@@ -685,6 +706,22 @@ impl pci::Driver for GpuvmPciDriver {
         let bar1 = pdev.iomap_region_sized::<{ gf100::pci::BAR1_SIZE as usize }>(1, c"gpuvm-bar1")?.into_devres()?;
         let mut pool = HostPool::new(host_init::layout::FREE, host.bar3_mapped);
         let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES).ok_or(ENOMEM)?, pool.alloc(host_gpu::RUNLIST_BYTES).ok_or(ENOMEM)?];
+        // BAR remapping: a small-page table for BAR1's slots (a failure only turns it off).
+        let remap_spt = match pool.alloc(host_init::REMAP_SPT_BYTES) {
+            Some(spt) => match host_init::map_remap_slots(&HostBar0(&bar0), spt) {
+                Ok(()) => Some(spt),
+                Err(e) => {
+                    dev_warn!(pdev, "BAR remapping off: BAR1 slots not set up: {:?}\n", e);
+                    let _ = pool.free(spt, host_init::REMAP_SPT_BYTES);
+                    None
+                }
+            },
+            None => {
+                dev_warn!(pdev, "BAR remapping off: no host VRAM for BAR1's slot table (ENOMEM)\n");
+                None
+            }
+        };
+        let bar1_phys = pdev.resource_start(1)?;
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {
@@ -705,6 +742,9 @@ impl pci::Driver for GpuvmPciDriver {
                 watchdog <- new_mutex!(watchdog::Watchdog::default()),
                 watchdog_kills: AtomicU64::new(0),
                 bar1,
+                bar1_phys,
+                remap_spt,
+                bar_remap: AtomicBool::new(remap_spt.is_some()),
                 interrupts: AtomicU64::new(0),
                 nonstall_unclaimed: AtomicU64::new(0),
                 epoch: Instant::<Monotonic>::now(),
@@ -799,6 +839,7 @@ type GpuAttrs = BoundDriverData<GpuvmGpu>;
 
 sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     rw GpuLazyShadow c"lazy_shadow";
+    rw GpuBarRemap c"bar_remap";
     ro GpuInterrupts c"interrupts" => |g| g.shared.interrupts.load(Ordering::Relaxed);
     ro GpuNonstallUnclaimed c"nonstall_unclaimed" => |g| g.shared.nonstall_unclaimed.load(Ordering::Relaxed);
     ro GpuVramTotal c"vram_total_mib" => |g| (g.shared.pools.vram_per_unit * UNITS as u64) >> 20;
@@ -853,6 +894,31 @@ impl Attr<GpuAttrs> for GpuLazyShadow {
     }
 }
 
+/// BAR remapping: 1 = vGPUs opened from now on offer their BAR3 for mmap (0 = every BAR access
+/// trapped). EINVAL for anything but 0/1, ENODEV for 1 when the slots could not be set up.
+struct GpuBarRemap;
+impl Attr<GpuAttrs> for GpuBarRemap {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", u32::from(g.shared.bar_remap())).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        let on = match rust_sysfs::parse_u32(input)? {
+            0 => false,
+            1 => true,
+            v => {
+                dev_warn!(g.shared.pdev(), "bar_remap: {} is not 0 or 1 (EINVAL)\n", v);
+                return Err(EINVAL);
+            }
+        };
+        if on && g.shared.remap_spt.is_none() {
+            dev_warn!(g.shared.pdev(), "bar_remap: no BAR1 slots were set up at probe (ENODEV)\n");
+            return Err(ENODEV);
+        }
+        g.shared.bar_remap.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 // ---- sysfs: /sys/bus/mdev/devices/<uuid>/gpuvm/
 
 type VgpuAttrs = mdev::MdevData<VgpuDriver>;
@@ -865,6 +931,10 @@ sysfs_group! { vgpu_sysfs: VgpuAttrs, c"gpuvm" {
     ro VgpuGuestReads c"pte_reads" => |h| h.reg.device().virt_stats().guest_reads;
     ro VgpuRefused c"pte_refused" => |h| h.reg.device().virt_stats().refused;
     ro VgpuFaults c"faults" => |h| h.reg.device().virt_stats().faults;
+    ro VgpuBarMaps c"bar_maps" => |h| h.reg.device().counters.bar_maps.load(Ordering::Relaxed);
+    ro VgpuBarRefused c"bar_refused" => |h| h.reg.device().counters.bar_refused.load(Ordering::Relaxed);
+    ro VgpuBarZaps c"bar_zaps" => |h| h.reg.device().virt_stats().bar_zaps;
+    ro VgpuBarPagesTaken c"bar_pages_taken" => |h| h.reg.device().virt_stats().bar_pages_taken;
     ro VgpuNonstall c"nonstall_interrupts" => |h| h.reg.device().virt_stats().nonstall;
     ro VgpuType c"type" => |h| format_args!("gpuvm-{}", h.reg.device().share);
     ro VgpuVramMib c"vram_mib" => |h| h.reg.device().slice.vram_size >> 20;

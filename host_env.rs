@@ -10,6 +10,8 @@ use crate::{
     host_gpu::{self, HostBars, HostError, HostVram},
     host_init::Mmio,
     mediator::{Env, GuestMemory, HostChannels, Storage},
+    pagetable::VmDesc,
+    vregs,
     memory::{Clock, SysMem},
     shadow_vm::TableAlloc,
     sync_policy::SyncMode,
@@ -85,8 +87,20 @@ impl TableAlloc for PoolTables<'_> {
     }
 }
 
-/// The host channel controls of shadow/host_gpu.rs over the GPU's BARs.
-pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared);
+/// What the mediator's BAR-remapping calls reach in the vGPU (implemented in vgpu.rs): whether
+/// its BAR3 is offered for mmap, and the new BAR root with the zap of its old mappings.
+pub(crate) trait BarRemapSink {
+    /// `bar_remap` as latched when the vGPU was opened.
+    fn bar_remap(&self) -> bool;
+    /// See `HostChannels::bar_changed`.
+    fn bar_changed(&self, bar: vregs::Bar, desc: Option<VmDesc>);
+    /// See `HostChannels::take_mapped`.
+    fn take_mapped(&self, f: &mut dyn FnMut(u64));
+}
+
+/// The host channel controls of shadow/host_gpu.rs over the GPU's BARs, and the vGPU's BAR
+/// remapping.
+pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared, pub(crate) &'a dyn BarRemapSink);
 
 impl HostChannels for KernelChannels<'_> {
     fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
@@ -125,6 +139,15 @@ impl HostChannels for KernelChannels<'_> {
     }
     fn report(&mut self, what: HostError) {
         dev_warn!(self.0.pdev(), "host GPU operation failed: {:?} (the GPU did not settle in time)\n", what);
+    }
+    fn bar_remap(&self) -> bool {
+        self.1.bar_remap()
+    }
+    fn bar_changed(&mut self, bar: vregs::Bar, desc: Option<VmDesc>) {
+        self.1.bar_changed(bar, desc)
+    }
+    fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
+        self.1.take_mapped(f)
     }
 }
 
@@ -238,12 +261,15 @@ pub(crate) fn with_env<T: vfio::Ops, R>(
     dev: &vfio::Device<T>,
     pins: &mut PinCache<T>,
     f: impl FnOnce(&mut Env<'_>) -> R,
-) -> R {
+) -> R
+where
+    vfio::Device<T>: BarRemapSink,
+{
     let bars = KernelBars(gpu);
     let mut vram = HostVram::new(&bars, gpu.bar3_mapped());
     let mut sys = VfioGuestMemory { dev, pins };
     let mut tables = PoolTables(gpu);
-    let mut host = KernelChannels(gpu);
+    let mut host = KernelChannels(gpu, dev);
     let clock = GpuClock(gpu);
     let mut env = Env { vram: &mut vram, sys: &mut sys, tables: &mut tables, host: &mut host, clock: &clock };
     f(&mut env)

@@ -4,20 +4,27 @@
 //! It looks like a Quadro 6000: an emulated config space (shadow/pci_config.rs) with the
 //! type's BAR sizes, the VFIO regions of a PCI device, INTx/MSI/REQ interrupts delivered
 //! through eventfds, and reset. BAR accesses are trapped here and handed to the vGPU's
-//! mediator (shadow/mediator.rs), which reaches the host through `host_env`.
+//! mediator (shadow/mediator.rs), which reaches the host through `host_env`. With `bar_remap`
+//! on, BAR3 is also offered for mmap: a fault points one of the vGPU's host BAR1 slots at the
+//! guest page its BAR3 page table names (shadow/bar_remap.rs) and maps the slot.
 
 use crate::{
+    bar_remap::{self, BarView, MapDecision},
     eventfd::EventFd,
     gf100,
-    host_env::{self, KernelStorage, PinCache},
+    host_env::{self, BarRemapSink, KernelBars, KernelStorage, PinCache},
+    host_gpu::HostVram,
+    host_init,
+    memory::Vram,
+    pagetable::VmDesc,
     mediator::{Mediator, MediatorStats},
     partition::Slice,
     pci_config::{ConfigSpace, COMMAND_BUS_MASTER, CONFIG_SIZE},
     vfio::{self, DeviceFlag, IrqFlag, IrqFlags, IrqIndex, Region, RegionFlag, RegionFlags},
     vregs, GpuShared,
 };
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use kernel::{new_mutex, prelude::*, sync::Arc, sync::Mutex};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use kernel::{mm::virt::VmaNew, new_mutex, prelude::*, sync::Arc, sync::Mutex};
 
 /// What the VM's interrupt wiring looks like right now.
 #[derive(Default)]
@@ -44,13 +51,33 @@ pub(crate) struct VgpuCounters {
     pub(crate) mmio_traps: AtomicU64,
     pub(crate) mmio_denied: AtomicU64,
     pub(crate) resets: AtomicU64,
+    /// BAR3 pages mapped through a slot (faults served).
+    pub(crate) bar_maps: AtomicU64,
+    /// BAR3 faults refused (SIGBUS).
+    pub(crate) bar_refused: AtomicU64,
 }
 
 /// Default and bounds of the scheduling weight.
 pub(crate) const WEIGHT_DEFAULT: u32 = 10;
 pub(crate) const WEIGHT_MAX: u32 = 100;
 
+/// BAR remapping state a fault reads and writes (under `Vgpu::remap`).
+struct RemapState {
+    /// The guest's BAR3 root as the mediator last published it (None: direct mode).
+    root: Option<VmDesc>,
+    /// Per BAR3 page: 1 + the guest VRAM page index it is mapped onto, 0 if not mapped;
+    /// reported to the mediator and cleared (with a zap) before each shadow sync.
+    mapped: KVVec<u32>,
+    /// Some entry of `mapped` is set.
+    any: bool,
+}
+
 /// One vGPU's device state.
+///
+/// Lock order (outer first): `state` → the faulting process's `mmap_lock` (pinning guest
+/// pages, DMA) → `remap` → the device file's `i_mmap_rwsem` (zapping) → page-table locks; a
+/// BAR3 fault runs under `mmap_lock` and takes `remap` only (then the GPU's `pramin` and
+/// `tlb`, leaves), never `state`, so pinning under `state` cannot deadlock with a fault.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Vgpu {
     pub(crate) gpu: Arc<GpuShared>,
@@ -62,6 +89,14 @@ pub(crate) struct Vgpu {
     pub(crate) weight: AtomicU32,
     #[pin]
     state: Mutex<VgpuState>,
+    /// `bar_remap` as it was when the device was opened (BAR3 offered for mmap).
+    remap_on: AtomicBool,
+    /// What a BAR3 fault needs and leaves behind; held across a fault's slot update and
+    /// insertion, and across a zap.
+    #[pin]
+    remap: Mutex<RemapState>,
+    /// A refused BAR3 fault was logged since the device was opened.
+    refusal_logged: AtomicBool,
 }
 
 impl Vgpu {
@@ -72,6 +107,7 @@ impl Vgpu {
         let bar3_size = gf100::pci::BAR3_SIZE / share as u64;
         let config = ConfigSpace::new(bar1_size, bar3_size);
         let med = KBox::new(Mediator::new(slice, gpu.boot0(), gpu.pool_quota(slice.units)).ok_or(ENOMEM)?, GFP_KERNEL)?;
+        let mapped = KVVec::from_elem(0u32, (bar3_size / bar_remap::PAGE) as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             gpu,
             share,
@@ -81,6 +117,9 @@ impl Vgpu {
             counters: VgpuCounters::default(),
             weight: AtomicU32::new(WEIGHT_DEFAULT),
             state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), med, pins: PinCache::new() }),
+            remap_on: AtomicBool::new(false),
+            remap <- new_mutex!(RemapState { root: None, mapped, any: false }),
+            refusal_logged: AtomicBool::new(false),
         }))
     }
 
@@ -213,6 +252,75 @@ impl Vgpu {
     }
 }
 
+/// The mediator's BAR-remapping calls (made under `state`).
+impl BarRemapSink for vfio::Device<Vgpu> {
+    fn bar_remap(&self) -> bool {
+        self.remap_on.load(Ordering::Relaxed)
+    }
+
+    fn bar_changed(&self, bar: vregs::Bar, desc: Option<VmDesc>) {
+        if bar != vregs::Bar::Bar3 {
+            return;
+        }
+        // Under `remap`, so no fault can insert a page decided over the old root after the
+        // zap: every later fault walks `desc`. What was mapped stays to be reported (the guest
+        // may have written it before the zap).
+        let mut r = self.remap.lock();
+        r.root = desc;
+        self.zap(Region::Bar3, 0, self.bar3_size);
+    }
+
+    fn take_mapped(&self, f: &mut dyn FnMut(u64)) {
+        let mut r = self.remap.lock();
+        if !core::mem::take(&mut r.any) {
+            return;
+        }
+        // Zapped first: from here on a write to any of these pages faults and is recorded.
+        self.zap(Region::Bar3, 0, self.bar3_size);
+        for e in r.mapped.iter_mut() {
+            if *e != 0 {
+                f(u64::from(*e - 1) * bar_remap::PAGE);
+                *e = 0;
+            }
+        }
+    }
+}
+
+impl Vgpu {
+    /// A fault on BAR3 page `off`: resolve it over the published root, point the slot, map it.
+    fn bar3_fault(dev: &vfio::Device<Self>, off: u64, fault: &vfio::Fault<'_>) -> Result {
+        let spt = dev.gpu.remap_spt().ok_or(EINVAL)?;
+        let slots = host_init::remap_slots(dev.slice.first_unit, dev.slice.units);
+        let mut r = dev.remap.lock();
+        let bars = KernelBars(&dev.gpu);
+        let mut vram = HostVram::new(&bars, dev.gpu.bar3_mapped());
+        let view = BarView { on: dev.remap_on.load(Ordering::Relaxed), bar: vregs::Bar::Bar3, desc: r.root, size: dev.bar3_size };
+        match bar_remap::resolve(&vram, &dev.slice, &view, off, &slots) {
+            MapDecision::Map { host_bar1_off, host_page, guest_page } => {
+                // Recorded before the page can be written through the mapping.
+                let slot = r.mapped.get_mut((off / bar_remap::PAGE) as usize).ok_or(EINVAL)?;
+                *slot = u32::try_from(guest_page / bar_remap::PAGE + 1).map_err(|_| EINVAL)?;
+                r.any = true;
+                vram.write64(host_init::remap_pte_addr(spt, host_bar1_off), host_init::remap_pte(host_page));
+                dev.gpu.tlb_flush(host_init::layout::BAR1_PD).map_err(|e| {
+                    dev_warn!(dev.parent(), "BAR3 fault at {:#x}: host BAR1 TLB flush failed: {:?} (SIGBUS)\n", off, e);
+                    EIO
+                })?;
+                fault.insert_pfn((dev.gpu.bar1_phys() + host_bar1_off) >> kernel::page::PAGE_SHIFT)?;
+                dev.counters.bar_maps.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            MapDecision::Refuse(why) => {
+                dev.counters.bar_refused.fetch_add(1, Ordering::Relaxed);
+                if !dev.refusal_logged.swap(true, Ordering::Relaxed) {
+                    dev_warn!(dev.parent(), "BAR3 mmap fault at {:#x} refused: {:?} (SIGBUS; logged once per open)\n", off, why);
+                }
+                Err(EFAULT)
+            }
+        }
+    }
+}
+
 #[pinned_drop]
 impl PinnedDrop for Vgpu {
     fn drop(self: Pin<&mut Self>) {
@@ -241,6 +349,40 @@ fn set_eventfd(slot: &mut Option<EventFd>, fd: i32) -> Result {
 #[vtable]
 impl vfio::Ops for Vgpu {
     const NAME: &'static CStr = c"gpuvm-vgpu";
+
+    fn open_device(dev: &vfio::Device<Self>) -> Result {
+        // Latched per open: the shadows' write tracking and the region info follow it.
+        let on = dev.gpu.bar_remap() && dev.gpu.remap_spt().is_some();
+        let mut r = dev.remap.lock();
+        r.root = None;
+        r.any = false;
+        r.mapped.iter_mut().for_each(|e| *e = 0);
+        drop(r);
+        dev.remap_on.store(on, Ordering::Relaxed);
+        dev.refusal_logged.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn mmap(dev: &vfio::Device<Self>, region: Region, offset: u64, vma: &VmaNew) -> Result {
+        let len = (vma.end() - vma.start()) as u64;
+        let inside = offset.checked_add(len).is_some_and(|end| end <= dev.bar3_size);
+        if region != Region::Bar3 || !dev.remap_on.load(Ordering::Relaxed) || !inside {
+            return Err(EINVAL);
+        }
+        // A private mapping would let the user's writes go to copies, not the device.
+        if vma.flags() & kernel::mm::virt::flags::SHARED == 0 {
+            return Err(EINVAL);
+        }
+        dev.map_for_faults(vma);
+        Ok(())
+    }
+
+    fn fault(dev: &vfio::Device<Self>, region: Region, offset: u64, fault: &vfio::Fault<'_>) -> Result {
+        match region {
+            Region::Bar3 => Self::bar3_fault(dev, offset, fault),
+            _ => Err(EINVAL),
+        }
+    }
 
     fn close_device(dev: &vfio::Device<Self>) {
         // The VM is gone: its channels leave the host, its pinned pages are released (only
@@ -271,8 +413,13 @@ impl vfio::Ops for Vgpu {
 
     fn region_info(dev: &vfio::Device<Self>, region: Region) -> Result<vfio::RegionInfo> {
         let size = dev.region_size(region);
-        let flags = if size == 0 { RegionFlags::empty() } else { RegionFlag::Read | RegionFlag::Write };
-        Ok(vfio::RegionInfo { size, flags })
+        let mut flags = if size == 0 { RegionFlags::empty() } else { RegionFlag::Read | RegionFlag::Write };
+        let mut sparse = None;
+        if region == Region::Bar3 && dev.remap_on.load(Ordering::Relaxed) {
+            flags = flags | RegionFlag::Mmap;
+            sparse = Some((0, size));
+        }
+        Ok(vfio::RegionInfo { size, flags, sparse })
     }
 
     fn irq_info(_dev: &vfio::Device<Self>, index: IrqIndex) -> Result<vfio::IrqInfo> {

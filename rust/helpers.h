@@ -26,4 +26,21 @@ int gpuvm_helper_pin_page(struct vfio_device *vdev, u64 iova, bool write, u64 *p
 struct workqueue_struct *gpuvm_helper_alloc_ordered_wq(const char *name);
 /* destroy_workqueue(): waits for everything queued on it to finish. */
 void gpuvm_helper_destroy_wq(struct workqueue_struct *wq);
+
+/*
+ * BAR remapping (rust/vfio.rs): a VMA of the device file set up for PFN faults (VM_IO |
+ * VM_PFNMAP, uncached, as vfio-pci does for BARs) with `ops` and `priv`.
+ */
+void gpuvm_helper_vma_set_pfnmap(struct vm_area_struct *vma, const struct vm_operations_struct *ops,
+				 void *priv);
+/* vmf->vma->vm_private_data, vmf->pgoff (file page offset) and whether the fault is a write. */
+void *gpuvm_helper_vmf_private(struct vm_fault *vmf);
+u64 gpuvm_helper_vmf_pgoff(struct vm_fault *vmf);
+bool gpuvm_helper_vmf_write(struct vm_fault *vmf);
+/* vmf_insert_pfn() at the faulting address. */
+vm_fault_t gpuvm_helper_vmf_insert_pfn(struct vm_fault *vmf, unsigned long pfn);
+/* Removes every user mapping of [start, start + len) of the device file (vfio-pci's zap). */
+void gpuvm_helper_vfio_zap(struct vfio_device *vdev, u64 start, u64 len);
+/* Adds a VFIO_REGION_INFO_CAP_SPARSE_MMAP capability with one area. */
+int gpuvm_helper_region_add_sparse(struct vfio_info_cap *caps, u64 offset, u64 size);
 #endif

@@ -241,6 +241,38 @@ pub struct RegionInfo {
     pub size: u64,
     /// What the region supports.
     pub flags: RegionFlags,
+    /// One sparse-mmap area `(offset, size)` inside the region (with [`RegionFlag::Mmap`]):
+    /// the part a user may mmap; the rest is reached by read/write only.
+    pub sparse: Option<(u64, u64)>,
+}
+
+/// The page a fault of a mapped region asks for ([`Ops::fault`]): the driver inserts the
+/// page frame to map there, or returns an error and the access fails (SIGBUS).
+pub struct Fault<'a> {
+    vmf: *mut sys::vm_fault,
+    _p: PhantomData<&'a mut sys::vm_fault>,
+}
+
+impl Fault<'_> {
+    /// Whether the faulting access is a write.
+    pub fn write(&self) -> bool {
+        // SAFETY: `vmf` is the live fault being handled (see `VTable::fault`).
+        unsafe { sys::gpuvm_helper_vmf_write(self.vmf) }
+    }
+
+    /// Maps the page frame `pfn` (of device memory: I/O, uncached) at the faulting address.
+    pub fn insert_pfn(&self, pfn: u64) -> Result {
+        // SAFETY: `vmf` is the live fault being handled, in a VM_PFNMAP VMA set up by
+        // `Device::map_for_faults`.
+        let r = unsafe { sys::gpuvm_helper_vmf_insert_pfn(self.vmf, pfn as ffi::c_ulong) };
+        if r == sys::vm_fault_reason_VM_FAULT_NOPAGE {
+            Ok(())
+        } else if r == sys::vm_fault_reason_VM_FAULT_OOM {
+            Err(ENOMEM)
+        } else {
+            Err(EFAULT)
+        }
+    }
 }
 
 /// Answer to `VFIO_DEVICE_GET_IRQ_INFO`.
@@ -340,6 +372,14 @@ pub trait Ops: Sized + Send + Sync + 'static {
     fn mmap(_dev: &Device<Self>, _region: Region, _offset: u64, _vma: &VmaNew) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+    /// A user access faulted on a page of `region` at `offset` (page aligned) of a VMA set
+    /// up by [`Device::map_for_faults`]: insert a page frame through `fault`, or return an
+    /// error (the access gets SIGBUS). Runs with the faulting process's `mmap_lock` held (for
+    /// reading): it must not take a lock that is held elsewhere while user memory is pinned
+    /// or copied. Pages stay mapped until [`Device::zap`].
+    fn fault(_dev: &Device<Self>, _region: Region, _offset: u64, _fault: &Fault<'_>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
     /// The core wants the device back (it is being removed while userspace holds it); called
     /// every 10 s with an increasing `count` until the last fd is closed.
     fn request(_dev: &Device<Self>, _count: u32) {
@@ -421,6 +461,26 @@ impl<T: Ops> Device<T> {
 
     fn as_raw(&self) -> *mut sys::vfio_device {
         self.vdev.get()
+    }
+
+    /// Sets up `vma` (in [`Ops::mmap`]) so that its pages are filled by [`Ops::fault`]: an
+    /// I/O, PFN-mapped, uncached mapping that neither grows nor is dumped.
+    pub fn map_for_faults(&self, vma: &VmaNew) {
+        const { assert!(T::HAS_FAULT, "a VFIO device that maps for faults must implement Ops::fault") };
+        // SAFETY: `vma` is being set up by mmap() of this device's file; the ops table is
+        // 'static; the private pointer is this device, which stays alive as long as the VMA
+        // (the VMA holds the device file open, and the device outlives its open files).
+        unsafe { sys::gpuvm_helper_vma_set_pfnmap(vma.as_ptr(), &VTable::<T>::VM_OPS, self.as_raw().cast()) };
+    }
+
+    /// Removes every user mapping of `[offset, offset + len)` of `region` (later accesses
+    /// fault again). Takes the file's `i_mmap` lock and page-table locks: callable under
+    /// driver locks that are never taken inside [`Ops::fault`]'s own critical section
+    /// after those (see the driver's lock order).
+    pub fn zap(&self, region: Region, offset: u64, len: u64) {
+        // SAFETY: the device is alive; the VFIO core gave it an inode whose mapping every
+        // device file uses (`f_mapping`), as vfio-pci relies on for its own zap.
+        unsafe { sys::gpuvm_helper_vfio_zap(self.as_raw(), region.offset() + offset, len) };
     }
 
     /// The parent `struct device` (the mdev).
@@ -804,6 +864,14 @@ impl<T: Ops> VTable<T> {
                 info.size = ri.size;
                 info.offset = region.offset();
                 info.flags = ri.flags.into();
+                if let Some((off, size)) = ri.sparse {
+                    // SAFETY: `caps` is the core's capability chain for this call (the
+                    // function's safety requirements); the helper copies the capability.
+                    let r = unsafe { sys::gpuvm_helper_region_add_sparse(_caps, off, size) };
+                    if r != 0 {
+                        return r;
+                    }
+                }
                 0
             }
             Err(e) => e.to_errno(),
@@ -841,6 +909,34 @@ impl<T: Ops> VTable<T> {
             Err(e) => e.to_errno(),
         }
     }
+
+    /// # Safety
+    /// `vmf` must be a fault being handled in a VMA set up by [`Device::map_for_faults`] on a
+    /// `Device<T>` (its private data), valid for the call; the VMA keeps the device alive.
+    unsafe extern "C" fn fault(vmf: *mut sys::vm_fault) -> sys::vm_fault_t {
+        // SAFETY: per the function's safety requirements.
+        let (vdev, pgoff) = unsafe { (sys::gpuvm_helper_vmf_private(vmf), sys::gpuvm_helper_vmf_pgoff(vmf)) };
+        // SAFETY: the private data is the `vfio_device` of a live, registered `Device<T>`
+        // (set by `map_for_faults`; the VMA holds its file open).
+        let dev = unsafe { Self::device(vdev.cast()) };
+        let pos = pgoff.checked_mul(kernel::page::PAGE_SIZE as u64);
+        let Some((region, offset)) = pos.and_then(decode_pos) else {
+            return sys::vm_fault_reason_VM_FAULT_SIGBUS;
+        };
+        let f = Fault { vmf, _p: PhantomData };
+        match T::fault(dev, region, offset, &f) {
+            Ok(()) => sys::vm_fault_reason_VM_FAULT_NOPAGE,
+            Err(e) if e == ENOMEM => sys::vm_fault_reason_VM_FAULT_OOM,
+            Err(_) => sys::vm_fault_reason_VM_FAULT_SIGBUS,
+        }
+    }
+
+    /// The `vm_operations_struct` of VMAs set up by [`Device::map_for_faults`].
+    const VM_OPS: sys::vm_operations_struct = sys::vm_operations_struct {
+        fault: Some(Self::fault),
+        // SAFETY: all-zeroes is a valid `vm_operations_struct` (no callbacks).
+        ..unsafe { core::mem::zeroed() }
+    };
 
     const VTABLE: sys::vfio_device_ops = sys::vfio_device_ops {
         name: kernel::str::as_char_ptr_in_const_context(T::NAME).cast_mut(),

@@ -6,6 +6,8 @@
 //! the host tests over the in-process GF100 model. It follows nouveau's GF100 order
 //! (shared/docs/gf100-interface.md §15, §8.9), reduced to what the mediator needs.
 
+use crate::bar_remap::Slots;
+use crate::partition::UNITS;
 use crate::gf100::{inst, mmu, pbus, pfifo, pmc, target, vm};
 use core::cell::Cell;
 
@@ -222,6 +224,55 @@ pub fn bring_up(m: &impl Mmio, reserved: u64, bar3_size: u64) -> Result<HostGpu,
     m.wr(pfifo::ENGINE_INTR_EN, 1);
     m.wr(pmc::INTR_EN_HOST, pmc::INTR_EN_HW);
     Ok(HostGpu { bar3_mapped, pbdmas })
+}
+
+/// BAR1 virtual address of the first BAR-remapping slot: the first big page after the USERD
+/// area (see `bar_remap`).
+pub const REMAP_BAR1_VA: u64 = (layout::USERD_BAR1_VA + layout::USERD_SIZE).div_ceil(BIG_PAGE) * BIG_PAGE;
+/// Slot bytes per partition unit: a gpuvm-N vGPU gets as many as its BAR3 has (the BAR3 of a
+/// gpuvm-1 over the units), so all vGPUs' slots together span one BAR3 size of BAR1.
+pub const REMAP_UNIT: u64 = crate::gf100::pci::BAR3_SIZE / UNITS as u64;
+/// Bytes of the BAR1 small-page table that holds the slots (one per 4 KiB of the PDE's span).
+pub const REMAP_SPT_BYTES: u64 = vm::SPT_ENTRIES_128K * vm::PTE_SIZE;
+/// Small pages of the BAR1 PDE.
+const SMALL_PAGE: u64 = 0x1000;
+
+/// The slots of a vGPU owning `units` partition units from `first_unit`.
+pub fn remap_slots(first_unit: u32, units: u32) -> Slots {
+    Slots { bar_off: REMAP_BAR1_VA + u64::from(first_unit) * REMAP_UNIT, len: u64::from(units) * REMAP_UNIT }
+}
+
+/// Host VRAM address of the small-page PTE of the slot at host BAR1 offset `slot`, in the
+/// table at `spt`.
+pub fn remap_pte_addr(spt: u64, slot: u64) -> u64 {
+    spt + slot / SMALL_PAGE * vm::PTE_SIZE
+}
+
+/// The small-page PTE that shows host VRAM page `host_page` through a slot.
+pub fn remap_pte(host_page: u64) -> u64 {
+    vm::pte(host_page, vm::PTE_APER_VRAM, false, vm::KIND_PITCH)
+}
+
+/// Adds the slots to the host's BAR1 address space (after [`bring_up`]): a small-page table
+/// at host VRAM `spt` (reserved VRAM, [`REMAP_SPT_BYTES`], 4 KiB aligned) beside the big-page
+/// one in BAR1's PDE, every entry that can be reached not VALID (the USERD area's big pages
+/// still show through), and the limit raised over every slot. A slot shows nothing until a
+/// fault points it (`bar_remap`).
+pub fn map_remap_slots(m: &impl Mmio, spt: u64) -> Result<(), InitError> {
+    let end = REMAP_BAR1_VA + UNITS as u64 * REMAP_UNIT;
+    let p = Pramin::new(m);
+    for i in 0..end / SMALL_PAGE {
+        p.wr64(spt + i * vm::PTE_SIZE, 0);
+    }
+    p.wr64(layout::BAR1_PD, vm::pde(layout::BAR1_LPT, vm::PDE_APER_VRAM, spt, vm::PDE_APER_VRAM));
+    let limit = end - 1;
+    p.wr32(layout::BAR1_INST + inst::LIMIT_LO as u64, limit as u32);
+    p.wr32(layout::BAR1_INST + inst::LIMIT_HI as u64, (limit >> 32) as u32);
+    flush_bar_writes(m)?;
+    // The BAR1 binding is written again so the new limit is loaded, then its TLB flushed.
+    m.wr(pbus::BAR1_INST, pbus::BarInst::vm(layout::BAR1_INST).raw());
+    tlb_flush(m, None)?;
+    Ok(())
 }
 
 /// Quiesces the GPU when the host lets go of it: no interrupts, PFIFO off, no doorbells, the

@@ -22,6 +22,7 @@
 
 use core::ops::DerefMut;
 
+use crate::bar_remap::{self, MapDecision, Slots};
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
 use crate::host_gpu::{Evicted, HostError, HostEvents};
@@ -83,6 +84,23 @@ pub trait HostChannels {
     fn sync_mode(&self) -> SyncMode;
     /// A host operation failed; the implementation reports it (e.g. a dmesg line).
     fn report(&mut self, what: HostError);
+    /// Whether guest BAR3 pages may be mapped straight onto the host aperture (the
+    /// `bar_remap` knob). A host that maps nothing keeps the default.
+    fn bar_remap(&self) -> bool {
+        false
+    }
+    /// The guest's `bar` now translates through `desc` (None: direct mode, offset = guest
+    /// VRAM address): every direct mapping made before must be removed before this returns
+    /// (later accesses fault and are decided again with `bar_remap::resolve` over `desc`).
+    /// Called under the vGPU's state lock, only while [`HostChannels::bar_remap`] is on. A
+    /// host that maps nothing keeps the default.
+    fn bar_changed(&mut self, _bar: vregs::Bar, _desc: Option<VmDesc>) {}
+    /// Hands `f` every guest VRAM page (page aligned) mapped straight through a BAR since the
+    /// last call, and removes those mappings before returning, so that a later write to one
+    /// of them faults and is reported again. Called under the vGPU's state lock before every
+    /// shadow sync (the guest may have written page tables through such a page unseen). A
+    /// host that maps nothing keeps the default.
+    fn take_mapped(&mut self, _f: &mut dyn FnMut(u64)) {}
 }
 
 /// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
@@ -199,6 +217,14 @@ pub struct MediatorStats {
     pub forwarded: u64,
     /// Channels the watchdog stopped.
     pub killed: u64,
+    /// Guest BAR pages mapped straight onto the host aperture (BAR remapping).
+    pub bar_maps: u64,
+    /// Faults on mapped BAR pages refused (see `bar_remap::Refusal`).
+    pub bar_refused: u64,
+    /// Times the direct mappings of a BAR were removed.
+    pub bar_zaps: u64,
+    /// Directly mapped guest pages marked for re-reading at a sync (their mappings removed).
+    pub bar_pages_taken: u64,
 }
 
 /// Recent guest BAR translations (4 KiB page of BAR offset -> guest VRAM page), so a run of
@@ -303,6 +329,8 @@ pub struct Mediator<S: Storage> {
     /// Guest instance blocks of the BAR1 / BAR3 VMs (re-read at every guest TLB flush).
     bar_inst: [Option<u64>; 2],
     bar_tlb: [BarTlb; 2],
+    /// A BAR has pages mapped directly since its last zap.
+    bar_mapped: [bool; 2],
     /// Guest BAR1 VA of channel 0's USERD page, when doorbells are enabled.
     poll: Option<u64>,
     spaces: S::Vec<SpaceSlot<Pdes<S>>>,
@@ -342,6 +370,7 @@ impl<S: Storage> Mediator<S> {
             bars: [None; 2],
             bar_inst: [None; 2],
             bar_tlb: [BarTlb::default(); 2],
+            bar_mapped: [false; 2],
             poll: None,
             spaces,
             chans,
@@ -418,6 +447,16 @@ impl<S: Storage> Mediator<S> {
     /// Applies `op` to space `i`, keeps the counters, and flushes the host TLB for the shadow
     /// if it was synced.
     fn sync_space(&mut self, env: &mut Env<'_>, i: usize, op: SyncOp) {
+        // Only a sync that reads the guest's tables needs what was written through mappings.
+        let reads = match (op, self.spaces.get(i)) {
+            (_, Some(SpaceSlot(None)) | None) => false,
+            (SyncOp::Flush(SyncMode::Lazy), _) => false,
+            (SyncOp::Use(_), Some(SpaceSlot(Some(s)))) => s.vm.needs_sync(),
+            _ => true,
+        };
+        if reads {
+            self.take_mapped(env);
+        }
         let slice = self.slice();
         let Some(SpaceSlot(Some(space))) = self.spaces.get_mut(i) else { return };
         let before = space.vm.stats;
@@ -585,7 +624,7 @@ impl<S: Storage> Mediator<S> {
                         self.sync_space(env, i, SyncOp::Flush(mode));
                     }
                 }
-                self.refresh_bar_vms(env);
+                self.refresh_bar_vms(env, pd);
             }
             Effect::BarInst { bar, inst } => {
                 let b = bar_index(bar);
@@ -595,6 +634,7 @@ impl<S: Storage> Mediator<S> {
                     self.bars[b] = VmDesc::read(&GuestVram::new(&*env.vram, self.slice()), i);
                 }
                 self.bar_inst[b] = inst;
+                self.zap_bar(env, bar);
             }
             Effect::BarFlush => {}
             Effect::MsiRearm => self.msi_rearm = true,
@@ -618,6 +658,11 @@ impl<S: Storage> Mediator<S> {
             Effect::ChannelBind { chid, host_chid, inst } => self.bind(env, chid, host_chid, inst),
             Effect::ChannelUnbind { chid, host_chid } => self.unbind(env, chid, host_chid),
             Effect::ChannelState { chid, host_chid, runnable } => {
+                // A channel made runnable may be scheduled before any doorbell: its space must
+                // not hold translations older than the guest's last flush.
+                if runnable {
+                    self.before_use(env, UsePoint::Runnable, ChannelSet(1 << chid));
+                }
                 let may_run = self.may_run();
                 if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
                     ch.runnable = runnable;
@@ -628,15 +673,52 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
-    /// Re-reads the guest BAR VMs after a flush (the guest may have rewritten the PDB).
-    fn refresh_bar_vms(&mut self, env: &mut Env<'_>) {
+    /// Re-reads the guest BAR VMs after a flush of `pd` (None: all; the guest may have
+    /// rewritten the PDB). A BAR whose translations the flush may change loses its direct
+    /// mappings first, so the old pages are unreachable once the flush is done.
+    fn refresh_bar_vms(&mut self, env: &mut Env<'_>, pd: Option<u64>) {
         self.bar_tlb[0].clear();
         self.bar_tlb[1].clear();
         let slice = self.slice();
-        for i in 0..2 {
-            if let Some(inst) = self.bar_inst[i] {
-                self.bars[i] = VmDesc::read(&GuestVram::new(&*env.vram, slice), inst);
+        for (i, bar) in [(0, vregs::Bar::Bar1), (1, vregs::Bar::Bar3)] {
+            let old = self.bars[i];
+            let new = self.bar_inst[i].and_then(|inst| VmDesc::read(&GuestVram::new(&*env.vram, slice), inst));
+            // A BAR in direct mode translates nothing a flush could change.
+            let hit = self.bar_inst[i].is_some()
+                && match (pd, old) {
+                    (None, _) | (_, None) => true,
+                    (Some(p), Some(d)) => d.pd == p || new.is_none_or(|n| n.pd != d.pd || n.limit != d.limit),
+                };
+            if self.bar_inst[i].is_some() {
+                self.bars[i] = new;
             }
+            if hit {
+                self.zap_bar(env, bar);
+            }
+        }
+    }
+
+    /// Marks what the guest may have written through directly mapped pages for re-reading
+    /// (their mappings go, so later writes fault and are reported again).
+    fn take_mapped(&mut self, env: &mut Env<'_>) {
+        let spaces = &mut self.spaces;
+        let mut pages = 0u64;
+        env.host.take_mapped(&mut |page| {
+            pages += 1;
+            for s in spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
+                s.vm.note_guest_range(page, bar_remap::PAGE);
+            }
+        });
+        self.stats.bar_pages_taken += pages;
+    }
+
+    /// Tells the host that `bar` translates anew (its direct mappings go), when remapping is on.
+    fn zap_bar(&mut self, env: &mut Env<'_>, bar: vregs::Bar) {
+        let b = bar_index(bar);
+        self.bar_mapped[b] = false;
+        if env.host.bar_remap() {
+            self.stats.bar_zaps += 1;
+            env.host.bar_changed(bar, self.bars[b]);
         }
     }
 
@@ -648,7 +730,8 @@ impl<S: Storage> Mediator<S> {
         let free = self.spaces.iter().position(|s| s.0.is_none())?;
         let count = (desc.pde_count() as usize).min(MAX_PDES);
         let pdes = S::with_len(count)?;
-        // Every guest write to VRAM is trapped in this mode, so writes are tracked.
+        // Guest writes to VRAM are tracked: trapped ones one by one, those through a page
+        // mapped straight through a BAR page by page (`take_mapped`).
         let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
         let vm = ShadowVm::new(desc, pdes, true, &mut *env.vram, &mut tables)?;
         if let Some(slot) = self.spaces.get_mut(free) {
@@ -765,9 +848,11 @@ impl<S: Storage> Mediator<S> {
     /// Device reset (VFIO reset, or the device being closed): every channel leaves the host,
     /// every shadow is freed, and the registers are back at power-on (counters kept).
     pub fn reset(&mut self, env: &mut Env<'_>) {
+        self.bars = [None; 2];
+        self.zap_bar(env, vregs::Bar::Bar1);
+        self.zap_bar(env, vregs::Bar::Bar3);
         self.release_channels(env);
         self.vregs.reset();
-        self.bars = [None; 2];
         self.bar_inst = [None; 2];
         self.bar_tlb = [BarTlb::default(); 2];
         self.poll = None;
@@ -990,6 +1075,32 @@ impl<S: Storage> Mediator<S> {
         };
         let host = slice.vram_to_host(guest, 4)?;
         Some((guest, host))
+    }
+
+    /// A fault on guest BAR `bar` at offset `off` of a vGPU whose BAR is `bar_size` bytes and
+    /// whose host BAR1 slots are `slots`: the slot to point and map, or a refusal (the kernel's
+    /// fault path uses `bar_remap::resolve` on its own copy of the BAR root instead; this is
+    /// the same decision with the bookkeeping, for in-process hosts). A host that maps the
+    /// page must report it through [`HostChannels::take_mapped`]. Only BAR3 is
+    /// offered (BAR1 holds the doorbells, which must be seen). A page that maps makes every
+    /// shadow address space re-read its tables at each sync from now on (the guest may write
+    /// them through the mapping), and marks the partition as written.
+    pub fn bar_map(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, slots: &Slots) -> MapDecision {
+        let d = self.bar_map_inner(env, bar, off, bar_size, slots);
+        match d {
+            MapDecision::Map { .. } => {
+                self.stats.bar_maps += 1;
+                self.bar_mapped[bar_index(bar)] = true;
+                self.touched = true;
+            }
+            MapDecision::Refuse(_) => self.stats.bar_refused += 1,
+        }
+        d
+    }
+
+    fn bar_map_inner(&mut self, env: &mut Env<'_>, bar: vregs::Bar, off: u64, bar_size: u64, slots: &Slots) -> MapDecision {
+        let view = bar_remap::BarView { on: env.host.bar_remap(), bar, desc: self.bars[bar_index(bar)], size: bar_size };
+        bar_remap::resolve(&*env.vram, &self.slice(), &view, off, slots)
     }
 
     /// A guest BAR1/BAR3 read of 4 bytes; `None` if the window does not map it.

@@ -216,6 +216,38 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         hit
     }
 
+    /// Records that guest VRAM `[pa, pa + len)` may have been written unseen (a page the guest
+    /// had mapped straight through a BAR): every PD or page-table entry in it is re-read at the
+    /// next sync. Returns whether it touched this space's PD or one of its page tables.
+    pub fn note_guest_range(&mut self, pa: u64, len: u64) -> bool {
+        let end = pa.saturating_add(len);
+        let mut hit = false;
+        let pd_end = self.desc.pd.saturating_add(u64::from(self.count) * vm::PDE_SIZE);
+        let (lo, hi) = (pa.max(self.desc.pd), end.min(pd_end));
+        if lo < hi {
+            let first = ((lo - self.desc.pd) / vm::PDE_SIZE) as usize;
+            let last = (hi - 1 - self.desc.pd) / vm::PDE_SIZE;
+            for p in self.pdes.iter_mut().skip(first).take(last as usize + 1 - first) {
+                p.dirty = true;
+                hit = true;
+            }
+        }
+        let count = self.count as usize;
+        for p in self.pdes.iter_mut().take(count) {
+            for t in p.tables.iter_mut().filter(|t| t.host != 0) {
+                let t_end = t.guest + u64::from(t.entries) * vm::PTE_SIZE;
+                let (lo, hi) = (pa.max(t.guest), end.min(t_end));
+                if lo < hi {
+                    let e0 = ((lo - t.guest) / vm::PTE_SIZE) as u32;
+                    let e1 = ((hi - 1 - t.guest) / vm::PTE_SIZE) as u32 + 1;
+                    t.mark(e0, e1);
+                    hit = true;
+                }
+            }
+        }
+        hit
+    }
+
     /// Brings the shadow tables up to date with the guest's. Guest tables are read through the
     /// partition view only; every entry written is in host terms (see `pagetable`).
     pub fn sync<V: Vram + ?Sized, Y: SysMem + ?Sized, A: TableAlloc + ?Sized>(

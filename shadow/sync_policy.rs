@@ -33,6 +33,8 @@ pub enum UsePoint {
     RunlistCommit,
     /// A channel of the space is kicked.
     Kick,
+    /// A channel of the space is made runnable (the scheduler may pick it at once).
+    Runnable,
     /// A trapped BAR1/BAR3 access is resolved through the space (BAR VMs).
     BarAccess,
 }

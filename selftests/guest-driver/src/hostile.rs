@@ -237,6 +237,79 @@ fn attack<T: Target>(v: &T, c: &mut Checks, base: u64, aper: Aper, dir: Dir, wha
     Ok(())
 }
 
+// ---- BAR remapping --------------------------------------------------------------------
+
+/// How a child process's read of BAR3 offset `off` ended: `Ok(None)` when it read a value,
+/// `Ok(Some(signal))` when a signal killed it. The read runs in a forked child because a
+/// refused mmap fault kills the reader (SIGBUS).
+fn bar3_read_in_child(g: &mut Gpu, off: u64) -> Result<Option<i32>, String> {
+    use crate::transport::Bar;
+    // SAFETY: the child only reads one word through the inherited mapping and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let _ = g.raw_hw().bar_rd(Bar::Bar3, off);
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    Ok(libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)))
+}
+
+/// BAR remapping (`bar_remap` on): the driver's BAR3 accesses went through mapped pages; a
+/// BAR3 PTE moved from one of its pages to another plus a flush makes the same mapping show
+/// the new page (the old one unreachable); BAR3 PTEs naming VRAM outside the partition
+/// (`outside`, e.g. a victim's), system memory or a read-only page are refused: the access
+/// dies with SIGBUS and nothing is mapped.
+pub fn bar_remap<T: Target>(v: &T, c: &mut Checks, outside: u64) -> Result<(), String> {
+    use crate::transport::Bar;
+    let mut g = v.open()?;
+    if !c.check(outside >= g.vram_size, format!("target {outside:#x} lies outside the vGPU's {} MiB", g.vram_size >> 20)) {
+        return Ok(());
+    }
+    let maps = v.counter("bar_maps")?;
+    c.check(maps > 0, format!("the driver's BAR3 accesses went through mapped pages (bar_maps {maps})"));
+    let page = g.raw_bar3_limit() - PAGE as u64;
+    let words = PAGE / 4;
+    let fill = |tag: u32| -> Vec<u8> { (0..words as u32).flat_map(|i| (tag | i).to_le_bytes()).collect() };
+    let mut a = g.malloc(PAGE as u64).map_err(hw_err)?;
+    let mut b = g.malloc(PAGE as u64).map_err(hw_err)?;
+    g.memcpy_htod(&mut a, 0, &fill(0x1111_0000)).map_err(hw_err)?;
+    g.memcpy_htod(&mut b, 0, &fill(0x2222_0000)).map_err(hw_err)?;
+    let pte = |addr: u64, ro: bool, aper: u64| vm::pte(addr, aper, ro, vm::KIND_PITCH);
+    g.raw_bar3_pte(page, Some(pte(a.vram, false, vm::PTE_APER_VRAM))).map_err(hw_err)?;
+    let seen_a = g.raw_hw().bar_rd(Bar::Bar3, page + 16);
+    c.check(seen_a == 0x1111_0004, format!("BAR3 page -> buffer A reads A through the mapping ({seen_a:#x})"));
+    let zaps = v.counter("bar_zaps")?;
+    g.raw_bar3_pte(page, Some(pte(b.vram, false, vm::PTE_APER_VRAM))).map_err(hw_err)?;
+    let seen_b = g.raw_hw().bar_rd(Bar::Bar3, page + 16);
+    c.check(seen_b == 0x2222_0004, format!("after the PTE change + flush the same address reads B, A is unreachable ({seen_b:#x})"));
+    c.check(v.counter("bar_zaps")? > zaps, "the flush removed the mappings (bar_zaps rose)");
+    let attacks = [
+        ("VRAM outside the partition", pte(outside, false, vm::PTE_APER_VRAM)),
+        ("system memory", pte(UNMAPPED_IOVA, false, vm::PTE_APER_SYS_COHERENT)),
+        ("a read-only page", pte(a.vram, true, vm::PTE_APER_VRAM)),
+    ];
+    for (what, p) in attacks {
+        g.raw_bar3_pte(page, Some(p)).map_err(hw_err)?;
+        let refused = v.counter("bar_refused")?;
+        let sig = bar3_read_in_child(&mut g, page + 16)?;
+        c.check(sig == Some(libc::SIGBUS), format!("BAR3 PTE -> {what}: the access dies with SIGBUS ({sig:?})"));
+        c.check(v.counter("bar_refused")? > refused, format!("BAR3 PTE -> {what}: bar_refused rose"));
+    }
+    g.raw_bar3_pte(page, None).map_err(hw_err)?;
+    g.free(a).map_err(hw_err)?;
+    g.free(b).map_err(hw_err)?;
+    g.close().map_err(hw_err)?;
+    Ok(())
+}
+
 // ---- registers ------------------------------------------------------------------------
 
 pub fn registers<T: Target>(v: &T, c: &mut Checks) -> Result<(), String> {

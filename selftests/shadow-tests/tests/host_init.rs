@@ -99,3 +99,32 @@ fn shut_down_quiesces_and_bring_up_works_again() {
     m.0.bar_write32(Bar::Bar3, 32 * MIB, 0x600d_f00d);
     assert_eq!(m.0.vram().read32(32 * MIB), Some(0x600d_f00d));
 }
+
+/// BAR-remapping slots: after `map_remap_slots`, a slot shows nothing until its small-page PTE
+/// is pointed at a host VRAM page (then BAR1 at the slot reaches that page, writes included),
+/// and the USERD area's big pages still show through at BAR1 0.
+#[test]
+fn remap_slots_show_the_page_their_pte_names() {
+    use gpuvm_shadow_tests::host_init::{map_remap_slots, remap_pte, remap_pte_addr, remap_slots, tlb_flush, Pramin, REMAP_SPT_BYTES};
+    let m = model();
+    bring_up(&m, 64 * MIB, 64 * MIB).unwrap();
+    let spt = 32 * MIB;
+    assert!(spt + REMAP_SPT_BYTES <= 64 * MIB);
+    let p = Pramin::new(&m);
+    p.wr32(layout::USERD + 0x40, 0x1234_5678);
+    p.wr32(spt + 8 * 200, 0xdead_beef); // garbage in the table before set-up
+    map_remap_slots(&m, spt).unwrap();
+    assert_eq!(m.0.bar_read32(Bar::Bar1, 0x40), 0x1234_5678, "USERD still at BAR1 0");
+    let slots = remap_slots(3, 1);
+    let slot = slots.bar_off + 5 * 0x1000;
+    let target = 100 * MIB + 0x7000;
+    p.wr32(target + 8, 0xcafe_f00d);
+    assert_ne!(m.0.bar_read32(Bar::Bar1, slot + 8), 0xcafe_f00d, "an unpointed slot shows no VRAM (the access faults)");
+    p.wr64(remap_pte_addr(spt, slot), remap_pte(target));
+    tlb_flush(&m, None).unwrap();
+    assert_eq!(m.0.bar_read32(Bar::Bar1, slot + 8), 0xcafe_f00d);
+    m.0.bar_write32(Bar::Bar1, slot + 12, 0x600d_600d);
+    assert_eq!(p.rd32(target + 12), 0x600d_600d, "writes through the slot land in the page");
+    p.wr32(target + 0x1000 + 8, 0xcafe_f00d);
+    assert_ne!(m.0.bar_read32(Bar::Bar1, slot + 0x1000 + 8), 0xcafe_f00d, "the next slot is still empty");
+}

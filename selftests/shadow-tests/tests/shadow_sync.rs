@@ -106,6 +106,40 @@ fn first_sync_builds_the_guest_drivers_channel_vm() {
     assert!(a.live.is_empty());
 }
 
+/// A page written unseen (through a BAR mapping) is reported whole: every PD and page-table
+/// entry in it is re-read at the next sync, nothing outside it, and a change there reaches the
+/// shadow.
+#[test]
+fn a_page_written_unseen_is_re_read_whole() {
+    let mut v = ByteVram::new();
+    let limit = (16u64 << 30) + (16 << 20) - 1;
+    v.guest64(PD + 4 * 8, vm::pde(LPT_SLOTS[0], vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+    v.guest64(PD + 128 * 8, vm::pde(0, vm::PDE_APER_NONE, SPT_SLOTS[0], vm::PDE_APER_VRAM));
+    v.guest64(LPT_SLOTS[0], vram_pte(0x40_0000, false));
+    v.writable = SHADOW_BASE..SHADOW_END;
+    let mut a = Alloc::new(SHADOW_BASE..SHADOW_END);
+    let mut sys = FakeSys::new();
+    let mut s: Shadow = ShadowVm::new(VmDesc { pd: PD, limit }, vec![PdeShadow::default(); 8192], true, &mut v, &mut a).unwrap();
+    sync(&mut s, &mut v, &mut sys, &mut a);
+    let before = s.stats.guest_reads;
+    // Unseen: the second page of the 8 KiB big-page table (entries 512..1024) changes.
+    v.guest64(LPT_SLOTS[0] + 0x1000 + 8, vram_pte(0x60_0000, true));
+    assert!(!s.note_guest_range(0x7_0000, 0x1000), "a page holding no table");
+    assert!(s.note_guest_range(LPT_SLOTS[0] + 0x1000, 0x1000));
+    s.flush();
+    sync(&mut s, &mut v, &mut sys, &mut a);
+    assert_eq!(s.stats.guest_reads, before + 512, "the page's 512 entries, nothing else");
+    let t = shadow_walk(&s, &v, 4 * PDE_SPAN + 513 * (1 << 17)).unwrap();
+    assert_eq!((t.addr, t.read_only), (GUEST_BASE + 0x60_0000, true));
+    // The PD's page: its 129 PDEs are re-read.
+    let before = s.stats.guest_reads;
+    assert!(s.note_guest_range(PD, 0x1000));
+    s.flush();
+    sync(&mut s, &mut v, &mut sys, &mut a);
+    assert_eq!(s.stats.guest_reads - before, 129, "every PDE re-read (unchanged: their tables are not)");
+    s.release(&mut a);
+}
+
 #[test]
 fn hostile_guest_tables_stay_inside_the_partition() {
     let mut v = ByteVram::new();

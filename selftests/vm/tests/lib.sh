@@ -31,7 +31,7 @@ vgpu_workload() {
   echo $_u > /sys/class/mdev_bus/$GPU_HOST/mdev_supported_types/gpuvm-$_t/create || fail "cannot create a gpuvm-$_t vGPU"
   _rc=0
   gpuvm-bench --mdev $_u "$@" || _rc=$?
-  for _f in mmio_traps mmio_forwarded mmio_denied submissions shadow_syncs pte_reads pte_writes pte_refused faults; do
+  for _f in mmio_traps mmio_forwarded mmio_denied submissions shadow_syncs pte_reads pte_writes pte_refused faults bar_maps bar_refused bar_zaps bar_pages_taken; do
     printf '%s=%s ' $_f "$(cat /sys/bus/mdev/devices/$_u/gpuvm/$_f)"
   done
   echo

@@ -43,7 +43,7 @@ rc=$(cat /tmp/l2.rc)
 echo "L1: L2 QEMU exited rc=$rc after $(echo "$t1 $t0" | awk '{printf "%.1f", $1 - $2}')s"
 
 printf 'L1: vGPU counters: '
-for f in mmio_traps mmio_forwarded mmio_denied submissions shadow_syncs pte_reads pte_writes pte_refused faults; do
+for f in mmio_traps mmio_forwarded mmio_denied submissions shadow_syncs pte_reads pte_writes pte_refused faults bar_maps bar_refused bar_pages_taken; do
   printf '%s=%s ' $f "$(cat /sys/bus/mdev/devices/$U/gpuvm/$f)"
 done
 echo
@@ -55,6 +55,12 @@ grep -q 'gpuvm-l2: PASS' /tmp/l2.log || fail "L2 did not report PASS: $(grep 'gp
 grep 'gpuvm-l2: record: ' /tmp/l2.log | grep -q '"ok":true' || fail "no \"ok\":true record from L2"
 [ "$traps" -gt 0 ] || fail "the vGPU trapped no MMIO: L2's work did not go through gpuvm"
 [ "$subs" -gt 0 ] || fail "the vGPU saw no submissions"
+# With bar_remap on (the default), L2's QEMU maps BAR3's sparse-mmap area into L2: L2's BAR3
+# accesses fault pages in, none refused.
+if [ "$(cat /sys/bus/pci/devices/$GPU_HOST/gpuvm/bar_remap)" = 1 ]; then
+  [ "$(cat /sys/bus/mdev/devices/$U/gpuvm/bar_maps)" -gt 0 ] || fail "bar_remap on, but no BAR3 page was mapped for L2"
+  [ "$(cat /sys/bus/mdev/devices/$U/gpuvm/bar_refused)" = 0 ] || fail "BAR3 faults refused for L2"
+fi
 echo 1 > /sys/bus/mdev/devices/$U/remove || fail "cannot remove vGPU $U"
 U=""
 echo "L1: nested-vgpu passed"

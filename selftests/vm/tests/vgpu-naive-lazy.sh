@@ -6,7 +6,9 @@ K=/sys/bus/pci/devices/$GPU_HOST/gpuvm/lazy_shadow
 for mode in 0 1; do
   echo $mode > $K
   [ "$(cat $K)" = $mode ] || fail "lazy_shadow did not take $mode"
-  vgpu_workload 4 mmul hotspot | tee /tmp/out.$mode
+  # Not through a pipe: a failed workload must fail the test.
+  ( vgpu_workload 4 mmul hotspot ) > /tmp/out.$mode 2>&1 || { cat /tmp/out.$mode; fail "a workload failed (lazy_shadow $mode)"; }
+  cat /tmp/out.$mode
 done
 syncs() { sed -n 's/.*shadow_syncs=\([0-9]*\).*/\1/p' /tmp/out.$1; }
 echo "shadow syncs: naive $(syncs 0), lazy $(syncs 1)"

@@ -27,6 +27,11 @@ commands:
                   ADDR (outside the partition) and a read through system-memory PTEs at
                   an IOVA never mapped; each must fault on its own channel
   registers       attacker: privileged BAR0 writes are emulated per vGPU or denied
+  bar-remap --target ADDR
+                  attacker (bar_remap on): BAR3 PTEs moved between its own pages plus a
+                  flush show the new page through the same mapping; BAR3 PTEs naming guest
+                  VRAM ADDR (outside the partition), system memory or a read-only page are
+                  refused: the mmapped access dies with SIGBUS
   channels --foreign CHID
                   attacker: channel CHID (not its own) in the channel table, the kick
                   register and the runlist is refused
@@ -148,6 +153,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("hold-pattern") => hold_pattern(&v, c, mib, &need(ready, "--ready")?, &need(release, "--release")?),
         Some("pagetable") => hostile::pagetable(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("registers") => hostile::registers(&v, c),
+        Some("bar-remap") => hostile::bar_remap(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
         Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("pointers") => hostile::pointers(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),

@@ -804,6 +804,21 @@ impl Gpu {
         Ok(va)
     }
 
+    /// Test hook: BAR3 page `va` (a BAR3 offset below [`Gpu::raw_bar3_limit`]) gets the raw
+    /// small-page PTE `pte` (None: back to the pool page the driver maps there), then BAR3's
+    /// TLB is flushed.
+    pub fn raw_bar3_pte(&mut self, va: u64, pte: Option<u64>) -> Result<()> {
+        use gpuvm_uapi::gf100::vm as hwvm;
+        let pte = pte.unwrap_or_else(|| hwvm::pte(VRAM_RESERVED_LOW + va, hwvm::PTE_APER_VRAM, false, hwvm::KIND_PITCH));
+        self.bar3_vm.raw_pte(&mut self.hw, &mut self.pool, va, pte)?;
+        self.bar3_vm.flush(&mut self.hw)
+    }
+
+    /// Test hook: the bytes of BAR3 the driver's BAR3 VM maps (its pool, linearly).
+    pub fn raw_bar3_limit(&self) -> u64 {
+        POOL_SIZE
+    }
+
     /// Test hook: a copy-engine copy of `len` bytes from `src` to `dst` with ADDRESSING_MODE
     /// `addressing` (`copy::ADDR_*`: either end may be a physical VRAM or system-memory
     /// address instead of a channel VA); virtual addressing is restored after it. Submitted

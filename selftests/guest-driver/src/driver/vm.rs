@@ -203,6 +203,11 @@ impl Vm {
     }
 
     /// Write consecutive PTEs starting at `va`, one block write per table touched.
+    /// Test hook: the small-page PTE at `va` set to the raw value `pte` (not flushed).
+    pub fn raw_pte(&mut self, hw: &mut Hw, pool: &mut Pool, va: u64, pte: u64) -> Result<()> {
+        self.write_ptes(hw, pool, va, &[pte], false)
+    }
+
     fn write_ptes(&mut self, hw: &mut Hw, pool: &mut Pool, va: u64, ptes: &[u64], big: bool) -> Result<()> {
         let shift = if big { BIG_SHIFT } else { vm::SMALL_PAGE_SHIFT };
         let per_table = PDE_SPAN >> shift;
