@@ -129,8 +129,8 @@ impl Policy for Band {
         self.ledger.touch(v);
     }
 
-    fn complete(&mut self, _acct: &Account, v: VgpuId, gpu_time_ns: Ns, _now: Ns) {
-        self.ledger.charge(v, gpu_time_ns);
+    fn complete(&mut self, _acct: &Account, v: VgpuId, gpu_time_ns: Ns, now: Ns) {
+        self.ledger.charge(v, gpu_time_ns, now);
         self.ledger.touch(v);
         if let Some(u) = self.used.get_mut(v.index()) {
             *u = u.saturating_add(gpu_time_ns);
