@@ -129,8 +129,10 @@ module! {
 ///
 /// Lock order (outer first): a vGPU's `state` → `scrubber` → `runlist` → `pramin`; `pool`,
 /// `tlb` and `units` are leaves taken alone (at probe only, `pool` → `runlist` while the
-/// scrubber is set up); `vgpu_list` is never held while a vGPU's `state` is taken (the
-/// interrupt thread copies the list first).
+/// scrubber is set up); `kick_lock` is innermost: taken under any of these (the scrubber's
+/// channel kicks under `scrubber`, and under `pool` → `runlist` at probe and removal), and
+/// nothing is taken under it but register accesses; `vgpu_list` is never held while a vGPU's
+/// `state` is taken (the interrupt thread copies the list first).
 #[pin_data]
 pub(crate) struct GpuShared {
     pdev: ARef<pci::Device>,
@@ -290,7 +292,7 @@ impl GpuShared {
             dev_err!(self.pdev.as_ref(), "scrub ({}): no scrubber, VRAM at {:#x} not cleared\n", why, slice.vram_base);
             return Err(EIO);
         };
-        match s.scrub_slice(&host_env::KernelBars(self), &host_env::GpuClock(self), slice) {
+        match s.scrub_slice(&host_env::KernelBars(self), &host_env::GpuClock(self), &KickLock(self), slice) {
             Ok(st) => {
                 self.dirty_units.fetch_and(!units, Ordering::AcqRel);
                 dev_info!(
@@ -556,7 +558,7 @@ impl Drop for HostGpu {
         if let Some(s) = self.shared.scrubber.lock().take() {
             let mut pool = self.shared.pool.lock();
             let mut runlist = self.shared.runlist.lock();
-            s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
+            s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &KickLock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
         }
         // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
         if let Some(bar0) = self.shared.bar0.try_access() {
@@ -770,6 +772,7 @@ impl pci::Driver for GpuvmPciDriver {
             let s = scrub::Scrubber::bring_up(
                 &host_env::KernelBars(&shared),
                 &host_env::GpuClock(&shared),
+                &KickLock(&shared),
                 &mut pool,
                 &mut runlist,
                 shared.bar3_mapped,

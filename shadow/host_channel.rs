@@ -21,7 +21,7 @@
 //! next one, so a stuck or stopped channel never hangs the host.
 
 use crate::gf100::{gpfifo, inst, pfifo, ramfc, target, userd};
-use crate::host_gpu::{self, HostBars, HostError, GUEST_CHANNELS};
+use crate::host_gpu::{self, HostBars, HostError, KickLock, GUEST_CHANNELS};
 use crate::host_init::{self, layout};
 use crate::memory::Clock;
 
@@ -189,16 +189,17 @@ impl HostChannel {
 
     /// Takes the channel off the GPU (not runnable, preempted, unbound) and binds it again
     /// from a fresh RAMFC: what follows a submission that did not complete.
-    pub fn restart<B: HostBars>(&mut self, bars: &B, w: &impl Waiter) -> Result<(), ChannelError> {
-        self.stop(bars, w)?;
+    pub fn restart<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock) -> Result<(), ChannelError> {
+        self.stop(bars, w, kick_lock)?;
         self.start(bars)
     }
 
     /// Takes the channel off the GPU: not runnable, preempted, unbound (§8.5). The caller
-    /// removes it from the runlist if it is not started again.
-    pub fn stop<B: HostBars>(&mut self, bars: &B, w: &impl Waiter) -> Result<(), ChannelError> {
+    /// removes it from the runlist if it is not started again. The kick is made under the
+    /// GPU's kick lock: PFIFO has one KICK register, shared with the vGPUs' channels.
+    pub fn stop<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock) -> Result<(), ChannelError> {
         host_gpu::set_runnable(bars, self.chid, false);
-        let kicked = host_gpu::kick(bars, w, self.chid);
+        let kicked = kick_lock.hold(|| host_gpu::kick(bars, w, self.chid));
         host_gpu::bind_channel(bars, self.chid, None);
         self.started = false;
         kicked.map_err(ChannelError::from)
@@ -212,12 +213,12 @@ impl HostChannel {
     /// Submits `words` as one pushbuffer segment; it must end with a release of
     /// [`HostChannel::semaphore`] with [`HostChannel::next_payload`]. Restarts the channel
     /// first if the previous submission was not seen complete.
-    pub fn submit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, words: &[u32]) -> Result<(), ChannelError> {
+    pub fn submit<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, words: &[u32]) -> Result<(), ChannelError> {
         if words.len() > MAX_PUSH_WORDS {
             return Err(ChannelError::PushTooLong);
         }
         if self.in_flight || !self.started {
-            self.restart(bars, w)?;
+            self.restart(bars, w, kick_lock)?;
         }
         let pb = self.base + ctl::PUSHBUF;
         for (n, &word) in words.iter().enumerate() {

@@ -29,7 +29,7 @@
 
 use crate::gf100::{class, copy, host, pfifo, pushbuf};
 use crate::host_channel::{ChannelError, HostChannel, Waiter, MAX_PUSH_WORDS};
-use crate::host_gpu::{HostBars, HostRunlist};
+use crate::host_gpu::{HostBars, HostRunlist, KickLock};
 use crate::host_pool::HostPool;
 use crate::partition::{Pools, Slice, UNITS};
 
@@ -194,6 +194,7 @@ impl Scrubber {
     pub fn bring_up<B: HostBars>(
         bars: &B,
         w: &impl Waiter,
+        kick_lock: &impl KickLock,
         pool: &mut HostPool,
         runlist: &mut HostRunlist,
         bar3_mapped: u64,
@@ -208,10 +209,10 @@ impl Scrubber {
         let start = pools.vram_base;
         let end = start + u64::from(UNITS) * pools.vram_per_unit;
         let mut s = Scrubber { ch: HostChannel::new(chid, ctl, bar3_mapped)?, ctl, zero, allowed: (start, end) };
-        let r = s.init(bars, w, runlist, bar3_mapped);
+        let r = s.init(bars, w, kick_lock, runlist, bar3_mapped);
         if r.is_err() {
             // Nothing of the scrubber may keep running on memory given back.
-            let _ = s.ch.stop(bars, w);
+            let _ = s.ch.stop(bars, w, kick_lock);
             let _ = runlist.set_host_channel(bars, w, bar3_mapped, chid, false);
             pool.free(zero, ZERO_BYTES);
             pool.free(ctl, crate::host_channel::ctl::BYTES);
@@ -219,19 +220,19 @@ impl Scrubber {
         r.map(|()| s)
     }
 
-    fn init<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, runlist: &mut HostRunlist, bar3_mapped: u64) -> Result<(), ScrubError> {
+    fn init<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, runlist: &mut HostRunlist, bar3_mapped: u64) -> Result<(), ScrubError> {
         self.ch.start(bars)?;
         runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), true).map_err(ChannelError::from)?;
         for off in (0..SEED_BYTES).step_by(4) {
             bars.bar3_write32(self.zero + off, 0);
         }
         // The seed is flushed with the pushbuffer (HostChannel::submit).
-        self.fill(bars, w, self.zero, SEED_BYTES, self.zero + SEED_BYTES, ZERO_BYTES - SEED_BYTES).map(|_| ())
+        self.fill(bars, w, kick_lock, self.zero, SEED_BYTES, self.zero + SEED_BYTES, ZERO_BYTES - SEED_BYTES).map(|_| ())
     }
 
     /// Takes the scrubber off the GPU and gives its host VRAM back (host shutdown).
-    pub fn shut_down<B: HostBars>(mut self, bars: &B, w: &impl Waiter, pool: &mut HostPool, runlist: &mut HostRunlist, bar3_mapped: u64) {
-        let _ = self.ch.stop(bars, w);
+    pub fn shut_down<B: HostBars>(mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, pool: &mut HostPool, runlist: &mut HostRunlist, bar3_mapped: u64) {
+        let _ = self.ch.stop(bars, w, kick_lock);
         let _ = runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), false);
         pool.free(self.zero, ZERO_BYTES);
         pool.free(self.ctl, crate::host_channel::ctl::BYTES);
@@ -249,7 +250,7 @@ impl Scrubber {
 
     /// Zeroes host VRAM `[addr, addr + len)`, which must lie inside the guest pool, and
     /// returns when the zeros are in VRAM (or the bounded wait failed).
-    pub fn scrub<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, addr: u64, len: u64) -> Result<ScrubStats, ScrubError> {
+    pub fn scrub<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, addr: u64, len: u64) -> Result<ScrubStats, ScrubError> {
         let (lo, hi) = self.allowed;
         if addr < lo || addr.checked_add(len).is_none_or(|end| end > hi) {
             return Err(ScrubError::Outside);
@@ -257,20 +258,20 @@ impl Scrubber {
         if len == 0 {
             return Ok(ScrubStats::default());
         }
-        self.fill(bars, w, self.zero, ZERO_BYTES, addr, len)
+        self.fill(bars, w, kick_lock, self.zero, ZERO_BYTES, addr, len)
     }
 
     /// Zeroes a vGPU's VRAM partition.
-    pub fn scrub_slice<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, slice: &Slice) -> Result<ScrubStats, ScrubError> {
-        self.scrub(bars, w, slice.vram_base, slice.vram_size)
+    pub fn scrub_slice<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, slice: &Slice) -> Result<ScrubStats, ScrubError> {
+        self.scrub(bars, w, kick_lock, slice.vram_base, slice.vram_size)
     }
 
-    fn fill<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, src: u64, line: u64, dst: u64, len: u64) -> Result<ScrubStats, ScrubError> {
+    fn fill<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, src: u64, line: u64, dst: u64, len: u64) -> Result<ScrubStats, ScrubError> {
         let mut words = [0u32; ZERO_PUSH_WORDS];
         const _: () = assert!(ZERO_PUSH_WORDS <= MAX_PUSH_WORDS);
         let n = zero_push(&mut words, src, line, dst, len, self.ch.semaphore(), self.ch.next_payload()).ok_or(ScrubError::Outside)?;
         let t0 = w.now_ns();
-        self.ch.submit(bars, w, &words[..n])?;
+        self.ch.submit(bars, w, kick_lock, &words[..n])?;
         self.ch.wait(bars, w, timeout_ns(len))?;
         Ok(ScrubStats { bytes: len, ns: w.now_ns().saturating_sub(t0).max(1) })
     }

@@ -10,7 +10,7 @@ use gf100_model::{Bar, Gpu, ModelConfig};
 use gpuvm_shadow_tests::channel::{ChannelSet, RunlistPart};
 use gpuvm_shadow_tests::gf100::{copy, host, pfifo, pushbuf, ramfc, target, userd};
 use gpuvm_shadow_tests::host_channel::{ctl, ChannelError, HostChannel, Waiter};
-use gpuvm_shadow_tests::host_gpu::{self, HostBars, HostRunlist, GUEST_CHANNELS, HOST_VRAM_RESERVED};
+use gpuvm_shadow_tests::host_gpu::{self, HostBars, HostRunlist, KickLock, GUEST_CHANNELS, HOST_VRAM_RESERVED};
 use gpuvm_shadow_tests::host_init::{self, layout, Mmio};
 use gpuvm_shadow_tests::host_pool::HostPool;
 use gpuvm_shadow_tests::memory::Clock;
@@ -73,6 +73,25 @@ struct Host {
     pool: HostPool,
     runlist: HostRunlist,
     scrubber: Scrubber,
+    kicks: Kicks,
+}
+
+/// The GPU's kick lock as the tests see it: counts the kicks made under it and fails a kick
+/// made while one is in progress (the KICK register is one per GPU).
+#[derive(Default)]
+struct Kicks {
+    held: Cell<bool>,
+    count: Cell<u32>,
+}
+
+impl KickLock for Kicks {
+    fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
+        assert!(!self.held.replace(true), "a kick under a kick");
+        self.count.set(self.count.get() + 1);
+        let r = f();
+        self.held.set(false);
+        r
+    }
 }
 
 fn host(vram_mib: u64) -> Host {
@@ -84,8 +103,9 @@ fn host(vram_mib: u64) -> Host {
     let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES).unwrap(), pool.alloc(host_gpu::RUNLIST_BYTES).unwrap()];
     let mut runlist = HostRunlist::new(bufs);
     let w = HostWait(Instant::now());
-    let scrubber = Scrubber::bring_up(&bars, &w, &mut pool, &mut runlist, up.bar3_mapped, GUEST_CHANNELS, &pools).expect("scrubber bring-up");
-    Host { bars, w, pools, bar3_mapped: up.bar3_mapped, pool, runlist, scrubber }
+    let kicks = Kicks::default();
+    let scrubber = Scrubber::bring_up(&bars, &w, &kicks, &mut pool, &mut runlist, up.bar3_mapped, GUEST_CHANNELS, &pools).expect("scrubber bring-up");
+    Host { bars, w, kicks, pools, bar3_mapped: up.bar3_mapped, pool, runlist, scrubber }
 }
 
 impl Host {
@@ -110,7 +130,7 @@ impl Host {
         self.holds(addr, len, 0)
     }
     fn scrub(&mut self, addr: u64, len: u64) -> Result<ScrubStats, ScrubError> {
-        self.scrubber.scrub(&self.bars, &self.w, addr, len)
+        self.scrubber.scrub(&self.bars, &self.w, &self.kicks, addr, len)
     }
 }
 
@@ -169,14 +189,14 @@ fn every_partition_scrubs_alone_and_reports_its_rate() {
     }
     // A gpuvm-4 vGPU's slice (units 2..4) among full neighbours.
     let slice = h.pools.slice(2, 2);
-    let s = h.scrubber.scrub_slice(&h.bars, &h.w, &slice).expect("scrub a slice");
+    let s = h.scrubber.scrub_slice(&h.bars, &h.w, &h.kicks, &slice).expect("scrub a slice");
     assert!(h.is_zero(slice.vram_base, slice.vram_size));
     for u in [0, 1, 4, 5, 6, 7] {
         assert!(h.holds(h.pools.vram_base + u * per_unit, per_unit, 0xa0 + u as u8), "unit {u} untouched");
     }
     // The whole guest pool (a gpuvm-1 vGPU).
     let all = h.pools.slice(0, UNITS);
-    let s1 = h.scrubber.scrub_slice(&h.bars, &h.w, &all).expect("scrub the pool");
+    let s1 = h.scrubber.scrub_slice(&h.bars, &h.w, &h.kicks, &all).expect("scrub the pool");
     assert!(h.is_zero(all.vram_base, all.vram_size));
     println!(
         "scrub rate on the in-process model: {} MiB in {:.1} ms = {} MiB/s (gpuvm-4 slice), {} MiB in {:.1} ms = {} MiB/s (gpuvm-1)",
@@ -252,12 +272,15 @@ fn a_stopped_host_channel_times_out_and_is_restarted_by_the_next_submission() {
         ]
     };
     let bad = [&[pushbuf::incr(0, host::YIELD + 4, 1), 0][..], &release(ch.next_payload())[..]].concat();
-    ch.submit(&h.bars, &h.w, &bad).unwrap();
+    ch.submit(&h.bars, &h.w, &h.kicks, &bad).unwrap();
     assert_eq!(ch.wait(&h.bars, &h.w, 200_000_000), Err(ChannelError::Timeout));
     // Acknowledge what the error raised, as the host's interrupt handler does.
     host_gpu::service_interrupt(&h.bars);
-    // The next submission restarts the channel and goes through.
-    ch.submit(&h.bars, &h.w, &release(ch.next_payload())).unwrap();
+    // The next submission restarts the channel (a kick, made under the GPU's kick lock)
+    // and goes through.
+    let kicks = h.kicks.count.get();
+    ch.submit(&h.bars, &h.w, &h.kicks, &release(ch.next_payload())).unwrap();
+    assert_eq!(h.kicks.count.get(), kicks + 1, "the restart's kick is made under the kick lock");
     ch.wait(&h.bars, &h.w, 5_000_000_000).expect("the restarted channel runs");
     // The scrubber's own channel was not disturbed.
     let base = h.pools.vram_base;

@@ -298,7 +298,7 @@ impl HostShared {
             return Ok(());
         }
         let r = match lock(&self.scrubber).as_mut() {
-            Some(s) => s.scrub_slice(&ModelBars(self), &HostClock(self.epoch), slice),
+            Some(s) => s.scrub_slice(&ModelBars(self), &HostClock(self.epoch), &KickLock(self), slice),
             None => Err(ScrubError::NoHostVram),
         };
         let mut log = lock(&self.scrubs);
@@ -541,7 +541,7 @@ impl MediatedHost {
         let mut runlist = HostRunlist::new([a, b]);
         // The scrubber's channel and zero block come from the host pool before the vGPU
         // quotas are cut from what is left.
-        let scrubber = Scrubber::bring_up(&ModelBars(&shared), &HostClock(shared.epoch), &mut pool, &mut runlist, up.bar3_mapped, SCRUB_CHANNEL, &shared.pools)
+        let scrubber = Scrubber::bring_up(&ModelBars(&shared), &HostClock(shared.epoch), &KickLock(&shared), &mut pool, &mut runlist, up.bar3_mapped, SCRUB_CHANNEL, &shared.pools)
             .map_err(|e| io::Error::other(format!("scrubber bring-up: {e:?}")))?;
         shared.scrubber = Mutex::new(Some(scrubber));
         shared.pool_bytes = pool.free_bytes();
@@ -726,7 +726,7 @@ impl Drop for MediatedHost {
         }
         let h = &*self.shared;
         if let Some(s) = lock(&h.scrubber).take() {
-            s.shut_down(&ModelBars(h), &HostClock(h.epoch), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
+            s.shut_down(&ModelBars(h), &HostClock(h.epoch), &KickLock(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
         }
         host_init::shut_down(&ModelBars(&self.shared));
     }
