@@ -114,7 +114,7 @@ echo "--- gpuvmctl stats (--json)"
 gpuvmctl stats > /tmp/stats || fail "gpuvmctl stats failed"
 cat /tmp/stats
 has /tmp/stats "^GPU $GPU_HOST: interrupts=[0-9]+ nonstall_unclaimed=[0-9]+$"
-has /tmp/stats "^  $u gpuvm-2 bar_maps=$(cat $M/$u/gpuvm/bar_maps) .*faults=0 mmio_denied=$(cat $M/$u/gpuvm/mmio_denied) mmio_forwarded=$(cat $M/$u/gpuvm/mmio_forwarded) mmio_traps=$(cat $M/$u/gpuvm/mmio_traps) .* submissions=$subs wait_ns=[0-9]+$"
+has /tmp/stats "^  $u gpuvm-2 bar_maps=$(cat $M/$u/gpuvm/bar_maps) .*faults=0 gpu_time_ns=[1-9][0-9]* mmio_denied=$(cat $M/$u/gpuvm/mmio_denied) mmio_forwarded=$(cat $M/$u/gpuvm/mmio_forwarded) mmio_traps=$(cat $M/$u/gpuvm/mmio_traps) .* submissions=$subs wait_ns=[0-9]+$"
 gpuvmctl stats --json > /tmp/json || fail "gpuvmctl stats --json failed"
 has /tmp/json "\"time_unix_ms\": [0-9]+"
 has /tmp/json "\"interrupts\": [0-9]+"
