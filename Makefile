@@ -7,14 +7,16 @@ BUILD := $(CURDIR)/build
 LIBCLANG_PATH := /usr/lib/llvm-19/lib
 BINDGEN := $(GPUVM_CACHE)/tools/bin/bindgen
 STATIC_TARGET := x86_64-unknown-linux-gnu
-STATIC_BIN := $(CURDIR)/target/$(STATIC_TARGET)/release
+# Cargo's output folder (CARGO_TARGET_DIR if set, as cargo itself does).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+STATIC_BIN := $(TARGET_DIR)/$(STATIC_TARGET)/release
 # Read the cached kernel build folder / QEMU wrapper found by the kernel and qemu targets.
 KB = $$(cat $(BUILD)/kbuild.path)
 KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN=$(BINDGEN) LIBCLANG_PATH=$(LIBCLANG_PATH)
 
 # Tests run in the host VM by `make test` (selftests/vm/tests/NAME.sh; NAME@PARAM passes PARAM).
 WORKLOADS := hotspot lud srad needle mmul
-VM_TESTS := module-binds-gpu model-doorbell-msi $(WORKLOADS:%=workload@native:%) native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress $(WORKLOADS:%=workload@vgpu:%) vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi isolation-pagetable isolation-bar-remap isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-irq-routing isolation-exhaustion isolation-pointers-4g isolation-runaway isolation-teardown nested-vgpu gpuvmctl mdevctl libvirt-mdev
+VM_TESTS := module-binds-gpu model-doorbell-msi $(WORKLOADS:%=workload@native:%) native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress $(WORKLOADS:%=workload@vgpu:%) vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi sched-policy-switch sched-weights sched-short-latency isolation-pagetable isolation-bar-remap isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-irq-routing isolation-exhaustion isolation-pointers-4g isolation-runaway isolation-teardown nested-vgpu gpuvmctl mdevctl libvirt-mdev
 
 .PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench bench-sched clean
 all: module model guest
@@ -65,7 +67,7 @@ initramfs: module warn-module guest kernel
 	@(cd $(BUILD)/initramfs-l2 && find . | cpio -o -H newc --quiet | gzip -1) > $(BUILD)/initramfs/l2/initrd.gz
 	@cp $$(cat $(BUILD)/l2kbuild.path)/vmlinux $(BUILD)/initramfs/l2/vmlinux
 
-VM_ENV = KBUILD=$(KB) QEMU=$$(cat $(BUILD)/qemu.path) MODEL_BIN=$(CURDIR)/target/release/gf100-model \
+VM_ENV = KBUILD=$(KB) QEMU=$$(cat $(BUILD)/qemu.path) MODEL_BIN=$(TARGET_DIR)/release/gf100-model \
 	INITRAMFS_DIR=$(BUILD)/initramfs OUT_DIR=$(BUILD)/vm \
 	VM_EXTRA_ARGS="-drive file=$$(cat $(BUILD)/qemu-image.path),if=none,id=qemuroot,format=raw,readonly=on -device virtio-blk-pci,drive=qemuroot,addr=0x10"
 

@@ -89,8 +89,7 @@ mod scrub;
 #[path = "shadow/watchdog.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod watchdog;
-// The scheduler and the submission mechanism: compiled in (so the kernel's build checks
-// them), not yet driven: the doorbell still forwards at once (`HostChannels::submit`).
+// The scheduler (policy) and the submission mechanism; host_sched.rs drives them.
 #[path = "sched/mod.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod sched;
@@ -114,6 +113,7 @@ mod rust_sysfs;
 mod vfio;
 
 mod host_env;
+mod host_sched;
 mod vgpu;
 
 module! {
@@ -127,12 +127,14 @@ module! {
 /// What every vGPU of a GPU shares: identity, geometry, the allocation map, the host's
 /// apertures, pool and runlist.
 ///
-/// Lock order (outer first): a vGPU's `state` → `scrubber` → `runlist` → `pramin`; `pool`,
-/// `tlb` and `units` are leaves taken alone (at probe only, `pool` → `runlist` while the
-/// scrubber is set up); `kick_lock` is innermost: taken under any of these (the scrubber's
-/// channel kicks under `scrubber`, and under `pool` → `runlist` at probe and removal), and
-/// nothing is taken under it but register accesses; `vgpu_list` is never held while a vGPU's
-/// `state` is taken (the interrupt thread copies the list first).
+/// Lock order (outer first): a vGPU's `state` → `dispatch` → `runlist` → `pramin`, and a
+/// vGPU's `state` → `scrubber` → `runlist`; `pool`, `tlb` and `units` are leaves taken alone
+/// (at probe only, `pool` → `runlist` while the scrubber is set up); `kick_lock` is
+/// innermost: taken under any of these (the scrubber's channel kicks under `scrubber`, and
+/// under `pool` → `runlist` at probe and removal), and nothing is taken under it but
+/// register accesses; `vgpu_list` is never held while a vGPU's `state` is taken (the
+/// interrupt thread copies the list first), nor is `dispatch` (the dispatcher's timer
+/// releases it before refreshing a vGPU).
 #[pin_data]
 pub(crate) struct GpuShared {
     pdev: ARef<pci::Device>,
@@ -197,6 +199,11 @@ pub(crate) struct GpuShared {
     /// Units whose VRAM may hold a previous user's data (all of them at probe: nobody knows
     /// what the card held); cleared by a scrub.
     dirty_units: AtomicU32,
+    /// The submission dispatcher and its scheduler (host_sched.rs): which vGPU's queued
+    /// doorbell reaches the GPU next. Held only for bookkeeping and the bounded register
+    /// accesses of a forward or a completion check (no sleep, no wait under it).
+    #[pin]
+    dispatch: Mutex<KBox<host_sched::DispatchState>>,
 }
 
 
@@ -393,6 +400,13 @@ impl irq::Handler for GpuShared {
         for (i, dev) in targets.iter().enumerate() {
             vgpu::Vgpu::deliver(dev, &ev, claims & (1 << (i % 32)) != 0);
         }
+        // Any interrupt may mark the running submission's end (a fence's non-stall, a fault
+        // that stopped the channel).
+        if let Some(v) = self.dispatch_poll() {
+            if let Some(dev) = targets.iter().find(|d| d.slot() == Some(v)) {
+                vgpu::Vgpu::refresh_userd(dev);
+            }
+        }
     }
 }
 
@@ -486,6 +500,10 @@ impl mdev::Driver for VgpuDriver {
         }
         // From here on the slice is owned by the vGPU state and freed when it drops.
         let dev = vfio::Device::new(mdev.as_bound(), vgpu::Vgpu::new(gpu.clone(), share, slice)?)?;
+        // Removed again when the device state drops (vgpu.rs), whatever fails below.
+        if let Some(v) = dev.slot() {
+            gpu.dispatch_add(v);
+        }
         gpu.add_vgpu(dev.clone())?;
         let reg = match vfio::Registration::new(dev.clone()) {
             Ok(r) => r,
@@ -537,8 +555,10 @@ impl mdev::Driver for VgpuDriver {
 /// One physical GF100 owned by this driver. Field order is drop order: sysfs files first,
 /// then the mdev parent (which removes every vGPU), then the GPU is quiesced.
 struct GpuvmGpu {
-    /// Dropped first: the watchdog stops before anything it looks at goes.
+    /// Dropped first: the watchdog and the dispatcher's timer stop before anything they look
+    /// at goes.
     _watchdog: periodic::Periodic<GpuShared>,
+    _sched_timer: periodic::Periodic<host_sched::SchedTimer>,
     _attrs: GroupsRegistration,
     _parent: Pin<KBox<mdev::Parent<VgpuDriver>>>,
     _host: HostGpu,
@@ -755,6 +775,7 @@ impl pci::Driver for GpuvmPciDriver {
                 vgpu_list <- new_mutex!(KVec::new()),
                 scrubber <- new_mutex!(None),
                 dirty_units: AtomicU32::new(u32::MAX),
+                dispatch <- new_mutex!(host_sched::DispatchState::new()?),
             }),
             GFP_KERNEL,
         )?;
@@ -796,7 +817,8 @@ impl pci::Driver for GpuvmPciDriver {
         let parent = mdev::Parent::register(pdev.as_ref(), types, shared.clone())?;
         let attrs = GroupsRegistration::new(pdev.as_ref(), &gpu_sysfs::GROUPS)?;
         let watchdog = periodic::Periodic::start(c"gpuvm-watchdog", shared.clone())?;
-        Ok(GpuvmGpu { _watchdog: watchdog, _attrs: attrs, _parent: parent, _host: host, shared })
+        let timer = periodic::Periodic::start(c"gpuvm-sched", Arc::new(host_sched::SchedTimer(shared.clone()), GFP_KERNEL)?)?;
+        Ok(GpuvmGpu { _watchdog: watchdog, _sched_timer: timer, _attrs: attrs, _parent: parent, _host: host, shared })
     }
 }
 
@@ -854,7 +876,53 @@ sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.pool.lock().free_bytes() >> 10;
     rw GpuWatchdogMs c"watchdog_ms";
     ro GpuWatchdogKills c"watchdog_kills" => |g| g.shared.watchdog_kills.load(Ordering::Relaxed);
+    rw GpuSchedPolicy c"sched_policy";
+    rw GpuSchedPeriod c"sched_period_us";
+    rw GpuBandWait c"band_wait_us";
 }}
+
+/// The scheduling policy: reads as every policy with the active one in brackets
+/// (`fifo [credit] band`); takes one name.
+struct GpuSchedPolicy;
+impl Attr<GpuAttrs> for GpuSchedPolicy {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        let active = g.shared.sched_policy();
+        for (i, k) in sched::knobs::PolicyKind::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            if k == active {
+                write!(f, "{}[{}]", sep, k.name()).map_err(|_| EINVAL)?;
+            } else {
+                write!(f, "{}{}", sep, k.name()).map_err(|_| EINVAL)?;
+            }
+        }
+        writeln!(f).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        g.shared.set_sched_policy(input)
+    }
+}
+
+/// The credit replenish period, µs.
+struct GpuSchedPeriod;
+impl Attr<GpuAttrs> for GpuSchedPeriod {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", g.shared.sched_knobs().period.us()).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        g.shared.set_sched_period(input)
+    }
+}
+
+/// BAND's wait before the GPU goes to a vGPU over its share, µs.
+struct GpuBandWait;
+impl Attr<GpuAttrs> for GpuBandWait {
+    fn show(g: &GpuvmGpu, f: &mut Formatter<'_>) -> Result {
+        writeln!(f, "{}", g.shared.sched_knobs().band_wait.us()).map_err(|_| EINVAL)
+    }
+    fn store(g: &GpuvmGpu, input: &[u8]) -> Result {
+        g.shared.set_band_wait(input)
+    }
+}
 
 /// How long one piece of work may hold an engine without progress, in ms.
 struct GpuWatchdogMs;
@@ -950,22 +1018,30 @@ sysfs_group! { vgpu_sysfs: VgpuAttrs, c"gpuvm" {
     ro VgpuMmioDenied c"mmio_denied" => |h| h.reg.device().counters.mmio_denied.load(Ordering::Relaxed);
     ro VgpuResets c"resets" => |h| h.reg.device().counters.resets.load(Ordering::Relaxed);
     rw VgpuWeight c"weight";
+    ro VgpuGpuTime c"gpu_time_ns" => |h| sched_counters(h).sched.gpu_time_ns;
+    ro VgpuWait c"wait_ns" => |h| sched_counters(h).sched.wait_time_ns;
+    ro VgpuQueued c"queued" => |h| sched_counters(h).sched.queued;
+    ro VgpuDispatched c"dispatched" => |h| sched_counters(h).sched.dispatched;
+    ro VgpuGivenUp c"sched_given_up" => |h| sched_counters(h).mech.given_up;
 }}
 
-/// Scheduling weight, 1..=100.
+/// The vGPU's scheduler counters (zero for a vGPU outside the dispatcher's slots).
+fn sched_counters(h: &VgpuHandle) -> host_sched::SchedCounters {
+    let dev = h.reg.device();
+    dev.slot().map(|v| dev.gpu.sched_counters(v)).unwrap_or_default()
+}
+
+/// Scheduling weight, 1..=100, read by the policy (a change takes effect at once).
 struct VgpuWeight;
 impl Attr<VgpuAttrs> for VgpuWeight {
     fn show(h: &VgpuHandle, f: &mut Formatter<'_>) -> Result {
-        writeln!(f, "{}", h.reg.device().weight.load(Ordering::Relaxed)).map_err(|_| EINVAL)
+        let dev = h.reg.device();
+        writeln!(f, "{}", dev.slot().map_or(0, |v| dev.gpu.weight(v))).map_err(|_| EINVAL)
     }
     fn store(h: &VgpuHandle, input: &[u8]) -> Result {
-        let w = rust_sysfs::parse_u32(input)?;
-        if !(1..=vgpu::WEIGHT_MAX).contains(&w) {
-            dev_warn!(h.reg.device().parent(), "weight: {} is outside 1..={} (EINVAL)\n", w, vgpu::WEIGHT_MAX);
-            return Err(EINVAL);
-        }
-        h.reg.device().weight.store(w, Ordering::Relaxed);
-        Ok(())
+        let dev = h.reg.device();
+        let v = dev.slot().ok_or(ENODEV)?;
+        dev.gpu.set_weight(dev.parent(), v, input)
     }
 }
 

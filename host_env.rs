@@ -14,6 +14,7 @@ use crate::{
     vregs,
     memory::{Clock, SysMem},
     shadow_vm::TableAlloc,
+    sched::account::VgpuId,
     sync_policy::SyncMode,
     vfio, GpuShared,
 };
@@ -98,9 +99,15 @@ pub(crate) trait BarRemapSink {
     fn take_mapped(&self, f: &mut dyn FnMut(u64));
 }
 
-/// The host channel controls of shadow/host_gpu.rs over the GPU's BARs, and the vGPU's BAR
-/// remapping.
-pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared, pub(crate) &'a dyn BarRemapSink);
+/// The vGPU's slot in its GPU's dispatcher (host_sched.rs), implemented in vgpu.rs.
+pub(crate) trait DispatchSlot {
+    /// None only for a vGPU outside the dispatcher's slots (its doorbells go straight on).
+    fn dispatch_slot(&self) -> Option<VgpuId>;
+}
+
+/// The host channel controls of shadow/host_gpu.rs over the GPU's BARs, the vGPU's BAR
+/// remapping, and its slot in the GPU's dispatcher (where its doorbells go).
+pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared, pub(crate) &'a dyn BarRemapSink, pub(crate) Option<VgpuId>);
 
 impl HostChannels for KernelChannels<'_> {
     fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
@@ -118,6 +125,15 @@ impl HostChannels for KernelChannels<'_> {
     }
     fn ring_doorbell(&mut self, host_chid: u32, put: u32) {
         host_gpu::ring_doorbell(&KernelBars(self.0), host_chid, put)
+    }
+    /// The doorbell is queued in the GPU's dispatcher, which forwards it when the policy
+    /// picks this vGPU (under the vGPU's state lock: the order is state → dispatch →
+    /// runlist).
+    fn submit(&mut self, host_chid: u32, put: u32) {
+        match self.2 {
+            Some(v) => self.0.dispatch_submit(v, host_chid, put),
+            None => self.ring_doorbell(host_chid, put),
+        }
     }
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError> {
         self.0.commit_runlist(part)
@@ -263,13 +279,13 @@ pub(crate) fn with_env<T: vfio::Ops, R>(
     f: impl FnOnce(&mut Env<'_>) -> R,
 ) -> R
 where
-    vfio::Device<T>: BarRemapSink,
+    vfio::Device<T>: BarRemapSink + DispatchSlot,
 {
     let bars = KernelBars(gpu);
     let mut vram = HostVram::new(&bars, gpu.bar3_mapped());
     let mut sys = VfioGuestMemory { dev, pins };
     let mut tables = PoolTables(gpu);
-    let mut host = KernelChannels(gpu, dev);
+    let mut host = KernelChannels(gpu, dev, dev.dispatch_slot());
     let clock = GpuClock(gpu);
     let mut env = Env { vram: &mut vram, sys: &mut sys, tables: &mut tables, host: &mut host, clock: &clock };
     f(&mut env)

@@ -12,7 +12,8 @@ use crate::{
     bar_remap::{self, BarView, MapDecision},
     eventfd::EventFd,
     gf100,
-    host_env::{self, BarRemapSink, KernelBars, KernelStorage, PinCache},
+    host_env::{self, BarRemapSink, DispatchSlot, KernelBars, KernelStorage, PinCache},
+    host_sched,
     host_gpu::HostVram,
     host_init,
     memory::Vram,
@@ -20,10 +21,11 @@ use crate::{
     mediator::{Mediator, MediatorStats},
     partition::Slice,
     pci_config::{ConfigSpace, COMMAND_BUS_MASTER, CONFIG_SIZE},
+    sched::account::VgpuId,
     vfio::{self, DeviceFlag, IrqFlag, IrqFlags, IrqIndex, Region, RegionFlag, RegionFlags},
     vregs, GpuShared,
 };
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::{mm::virt::VmaNew, new_mutex, prelude::*, sync::Arc, sync::Mutex};
 
 /// What the VM's interrupt wiring looks like right now.
@@ -57,10 +59,6 @@ pub(crate) struct VgpuCounters {
     pub(crate) bar_refused: AtomicU64,
 }
 
-/// Default and bounds of the scheduling weight.
-pub(crate) const WEIGHT_DEFAULT: u32 = 10;
-pub(crate) const WEIGHT_MAX: u32 = 100;
-
 /// BAR remapping state a fault reads and writes (under `Vgpu::remap`).
 struct RemapState {
     /// The guest's BAR3 root as the mediator last published it (None: direct mode).
@@ -86,7 +84,6 @@ pub(crate) struct Vgpu {
     pub(crate) bar1_size: u64,
     pub(crate) bar3_size: u64,
     pub(crate) counters: VgpuCounters,
-    pub(crate) weight: AtomicU32,
     #[pin]
     state: Mutex<VgpuState>,
     /// `bar_remap` as it was when the device was opened (BAR3 offered for mmap).
@@ -115,7 +112,6 @@ impl Vgpu {
             bar1_size,
             bar3_size,
             counters: VgpuCounters::default(),
-            weight: AtomicU32::new(WEIGHT_DEFAULT),
             state <- new_mutex!(VgpuState { config, irqs: Irqs::default(), med, pins: PinCache::new() }),
             remap_on: AtomicBool::new(false),
             remap <- new_mutex!(RemapState { root: None, mapped, any: false }),
@@ -157,6 +153,20 @@ impl Vgpu {
         let st = &mut *guard;
         let med = &mut st.med;
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.claim_nonstall(env))
+    }
+
+    /// The GPU's dispatcher completed a submission of this vGPU: its guest's USERD pages
+    /// show the host channels' progress (for a guest that polls them without a trap).
+    pub(crate) fn refresh_userd(dev: &vfio::Device<Self>) {
+        let mut guard = dev.state.lock();
+        let st = &mut *guard;
+        let med = &mut st.med;
+        host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.refresh_userd(env));
+    }
+
+    /// The vGPU's slot in the GPU's dispatcher.
+    pub(crate) fn slot(&self) -> Option<VgpuId> {
+        host_sched::slot(self.slice.first_unit)
     }
 
     /// The watchdog stops host channel `host_chid` (this vGPU's): unrunnable while it is
@@ -249,6 +259,16 @@ impl Vgpu {
         st.irqs.intx_masked = false;
         let med = &mut st.med;
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.reset(env));
+        // Its channels are stopped: what it had queued is dropped, others' work untouched.
+        if let Some(v) = dev.slot() {
+            dev.gpu.dispatch_reset(v);
+        }
+    }
+}
+
+impl DispatchSlot for vfio::Device<Vgpu> {
+    fn dispatch_slot(&self) -> Option<VgpuId> {
+        self.slot()
     }
 }
 
@@ -324,6 +344,11 @@ impl Vgpu {
 #[pinned_drop]
 impl PinnedDrop for Vgpu {
     fn drop(self: Pin<&mut Self>) {
+        // Out of the dispatcher before the slot can go to a new vGPU (its channels were
+        // stopped at close).
+        if let Some(v) = self.slot() {
+            self.gpu.dispatch_remove(v);
+        }
         self.gpu.release_slice(&self.slice);
     }
 }
@@ -392,6 +417,10 @@ impl vfio::Ops for Vgpu {
         st.config = ConfigSpace::new(dev.bar1_size, dev.bar3_size);
         let med = &mut st.med;
         host_env::with_env(&dev.gpu, dev, &mut st.pins, |env| med.close(env));
+        // Its channels are stopped: its queued submissions are dropped (counters kept).
+        if let Some(v) = dev.slot() {
+            dev.gpu.dispatch_reset(v);
+        }
         st.irqs = Irqs::default();
         // The next user of this vGPU must not read what this one left (a failure is logged and
         // leaves the slice marked dirty, so it is scrubbed before the slice is handed out again).

@@ -59,7 +59,7 @@ pub struct Band {
 }
 
 impl Band {
-    pub fn new(knobs: &Knobs, now: Ns) -> Self {
+    pub const fn new(knobs: &Knobs, now: Ns) -> Self {
         Self {
             ledger: Ledger::new(knobs.period, now),
             used: [0; MAX_VGPUS],

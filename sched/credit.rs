@@ -51,7 +51,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// Everyone at zero; the first period starts now.
-    pub fn new(period: Period, now: Ns) -> Self {
+    pub const fn new(period: Period, now: Ns) -> Self {
         let p = period.ns();
         Self { credit: [0; MAX_VGPUS], touched: [false; MAX_VGPUS], busy: 0, period_ns: p, last_boundary: now, next_boundary: now.saturating_add(p) }
     }
@@ -181,7 +181,7 @@ pub struct Credit {
 }
 
 impl Credit {
-    pub fn new(knobs: &Knobs, now: Ns) -> Self {
+    pub const fn new(knobs: &Knobs, now: Ns) -> Self {
         Self { ledger: Ledger::new(knobs.period, now) }
     }
 

@@ -179,3 +179,8 @@ pub struct Knobs {
     pub period: Period,
     pub band_wait: BandWait,
 }
+
+impl Knobs {
+    /// The defaults, as a constant.
+    pub const DEFAULT: Self = Self { period: Period::DEFAULT, band_wait: BandWait::DEFAULT };
+}

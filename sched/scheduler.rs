@@ -36,7 +36,7 @@ enum Active {
 }
 
 impl Active {
-    fn new(kind: PolicyKind, knobs: &Knobs, now: Ns) -> Self {
+    const fn new(kind: PolicyKind, knobs: &Knobs, now: Ns) -> Self {
         match kind {
             PolicyKind::Fifo => Self::Fifo(Fifo),
             PolicyKind::Credit => Self::Credit(Credit::new(knobs, now)),
@@ -62,8 +62,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// No vGPUs yet.
-    pub fn new(kind: PolicyKind, knobs: Knobs, now: Ns) -> Self {
+    /// No vGPUs yet (`const`: a caller without room for it on its stack can have it built
+    /// at compile time and copied into place).
+    pub const fn new(kind: PolicyKind, knobs: Knobs, now: Ns) -> Self {
         Self { acct: Account::new(), knobs, active: Active::new(kind, &knobs, now) }
     }
 

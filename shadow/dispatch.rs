@@ -160,6 +160,10 @@ pub struct DispatchStats {
     pub refused: u64,
 }
 
+impl DispatchStats {
+    pub const ZERO: Self = Self { merged_running: 0, given_up: 0, empty: 0, refused: 0 };
+}
+
 /// What the caller does after a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -187,7 +191,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(kind: PolicyKind, knobs: Knobs, now: Ns) -> Self {
+    /// `const`: the kernel has it built at compile time and copied into its allocation (it is
+    /// too large for a kernel stack).
+    pub const fn new(kind: PolicyKind, knobs: Knobs, now: Ns) -> Self {
         Self {
             sched: Scheduler::new(kind, knobs, now),
             queues: [Queue::EMPTY; MAX_VGPUS],
@@ -196,7 +202,7 @@ impl Dispatcher {
             rung: [0; CHANNELS],
             fwd: [0; CHANNELS],
             running: None,
-            stats: [DispatchStats::default(); MAX_VGPUS],
+            stats: [DispatchStats::ZERO; MAX_VGPUS],
         }
     }
 

@@ -55,14 +55,31 @@ echo "--- gpuvmctl sched"
 gpuvmctl sched > /tmp/sched || fail "gpuvmctl sched failed"
 cat /tmp/sched
 if [ -e $PA/sched_policy ]; then
-  has /tmp/sched "^  policy: [a-z]+ \\(sched_policy: "
+  has /tmp/sched "^  policy: credit \\(sched_policy: fifo \\[credit\\] band\\)"
+  echo "--- gpuvmctl sched sets the real knobs"
+  gpuvmctl sched --policy band --period-us 20000 --band-wait-us 0 > /tmp/sched || fail "gpuvmctl sched --policy band ... failed"
+  cat /tmp/sched
+  [ "$(cat $PA/sched_policy)" = "fifo credit [band]" ] || fail "sched_policy reads '$(cat $PA/sched_policy)' after gpuvmctl set band"
+  [ "$(cat $PA/sched_period_us) $(cat $PA/band_wait_us)" = "20000 0" ] || fail "period/wait $(cat $PA/sched_period_us)/$(cat $PA/band_wait_us) after gpuvmctl set 20000/0"
+  has /tmp/sched "^  policy: band \\(sched_policy: fifo credit \\[band\\]\\)"
+  refused gpuvmctl sched --policy bogus
+  has /tmp/err "writing 'bogus' to .*/gpuvm/sched_policy: EINVAL \\(Invalid argument\\): a policy is one of"
+  has /tmp/err "kernel: .*sched_policy: 'bogus': unknown policy \\(fifo, credit, band\\) \\(EINVAL\\)"
+  refused gpuvmctl sched --period-us 5
+  has /tmp/err "kernel: .*sched_period_us: 5 is outside 1000\\.\\.=1000000 \\(EINVAL\\)"
+  gpuvmctl sched --period-us 30000 --band-wait-us 500 > /dev/null || fail "gpuvmctl sched --period-us 30000 --band-wait-us 500 failed"
 else
   has /tmp/sched "^  scheduler: no knobs in this gpuvm.ko \\(no sched_policy, sched_period_us, band_wait_us in /sys/class/mdev_bus/$GPU_HOST/gpuvm\\)"
   refused gpuvmctl sched --policy credit
   has /tmp/err "this gpuvm.ko has no scheduler knob sched_policy \\(no /sys/class/mdev_bus/$GPU_HOST/gpuvm/sched_policy\\)"
 fi
 has /tmp/sched "^  $u +gpuvm-2 +10 +50.0%$"
-gpuvmctl sched --weight $u=40 > /tmp/sched || fail "gpuvmctl sched --weight $u=40 failed"
+if [ -e $PA/sched_policy ]; then
+  gpuvmctl sched --policy credit --weight $u=40 > /tmp/sched || fail "gpuvmctl sched --policy credit --weight $u=40 failed"
+  [ "$(cat $PA/sched_policy)" = "fifo [credit] band" ] || fail "sched_policy reads '$(cat $PA/sched_policy)' after gpuvmctl set credit"
+else
+  gpuvmctl sched --weight $u=40 > /tmp/sched || fail "gpuvmctl sched --weight $u=40 failed"
+fi
 cat /tmp/sched
 [ "$(cat $M/$u/gpuvm/weight)" = 40 ] || fail "weight of $u is $(cat $M/$u/gpuvm/weight) after setting 40"
 has /tmp/sched "^  $u +gpuvm-2 +40 +80.0%$"
@@ -82,11 +99,12 @@ cat /tmp/bench.out | tail -3
 [ "$(cat /tmp/bench.rc)" = 0 ] || fail "gpuvm-bench on $u failed"
 has /tmp/top "^gpuvmctl top: rates over the last [0-9]+\\.[0-9]s$"
 has /tmp/top "^GPU $GPU_HOST  vGPUs 2  VRAM free $(cat $PA/vram_free_mib)/$vram MiB  channels free $(cat $PA/channels_free)/$ch  interrupts/s [0-9.]+  "
-has /tmp/top "^  UUID +TYPE +VRAM MiB +WEIGHT +SHARE +SUBM% +SUBM/s +TRAPS/s +DENIED/s +SYNCS/s +FAULTS$"
+has /tmp/top "^  UUID +TYPE +VRAM MiB +WEIGHT +SHARE +SUBM% +SUBM/s +TRAPS/s +DENIED/s +SYNCS/s +FAULTS +GPU%$"
 set -- $(grep "^  $u " /tmp/top)
 [ "$2 $3 $4 $5" = "gpuvm-2 $((vram / 2)) 40 80.0%" ] || fail "top's row of $u: $*"
 awk -v t="$8" 'BEGIN { exit !(t > 0) }' || fail "top shows no traps/s for $u while it ran work: $*"
 [ "${11}" = 0 ] || fail "top shows faults of $u: ${11}"
+[ "${12}" = "100.0%" ] || fail "top's GPU% of $u, the only vGPU running work, is ${12}: $*"
 set -- $(grep "^  $u2 " /tmp/top)
 [ "$2 $3 $4 $5 $7 $8" = "gpuvm-4 $((vram / 4)) 10 20.0% 0.0 0.0" ] || fail "top's row of the idle $u2: $*"
 subs=$(cat $M/$u/gpuvm/submissions)
@@ -96,11 +114,12 @@ echo "--- gpuvmctl stats (--json)"
 gpuvmctl stats > /tmp/stats || fail "gpuvmctl stats failed"
 cat /tmp/stats
 has /tmp/stats "^GPU $GPU_HOST: interrupts=[0-9]+ nonstall_unclaimed=[0-9]+$"
-has /tmp/stats "^  $u gpuvm-2 bar_maps=$(cat $M/$u/gpuvm/bar_maps) .*faults=0 mmio_denied=$(cat $M/$u/gpuvm/mmio_denied) mmio_forwarded=$(cat $M/$u/gpuvm/mmio_forwarded) mmio_traps=$(cat $M/$u/gpuvm/mmio_traps) .* submissions=$subs$"
+has /tmp/stats "^  $u gpuvm-2 bar_maps=$(cat $M/$u/gpuvm/bar_maps) .*faults=0 gpu_time_ns=[1-9][0-9]* mmio_denied=$(cat $M/$u/gpuvm/mmio_denied) mmio_forwarded=$(cat $M/$u/gpuvm/mmio_forwarded) mmio_traps=$(cat $M/$u/gpuvm/mmio_traps) .* submissions=$subs wait_ns=[0-9]+$"
 gpuvmctl stats --json > /tmp/json || fail "gpuvmctl stats --json failed"
 has /tmp/json "\"time_unix_ms\": [0-9]+"
 has /tmp/json "\"interrupts\": [0-9]+"
 has /tmp/json "\"submissions\": $subs"
+has /tmp/json "\"gpu_time_ns\": [1-9][0-9]*"
 has /tmp/json "\"mmio_traps\": $(cat $M/$u/gpuvm/mmio_traps)"
 grep -q '"weight"' /tmp/json && fail "stats --json lists weight as a counter"
 

@@ -1,8 +1,9 @@
 //! `gpuvmctl top`: per-vGPU rates from the difference of two counter samples.
 //!
-//! The module does not measure GPU time per vGPU yet, so the GPU share shown is twofold: the
-//! share the scheduler is asked for (the vGPU's weight over the weights on its GPU) and the
-//! share of the GPU's submissions the vGPU made in the interval.
+//! Three shares per vGPU: the one the scheduler is asked for (its weight over the weights on
+//! its GPU), its part of the GPU's submissions in the interval, and its part of the GPU time
+//! the module charged in the interval (`gpu_time_ns`; "-" with a module that does not count
+//! it, or when no vGPU got GPU time).
 
 use crate::error::Result;
 use crate::sysfs::{Gpu, Sysfs};
@@ -32,6 +33,8 @@ pub struct Row {
     pub weight_share: Option<f64>,
     /// Its share of its GPU's submissions in the interval, in percent (None: no submissions).
     pub subm_share: Option<f64>,
+    /// Its share of the GPU time charged on its GPU in the interval, in percent.
+    pub gpu_share: Option<f64>,
     pub subm_per_s: f64,
     pub traps_per_s: f64,
     pub denied_per_s: f64,
@@ -74,11 +77,18 @@ pub fn rows(prev: &Sample, cur: &Sample) -> Vec<GpuRows> {
             let subs: Vec<u64> =
                 g.vgpus.iter().map(|v| delta(before.get(v.uuid.as_str()), &v.counters(), "submissions")).collect();
             let all_subs: u64 = subs.iter().sum();
+            let gpu: Vec<Option<u64>> = g
+                .vgpus
+                .iter()
+                .map(|v| v.num("gpu_time_ns").map(|_| delta(before.get(v.uuid.as_str()), &v.counters(), "gpu_time_ns")))
+                .collect();
+            let all_gpu: u64 = gpu.iter().flatten().sum();
             let rows = g
                 .vgpus
                 .iter()
                 .zip(&subs)
-                .map(|(v, &s)| {
+                .zip(&gpu)
+                .map(|((v, &s), &t)| {
                     let c = v.counters();
                     let p = before.get(v.uuid.as_str());
                     let rate = |n: &str| delta(p, &c, n) as f64 / dt;
@@ -92,6 +102,7 @@ pub fn rows(prev: &Sample, cur: &Sample) -> Vec<GpuRows> {
                             .filter(|_| weights > 0)
                             .map(|w| 100.0 * w as f64 / weights as f64),
                         subm_share: (all_subs > 0).then(|| 100.0 * s as f64 / all_subs as f64),
+                        gpu_share: t.filter(|_| all_gpu > 0).map(|t| 100.0 * t as f64 / all_gpu as f64),
                         subm_per_s: s as f64 / dt,
                         traps_per_s: rate("mmio_traps"),
                         denied_per_s: rate("mmio_denied"),
@@ -148,7 +159,7 @@ pub fn render(frames: &[GpuRows], interval_s: f64) -> String {
         let _ = writeln!(s, "{}", g.header);
         let _ = writeln!(
             s,
-            "  {:<36} {:<8} {:>8} {:>6} {:>7} {:>6} {:>8} {:>9} {:>8} {:>7} {:>7}",
+            "  {:<36} {:<8} {:>8} {:>6} {:>7} {:>6} {:>8} {:>9} {:>8} {:>7} {:>7} {:>6}",
             "UUID",
             "TYPE",
             "VRAM MiB",
@@ -159,7 +170,8 @@ pub fn render(frames: &[GpuRows], interval_s: f64) -> String {
             "TRAPS/s",
             "DENIED/s",
             "SYNCS/s",
-            "FAULTS"
+            "FAULTS",
+            "GPU%"
         );
         if g.rows.is_empty() {
             let _ = writeln!(s, "  (no vGPUs)");
@@ -168,7 +180,7 @@ pub fn render(frames: &[GpuRows], interval_s: f64) -> String {
             let faults = if r.faults_new > 0 { format!("{}+{}", r.faults, r.faults_new) } else { r.faults.to_string() };
             let _ = writeln!(
                 s,
-                "  {:<36} {:<8} {:>8} {:>6} {:>7} {:>6} {:>8.1} {:>9.1} {:>8.1} {:>7.1} {:>7}",
+                "  {:<36} {:<8} {:>8} {:>6} {:>7} {:>6} {:>8.1} {:>9.1} {:>8.1} {:>7.1} {:>7} {:>6}",
                 r.uuid,
                 r.mdev_type,
                 opt(r.vram_mib),
@@ -179,7 +191,8 @@ pub fn render(frames: &[GpuRows], interval_s: f64) -> String {
                 r.traps_per_s,
                 r.denied_per_s,
                 r.syncs_per_s,
-                faults
+                faults,
+                pct(r.gpu_share)
             );
         }
     }
@@ -224,6 +237,7 @@ mod tests {
         assert_eq!(r[0].subm_share, Some(75.0));
         assert_eq!(r[1].subm_share, Some(25.0));
         assert_eq!((r[1].faults, r[1].faults_new), (3, 2));
+        assert_eq!(r[0].gpu_share, None, "no gpu_time_ns in this module");
         assert!(f[0].header.contains("interrupts/s 2.0"), "{}", f[0].header);
         assert!(f[0].header.contains("no scheduler knobs"));
     }
@@ -247,6 +261,22 @@ mod tests {
         let r = &rows(&a, &b)[0].rows;
         assert_eq!(r[0].subm_per_s, 7.0);
         assert_eq!(r[1].subm_per_s, 3.0);
+    }
+
+    #[test]
+    fn gpu_share_from_gpu_time_deltas() {
+        let t0 = Instant::now();
+        let with = |v: Vgpu, ns: u64| {
+            let mut v = v;
+            v.attrs.insert("gpu_time_ns".into(), Value::from(ns));
+            v
+        };
+        let a = sample(t0, vec![with(vgpu("a", 10, 0, 0, 0), 1_000), with(vgpu("b", 30, 0, 0, 0), 9_000)], 0);
+        let b = sample(t0 + Duration::from_secs(1), vec![with(vgpu("a", 10, 0, 0, 0), 2_000), with(vgpu("b", 30, 0, 0, 0), 12_000)], 0);
+        let f = rows(&a, &b);
+        assert_eq!(f[0].rows[0].gpu_share, Some(25.0));
+        assert_eq!(f[0].rows[1].gpu_share, Some(75.0));
+        assert!(render(&f, 1.0).contains(" 75.0%\n"), "{}", render(&f, 1.0));
     }
 
     #[test]

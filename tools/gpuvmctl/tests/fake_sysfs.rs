@@ -299,11 +299,11 @@ fn top_rates_come_from_counter_deltas() {
         assert_eq!(fr.len(), 5, "{all}");
         assert_eq!(fr[1], "GPU 0000:00:04.0  vGPUs 2  VRAM free 960/960 MiB  channels free 120/120  interrupts/s 0.0  no scheduler knobs", "{all}");
     }
-    // UUID TYPE VRAM WEIGHT SHARE SUBM% SUBM/s TRAPS/s DENIED/s SYNCS/s FAULTS
+    // UUID TYPE VRAM WEIGHT SHARE SUBM% SUBM/s TRAPS/s DENIED/s SYNCS/s FAULTS GPU%
     let cols = |l: &String| -> Vec<String> { l.split_whitespace().map(str::to_string).collect() };
     let first = cols(&frames[0][3]);
     assert_eq!(first[0], U1);
-    assert_eq!(&first[1..], ["gpuvm-2", "480", "10", "25.0%", "-", "0.0", "0.0", "0.0", "0.0", "0"], "{all}");
+    assert_eq!(&first[1..], ["gpuvm-2", "480", "10", "25.0%", "-", "0.0", "0.0", "0.0", "0.0", "0", "-"], "{all}");
     let moved: Vec<&&[String]> = frames[1..].iter().filter(|fr| cols(&fr[3])[10] == "2+2").collect();
     assert_eq!(moved.len(), 1, "exactly one later frame has U1's new faults: {all}");
     let (fr, r1, r2) = (moved[0], cols(&moved[0][3]), cols(&moved[0][4]));
