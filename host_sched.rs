@@ -112,8 +112,8 @@ impl GpuShared {
         completed
     }
 
-    /// One dmesg line the first time a vGPU's submission is given up on (ran past the run
-    /// limit: the scheduler moved on, the watchdog bounds the channel further).
+    /// One dmesg line the first time a vGPU's submission is given up on (no progress for the
+    /// run limit: the scheduler moved on, the watchdog bounds the channel further).
     fn log_given_up(&self, ds: &mut DispatchState) {
         for v in VgpuId::all() {
             let Some((_, m)) = ds.d.stats(v) else { continue };
@@ -123,7 +123,7 @@ impl GpuShared {
                 if *seen == 0 {
                     dev_warn!(
                         self.pdev(),
-                        "sched: vGPU slot {}: a submission still ran after {} ms; not waited for any more (logged once per vGPU)\n",
+                        "sched: vGPU slot {}: a submission made no progress for {} ms; not waited for any more (logged once per vGPU)\n",
                         v.index(),
                         dispatch::RUN_LIMIT_NS / 1_000_000
                     );

@@ -22,7 +22,7 @@
 //! `fifo/gf100_pfifo.xml`; pscnv tests `0x1110` of the same word for "still busy"), or when
 //! it cannot progress (unbound, not RUNNABLE or off the runlist: the guest disabled it; or
 //! blocked on a semaphore acquire, STATE bit 4). The GPU time charged
-//! is dispatch to completion. A submission that runs past [`RUN_LIMIT_NS`] is given up on
+//! is dispatch to completion. A submission that makes no progress for [`RUN_LIMIT_NS`] is given up on
 //! (counted, charged): Fermi cannot preempt it, but the scheduler moves on and the hardware's
 //! own timeslicing shares the GPU meanwhile (the watchdog bounds it further).
 //!
@@ -42,8 +42,11 @@ const CHANNELS: usize = pfifo::CHANNELS as usize;
 /// A running submission may take in the same vGPU's doorbells for `period / MERGE_WINDOW_DIV`
 /// after its dispatch (3.75 ms at the default 30 ms period).
 pub const MERGE_WINDOW_DIV: u64 = 8;
-/// A submission still running after this long is given up on (charged, counted in
-/// [`DispatchStats::given_up`]): 4 default periods.
+/// A submission whose channels' GP_GET has not moved for this long is given up on (charged,
+/// counted in [`DispatchStats::given_up`]): 4 default periods. Counted from the last
+/// progress, not from the dispatch: doorbells merged into a run lengthen it with work that
+/// completes entry by entry, and a run that keeps completing entries is not stuck (a single
+/// kernel longer than this is, for the scheduler's purposes; the watchdog bounds it).
 pub const RUN_LIMIT_NS: Ns = 120_000_000;
 /// Without an interrupt, completion is looked for this often while a submission runs (the
 /// coarse fallback timer for guests that never raise a non-stall interrupt).
@@ -145,6 +148,10 @@ struct Run {
     /// Host channels forwarded for it.
     chans: u128,
     since: Ns,
+    /// The sum of those channels' host GP_GETs when last looked at, and when it last moved:
+    /// the run limit counts from there.
+    mark: u32,
+    progress_at: Ns,
 }
 
 /// Per-vGPU counters of the mechanism (the scheduler's are in [`VgpuStats`]).
@@ -336,9 +343,21 @@ impl Dispatcher {
         host.gp_get(c) == host.gp_put(c) && !state.pending()
     }
 
+    /// The sum of the host GP_GETs of the channels in `chans` (it moves when any of them
+    /// completes an entry).
+    fn progress_mark(host: &dyn DispatchHost, chans: u128) -> u32 {
+        (0..pfifo::CHANNELS).filter(|&c| chans & (1u128 << c) != 0).fold(0u32, |m, c| m.wrapping_add(host.gp_get(c)))
+    }
+
     fn complete_if_done(&mut self, host: &mut dyn DispatchHost, now: Ns) {
-        let Some(r) = self.running else { return };
-        let timed_out = now.saturating_sub(r.since) >= RUN_LIMIT_NS;
+        let Some(mut r) = self.running else { return };
+        let mark = Self::progress_mark(host, r.chans);
+        if mark != r.mark {
+            r.mark = mark;
+            r.progress_at = now;
+            self.running = Some(r);
+        }
+        let timed_out = now.saturating_sub(r.progress_at) >= RUN_LIMIT_NS;
         let done = (0..pfifo::CHANNELS).filter(|&c| r.chans & (1u128 << c) != 0).all(|c| self.chan_done(host, c));
         if !(done || timed_out) {
             return;
@@ -358,7 +377,7 @@ impl Dispatcher {
         // goes on) or returns: bounded by the number of queued submissions.
         for _ in 0..=MAX_VGPUS * QUEUE_DEPTH {
             if let Some(r) = self.running {
-                return Next::At(now.saturating_add(FALLBACK_NS).min(r.since.saturating_add(RUN_LIMIT_NS)));
+                return Next::At(now.saturating_add(FALLBACK_NS).min(r.progress_at.saturating_add(RUN_LIMIT_NS)));
             }
             match self.sched.pick(now) {
                 Decision::Run(v) => {
@@ -407,7 +426,8 @@ impl Dispatcher {
                 host.forward(c as u32, put);
             }
         }
-        self.running = Some(Run { vgpu: v, chans, since: now });
+        let mark = Self::progress_mark(host, chans);
+        self.running = Some(Run { vgpu: v, chans, since: now, mark, progress_at: now });
         chans != 0
     }
 }

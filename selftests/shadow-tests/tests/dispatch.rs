@@ -309,3 +309,32 @@ fn a_channel_that_cannot_progress_frees_the_gpu_at_once() {
         assert_eq!(d.stats(v(0)).unwrap().1.given_up, 0);
     }
 }
+
+/// The run limit counts from the last progress: a run that completes GPFIFO entries one by
+/// one (doorbells merged into it) is not given up on however long it lasts, while a run
+/// whose GP_GET stands still is, one limit after it last moved.
+#[test]
+fn the_run_limit_counts_from_the_last_progress() {
+    let mut h = Fake::new();
+    let mut d = dispatcher(PolicyKind::Credit, 2);
+    for put in 1..=20 {
+        d.submit(&mut h, v(0), hc(0, 0), put, u64::from(put) * 10);
+    }
+    assert_eq!(h.take().len(), 20, "merged into one run");
+    d.submit(&mut h, v(1), hc(1, 0), 1, MS);
+    // One entry every 20 ms: 20 entries take 400 ms, over three run limits.
+    let mut t = MS;
+    for get in 1..20 {
+        t += 20 * MS;
+        h.ch[hc(0, 0) as usize].get = get;
+        d.poll(&mut h, t);
+        assert!(h.take().is_empty(), "entry {get} at {} ms: still running, not given up", t / MS);
+    }
+    assert_eq!(d.stats(v(0)).unwrap().1.given_up, 0);
+    // Then it stalls one entry short: given up one limit after its last progress, not before.
+    d.poll(&mut h, t + RUN_LIMIT_NS - MS);
+    assert!(h.take().is_empty(), "stalled for less than the limit");
+    d.poll(&mut h, t + RUN_LIMIT_NS);
+    assert_eq!(h.take(), [(hc(1, 0), 1)], "stalled for the limit: the other vGPU runs");
+    assert_eq!(d.stats(v(0)).unwrap().1.given_up, 1);
+}
