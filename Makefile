@@ -16,7 +16,7 @@ KMAKE = $(MAKE) --no-print-directory -C $(KB) LLVM= RUSTC=/usr/bin/rustc BINDGEN
 
 # Tests run in the host VM by `make test` (selftests/vm/tests/NAME.sh; NAME@PARAM passes PARAM).
 WORKLOADS := hotspot lud srad needle mmul
-VM_TESTS := module-binds-gpu model-doorbell-msi $(WORKLOADS:%=workload@native:%) native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress $(WORKLOADS:%=workload@vgpu:%) vgpu-naive-lazy vgpu-doorbell-msi vgpu-multi sched-policy-switch sched-weights sched-short-latency isolation-pagetable isolation-bar-remap isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-irq-routing isolation-exhaustion isolation-pointers-4g isolation-runaway isolation-teardown nested-vgpu gpuvmctl mdevctl libvirt-mdev
+VM_TESTS := module-binds-gpu model-doorbell-msi $(WORKLOADS:%=workload@native:%) native-corrupt-detected vgpu-lifecycle vgpu-config-space vgpu-irqs vgpu-bad-ioctl vgpu-stress $(WORKLOADS:%=workload@vgpu:%) vgpu-naive-lazy vgpu-lazy-inflight vgpu-doorbell-msi vgpu-multi sched-policy-switch sched-weights sched-short-latency isolation-pagetable isolation-bar-remap isolation-registers isolation-channels isolation-physical-copy isolation-scrub isolation-irq-routing isolation-exhaustion isolation-pointers-4g isolation-runaway isolation-teardown nested-vgpu gpuvmctl mdevctl libvirt-mdev
 
 .PHONY: all deps kernel qemu module warn-module model guest initramfs host-test vm-test test demo bench bench-sched clean
 all: module model guest

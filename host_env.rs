@@ -138,6 +138,9 @@ impl HostChannels for KernelChannels<'_> {
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError> {
         self.0.commit_runlist(part)
     }
+    fn chan_busy(&mut self, host_chid: u32) -> bool {
+        host_gpu::chan_busy(&KernelBars(self.0), host_chid)
+    }
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
         self.0.tlb_flush(pd)
     }

@@ -124,6 +124,14 @@ pub fn set_runnable(m: &impl Mmio, host_chid: u32, runnable: bool) {
     m.wr(pfifo::ChanState::offset(host_chid), pfifo::ChanState::default().with_runnable(runnable).raw());
 }
 
+/// Whether PFIFO holds unfinished work of host channel `host_chid`: CHAN_TABLE STATE
+/// PENDING (bit 28) or ACQUIRE_PENDING (bit 4), rnndb `fifo/gf100_pfifo.xml` (the words the
+/// dispatcher's completion test reads too).
+pub fn chan_busy(m: &impl Mmio, host_chid: u32) -> bool {
+    let state = pfifo::ChanState::from_raw(m.rd(pfifo::ChanState::offset(host_chid)));
+    state.pending() || state.acquire_pending()
+}
+
 /// Preempts host channel `host_chid` and waits (bounded) until PFIFO has done so. The
 /// caller holds the GPU's [`KickLock`].
 pub fn kick(m: &impl Mmio, w: &impl Waiter, host_chid: u32) -> Result<(), HostError> {

@@ -74,6 +74,13 @@ pub trait HostChannels {
     }
     /// Replaces this vGPU's part of the host runlist and submits the merged list.
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError>;
+    /// Whether PFIFO still holds work of host channel `host_chid` it has not finished
+    /// (CHAN_TABLE STATE PENDING or ACQUIRE_PENDING: `host_gpu::chan_busy`). Asked only when
+    /// the channel's GP_GET has reached its last doorbell; a host that cannot tell keeps the
+    /// default, which says yes (a lazy flush then syncs at once, as naive mode does).
+    fn chan_busy(&mut self, _host_chid: u32) -> bool {
+        true
+    }
     /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError>;
     /// Waits (bounded) until the interrupt handler has read every fault and engine-error
@@ -167,6 +174,9 @@ struct Chan {
     userd_guest: u64,
     /// GPFIFO entries of the guest's ring (from its RAMFC): a GP_PUT at or past it is refused.
     gp_entries: u32,
+    /// GP_PUT of the guest's last accepted doorbell (at bind: the ring position the RAMFC
+    /// restores): the host channel has unfinished work while its GP_GET is not there.
+    put: u32,
     /// GP_GET as last seen in the host page: progress since tells which vGPU a non-stall
     /// interrupt belongs to.
     last_get: u32,
@@ -501,6 +511,24 @@ impl<S: Storage> Mediator<S> {
         }
     }
 
+    /// Whether a channel of space `i` may run on the host now with work submitted that the
+    /// GPU has not finished: runnable, on the guest's runlist, not killed, and its host GP_GET
+    /// short of its last doorbell or PFIFO still holding its work (`HostChannels::chan_busy`;
+    /// on a real GF100 GP_GET moves when an entry is fetched, not when it has executed). A
+    /// channel that is not is brought up to date by the next use point that can start it
+    /// (doorbell, kick, made runnable, runlist commit, rebind).
+    fn space_in_flight(&self, env: &mut Env<'_>, i: usize) -> bool {
+        let slice = self.slice();
+        self.chans.iter().enumerate().any(|(c, slot)| {
+            let Some(ch) = slot.0.as_ref() else { return false };
+            let Some(host_chid) = slice.channel_to_host(c as u32) else { return false };
+            if ch.space != i || !ch.runnable || ch.killed || !self.runlist.contains(c as u32) {
+                return false;
+            }
+            env.vram.read32(ch.userd_host + u64::from(userd::GP_GET)) != ch.put || env.host.chan_busy(host_chid)
+        })
+    }
+
     // ---- BAR0
 
     /// A guest BAR0 read of 32 bits; `None` if it was denied (the guest reads 0).
@@ -622,6 +650,12 @@ impl<S: Storage> Mediator<S> {
                     };
                     if hit {
                         self.sync_space(env, i, SyncOp::Flush(mode));
+                        // Lazy: a channel of the space already past its doorbell may go on
+                        // with no further trap (a semaphore the CPU releases by a plain
+                        // write): the flush is the last event the mediator sees before it.
+                        if mode == SyncMode::Lazy && self.space_in_flight(env, i) {
+                            self.sync_space(env, i, SyncOp::Use(UsePoint::InFlight));
+                        }
                     }
                 }
                 self.refresh_bar_vms(env, pd);
@@ -784,7 +818,7 @@ impl<S: Storage> Mediator<S> {
         env.host.bind(host_chid, Some(host_inst));
         self.touched = true;
         if let Some(slot) = self.chans.get_mut(chid as usize) {
-            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, userd_guest, gp_entries, last_get: get, killed: false }));
+            *slot = ChanSlot(Some(Chan { guest_inst, host_inst, space, runnable: false, userd_host, userd_guest, gp_entries, put: get, last_get: get, killed: false }));
         }
     }
 
@@ -1133,6 +1167,9 @@ impl<S: Storage> Mediator<S> {
             return;
         }
         self.stats.doorbells += 1;
+        if let Some(ChanSlot(Some(ch))) = self.chans.get_mut(chid as usize) {
+            ch.put = put;
+        }
         self.before_use(env, UsePoint::Doorbell, ChannelSet(1 << chid));
         // The host channel's USERD is the host's page: `put` reaches it only through the
         // host's submission path (queued or forwarded at once).

@@ -5,7 +5,9 @@
 //! shadowing") only records the flush and syncs at the next point where the GPU could use the
 //! address space. GPUvm's lazy mode missed some of those points (digest §13.4: only IB_PUT,
 //! WRCMD, PCOPY instance writes and RAMIN writes); here every event that can make the host
-//! GPU walk a shadow is a [`UsePoint`], and the glue must call [`before_use`] at each.
+//! GPU walk a shadow is a [`UsePoint`], and the glue must call [`before_use`] at each. One of
+//! them is the flush itself: a channel already past its doorbell may be released by a CPU
+//! write the mediator never sees ([`UsePoint::InFlight`]; the mediator decides when it holds).
 
 use core::ops::DerefMut;
 
@@ -37,6 +39,11 @@ pub enum UsePoint {
     Runnable,
     /// A trapped BAR1/BAR3 access is resolved through the space (BAR VMs).
     BarAccess,
+    /// A guest TLB flush of the space while one of its channels has submitted work the GPU
+    /// has not finished (it may be waiting on a semaphore acquire that the CPU releases with
+    /// a plain memory write, which the mediator never sees): synced at the flush, as naive
+    /// mode would.
+    InFlight,
 }
 
 /// The things a sync needs besides the shadow itself.

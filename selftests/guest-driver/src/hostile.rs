@@ -310,6 +310,78 @@ pub fn bar_remap<T: Target>(v: &T, c: &mut Checks, outside: u64) -> Result<(), S
     Ok(())
 }
 
+// ---- lazy shadowing and a channel past its doorbell -------------------------------------
+
+/// What the released channel writes (the payload of its semaphore release).
+const RELEASE_MARK: u32 = 0x5eaf_00d5;
+/// How long an acquire is given to be seen blocking, and a late write to show.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How long the released channel is given to write.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Issue 13, item 3: the channel waits on a semaphore acquire (already past its doorbell), the
+/// guest moves a page under a mapped VA (PTE rewrite + TLB flush), then the CPU releases the
+/// semaphore with a plain memory write the mediator never sees: the channel's next write must
+/// land on the new page and nothing on the old one. With the channel idle, a flush in lazy
+/// mode (`lazy`: the vGPU's `lazy_shadow` is on) syncs nothing until the next doorbell.
+/// Counter used: `shadow_syncs`.
+pub fn lazy_in_flight<T: Target>(v: &T, c: &mut Checks, lazy: bool) -> Result<(), String> {
+    use gpuvm_uapi::gf100::host;
+    let mut g = v.open()?;
+    // System memory the CPU writes and reads directly: the semaphore, the page the VA maps
+    // first (old) and the page it is moved to (new).
+    let mut sem = g.malloc_host(PAGE).map_err(hw_err)?;
+    let old = g.malloc_host(PAGE).map_err(hw_err)?;
+    let new = g.malloc_host(PAGE).map_err(hw_err)?;
+    sem.buf.write32_volatile(0, 0);
+    let va = old.va;
+    let split = |a: u64| ((a >> 32) as u32, a as u32);
+    // Acquire (until the semaphore word is 1), then a release of RELEASE_MARK at `va`: both submitted
+    // (doorbells rung) before the tables change.
+    let (sh, sl) = split(sem.va);
+    g.raw_submit(0, host::SEMAPHORE_A, &[sh, sl, 1, host::SEM_OP_ACQUIRE]).map_err(hw_err)?;
+    let (vh, vl) = split(va);
+    g.raw_submit(0, host::SEMAPHORE_A, &[vh, vl, RELEASE_MARK, host::SEMAPHORE_D_FENCE_RELEASE]).map_err(hw_err)?;
+    std::thread::sleep(SETTLE);
+    c.check(old.buf.read32_volatile(0) == 0, "the channel waits on its semaphore acquire");
+    g.raw_remap(va, new.buf.pages()[0], Aper::Sys).map_err(hw_err)?;
+    let syncs = v.counter("shadow_syncs")?;
+    // The CPU releases the channel: no trap, no doorbell, no kick.
+    sem.buf.write32_volatile(0, 1);
+    let start = Instant::now();
+    while old.buf.read32_volatile(0) != RELEASE_MARK && new.buf.read32_volatile(0) != RELEASE_MARK {
+        if start.elapsed() > WRITE_TIMEOUT {
+            c.check(false, format!("the released channel wrote nowhere in {WRITE_TIMEOUT:?}"));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(SETTLE);
+    let (at_old, at_new) = (old.buf.read32_volatile(0), new.buf.read32_volatile(0));
+    c.check(at_old == 0, format!("nothing reached the old page through a stale translation ({at_old:#x})"));
+    c.check(at_new == RELEASE_MARK, format!("the released channel's write reached the new page ({at_new:#x})"));
+    c.check(v.counter("shadow_syncs")? == syncs, "no sync was left for after the CPU's release");
+    g.sync().map_err(hw_err)?;
+    // Lazy stays lazy for an idle channel: once its work is done (GP_GET written back after
+    // the fence's entry: given the settle time), a flush syncs nothing and the doorbell does.
+    std::thread::sleep(SETTLE);
+    let before = v.counter("shadow_syncs")?;
+    g.raw_remap(va, old.buf.pages()[0], Aper::Sys).map_err(hw_err)?;
+    let at_flush = v.counter("shadow_syncs")?;
+    g.raw_submit(0, host::SEMAPHORE_A, &[vh, vl, RELEASE_MARK + 1, host::SEMAPHORE_D_FENCE_RELEASE]).map_err(hw_err)?;
+    let at_doorbell = v.counter("shadow_syncs")?;
+    g.sync().map_err(hw_err)?;
+    let seen = (old.buf.read32_volatile(0), new.buf.read32_volatile(0));
+    c.check(seen == (RELEASE_MARK + 1, RELEASE_MARK), format!("with the page moved back, the next write reached the old page only ({:#x}, {:#x})", seen.0, seen.1));
+    if lazy {
+        c.check((at_flush, at_doorbell) == (before, before + 1), format!("lazy, channel idle: the flush synced nothing, the doorbell did (syncs {before} -> {at_flush} -> {at_doorbell})"));
+    } else {
+        c.check(at_flush == before + 1, format!("naive: the flush synced (syncs {before} -> {at_flush})"));
+    }
+    g.close().map_err(hw_err)?;
+    Ok(())
+}
+
 // ---- registers ------------------------------------------------------------------------
 
 pub fn registers<T: Target>(v: &T, c: &mut Checks) -> Result<(), String> {

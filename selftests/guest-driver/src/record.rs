@@ -1,6 +1,7 @@
 //! Per-phase timing and the one-line JSON record every workload prints.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The phases of the reproduction's breakdown tables.
@@ -28,6 +29,31 @@ impl Phase {
     }
 }
 
+/// Whether [`Phases::time`] prints a `gpuvm-mark PHASE begin|end TSC` line to stderr around
+/// each timed piece (`gpuvm-bench --marks`), TSC being the CPU's time-stamp counter: a guest
+/// whose kernel clock cannot be trusted (the nested guest's lean kernel under TCG in TCG runs
+/// on jiffies and loses ticks) has its phases timed by a host that knows the counter's rate
+/// (under TCG the guest's TSC follows the host's), since the console delivers the lines late.
+static MARKS: AtomicBool = AtomicBool::new(false);
+
+/// Turns the phase marks of [`Phases::time`] on or off (process-wide).
+pub fn set_marks(on: bool) {
+    MARKS.store(on, Ordering::Relaxed);
+}
+
+/// The CPU's time-stamp counter (0 where there is none).
+fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no memory effects; every x86_64 CPU has it.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
 /// Accumulated wall time per phase.
 #[derive(Default, Clone, Debug)]
 pub struct Phases {
@@ -37,9 +63,16 @@ pub struct Phases {
 impl Phases {
     /// Run `f` and charge its time to `p`.
     pub fn time<R>(&mut self, p: Phase, f: impl FnOnce() -> R) -> R {
+        let marks = MARKS.load(Ordering::Relaxed);
+        if marks {
+            eprintln!("gpuvm-mark {} begin {}", p.name(), tsc());
+        }
         let s = Instant::now();
         let r = f();
         self.t[p as usize] += s.elapsed();
+        if marks {
+            eprintln!("gpuvm-mark {} end {}", p.name(), tsc());
+        }
         r
     }
     pub fn add(&mut self, p: Phase, d: Duration) {

@@ -23,6 +23,9 @@ options:
   --chid N            channel id (default 0)
   --iters N           iterations of the loop-style micro benchmarks
   --corrupt-one       flip one element of each result before checking (must fail)
+  --marks             print 'gpuvm-mark PHASE begin|end TSC' to stderr around each timed
+                      piece (TSC: the CPU's time-stamp counter), for a host that times the
+                      phases of a guest whose own clock it does not trust
   --list              list the workloads
 workloads: ";
 
@@ -62,6 +65,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             "--chid" => opts.chid = val(&mut it, a)?.parse().map_err(|e| format!("--chid: {e}"))?,
             "--iters" => opts.iters = Some(val(&mut it, a)?.parse().map_err(|e| format!("--iters: {e}"))?),
             "--corrupt-one" => opts.corrupt_one = true,
+            "--marks" => gpuvm_guest_driver::record::set_marks(true),
             "--list" => {
                 println!("{}", workloads::NAMES.join("\n"));
                 return Ok(ExitCode::SUCCESS);

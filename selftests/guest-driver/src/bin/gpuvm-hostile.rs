@@ -27,6 +27,11 @@ commands:
                   ADDR (outside the partition) and a read through system-memory PTEs at
                   an IOVA never mapped; each must fault on its own channel
   registers       attacker: privileged BAR0 writes are emulated per vGPU or denied
+  lazy-inflight [--naive]
+                  a channel blocked on a semaphore acquire, a PTE moved plus a TLB flush,
+                  then the CPU's release: the channel's write must reach the new page,
+                  nothing the old one; with the channel idle a flush syncs nothing until
+                  the doorbell (--naive: the module is in naive mode: the flush syncs)
   bar-remap --target ADDR
                   attacker (bar_remap on): BAR3 PTEs moved between its own pages plus a
                   flush show the new page through the same mapping; BAR3 PTEs naming guest
@@ -118,7 +123,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
     let mut uuid = None;
     let mut cmd = None;
     let (mut mib, mut ready, mut release, mut target, mut foreign) = (16u64, None, None, None, None);
-    let (mut at, mut reset, mut how) = (None, false, None);
+    let (mut at, mut reset, mut how, mut naive) = (None, false, None, false);
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<String>, o: &str| it.next().cloned().ok_or(format!("{o} needs a value\n{USAGE}"));
     let num = |s: String, o: &str| -> Result<u64, String> {
@@ -138,6 +143,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
             "--foreign" => foreign = Some(num(val(&mut it, a)?, a)? as u32),
             "--at" => at = Some(num(val(&mut it, a)?, a)?),
             "--reset" => reset = true,
+            "--naive" => naive = true,
             "--how" => how = Some(val(&mut it, a)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -153,6 +159,7 @@ fn run(args: &[String], c: &mut Checks) -> Result<(), String> {
         Some("hold-pattern") => hold_pattern(&v, c, mib, &need(ready, "--ready")?, &need(release, "--release")?),
         Some("pagetable") => hostile::pagetable(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("registers") => hostile::registers(&v, c),
+        Some("lazy-inflight") => hostile::lazy_in_flight(&v, c, !naive),
         Some("bar-remap") => hostile::bar_remap(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),
         Some("channels") => hostile::channels(&v, c, foreign.ok_or(format!("--foreign needed\n{USAGE}"))?),
         Some("physical-copy") => hostile::physical_copy(&v, c, target.ok_or(format!("--target needed\n{USAGE}"))?),

@@ -804,6 +804,19 @@ impl Gpu {
         Ok(va)
     }
 
+    /// Test hook: the channel VM's small page at `va` is pointed at `page` (aperture `aper`)
+    /// by a rewrite of its PTE, then the VM's TLB is flushed: what a driver moving a buffer
+    /// under a mapped VA does.
+    pub fn raw_remap(&mut self, va: u64, page: u64, aper: Aper) -> Result<()> {
+        use gpuvm_uapi::gf100::vm as hwvm;
+        let pte_aper = match aper {
+            Aper::Vram => hwvm::PTE_APER_VRAM,
+            Aper::Sys => hwvm::PTE_APER_SYS_COHERENT,
+        };
+        self.vm.raw_pte(&mut self.hw, &mut self.pool, va, hwvm::pte(page, pte_aper, false, hwvm::KIND_PITCH))?;
+        self.vm.flush(&mut self.hw)
+    }
+
     /// Test hook: BAR3 page `va` (a BAR3 offset below [`Gpu::raw_bar3_limit`]) gets the raw
     /// small-page PTE `pte` (None: back to the pool page the driver maps there), then BAR3's
     /// TLB is flushed.

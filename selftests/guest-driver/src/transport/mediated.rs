@@ -206,6 +206,9 @@ impl HostChannels for ModelChannels<'_> {
     fn commit_runlist(&mut self, part: gpuvm_shadow::channel::RunlistPart) -> Result<(), HostError> {
         lock(&self.0.runlist).commit(&ModelBars(self.0), &HostClock(self.0.epoch), self.0.bar3_mapped, part).map(|_| ())
     }
+    fn chan_busy(&mut self, host_chid: u32) -> bool {
+        host_gpu::chan_busy(&ModelBars(self.0), host_chid)
+    }
     fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
         let _serialised = lock(&self.0.tlb);
         host_gpu::tlb_flush(&ModelBars(self.0), &HostClock(self.0.epoch), pd)
