@@ -75,12 +75,14 @@ for i in $(seq 0 $((gpus - 1))); do
 done
 
 t0=$(date +%s)
+# log_buf_len: tests read boot-time lines from dmesg (nested-vgpu the TSC rate, others their own
+# lines); with 40 tests in one boot the default ring wraps before the last ones run.
 accel=tcg; [ "$SMP" -gt 1 ] && accel=tcg,thread=multi
 timeout --foreground -k 10 "$VM_TIMEOUT" "${pin[@]}" "$QEMU" -accel "$accel" -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot -nic none -vga none \
   -object "memory-backend-memfd,id=mem,share=on,size=${MEM}M" -machine pc,memory-backend=mem \
   -kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
-  -append "console=ttyS0 panic=-1 oops=panic loglevel=7 gpuvm.tests=$(IFS=,; echo "${tests[*]}") gpuvm.timeout=$TEST_TIMEOUT" \
+  -append "console=ttyS0 panic=-1 oops=panic loglevel=7 log_buf_len=8M gpuvm.tests=$(IFS=,; echo "${tests[*]}") gpuvm.timeout=$TEST_TIMEOUT" \
   "${devs[@]}" "${extra[@]}" < /dev/null > "$console" 2>&1
 qemu_rc=$?
 wall=$(( $(date +%s) - t0 ))

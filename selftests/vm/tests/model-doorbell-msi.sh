@@ -1,7 +1,8 @@
 # Through the real (model) device bound to vfio-pci: channel setup, GPFIFO entries whose
 # pushbuffers release a semaphore with a non-stall interrupt, doorbells via BAR1, and the
 # MSI reaching userspace as an eventfd. fence_latency checks the semaphore first and waits on
-# the interrupt only when the fence is not yet done, so the record must show MSI delivery,
+# the interrupt only when the fence is not yet done, then takes an interrupt still pending at
+# its end (one raised for a fence it never waited for), so the record must show MSI delivery,
 # at least one MSI, and one doorbell per fence.
 . /tests/lib.sh
 native_workload --iters 50 fence_latency > /tmp/rec
