@@ -160,10 +160,10 @@ impl GpuShared {
         let weight = ds.d.scheduler().account().weight(v).unwrap_or_default();
         if let Some((s, m)) = ds.d.stats(v) {
             if let Some(c) = ds.carried.get_mut(v.index()) {
-                carry(c, &s);
+                c.accumulate(&s);
             }
             if let Some(c) = ds.carried_mech.get_mut(v.index()) {
-                carry_mech(c, &m);
+                c.accumulate(&m);
             }
         }
         let runlist = self.runlist.lock();
@@ -246,12 +246,10 @@ impl GpuShared {
         let ds = self.dispatch.lock();
         let (mut s, mut mech) = ds.d.stats(v).unwrap_or_default();
         if let Some(c) = ds.carried.get(v.index()) {
-            let queued = s.queued;
-            carry(&mut s, c);
-            s.queued = queued;
+            s.accumulate(c);
         }
         if let Some(c) = ds.carried_mech.get(v.index()) {
-            carry_mech(&mut mech, c);
+            mech.accumulate(c);
         }
         SchedCounters { sched: s, mech }
     }
@@ -286,25 +284,6 @@ fn knob_refused(dev: &Device, knob: &str, input: &[u8], e: KnobError) -> Error {
         _ => dev_warn!(dev, "{}: '{}': {} (EINVAL)\n", knob, text, e.reason()),
     }
     EINVAL
-}
-
-/// `to += from` for the counters that accumulate.
-fn carry(to: &mut VgpuStats, from: &VgpuStats) {
-    to.gpu_time_ns += from.gpu_time_ns;
-    to.wait_time_ns += from.wait_time_ns;
-    to.max_wait_ns = to.max_wait_ns.max(from.max_wait_ns);
-    to.submissions += from.submissions;
-    to.merged += from.merged;
-    to.dispatched += from.dispatched;
-    to.completed += from.completed;
-}
-
-/// `to += from` for the mechanism's counters.
-fn carry_mech(to: &mut DispatchStats, from: &DispatchStats) {
-    to.merged_running += from.merged_running;
-    to.given_up += from.given_up;
-    to.empty += from.empty;
-    to.refused += from.refused;
 }
 
 /// The dispatcher's timer (rust/periodic.rs runs it on the GPU's `gpuvm-sched` queue).

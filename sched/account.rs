@@ -88,6 +88,21 @@ pub struct VgpuStats {
     pub queued: u32,
 }
 
+impl VgpuStats {
+    /// Adds `other`'s counters to these: the totals are summed, the longest wait is the
+    /// larger of the two, and `queued` (a present state, not a total) is left as it is. How a
+    /// vGPU's counters survive its removal from the scheduler at a reset or close.
+    pub fn accumulate(&mut self, other: &VgpuStats) {
+        self.gpu_time_ns = self.gpu_time_ns.saturating_add(other.gpu_time_ns);
+        self.wait_time_ns = self.wait_time_ns.saturating_add(other.wait_time_ns);
+        self.max_wait_ns = self.max_wait_ns.max(other.max_wait_ns);
+        self.submissions = self.submissions.saturating_add(other.submissions);
+        self.merged = self.merged.saturating_add(other.merged);
+        self.dispatched = self.dispatched.saturating_add(other.dispatched);
+        self.completed = self.completed.saturating_add(other.completed);
+    }
+}
+
 /// The submission on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Running {

@@ -159,7 +159,7 @@ struct Run {
 pub struct DispatchStats {
     /// Doorbells forwarded at once into the vGPU's running submission.
     pub merged_running: u64,
-    /// Submissions given up on after [`RUN_LIMIT_NS`].
+    /// Submissions given up on after [`RUN_LIMIT_NS`] without progress.
     pub given_up: u64,
     /// Submissions that found their GP_PUT already forwarded (covered by a later one).
     pub empty: u64,
@@ -169,6 +169,14 @@ pub struct DispatchStats {
 
 impl DispatchStats {
     pub const ZERO: Self = Self { merged_running: 0, given_up: 0, empty: 0, refused: 0 };
+
+    /// Adds `other`'s counts to these (as [`VgpuStats::accumulate`] does for the scheduler's).
+    pub fn accumulate(&mut self, other: &DispatchStats) {
+        self.merged_running = self.merged_running.saturating_add(other.merged_running);
+        self.given_up = self.given_up.saturating_add(other.given_up);
+        self.empty = self.empty.saturating_add(other.empty);
+        self.refused = self.refused.saturating_add(other.refused);
+    }
 }
 
 /// What the caller does after a call.
