@@ -3,56 +3,18 @@
 //! attacker's partition, and a victim running checked workloads throughout. Every check must
 //! pass, the pattern must be intact and the victim's results correct.
 
-use gpuvm_guest_driver::driver::{ChannelOpts, Gpu};
 use gpuvm_guest_driver::hostile::{self, Checks, PatternHolder, Target};
-use gpuvm_guest_driver::transport::mediated::{MediatedHost, VgpuShared};
+use gpuvm_guest_driver::transport::mediated::{HostileTarget as Mediated, MediatedHost, VgpuShared};
 use gpuvm_guest_driver::transport::Transport;
 use gpuvm_guest_driver::workloads::{self, Opts, Size};
 use gpuvm_shadow::host_gpu;
-use gpuvm_uapi::gf100::{pfifo, ramfc};
+use gpuvm_uapi::gf100::pfifo;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const VRAM_MIB: u64 = 512;
-
-/// A mediated vGPU as the hostile checks see it.
-struct Mediated<'a> {
-    host: &'a MediatedHost,
-    v: Arc<VgpuShared>,
-}
-
-impl Target for Mediated<'_> {
-    fn open_opts(&self, opts: ChannelOpts) -> Result<Gpu, String> {
-        let t = self.host.open(&self.v).map_err(|e| format!("open: {e}"))?;
-        Gpu::open_opts(Box::new(t), 0, true, opts).map_err(|e| format!("init: {e}"))
-    }
-    fn counter(&self, name: &str) -> Result<u64, String> {
-        let s = self.v.stats();
-        Ok(match name {
-            "faults" => s.faults,
-            "pte_refused" => s.refused,
-            "mmio_denied" => self.v.counters().denied.load(Ordering::Relaxed),
-            "channels" => u64::from(self.v.slice().channels),
-            "vram_base_mib" => self.v.slice().vram_base >> 20,
-            other => return Err(format!("no counter {other}")),
-        })
-    }
-    fn host_userd(&self, chid: u32) -> Option<u64> {
-        // The host channel's instance block (the shadow), as the model's channel table has it.
-        let host_chid = self.v.slice().channel_to_host(chid)?;
-        let gpu = self.host.gpu();
-        let word = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(pfifo::ChanInst::offset(host_chid)));
-        let inst = pfifo::ChanInst::from_raw(word).addr();
-        let lo = gpu.vram().read32(inst + u64::from(ramfc::USERD_LO))?;
-        let hi = gpu.vram().read32(inst + u64::from(ramfc::USERD_HI))?;
-        Some(u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32)
-    }
-    fn host_userd_page(&self, chid: u32) -> Option<u64> {
-        Some(gpuvm_guest_driver::transport::mediated::host_userd(self.v.slice().channel_to_host(chid)?))
-    }
-}
 
 /// Runs the checked workloads (mmul, hotspot) on `victim` over and over until `stop` is set
 /// (at least once); every result must be correct. Returns how many runs completed.

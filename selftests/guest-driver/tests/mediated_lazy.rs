@@ -6,31 +6,11 @@
 //! mode as in naive mode; and with the channel idle, lazy mode still leaves the sync to the
 //! next doorbell.
 
-use gpuvm_guest_driver::driver::{ChannelOpts, Gpu};
-use gpuvm_guest_driver::hostile::{self, Checks, Target};
-use gpuvm_guest_driver::transport::mediated::{MediatedHost, VgpuShared};
-use std::sync::Arc;
+use gpuvm_guest_driver::hostile::{self, Checks};
+use gpuvm_guest_driver::transport::mediated::{HostileTarget as Mediated, MediatedHost};
 
 /// Model VRAM (as in mediated.rs).
 const VRAM_MIB: u64 = 512;
-
-struct Mediated<'a> {
-    host: &'a MediatedHost,
-    v: Arc<VgpuShared>,
-}
-
-impl Target for Mediated<'_> {
-    fn open_opts(&self, opts: ChannelOpts) -> Result<Gpu, String> {
-        let t = self.host.open(&self.v).map_err(|e| format!("open: {e}"))?;
-        Gpu::open_opts(Box::new(t), 0, true, opts).map_err(|e| format!("init: {e}"))
-    }
-    fn counter(&self, name: &str) -> Result<u64, String> {
-        match name {
-            "shadow_syncs" => Ok(self.v.stats().syncs),
-            other => Err(format!("no counter {other}")),
-        }
-    }
-}
 
 fn blocked_channel_sees_the_new_translation(lazy: bool) {
     let host = MediatedHost::new(VRAM_MIB).expect("host bring-up");

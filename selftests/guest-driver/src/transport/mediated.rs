@@ -20,7 +20,7 @@
 use super::{page_round, Bar, DmaBuf, IrqMode, Transport, PAGE};
 use gf100_model::mem::HostMemory;
 use gf100_model::{Gpu, ModelConfig};
-use gpuvm_shadow::gf100::pci;
+use gpuvm_shadow::gf100::{pci, pfifo, ramfc};
 use gpuvm_shadow::dispatch::{BarsHost, DispatchStats, Dispatcher, Next};
 use gpuvm_shadow::host_channel::Waiter;
 use gpuvm_shadow::sched::account::{VgpuId, VgpuStats};
@@ -627,14 +627,7 @@ impl MediatedHost {
         let Some(id) = VgpuId::new(v.index as usize) else { return Default::default() };
         let ds = lock(&self.shared.dispatch);
         let (mut s, d) = ds.d.stats(id).unwrap_or_default();
-        let c = ds.carried[id.index()];
-        s.gpu_time_ns += c.gpu_time_ns;
-        s.wait_time_ns += c.wait_time_ns;
-        s.max_wait_ns = s.max_wait_ns.max(c.max_wait_ns);
-        s.submissions += c.submissions;
-        s.merged += c.merged;
-        s.dispatched += c.dispatched;
-        s.completed += c.completed;
+        s.accumulate(&ds.carried[id.index()]);
         (s, d)
     }
 
@@ -745,14 +738,7 @@ impl HostShared {
         let mut ds = lock(&self.dispatch);
         let weight = ds.d.scheduler().account().weight(id).unwrap_or_default();
         if let Some((s, _)) = ds.d.stats(id) {
-            let c = &mut ds.carried[id.index()];
-            c.gpu_time_ns += s.gpu_time_ns;
-            c.wait_time_ns += s.wait_time_ns;
-            c.max_wait_ns = c.max_wait_ns.max(s.max_wait_ns);
-            c.submissions += s.submissions;
-            c.merged += s.merged;
-            c.dispatched += s.dispatched;
-            c.completed += s.completed;
+            ds.carried[id.index()].accumulate(&s);
         }
         let n = ds.d.remove(&mut BarsHost(&ModelBars(self), Some(&lock(&self.runlist))), id, now);
         let _ = ds.d.add(id, weight, now);
@@ -1025,3 +1011,43 @@ impl Drop for MediatedTransport {
 
 /// Units of the GPU (for tests that fill it).
 pub const GPU_UNITS: u32 = UNITS;
+
+/// A mediated vGPU as the hostile checks (`hostile::Target`) see it: the in-process tests run
+/// `gpuvm-hostile`'s checks against it, with the mediator's counters and the model's channel
+/// table where the VM reads sysfs.
+pub struct HostileTarget<'a> {
+    pub host: &'a MediatedHost,
+    pub v: Arc<VgpuShared>,
+}
+
+impl crate::hostile::Target for HostileTarget<'_> {
+    fn open_opts(&self, opts: crate::driver::ChannelOpts) -> Result<crate::driver::Gpu, String> {
+        let t = self.host.open(&self.v).map_err(|e| format!("open: {e}"))?;
+        crate::driver::Gpu::open_opts(Box::new(t), 0, true, opts).map_err(|e| format!("init: {e}"))
+    }
+    fn counter(&self, name: &str) -> Result<u64, String> {
+        let s = self.v.stats();
+        Ok(match name {
+            "faults" => s.faults,
+            "pte_refused" => s.refused,
+            "mmio_denied" => self.v.counters().denied.load(Ordering::Relaxed),
+            "channels" => u64::from(self.v.slice().channels),
+            "vram_base_mib" => self.v.slice().vram_base >> 20,
+            "shadow_syncs" => s.syncs,
+            other => return Err(format!("no counter {other}")),
+        })
+    }
+    fn host_userd(&self, chid: u32) -> Option<u64> {
+        // The host channel's instance block (the shadow), as the model's channel table has it.
+        let host_chid = self.v.slice().channel_to_host(chid)?;
+        let gpu = self.host.gpu();
+        let word = gpu.bar_read32(gf100_model::Bar::Bar0, u64::from(pfifo::ChanInst::offset(host_chid)));
+        let inst = pfifo::ChanInst::from_raw(word).addr();
+        let lo = gpu.vram().read32(inst + u64::from(ramfc::USERD_LO))?;
+        let hi = gpu.vram().read32(inst + u64::from(ramfc::USERD_HI))?;
+        Some(u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi & 0xff) << 32)
+    }
+    fn host_userd_page(&self, chid: u32) -> Option<u64> {
+        Some(host_userd(self.v.slice().channel_to_host(chid)?))
+    }
+}
