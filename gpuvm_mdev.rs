@@ -99,6 +99,8 @@ mod dispatch;
 
 #[path = "rust/bindings.rs"]
 mod bindings;
+#[path = "rust/dma.rs"]
+mod dma_words;
 #[path = "rust/eventfd.rs"]
 mod eventfd;
 #[path = "rust/irq.rs"]
