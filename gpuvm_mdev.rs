@@ -130,7 +130,8 @@ module! {
 /// apertures, pool and runlist.
 ///
 /// Lock order (outer first): a vGPU's `state` → `dispatch` → `runlist` → `pramin`, and a
-/// vGPU's `state` → `scrubber` → `runlist`; `pool`, `tlb` and `units` are leaves taken alone
+/// vGPU's `state` → `scrubber` → `runlist`; `pool`, `sys_pool`, `tlb` and `units` are leaves
+/// taken alone
 /// (at probe only, `pool` → `runlist` while the scrubber is set up); `kick_lock` is
 /// innermost: taken under any of these (the scrubber's channel kicks under `scrubber`, and
 /// under `pool` → `runlist` at probe and removal), and nothing is taken under it but
@@ -156,10 +157,18 @@ pub(crate) struct GpuShared {
     /// Host VRAM for shadow structures.
     #[pin]
     pool: Mutex<HostPool>,
+    /// Shadow page tables: host system memory the GPU walks by DMA (empty: they are in `pool`).
+    sys_tables: host_env::SysTables,
+    /// The pages of `sys_tables`, one pool per chunk.
+    #[pin]
+    sys_pool: Mutex<KVec<HostPool>>,
     /// Bytes of the pool left after bring-up (the scrubber's blocks included): each vGPU may
     /// hold its share of it, so the quotas of all vGPUs together fit in the pool. Set at
     /// probe, before any vGPU can exist.
     pool_bytes: AtomicU64,
+    /// Bytes of shadow structures vGPUs hold (page tables in `sys_tables` or `pool`, instance
+    /// blocks in `pool`).
+    shadow_held: AtomicU64,
     /// Serialises host TLB flushes (a flush is a slot wait, two register writes and a
     /// completion wait, which must not interleave between vGPUs).
     #[pin]
@@ -246,15 +255,36 @@ impl GpuShared {
     pub(crate) fn pool(&self) -> &Mutex<HostPool> {
         &self.pool
     }
+    pub(crate) fn sys_tables(&self) -> &host_env::SysTables {
+        &self.sys_tables
+    }
+    pub(crate) fn sys_pool(&self) -> &Mutex<KVec<HostPool>> {
+        &self.sys_pool
+    }
+    /// Counts `bytes` (in whole pool pages) of shadow structures taken (`true`) or given back
+    /// by a vGPU, in the VRAM pool or the system-memory tables alike.
+    pub(crate) fn shadow_held(&self, bytes: u64, taken: bool) {
+        let pages = bytes.div_ceil(host_pool::PAGE).max(1) * host_pool::PAGE;
+        if taken {
+            self.shadow_held.fetch_add(pages, Ordering::Relaxed);
+        } else {
+            self.shadow_held.fetch_sub(pages, Ordering::Relaxed);
+        }
+    }
+    /// Bytes of the host pool nobody holds: the pool left after bring-up less what vGPUs hold
+    /// of shadow structures wherever they live (each vGPU's quota is a share of the former).
+    fn shadow_free_bytes(&self) -> u64 {
+        self.pool_bytes.load(Ordering::Relaxed).saturating_sub(self.shadow_held.load(Ordering::Relaxed))
+    }
     /// Host-pool bytes a vGPU of `units` units may hold (its share of the GPU).
     pub(crate) fn pool_quota(&self, units: u32) -> u64 {
         self.pool_bytes.load(Ordering::Relaxed) * u64::from(units) / u64::from(UNITS)
     }
-    /// Flushes the host TLB for the page directory at host VRAM `pd`, serialised with every
-    /// other flush of this GPU.
-    pub(crate) fn tlb_flush(&self, pd: u64) -> core::result::Result<(), host_gpu::HostError> {
+    /// Flushes the host TLB for the page directory at `pd` (host VRAM, or a bus address if
+    /// `sysmem`), serialised with every other flush of this GPU.
+    pub(crate) fn tlb_flush(&self, pd: u64, sysmem: bool) -> core::result::Result<(), host_gpu::HostError> {
         let _serialised = self.tlb.lock();
-        host_gpu::tlb_flush(&host_env::KernelBars(self), &host_env::GpuClock(self), pd)
+        host_gpu::tlb_flush(&host_env::KernelBars(self), &host_env::GpuClock(self), pd, sysmem)
     }
     /// Stops host channel `host_chid` (`host_gpu::evict`), serialised with every other kick
     /// of this GPU; an engine reset is logged.
@@ -746,6 +776,12 @@ impl pci::Driver for GpuvmPciDriver {
             }
         };
         let bar1_phys = pdev.resource_start(1)?;
+        // Shadow page tables in host system memory, as much as the VRAM pool holds (so the
+        // quotas, cut from the VRAM pool, fit in it too).
+        let (sys_tables, sys_pool) = host_env::SysTables::new(pdev.as_ref(), pool.free_bytes());
+        if sys_tables.bytes() > 0 {
+            dev_info!(pdev, "shadow page tables in {} KiB of host system memory\n", sys_tables.bytes() >> 10);
+        }
         let plain: &pci::Device = pdev;
         let shared = Arc::pin_init(
             try_pin_init!(GpuShared {
@@ -760,7 +796,10 @@ impl pci::Driver for GpuvmPciDriver {
                 bar3_mapped: host.bar3_mapped,
                 pramin <- new_mutex!(host_env::PraminWindow::new()),
                 pool_bytes: AtomicU64::new(0),
+                shadow_held: AtomicU64::new(0),
                 pool <- new_mutex!(pool),
+                sys_tables,
+                sys_pool <- new_mutex!(sys_pool),
                 tlb <- new_mutex!(()),
                 kick_lock <- new_mutex!(()),
                 watchdog <- new_mutex!(watchdog::Watchdog::default()),
@@ -875,7 +914,8 @@ sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     ro GpuChannelsFree c"channels_free" => |g| g.shared.pools.channels_per_unit * g.shared.units.lock().free_units();
     ro GpuVgpus c"vgpus" => |g| g.shared.vgpus.load(Ordering::Relaxed);
     ro GpuVramPhysical c"vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
-    ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.pool.lock().free_bytes() >> 10;
+    ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.shadow_free_bytes() >> 10;
+    ro GpuShadowTablesSysmem c"shadow_tables_sysmem_kib" => |g| g.shared.sys_tables.bytes() >> 10;
     rw GpuWatchdogMs c"watchdog_ms";
     ro GpuWatchdogKills c"watchdog_kills" => |g| g.shared.watchdog_kills.load(Ordering::Relaxed);
     rw GpuSchedPolicy c"sched_policy";

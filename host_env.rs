@@ -13,7 +13,9 @@ use crate::{
     pagetable::VmDesc,
     vregs,
     memory::{Clock, SysMem},
-    shadow_vm::TableAlloc,
+    shadow_vm::{TableAlloc, TableMemory},
+    host_pool::HostPool,
+    dma_words::DmaWords,
     sched::account::VgpuId,
     sync_policy::SyncMode,
     vfio, GpuShared,
@@ -74,15 +76,108 @@ impl PraminWindow {
     }
 }
 
-/// Shadow tables come from the host pool (locked per allocation).
-pub(crate) struct PoolTables<'a>(pub(crate) &'a GpuShared);
+/// Bytes of one chunk of shadow-table memory: one coherent allocation, well below the
+/// largest the page allocator hands out (order 9), and a whole number of the largest table
+/// (a full small-page table, 256 KiB), so no table straddles two chunks.
+pub(crate) const TABLE_CHUNK_BYTES: usize = 2 << 20;
+
+/// Shadow page tables in host system memory: coherent chunks the GPU walks by DMA, each cut
+/// into 4 KiB pages by its own [`HostPool`] (whose addresses are the chunk's bus addresses).
+/// Empty if the memory could not be had at probe: the tables then live in the VRAM pool.
+pub(crate) struct SysTables {
+    chunks: KVec<DmaWords>,
+}
+
+impl SysTables {
+    /// Coherent chunks for at least `bytes` of tables (none if any allocation fails: a
+    /// partial set would make the quotas lie), and their pools.
+    pub(crate) fn new(dev: &kernel::device::Device<kernel::device::Bound>, bytes: u64) -> (SysTables, KVec<HostPool>) {
+        let count = usize::try_from(bytes).unwrap_or(usize::MAX).div_ceil(TABLE_CHUNK_BYTES);
+        let mut chunks = KVec::new();
+        let mut pools = KVec::new();
+        for _ in 0..count {
+            let chunk = match DmaWords::zeroed(dev, TABLE_CHUNK_BYTES) {
+                Ok(c) => c,
+                Err(e) => {
+                    dev_warn!(dev, "shadow page tables stay in host VRAM: no coherent memory for chunk {} of {} ({:?})\n", chunks.len(), count, e);
+                    return (SysTables { chunks: KVec::new() }, KVec::new());
+                }
+            };
+            let pool = HostPool::new(chunk.bus(), chunk.bus() + chunk.bytes());
+            if chunks.push(chunk, GFP_KERNEL).is_err() || pools.push(pool, GFP_KERNEL).is_err() {
+                dev_warn!(dev, "shadow page tables stay in host VRAM: no memory for the chunk list (ENOMEM)\n");
+                return (SysTables { chunks: KVec::new() }, KVec::new());
+            }
+        }
+        (SysTables { chunks }, pools)
+    }
+
+    /// Bytes of system memory holding shadow tables (0: they are in VRAM).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.chunks.iter().map(DmaWords::bytes).sum()
+    }
+
+    fn chunk(&self, bus: u64) -> Option<&DmaWords> {
+        self.chunks.iter().find(|c| bus >= c.bus() && bus - c.bus() < c.bytes())
+    }
+}
+
+impl TableMemory for &SysTables {
+    fn read32(&self, bus: u64) -> u32 {
+        self.chunk(bus).map_or(u32::MAX, |c| c.read32(bus - c.bus()))
+    }
+    fn write32(&mut self, bus: u64, v: u32) {
+        if let Some(c) = self.chunk(bus) {
+            c.write32(bus - c.bus(), v)
+        }
+    }
+}
+
+/// Shadow page tables from the system-memory chunks (or the host VRAM pool if there are
+/// none), shadow instance blocks from the host VRAM pool; each pool locked per call.
+pub(crate) struct PoolTables<'a>(&'a GpuShared, &'a SysTables);
+
+impl<'a> PoolTables<'a> {
+    pub(crate) fn new(gpu: &'a GpuShared) -> Self {
+        PoolTables(gpu, gpu.sys_tables())
+    }
+}
 
 impl TableAlloc for PoolTables<'_> {
     fn alloc(&mut self, bytes: u64) -> Option<u64> {
-        self.0.pool().lock().alloc(bytes)
+        if self.1.chunks.is_empty() {
+            return self.alloc_inst(bytes);
+        }
+        let a = self.0.sys_pool().lock().iter_mut().find_map(|p| p.alloc(bytes))?;
+        self.0.shadow_held(bytes, true);
+        Some(a)
     }
     fn free(&mut self, addr: u64, bytes: u64) {
-        if !self.0.pool().lock().free(addr, bytes) {
+        if self.1.chunks.is_empty() {
+            return self.free_inst(addr, bytes);
+        }
+        if self.0.sys_pool().lock().iter_mut().any(|p| p.free(addr, bytes)) {
+            self.0.shadow_held(bytes, false);
+        } else {
+            pr_err!("gpuvm: shadow-table memory: {:#x}+{:#x} freed but not allocated (accounting bug)\n", addr, bytes);
+        }
+    }
+    fn memory(&mut self) -> Option<&mut dyn TableMemory> {
+        if self.1.chunks.is_empty() {
+            None
+        } else {
+            Some(&mut self.1)
+        }
+    }
+    fn alloc_inst(&mut self, bytes: u64) -> Option<u64> {
+        let a = self.0.pool().lock().alloc(bytes)?;
+        self.0.shadow_held(bytes, true);
+        Some(a)
+    }
+    fn free_inst(&mut self, addr: u64, bytes: u64) {
+        if self.0.pool().lock().free(addr, bytes) {
+            self.0.shadow_held(bytes, false);
+        } else {
             pr_err!("gpuvm: host pool: {:#x}+{:#x} freed but not allocated (accounting bug)\n", addr, bytes);
         }
     }
@@ -141,8 +236,8 @@ impl HostChannels for KernelChannels<'_> {
     fn chan_busy(&mut self, host_chid: u32) -> bool {
         host_gpu::chan_busy(&KernelBars(self.0), host_chid)
     }
-    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
-        self.0.tlb_flush(pd)
+    fn tlb_flush(&mut self, pd: u64, sysmem: bool) -> Result<(), HostError> {
+        self.0.tlb_flush(pd, sysmem)
     }
     fn drain_events(&mut self) {
         if !host_gpu::drain_events(&KernelBars(self.0), &GpuClock(self.0)) {
@@ -287,7 +382,7 @@ where
     let bars = KernelBars(gpu);
     let mut vram = HostVram::new(&bars, gpu.bar3_mapped());
     let mut sys = VfioGuestMemory { dev, pins };
-    let mut tables = PoolTables(gpu);
+    let mut tables = PoolTables::new(gpu);
     let mut host = KernelChannels(gpu, dev, dev.dispatch_slot());
     let clock = GpuClock(gpu);
     let mut env = Env { vram: &mut vram, sys: &mut sys, tables: &mut tables, host: &mut host, clock: &clock };

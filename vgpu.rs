@@ -322,7 +322,7 @@ impl Vgpu {
                 *slot = u32::try_from(guest_page / bar_remap::PAGE + 1).map_err(|_| EINVAL)?;
                 r.any = true;
                 vram.write64(host_init::remap_pte_addr(spt, host_bar1_off), host_init::remap_pte(host_page));
-                dev.gpu.tlb_flush(host_init::layout::BAR1_PD).map_err(|e| {
+                dev.gpu.tlb_flush(host_init::layout::BAR1_PD, false).map_err(|e| {
                     dev_warn!(dev.parent(), "BAR3 fault at {:#x}: host BAR1 TLB flush failed: {:?} (SIGBUS)\n", off, e);
                     EIO
                 })?;

@@ -37,8 +37,10 @@ pub enum InstError {
 /// What replaces the guest's address-space words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstShadow {
-    /// Host VRAM address of the shadow PD.
+    /// Host address of the shadow PD: VRAM, or a bus address if `pd_sys`.
     pub pd_host: u64,
+    /// The shadow PD is in host system memory (PDB target SYS_COHERENT).
+    pub pd_sys: bool,
     /// Limit to write (the shadow's, see `ShadowVm::limit`).
     pub limit: u64,
 }
@@ -105,7 +107,7 @@ pub fn shadow_inst_word<V: Vram + ?Sized>(
         // The physical-copy gate stays closed whatever the guest wrote.
         ramfc::HCE_CTRL => 0,
         o if RAMFC_COPIED.contains(&o) => guest(o)?,
-        inst::PDB_LO => (shadow.pd_host as u32 & inst::PDB_ADDR_MASK) | target::VRAM,
+        inst::PDB_LO => (shadow.pd_host as u32 & inst::PDB_ADDR_MASK) | if shadow.pd_sys { target::SYS_COHERENT } else { target::VRAM },
         inst::PDB_HI => (shadow.pd_host >> 32) as u32,
         inst::LIMIT_LO => shadow.limit as u32,
         inst::LIMIT_HI => (shadow.limit >> 32) as u32,

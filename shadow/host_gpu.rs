@@ -245,9 +245,10 @@ pub fn ring_doorbell(b: &impl HostBars, host_chid: u32, put: u32) {
     b.bar1_write32(off, put);
 }
 
-/// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
-pub fn tlb_flush(m: &impl Mmio, w: &impl Waiter, pd: u64) -> Result<(), HostError> {
-    host_init::tlb_flush_with(m, Some(pd), |off, done| poll(m, w, off, done)).map_err(|_: InitError| HostError::TlbTimeout)
+/// Flushes the host TLB for the shadow page directory at `pd`: host VRAM, or a bus address
+/// if `sysmem`.
+pub fn tlb_flush(m: &impl Mmio, w: &impl Waiter, pd: u64, sysmem: bool) -> Result<(), HostError> {
+    host_init::tlb_flush_with(m, Some((pd, sysmem)), |off, done| poll(m, w, off, done)).map_err(|_: InitError| HostError::TlbTimeout)
 }
 
 /// The one host runlist all vGPUs share: each vGPU's part (indexed by its first unit) and the

@@ -144,18 +144,20 @@ pub fn flush_bar_writes(m: &impl Mmio) -> Result<(), InitError> {
 /// (`None`), with the hardware's protocol: wait for a free flush slot, trigger, wait for
 /// completion (all bounded).
 pub fn tlb_flush(m: &impl Mmio, pd: Option<u64>) -> Result<(), InitError> {
+    let pd = pd.map(|pd| (pd, false));
     tlb_flush_with(m, pd, |off, done| (0..POLL_LIMIT).any(|_| done(m.rd(off))))
 }
 
-/// [`tlb_flush`] with the caller's way of waiting: `poll(off, done)` reads register `off`
+/// [`tlb_flush`] of a page directory in VRAM or (`(pd, true)`) in system memory, with the
+/// caller's way of waiting: `poll(off, done)` reads register `off`
 /// until `done(value)` and says whether it got there (bring-up counts reads; the mediator
 /// waits by the clock).
-pub fn tlb_flush_with(m: &impl Mmio, pd: Option<u64>, poll: impl Fn(u32, &dyn Fn(u32) -> bool) -> bool) -> Result<(), InitError> {
+pub fn tlb_flush_with(m: &impl Mmio, pd: Option<(u64, bool)>, poll: impl Fn(u32, &dyn Fn(u32) -> bool) -> bool) -> Result<(), InitError> {
     if !poll(mmu::CTRL, &|v| v & mmu::CTRL_FLUSH_SLOTS_MASK != 0) {
         return Err(InitError::TlbTimeout);
     }
-    if let Some(pd) = pd {
-        m.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_sysram(false).raw());
+    if let Some((pd, sysram)) = pd {
+        m.wr(mmu::InvalidatePdb::OFFSET, mmu::InvalidatePdb::default().with_addr(pd).with_sysram(sysram).raw());
     }
     let flush = mmu::Invalidate::default().with_page_all(true).with_all_pdb(pd.is_none()).with_trigger(true);
     m.wr(mmu::Invalidate::OFFSET, flush.raw());

@@ -81,8 +81,9 @@ pub trait HostChannels {
     fn chan_busy(&mut self, _host_chid: u32) -> bool {
         true
     }
-    /// Flushes the host TLB for the shadow page directory at host VRAM `pd`.
-    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError>;
+    /// Flushes the host TLB for the shadow page directory at `pd` (a host VRAM address, or a
+    /// bus address if `sysmem`).
+    fn tlb_flush(&mut self, pd: u64, sysmem: bool) -> Result<(), HostError>;
     /// Waits (bounded) until the interrupt handler has read every fault and engine-error
     /// record (`host_gpu::drain_events`): an unbound channel's records are then resolved to
     /// no channel, before its shadow instance block can go to another vGPU.
@@ -311,6 +312,21 @@ impl TableAlloc for Quota<'_> {
         self.inner.free(addr, bytes);
         *self.used = self.used.saturating_sub(bytes);
     }
+    fn memory(&mut self) -> Option<&mut dyn crate::shadow_vm::TableMemory> {
+        self.inner.memory()
+    }
+    fn alloc_inst(&mut self, bytes: u64) -> Option<u64> {
+        if self.used.checked_add(bytes)? > self.quota {
+            return None;
+        }
+        let a = self.inner.alloc_inst(bytes)?;
+        *self.used += bytes;
+        Some(a)
+    }
+    fn free_inst(&mut self, addr: u64, bytes: u64) {
+        self.inner.free_inst(addr, bytes);
+        *self.used = self.used.saturating_sub(bytes);
+    }
 }
 
 /// What a sync of one shadow address space is for.
@@ -482,13 +498,13 @@ impl<S: Storage> Mediator<S> {
             }
         };
         let after = space.vm.stats;
-        let pd = space.vm.pd_host();
+        let (pd, pd_sys) = (space.vm.pd_host(), space.vm.pd_in_sysmem());
         self.stats.syncs += after.syncs - before.syncs;
         self.stats.pte_writes += after.shadow_writes - before.shadow_writes;
         self.stats.guest_reads += after.guest_reads - before.guest_reads;
         self.stats.refused += after.refused - before.refused;
         if synced {
-            if let Err(e) = env.host.tlb_flush(pd) {
+            if let Err(e) = env.host.tlb_flush(pd, pd_sys) {
                 env.host.report(e);
             }
         }
@@ -618,7 +634,7 @@ impl<S: Storage> Mediator<S> {
                 continue;
             }
             let Some(SpaceSlot(Some(space))) = self.spaces.get(ch.space) else { continue };
-            let shadow = InstShadow { pd_host: space.vm.pd_host(), limit: space.vm.limit() };
+            let shadow = InstShadow { pd_host: space.vm.pd_host(), pd_sys: space.vm.pd_in_sysmem(), limit: space.vm.limit() };
             let Some(host_chid) = slice.channel_to_host(chid as u32) else { continue };
             mirror_inst_write(env, &slice, &ch, host_chid, (guest - ch.guest_inst) as u32 & !3, &shadow);
             moved_userd |= 1u128 << chid;
@@ -629,7 +645,7 @@ impl<S: Storage> Mediator<S> {
             if moved_userd & (1u128 << chid) != 0 {
                 if let Some(ch) = slot.0.as_mut() {
                     let mem = GuestVram::new(&*env.vram, slice);
-                    let word = |o| channel::shadow_inst_word(&mem, &slice, ch.guest_inst, o, &InstShadow { pd_host: 0, limit: 0 }).ok();
+                    let word = |o| channel::shadow_inst_word(&mem, &slice, ch.guest_inst, o, &InstShadow { pd_host: 0, pd_sys: false, limit: 0 }).ok();
                     if let (Some(lo), Some(hi)) = (word(ramfc::USERD_LO), word(ramfc::USERD_HI)) {
                         ch.userd_guest = u64::from(lo & ramfc::USERD_ADDR_MASK) | u64::from(hi) << 32;
                     }
@@ -788,18 +804,18 @@ impl<S: Storage> Mediator<S> {
             self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
-        let Some(host_inst) = self.quota(env).alloc(inst::SIZE) else {
+        let Some(host_inst) = self.quota(env).alloc_inst(inst::SIZE) else {
             self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         };
         self.sync_space(env, space, SyncOp::Use(UsePoint::ChannelBind));
         let Some(SpaceSlot(Some(s))) = self.spaces.get(space) else {
-            self.quota(env).free(host_inst, inst::SIZE);
+            self.quota(env).free_inst(host_inst, inst::SIZE);
             return;
         };
-        let shadow = InstShadow { pd_host: s.vm.pd_host(), limit: s.vm.limit() };
+        let shadow = InstShadow { pd_host: s.vm.pd_host(), pd_sys: s.vm.pd_in_sysmem(), limit: s.vm.limit() };
         if channel::shadow_instance(&mut *env.vram, &slice, guest_inst, host_inst, &shadow).is_err() {
-            self.quota(env).free(host_inst, inst::SIZE);
+            self.quota(env).free_inst(host_inst, inst::SIZE);
             self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);
             return;
         }
@@ -835,7 +851,7 @@ impl<S: Storage> Mediator<S> {
         stop_channel(env, host_chid);
         env.host.bind(host_chid, None);
         env.host.drain_events();
-        self.quota(env).free(ch.host_inst, inst::SIZE);
+        self.quota(env).free_inst(ch.host_inst, inst::SIZE);
     }
 
     /// Frees every shadow address space. No channel may use them any more; the host TLB is
@@ -843,7 +859,7 @@ impl<S: Storage> Mediator<S> {
     fn drop_spaces(&mut self, env: &mut Env<'_>) {
         for slot in self.spaces.iter_mut() {
             if let Some(s) = slot.0.take() {
-                if let Err(e) = env.host.tlb_flush(s.vm.pd_host()) {
+                if let Err(e) = env.host.tlb_flush(s.vm.pd_host(), s.vm.pd_in_sysmem()) {
                     env.host.report(e);
                 }
                 let _ = s.vm.release(&mut Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota });

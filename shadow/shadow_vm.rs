@@ -17,7 +17,8 @@
 //! Per-PDE state lives in caller-provided storage (`S`, e.g. a `KVec` or `Vec` of
 //! [`PdeShadow`]), whose length caps the address space: PDEs beyond it are not shadowed and
 //! [`ShadowVm::limit`] (the limit to put in the shadow instance block) is cut to match.
-//! Shadow tables come from a [`TableAlloc`] of host VRAM outside every partition.
+//! Shadow tables come from a [`TableAlloc`] outside every partition: host VRAM, or host
+//! system memory the GPU reaches by DMA ([`TableMemory`]), which the module uses.
 
 use core::ops::DerefMut;
 
@@ -26,12 +27,81 @@ use crate::memory::{GuestVram, SysMem, Vram};
 use crate::pagetable::{shadow_pte, table_to_host, Aperture, PageSize, Pde, TableRef, VmDesc, PDE_SPAN};
 use crate::partition::Slice;
 
-/// Host VRAM for shadow tables (4 KiB aligned blocks).
+/// Where shadow tables come from (4 KiB aligned blocks) and where they live.
 pub trait TableAlloc {
     /// A block of at least `bytes`, 4 KiB aligned; `None` when exhausted.
     fn alloc(&mut self, bytes: u64) -> Option<u64>;
     /// Gives back a block from [`TableAlloc::alloc`] with the same `bytes`.
     fn free(&mut self, addr: u64, bytes: u64);
+    /// `None`: the blocks are host VRAM, written through the sync's `vram` (aperture VRAM).
+    /// `Some`: they are host system memory the GPU reaches by DMA, addressed by bus address
+    /// and written here (aperture SYS_COHERENT): a CPU store instead of a bus round trip per
+    /// word, which is what most of a sync is (see [`TableMemory`]).
+    fn memory(&mut self) -> Option<&mut dyn TableMemory> {
+        None
+    }
+    /// A shadow instance block of `bytes`: always host VRAM (PFIFO loads channels from it,
+    /// and the mediator writes it through `vram`), from the same quota as the tables.
+    fn alloc_inst(&mut self, bytes: u64) -> Option<u64> {
+        self.alloc(bytes)
+    }
+    /// Gives back a block from [`TableAlloc::alloc_inst`].
+    fn free_inst(&mut self, addr: u64, bytes: u64) {
+        self.free(addr, bytes)
+    }
+}
+
+/// Host system memory holding shadow tables, by bus address (4-byte aligned words). The GPU
+/// walks it snooped, so a store is visible to the walk that follows the host TLB flush.
+///
+/// **Choice** (see `uapi/gf100.rs` `vm::PDE_APER_SYS_COHERENT`): Fermi's PDEs and the
+/// instance block's PDB name system-memory tables as well as VRAM ones; nouveau's GF100 VMM
+/// (`nvkm/subdev/mmu/vmmgf100.c` `gf100_vmm_pgd_pde`) writes aperture 2 plus the table's VOL
+/// bit for a table in host memory, and the shadow's tables are marked the same way. The GPU's
+/// walks then cross the bus on a TLB miss, while every shadow update is a CPU store.
+pub trait TableMemory {
+    /// Reads the word at bus address `bus`.
+    fn read32(&self, bus: u64) -> u32;
+    /// Writes the word at bus address `bus`.
+    fn write32(&mut self, bus: u64, v: u32);
+}
+
+/// Shadow-table memory for one operation: the allocator's own memory if it has one, else
+/// host VRAM.
+struct Tables<'a, V: Vram + ?Sized, A: TableAlloc + ?Sized> {
+    vram: &'a mut V,
+    alloc: &'a mut A,
+}
+
+impl<V: Vram + ?Sized, A: TableAlloc + ?Sized> Tables<'_, V, A> {
+    fn read32(&mut self, at: u64) -> u32 {
+        match self.alloc.memory() {
+            Some(m) => m.read32(at),
+            None => self.vram.read32(at),
+        }
+    }
+    fn write32(&mut self, at: u64, v: u32) {
+        match self.alloc.memory() {
+            Some(m) => m.write32(at, v),
+            None => self.vram.write32(at, v),
+        }
+    }
+    fn read64(&mut self, at: u64) -> u64 {
+        u64::from(self.read32(at)) | u64::from(self.read32(at.wrapping_add(4))) << 32
+    }
+    fn write64(&mut self, at: u64, v: u64) {
+        self.write32(at, v as u32);
+        self.write32(at.wrapping_add(4), (v >> 32) as u32);
+    }
+}
+
+/// The aperture shadow tables from `alloc` live in.
+fn table_aperture<A: TableAlloc + ?Sized>(alloc: &mut A) -> Aperture {
+    if alloc.memory().is_some() {
+        Aperture::SysCoherent
+    } else {
+        Aperture::Vram
+    }
 }
 
 /// Entries of one shadow page table and the guest table it mirrors.
@@ -105,6 +175,8 @@ pub struct ShadowVm<S: DerefMut<Target = [PdeShadow]>> {
     pdes: S,
     pd_host: u64,
     pd_bytes: u64,
+    /// Where the shadow PD and tables live (VRAM or SYS_COHERENT, from the allocator).
+    aperture: Aperture,
     tracked: bool,
     /// Bumped by every guest TLB flush of this space; `synced` is the value at the last sync.
     flushes: u64,
@@ -129,8 +201,10 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         let count = desc.pde_count().min(cap) as u32;
         let pd_bytes = table_bytes(u64::from(count.max(1)));
         let pd_host = alloc.alloc(pd_bytes)?;
+        let aperture = table_aperture(alloc);
+        let mut mem = Tables { vram, alloc };
         for i in 0..u64::from(count) {
-            vram.write64(pd_host + i * vm::PDE_SIZE, 0);
+            mem.write64(pd_host + i * vm::PDE_SIZE, 0);
         }
         for p in pdes.iter_mut() {
             *p = PdeShadow { dirty: true, ..PdeShadow::default() };
@@ -141,6 +215,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
             pdes,
             pd_host,
             pd_bytes,
+            aperture,
             tracked,
             flushes: 1,
             synced: 0,
@@ -154,9 +229,15 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         self.desc
     }
 
-    /// Host VRAM address of the shadow PD (for the shadow instance block and host flushes).
+    /// Host address of the shadow PD (for the shadow instance block and host flushes): a
+    /// VRAM address, or a bus address if [`ShadowVm::pd_in_sysmem`].
     pub fn pd_host(&self) -> u64 {
         self.pd_host
+    }
+
+    /// Whether the shadow PD and tables are in host system memory (PDB target SYS_COHERENT).
+    pub fn pd_in_sysmem(&self) -> bool {
+        self.aperture != Aperture::Vram
     }
 
     /// The limit for the shadow instance block: the guest's, cut to the PDEs shadowed.
@@ -292,11 +373,12 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                     // Tracked entries are dirty because the guest wrote them: write without
                     // reading the shadow back (a read is a round trip, a write is posted).
                     // Untracked syncs re-read everything: write only what changed.
-                    if self.tracked || vram.read64(t.host + off) != entry {
+                    let mut mem = Tables { vram: &mut *vram, alloc: &mut *alloc };
+                    if self.tracked || mem.read64(t.host + off) != entry {
                         if live {
-                            write_live_entry(vram, t.host + off, entry);
+                            write_live_entry(&mut mem, t.host + off, entry);
                         } else {
-                            vram.write64(t.host + off, entry);
+                            mem.write64(t.host + off, entry);
                         }
                         self.stats.shadow_writes += 1;
                     }
@@ -305,7 +387,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                 t.dirty_hi = 0;
             }
             if let Some((entry, _)) = publish {
-                self.publish_pde(i as u64, entry, vram);
+                self.publish_pde(i as u64, entry, &mut Tables { vram: &mut *vram, alloc: &mut *alloc });
             }
             if let Some(slot) = self.pdes.get_mut(i) {
                 *slot = p;
@@ -377,8 +459,11 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
                 }
             }
             if t.host != 0 {
-                let vol = pde.table(size).is_some_and(|g| g.vol);
-                let r = TableRef { addr: t.host, aperture: Aperture::Vram, vol };
+                // A table in system memory is walked VOL (uncached), as nouveau's
+                // gf100_vmm_pgd_pde marks every host-memory table: the CPU's stores to it
+                // are then what the next walk after a TLB flush sees.
+                let vol = pde.table(size).is_some_and(|g| g.vol) || self.aperture != Aperture::Vram;
+                let r = TableRef { addr: t.host, aperture: self.aperture, vol };
                 match size {
                     PageSize::Big => shadow.big = Some(r),
                     PageSize::Small => shadow.small = Some(r),
@@ -391,7 +476,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
     /// Writes shadow PDE `i`, which the GPU may walk meanwhile. Each half is one word, but the
     /// SIZE field in the low word sizes both tables: when it changes, the small-page half is
     /// taken away first, so no walk pairs a table with a size it was not allocated for.
-    fn publish_pde<V: Vram + ?Sized>(&mut self, i: u64, entry: u64, vram: &mut V) {
+    fn publish_pde<V: Vram + ?Sized, A: TableAlloc + ?Sized>(&mut self, i: u64, entry: u64, vram: &mut Tables<'_, V, A>) {
         let at = self.pd_host + i * vm::PDE_SIZE;
         let old = vram.read64(at);
         if old == entry {
@@ -434,7 +519,7 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
 /// Replaces shadow entry `at`, which the GPU may be walking, in 32-bit writes: the address is
 /// in the low word and the aperture in the high word, so the entry is not VALID while the high
 /// word changes, and no walk pairs one entry's address with the other's aperture.
-fn write_live_entry<V: Vram + ?Sized>(vram: &mut V, at: u64, entry: u64) {
+fn write_live_entry<V: Vram + ?Sized, A: TableAlloc + ?Sized>(vram: &mut Tables<'_, V, A>, at: u64, entry: u64) {
     let (lo, hi) = (entry as u32, (entry >> 32) as u32);
     let valid = vm::PTE_VALID as u32;
     vram.write32(at, lo & !valid);

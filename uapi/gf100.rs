@@ -382,6 +382,10 @@ pub mod vm {
     pub const TABLE_ALIGN: u64 = 0x1000;
 
     /// PDE apertures (both words): 0 = not present, 1 = VRAM, 2/3 = system memory.
+    /// **Choice:** the module keeps its shadow page directories and tables in coherent host
+    /// memory (PDB target `target::SYS_COHERENT`, PDE aperture 2 plus the table's VOL bit, as
+    /// nouveau's `gf100_vmm_pgd_pde` writes a host-memory table), so a shadow update is a CPU
+    /// store, not a BAR write; `shadow_tables_sysmem_kib` 0 means they fell back to VRAM.
     pub const PDE_APER_NONE: u64 = 0;
     pub const PDE_APER_VRAM: u64 = 1;
     pub const PDE_APER_SYS_COHERENT: u64 = 2;

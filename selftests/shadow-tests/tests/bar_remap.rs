@@ -63,7 +63,7 @@ impl HostChannels for Host {
     fn commit_runlist(&mut self, _: RunlistPart) -> Result<(), HostError> {
         Ok(())
     }
-    fn tlb_flush(&mut self, _: u64) -> Result<(), HostError> {
+    fn tlb_flush(&mut self, _: u64, _: bool) -> Result<(), HostError> {
         self.ops.push(Op::Flush);
         Ok(())
     }

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 const GUEST_INST: u64 = 0x4_0000;
 const HOST_INST: u64 = 0x2_0000;
 const USERD: u64 = 0x8_0000 + 5 * userd::SIZE;
-const SHADOW: InstShadow = InstShadow { pd_host: 0x10_0000, limit: (16 << 30) + (16 << 20) - 1 };
+const SHADOW: InstShadow = InstShadow { pd_host: 0x10_0000, pd_sys: false, limit: (16 << 30) + (16 << 20) - 1 };
 
 /// A guest instance block as the guest driver fills it, plus junk where nothing belongs.
 fn guest_inst(v: &mut ByteVram) {

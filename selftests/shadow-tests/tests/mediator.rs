@@ -84,7 +84,7 @@ impl HostChannels for Recorder {
         self.ops.push(Op::Runlist(part.channels.0));
         Ok(())
     }
-    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+    fn tlb_flush(&mut self, pd: u64, _sysmem: bool) -> Result<(), HostError> {
         self.ops.push(Op::Flush(pd));
         Ok(())
     }

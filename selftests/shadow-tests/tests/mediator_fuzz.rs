@@ -1010,7 +1010,7 @@ impl HostChannels for Host {
     fn commit_runlist(&mut self, part: RunlistPart) -> Result<(), HostError> {
         self.w.borrow_mut().commit(self.who, part)
     }
-    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+    fn tlb_flush(&mut self, pd: u64, _sysmem: bool) -> Result<(), HostError> {
         self.w.borrow_mut().tlb_flush(self.who, pd)
     }
     fn drain_events(&mut self) {}

@@ -8,7 +8,7 @@ use gpuvm_shadow_tests::gf100::vm;
 use gpuvm_shadow_tests::memory::{GuestVram, Vram};
 use gpuvm_shadow_tests::pagetable::*;
 use gpuvm_shadow_tests::partition::Slice;
-use gpuvm_shadow_tests::shadow_vm::{PdeShadow, ShadowVm, TableAlloc};
+use gpuvm_shadow_tests::shadow_vm::{PdeShadow, ShadowVm, TableAlloc, TableMemory};
 use gpuvm_shadow_tests::sync_policy::{before_use, on_flush, SyncEnv, SyncMode, UsePoint};
 use proptest::prelude::*;
 use std::cell::RefCell;
@@ -138,6 +138,78 @@ fn a_page_written_unseen_is_re_read_whole() {
     sync(&mut s, &mut v, &mut sys, &mut a);
     assert_eq!(s.stats.guest_reads - before, 129, "every PDE re-read (unchanged: their tables are not)");
     s.release(&mut a);
+}
+
+/// Shadow tables in host system memory (the module's choice): an allocator whose blocks are
+/// bus addresses of its own memory.
+struct SysTables {
+    a: Alloc,
+    mem: SysWords,
+}
+
+struct SysWords(BTreeMap<u64, u32>);
+
+const SYS_TABLES: u64 = 0x8_0000_0000;
+
+impl TableMemory for SysWords {
+    fn read32(&self, bus: u64) -> u32 {
+        assert!((SYS_TABLES..SYS_TABLES + SHADOW_END).contains(&bus), "table read outside the table memory: {bus:#x}");
+        self.0.get(&bus).copied().unwrap_or(0xdead_beef)
+    }
+    fn write32(&mut self, bus: u64, v: u32) {
+        assert!((SYS_TABLES..SYS_TABLES + SHADOW_END).contains(&bus), "table write outside the table memory: {bus:#x}");
+        self.0.insert(bus, v);
+    }
+}
+
+impl TableAlloc for SysTables {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        self.a.alloc(bytes).map(|a| a + SYS_TABLES)
+    }
+    fn free(&mut self, addr: u64, bytes: u64) {
+        self.a.free(addr - SYS_TABLES, bytes)
+    }
+    fn memory(&mut self) -> Option<&mut dyn TableMemory> {
+        Some(&mut self.mem)
+    }
+}
+
+#[test]
+fn tables_in_system_memory_are_written_there_and_named_sys_coherent() {
+    let mut v = ByteVram::new();
+    let limit = (16u64 << 30) + (16 << 20) - 1;
+    v.guest64(PD + 4 * 8, vm::pde(LPT_SLOTS[0], vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+    v.guest64(PD + 128 * 8, vm::pde(0, vm::PDE_APER_NONE, SPT_SLOTS[0], vm::PDE_APER_VRAM));
+    v.guest64(LPT_SLOTS[0], vram_pte(0x40_0000, false));
+    v.guest64(SPT_SLOTS[0] + 8 * 4095, sys_pte(0x3000));
+    // Host VRAM is read-only to the shadow code here: every table word goes to system memory.
+    v.writable = 0..0;
+    let mut t = SysTables { a: Alloc::new(SHADOW_BASE..SHADOW_END), mem: SysWords(BTreeMap::new()) };
+    let mut sys = FakeSys::new();
+    let mut s: Shadow = ShadowVm::new(VmDesc { pd: PD, limit }, vec![PdeShadow::default(); 8192], true, &mut v, &mut t).unwrap();
+    assert!(s.pd_in_sysmem());
+    assert!(s.pd_host() >= SYS_TABLES, "the PD is a bus address of the table memory");
+    s.sync(&mut v, &slice(), &mut sys, &mut t);
+    assert_eq!(v.writes.get(), 0, "no host VRAM write");
+    assert!(s.stats.shadow_writes > 0);
+    let rd64 = |m: &SysWords, a: u64| u64::from(m.read32(a)) | u64::from(m.read32(a + 4)) << 32;
+    let big = Pde::decode(rd64(&t.mem, s.pd_host() + 4 * 8));
+    let small = Pde::decode(rd64(&t.mem, s.pd_host() + 128 * 8));
+    let (b, sm) = (big.big.expect("big-page table"), small.small.expect("small-page table"));
+    assert_eq!((b.aperture, sm.aperture), (Aperture::SysCoherent, Aperture::SysCoherent));
+    assert!(b.vol && sm.vol, "host-memory tables are walked VOL, as nouveau marks them");
+    assert!(big.small.is_none() && small.big.is_none());
+    assert_eq!(Pte::decode(rd64(&t.mem, b.addr)).map(|p| (p.addr, p.aperture)), Some((GUEST_BASE + 0x40_0000, Aperture::Vram)), "VRAM page moved by the partition base");
+    assert_eq!(Pte::decode(rd64(&t.mem, sm.addr + 8 * 4095)).map(|p| (p.addr, p.aperture)), Some((SYS_HOST_BASE + 0x3000, Aperture::SysCoherent)));
+    // A guest edit plus flush is written to system memory too.
+    v.guest64(LPT_SLOTS[0] + 8, vram_pte(0x50_0000, true));
+    assert!(s.note_guest_write(LPT_SLOTS[0] + 8));
+    s.flush();
+    s.sync(&mut v, &slice(), &mut sys, &mut t);
+    assert_eq!(Pte::decode(rd64(&t.mem, b.addr + 8)).map(|p| (p.addr, p.read_only)), Some((GUEST_BASE + 0x50_0000, true)));
+    assert_eq!(v.writes.get(), 0, "still no host VRAM write");
+    s.release(&mut t);
+    assert!(t.a.live.is_empty(), "every table given back");
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub use gpuvm_shadow::mediator::host_userd;
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
 use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
-use gpuvm_shadow::shadow_vm::TableAlloc;
+use gpuvm_shadow::shadow_vm::{TableAlloc, TableMemory};
 use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
 use gpuvm_shadow::vregs;
@@ -53,6 +53,8 @@ use std::time::{Duration, Instant};
 const GUEST_IOVA_BASE: u64 = 1 << 32;
 /// Model bus addresses of guest memory: vGPU n's buffers live at `(n + 1) << HOST_IOVA_SHIFT`.
 const HOST_IOVA_SHIFT: u32 = 36;
+/// Model bus address of the host's shadow-table memory (below every vGPU's buffers).
+const SHADOW_TABLES_IOVA: u64 = 1 << 35;
 /// How long the interrupt thread sleeps in one wait (it re-checks for shutdown between).
 const IRQ_THREAD_SLICE: Duration = Duration::from_millis(20);
 /// The host channel the scrubber uses: the first one the host keeps.
@@ -76,6 +78,10 @@ struct HostShared {
     pool_bytes: u64,
     units: Mutex<UnitMap>,
     pool: Mutex<HostPool>,
+    /// Shadow page tables: host system memory at [`SHADOW_TABLES_IOVA`], as large as the
+    /// VRAM pool was after bring-up.
+    sys_pool: Mutex<HostPool>,
+    tables_mem: Arc<HostMemory>,
     runlist: Mutex<HostRunlist>,
     /// Where the one PRAMIN window points.
     pramin: Mutex<Cell<Option<u32>>>,
@@ -159,14 +165,49 @@ impl HostBars for ModelBars<'_> {
     }
 }
 
-/// Shadow tables from the host pool (locked per call, as the kernel does).
-struct PoolTables<'a>(&'a HostShared);
+/// Shadow page tables from the host's system-memory pool (DMA-mapped into the model, as
+/// the kernel's coherent allocation is), instance blocks from the host VRAM pool; each pool
+/// locked per call, as the kernel does.
+struct PoolTables<'a>(&'a HostShared, TablesMem<'a>);
+
+impl<'a> PoolTables<'a> {
+    fn new(h: &'a HostShared) -> Self {
+        PoolTables(h, TablesMem(h))
+    }
+}
+
+/// The system memory behind [`HostShared::sys_pool`], by model bus address.
+struct TablesMem<'a>(&'a HostShared);
+
+impl TableMemory for TablesMem<'_> {
+    fn read32(&self, bus: u64) -> u32 {
+        let mut b = [0u8; 4];
+        let ok = bus.checked_sub(SHADOW_TABLES_IOVA).is_some_and(|off| self.0.tables_mem.read(off, &mut b));
+        if ok { u32::from_le_bytes(b) } else { u32::MAX }
+    }
+    fn write32(&mut self, bus: u64, v: u32) {
+        if let Some(off) = bus.checked_sub(SHADOW_TABLES_IOVA) {
+            self.0.tables_mem.write(off, &v.to_le_bytes());
+        }
+    }
+}
 
 impl TableAlloc for PoolTables<'_> {
     fn alloc(&mut self, bytes: u64) -> Option<u64> {
-        lock(&self.0.pool).alloc(bytes)
+        lock(&self.0.sys_pool).alloc(bytes)
     }
     fn free(&mut self, addr: u64, bytes: u64) {
+        if !lock(&self.0.sys_pool).free(addr, bytes) {
+            panic!("shadow-table pool: freeing {addr:#x}+{bytes:#x} that was not allocated");
+        }
+    }
+    fn memory(&mut self) -> Option<&mut dyn TableMemory> {
+        Some(&mut self.1)
+    }
+    fn alloc_inst(&mut self, bytes: u64) -> Option<u64> {
+        lock(&self.0.pool).alloc(bytes)
+    }
+    fn free_inst(&mut self, addr: u64, bytes: u64) {
         if !lock(&self.0.pool).free(addr, bytes) {
             panic!("host pool: freeing {addr:#x}+{bytes:#x} that was not allocated");
         }
@@ -209,9 +250,9 @@ impl HostChannels for ModelChannels<'_> {
     fn chan_busy(&mut self, host_chid: u32) -> bool {
         host_gpu::chan_busy(&ModelBars(self.0), host_chid)
     }
-    fn tlb_flush(&mut self, pd: u64) -> Result<(), HostError> {
+    fn tlb_flush(&mut self, pd: u64, sysmem: bool) -> Result<(), HostError> {
         let _serialised = lock(&self.0.tlb);
-        host_gpu::tlb_flush(&ModelBars(self.0), &HostClock(self.0.epoch), pd)
+        host_gpu::tlb_flush(&ModelBars(self.0), &HostClock(self.0.epoch), pd, sysmem)
     }
     fn drain_events(&mut self) {
         host_gpu::drain_events(&ModelBars(self.0), &HostClock(self.0.epoch));
@@ -408,7 +449,7 @@ impl VgpuShared {
         let st = &mut *st;
         let bars = ModelBars(h);
         let mut vram = HostVram::new(&bars, h.bar3_mapped);
-        let mut tables = PoolTables(h);
+        let mut tables = PoolTables::new(h);
         let mut chans = ModelChannels(h, VgpuId::new(self.index as usize));
         let clock = HostClock(h.epoch);
         let mut env = Env { vram: &mut vram, sys: &mut st.sys, tables: &mut tables, host: &mut chans, clock: &clock };
@@ -511,6 +552,8 @@ impl MediatedHost {
             pool_bytes: 0,
             units: Mutex::new(UnitMap::default()),
             pool: Mutex::new(HostPool::new(0, 0)),
+            sys_pool: Mutex::new(HostPool::new(0, 0)),
+            tables_mem: Arc::new(HostMemory::new("gpuvm-shadow-tables", 0x1000)?),
             runlist: Mutex::new(HostRunlist::new([0; 2])),
             pramin: Mutex::new(Cell::new(None)),
             tlb: Mutex::new(()),
@@ -548,6 +591,12 @@ impl MediatedHost {
             .map_err(|e| io::Error::other(format!("scrubber bring-up: {e:?}")))?;
         shared.scrubber = Mutex::new(Some(scrubber));
         shared.pool_bytes = pool.free_bytes();
+        // The shadow page tables' pool: host memory the model reaches by DMA (the kernel's
+        // coherent allocation), of the VRAM pool's size, so the quotas are unchanged.
+        let tables_mem = Arc::new(HostMemory::new("gpuvm-shadow-tables", shared.pool_bytes)?);
+        shared.gpu.dma_map(SHADOW_TABLES_IOVA, tables_mem.clone()).map_err(io::Error::other)?;
+        shared.tables_mem = tables_mem;
+        shared.sys_pool = Mutex::new(HostPool::new(SHADOW_TABLES_IOVA, SHADOW_TABLES_IOVA + shared.pool_bytes));
         shared.pool = Mutex::new(pool);
         shared.runlist = Mutex::new(runlist);
         let shared = Arc::new(shared);
@@ -643,9 +692,12 @@ impl MediatedHost {
         lock(&self.shared.host_errors).clone()
     }
 
-    /// Free pages of the host pool.
+    /// Free bytes of the host pool, as the kernel's `host_pool_free_kib` counts them: the
+    /// pool after bring-up less what vGPUs hold in it (instance blocks) and in the
+    /// shadow-table memory (which is as large as that pool).
     pub fn pool_free_bytes(&self) -> u64 {
-        lock(&self.shared.pool).free_bytes()
+        let held_tables = self.shared.pool_bytes - lock(&self.shared.sys_pool).free_bytes();
+        lock(&self.shared.pool).free_bytes().saturating_sub(held_tables)
     }
 
     /// Every scrub so far (count, bytes and time, failures).
