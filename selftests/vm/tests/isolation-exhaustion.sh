@@ -15,7 +15,6 @@
 . /tests/lib.sh
 . /tests/vgpu-lib.sh
 . /tests/isolation-lib.sh
-up() { cut -d' ' -f1 /proc/uptime; }
 vgpu_setup
 a=$(vgpu_create 8)
 idle="$(vgpu_create 4) $(vgpu_create 4)"
@@ -26,13 +25,7 @@ f0=$(cat $PA/host_pool_free_kib)
 quota_a=$((f0 / 8)); quota_v=$((f0 / 4))
 echo "host pool: $f0 KiB free with no vGPU open; quotas: attacker (gpuvm-8) $quota_a KiB, victim (gpuvm-4) $quota_v KiB"
 
-# The victim alone.
-t0=$(up)
-for i in 1 2; do
-  gpuvm-bench --mdev $v mmul hotspot >> /tmp/alone.log 2>&1 || { cut -c1-300 /tmp/alone.log; fail "the victim failed alone"; }
-done
-t1=$(up)
-[ "$(grep -c '"ok":true' /tmp/alone.log)" = 4 ] || fail "the victim's runs alone were not all correct"
+victim_alone $v
 [ "$(cat $PA/host_pool_free_kib)" = $f0 ] || fail "host pool $(cat $PA/host_pool_free_kib) KiB free after the victim's runs, not $f0"
 
 victim_start $v mmul hotspot
@@ -54,7 +47,7 @@ used=$((f0 - fp))
 echo "host pool: $fp KiB free at the attacker's peak ($used KiB held by the attacker and the victim), $f1 KiB after it closed"
 # Throughput: time per victim run overlapping the attack against time per run alone, and the
 # runs it completed while the attacker's shadows were being built (its progress).
-awk -v t0=$t0 -v t1=$t1 -v a0=$a0 -v p=$peak -v a1=$a1 '
+awk -v t0=$ALONE_T0 -v t1=$ALONE_T1 -v a0=$a0 -v p=$peak -v a1=$a1 '
   { if ($1 < a1 && $2 > a0) { n++; s += $2 - $1 } if ($2 > a0 && $2 <= p) b++ }
   END {
     alone = (t1 - t0) / 2

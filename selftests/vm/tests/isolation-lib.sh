@@ -12,6 +12,32 @@ vgpu_counters() {
 # One counter of vGPU $1.
 vgpu_counter() { cat $M/$1/gpuvm/$2; }
 
+# Seconds of uptime.
+up() { cut -d' ' -f1 /proc/uptime; }
+
+# victim_alone UUID: two checked runs of mmul + hotspot on vGPU UUID before any attack, timed:
+# ALONE_T0 and ALONE_T1 (uptime) bound them, for victim_slowdown. Fails unless all 4 are correct.
+victim_alone() {
+  rm -f /tmp/alone.log
+  ALONE_T0=$(up)
+  for _i in 1 2; do
+    gpuvm-bench --mdev $1 mmul hotspot >> /tmp/alone.log 2>&1 || { cut -c1-300 /tmp/alone.log; fail "the victim failed alone"; }
+  done
+  ALONE_T1=$(up)
+  [ "$(grep -c '"ok":true' /tmp/alone.log)" = 4 ] || fail "the victim's runs alone were not all correct"
+}
+
+# victim_slowdown A0 A1: the victim's time per run (from /tmp/victim.times) over the runs that
+# overlap the attack [A0, A1], against its time per run alone (victim_alone).
+victim_slowdown() {
+  awk -v t0=$ALONE_T0 -v t1=$ALONE_T1 -v a0=$1 -v a1=$2 '
+    { if ($1 < a1 && $2 > a0) { n++; s += $2 - $1 } }
+    END {
+      alone = (t1 - t0) / 2
+      printf "victim (mmul + hotspot): %.1f s per run alone; during the attack (%.1f s) %d runs, %.1f s per run (%.2fx)\n", alone, a1 - a0, n, n ? s / n : 0, n ? s / n / alone : 0
+    }' /tmp/victim.times
+}
+
 # victim_start UUID WORKLOAD...: run the workloads (gpuvm-bench, results checked against the
 # CPU reference) on vGPU UUID over and over in the background until victim_stop. Start it
 # before the attack: its runs then cover the whole attack. Each completed run appends its

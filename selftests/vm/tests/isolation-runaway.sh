@@ -9,7 +9,6 @@
 . /tests/lib.sh
 . /tests/vgpu-lib.sh
 . /tests/isolation-lib.sh
-up() { cut -d' ' -f1 /proc/uptime; }
 attacker_and_victim
 a=$A; v=$V
 [ "$(cat $PA/watchdog_ms)" = 2000 ] || fail "watchdog_ms is $(cat $PA/watchdog_ms), not the default 2000"
@@ -20,13 +19,7 @@ dmesg | grep -q "watchdog_ms: 60001 is outside 100..=60000 (EINVAL)" || fail "no
 [ "$(cat $PA/watchdog_ms)" = 2000 ] || fail "a refused write changed watchdog_ms to $(cat $PA/watchdog_ms)"
 k0=$(cat $PA/watchdog_kills)
 
-# The victim alone.
-t0=$(up)
-for i in 1 2; do
-  gpuvm-bench --mdev $v mmul hotspot >> /tmp/alone.log 2>&1 || { cut -c1-300 /tmp/alone.log; fail "the victim failed alone"; }
-done
-t1=$(up)
-[ "$(grep -c '"ok":true' /tmp/alone.log)" = 4 ] || fail "the victim's runs alone were not all correct"
+victim_alone $v
 
 victim_start $v mmul hotspot
 sleep 1
@@ -36,12 +29,7 @@ gpuvm-hostile --mdev $a runaway || rc=$?
 a1=$(up)
 victim_stop
 vgpu_counters $a attacker; vgpu_counters $v victim
-awk -v t0=$t0 -v t1=$t1 -v a0=$a0 -v a1=$a1 '
-  { if ($1 < a1 && $2 > a0) { n++; s += $2 - $1 } }
-  END {
-    alone = (t1 - t0) / 2
-    printf "victim (mmul + hotspot): %.1f s per run alone; during the attack (%.1f s) %d runs, %.1f s per run (%.2fx)\n", alone, a1 - a0, n, n ? s / n : 0, n ? s / n / alone : 0
-  }' /tmp/victim.times
+victim_slowdown $a0 $a1
 dmesg | grep "watchdog: host channel" | tail -n 3
 [ $rc = 0 ] || fail "attacker checks failed (rc=$rc)"
 [ "$(cat $PA/watchdog_kills)" = $((k0 + 1)) ] || fail "watchdog_kills went from $k0 to $(cat $PA/watchdog_kills), expected one stop"
