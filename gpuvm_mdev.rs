@@ -86,6 +86,9 @@ mod host_channel;
 #[path = "shadow/scrub.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod scrub;
+#[path = "shadow/guest_fetch.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod guest_fetch;
 #[path = "shadow/watchdog.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod watchdog;
