@@ -53,10 +53,6 @@ fn measured(name: &str, fetch: bool) -> (MediatorStats, u64) {
     (s, mmio)
 }
 
-fn host_fetch_note() -> &'static str {
-    "the rest is shadow-table writes and the guest's own trapped accesses"
-}
-
 /// Each workload with and without fetching: correct results, the same shadow work (entries
 /// read and written: the syncs saw the same guest tables), and less model MMIO with it.
 #[test]
@@ -65,12 +61,11 @@ fn mediated_fetch_workloads_stay_exact_and_cost_less_mmio() {
         let (off, mmio_off) = measured(name, false);
         let (on, mmio_on) = measured(name, true);
         eprintln!(
-            "{name}: {} syncs, {} guest entries read; model MMIO of the run {mmio_off} with PRAMIN reads, {mmio_on} with fetching ({} fewer, {} per sync; {:?})",
+            "{name}: {} syncs, {} guest entries read; model MMIO of the run {mmio_off} with PRAMIN reads, {mmio_on} with fetching ({} fewer, {} per sync; the rest is shadow-table writes and the guest's own trapped accesses)",
             on.syncs,
             on.guest_reads,
             mmio_off.saturating_sub(mmio_on),
             mmio_off.saturating_sub(mmio_on) / on.syncs.max(1),
-            host_fetch_note(),
         );
         assert_eq!((on.syncs, on.guest_reads, on.pte_writes), (off.syncs, off.guest_reads, off.pte_writes), "{name}: the same shadow work");
         assert!(on.syncs > 0);
