@@ -86,6 +86,9 @@ mod host_channel;
 #[path = "shadow/scrub.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod scrub;
+#[path = "shadow/guest_fetch.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod guest_fetch;
 #[path = "shadow/watchdog.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod watchdog;
@@ -129,9 +132,10 @@ module! {
 /// What every vGPU of a GPU shares: identity, geometry, the allocation map, the host's
 /// apertures, pool and runlist.
 ///
-/// Lock order (outer first): a vGPU's `state` → `dispatch` → `runlist` → `pramin`, and a
-/// vGPU's `state` → `scrubber` → `runlist`; `pool`, `sys_pool`, `tlb` and `units` are leaves
-/// taken alone
+/// Lock order (outer first): a vGPU's `state` → `dispatch` → `runlist` → `pramin`, a
+/// vGPU's `state` → `scrubber` → `runlist`, and a vGPU's `state` → `fetch` → `pramin` (a
+/// shadow sync holds `fetch` from its first fetch to its end; the fetch's channel kicks under
+/// it); `pool`, `sys_pool`, `tlb` and `units` are leaves taken alone
 /// (at probe only, `pool` → `runlist` while the scrubber is set up); `kick_lock` is
 /// innermost: taken under any of these (the scrubber's channel kicks under `scrubber`, and
 /// under `pool` → `runlist` at probe and removal), and nothing is taken under it but
@@ -207,6 +211,10 @@ pub(crate) struct GpuShared {
     /// The host copy-engine channel that clears partitions (None until probe set it up).
     #[pin]
     scrubber: Mutex<Option<scrub::Scrubber>>,
+    /// The copy-engine fetcher shadow syncs read guest page tables through, with its staging
+    /// buffer in coherent host memory (None: not set up, syncs read through PRAMIN).
+    #[pin]
+    fetch: Mutex<Option<host_env::FetchState>>,
     /// Units whose VRAM may hold a previous user's data (all of them at probe: nobody knows
     /// what the card held); cleared by a scrub.
     dirty_units: AtomicU32,
@@ -275,6 +283,13 @@ impl GpuShared {
     /// of shadow structures wherever they live (each vGPU's quota is a share of the former).
     fn shadow_free_bytes(&self) -> u64 {
         self.pool_bytes.load(Ordering::Relaxed).saturating_sub(self.shadow_held.load(Ordering::Relaxed))
+    }
+    pub(crate) fn fetch(&self) -> &Mutex<Option<host_env::FetchState>> {
+        &self.fetch
+    }
+    /// What the fetcher did (zeros without one).
+    fn fetch_stats(&self) -> guest_fetch::FetchStats {
+        self.fetch.lock().as_ref().map_or_else(guest_fetch::FetchStats::default, |f| f.fetcher.stats)
     }
     /// Host-pool bytes a vGPU of `units` units may hold (its share of the GPU).
     pub(crate) fn pool_quota(&self, units: u32) -> u64 {
@@ -612,11 +627,40 @@ impl Drop for HostGpu {
             let mut runlist = self.shared.runlist.lock();
             s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &KickLock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
         }
+        if let Some(f) = self.shared.fetch.lock().take() {
+            let mut pool = self.shared.pool.lock();
+            let mut runlist = self.shared.runlist.lock();
+            let host_env::FetchState { fetcher, staging } = f;
+            if !fetcher.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &KickLock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped) {
+                // A copy may still land in it: never give it back (nor the channel's block).
+                dev_warn!(self.shared.pdev.as_ref(), "guest-VRAM fetcher could not be evicted: its staging buffer is leaked\n");
+                core::mem::forget(staging);
+            }
+        }
         // The mapping is revoked once the device is unbound; before that, leave the GPU quiet.
         if let Some(bar0) = self.shared.bar0.try_access() {
             host_init::shut_down(&HostBar0(&bar0));
         }
     }
+}
+
+/// Sets up the guest-VRAM fetcher at probe: its channel from the host pool on the host
+/// runlist, its staging buffer from coherent memory.
+fn guest_fetch_bring_up(pdev: &pci::Device<Core<'_>>, shared: &GpuShared) -> core::result::Result<host_env::FetchState, guest_fetch::FetchError> {
+    let staging = dma_words::DmaWords::zeroed(pdev.as_ref(), guest_fetch::STAGING_BYTES as usize).map_err(|_| guest_fetch::FetchError::NoHostVram)?;
+    let mut pool = shared.pool.lock();
+    let mut runlist = shared.runlist.lock();
+    let fetcher = guest_fetch::Fetcher::bring_up(
+        &host_env::KernelBars(shared),
+        &host_env::GpuClock(shared),
+        &KickLock(shared),
+        &mut pool,
+        &mut runlist,
+        shared.bar3_mapped,
+        host_gpu::GUEST_CHANNELS + 1,
+        &shared.pools,
+    )?;
+    Ok(host_env::FetchState { fetcher, staging })
 }
 
 /// Proves the interrupt path at probe: a software interrupt raised through PMC must reach
@@ -815,6 +859,7 @@ impl pci::Driver for GpuvmPciDriver {
                 runlist <- new_mutex!(host_gpu::HostRunlist::new(bufs)),
                 vgpu_list <- new_mutex!(KVec::new()),
                 scrubber <- new_mutex!(None),
+                fetch <- new_mutex!(None),
                 dirty_units: AtomicU32::new(u32::MAX),
                 dispatch <- new_mutex!(host_sched::DispatchState::new()?),
             }),
@@ -826,6 +871,12 @@ impl pci::Driver for GpuvmPciDriver {
             verify_msi(pdev, bar0, &shared)?;
         }
         dev_info!(pdev, "interrupts over MSI (irq {}) verified\n", msi.irq());
+        // The guest-VRAM fetcher's host channel (the next host id) and its staging buffer, before
+        // the vGPU quotas are cut from the pool. A failure only leaves syncs on PRAMIN reads.
+        match guest_fetch_bring_up(pdev, &shared) {
+            Ok(f) => *shared.fetch.lock() = Some(f),
+            Err(e) => dev_warn!(pdev, "guest-VRAM fetcher not set up ({:?}): shadow syncs read through PRAMIN\n", e),
+        }
         // The scrubber's host channel and zero block, before any vGPU can exist (after MSI is
         // verified: its runlist update and copies raise interrupts, which the handler takes).
         {
@@ -916,6 +967,8 @@ sysfs_group! { gpu_sysfs: GpuAttrs, c"gpuvm" {
     ro GpuVramPhysical c"vram_physical_mib" => |g| g.shared.vram_bytes >> 20;
     ro GpuHostPoolFree c"host_pool_free_kib" => |g| g.shared.shadow_free_bytes() >> 10;
     ro GpuShadowTablesSysmem c"shadow_tables_sysmem_kib" => |g| g.shared.sys_tables.bytes() >> 10;
+    ro GpuFetches c"fetches" => |g| g.shared.fetch_stats().fetches;
+    ro GpuFetchFallbacks c"fetch_fallbacks" => |g| g.shared.fetch_stats().fallbacks;
     rw GpuWatchdogMs c"watchdog_ms";
     ro GpuWatchdogKills c"watchdog_kills" => |g| g.shared.watchdog_kills.load(Ordering::Relaxed);
     rw GpuSchedPolicy c"sched_policy";

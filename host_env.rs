@@ -6,6 +6,8 @@
 
 use crate::{
     channel::RunlistPart,
+    dma_words::DmaWords,
+    guest_fetch::{self, Fetcher, GuestFetch, Session, Staging},
     host_channel::Waiter,
     host_gpu::{self, HostBars, HostError, HostVram},
     host_init::Mmio,
@@ -15,7 +17,6 @@ use crate::{
     memory::{Clock, SysMem},
     shadow_vm::{TableAlloc, TableMemory},
     host_pool::HostPool,
-    dma_words::DmaWords,
     sched::account::VgpuId,
     sync_policy::SyncMode,
     vfio, GpuShared,
@@ -24,6 +25,7 @@ use core::cell::Cell;
 use kernel::{
     io::Io,
     prelude::*,
+    sync::MutexGuard,
     rbtree::RBTree,
     time::{delay::fsleep, Delta},
 };
@@ -202,7 +204,7 @@ pub(crate) trait DispatchSlot {
 
 /// The host channel controls of shadow/host_gpu.rs over the GPU's BARs, the vGPU's BAR
 /// remapping, and its slot in the GPU's dispatcher (where its doorbells go).
-pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared, pub(crate) &'a dyn BarRemapSink, pub(crate) Option<VgpuId>);
+pub(crate) struct KernelChannels<'a>(pub(crate) &'a GpuShared, pub(crate) &'a dyn BarRemapSink, pub(crate) Option<VgpuId>, pub(crate) KernelFetch<'a>);
 
 impl HostChannels for KernelChannels<'_> {
     fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
@@ -262,6 +264,60 @@ impl HostChannels for KernelChannels<'_> {
     }
     fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
         self.1.take_mapped(f)
+    }
+    fn guest_fetch(&mut self) -> Option<&mut dyn GuestFetch> {
+        Some(&mut self.3)
+    }
+}
+
+/// The GPU's guest-VRAM fetcher (`shadow/guest_fetch.rs`) and its staging buffer in coherent
+/// host memory.
+pub(crate) struct FetchState {
+    pub(crate) fetcher: Fetcher,
+    pub(crate) staging: DmaWords,
+}
+
+impl Staging for DmaWords {
+    fn bus(&self) -> u64 {
+        DmaWords::bus(self)
+    }
+    fn bytes(&self) -> u64 {
+        DmaWords::bytes(self)
+    }
+    fn read32(&self, off: u64) -> u32 {
+        DmaWords::read32(self, off)
+    }
+}
+
+/// The GPU's fetcher as one sync uses it: its mutex is taken at the sync's first fetch and
+/// let go at the sync's end (`GuestFetch::end`), so no other vGPU's fetch overwrites a staged
+/// chunk meanwhile (lock order: a vGPU's `state` → `fetch` → `pramin` / `kick_lock`).
+pub(crate) struct KernelFetch<'a> {
+    gpu: &'a GpuShared,
+    held: Option<MutexGuard<'a, Option<FetchState>>>,
+}
+
+impl<'a> KernelFetch<'a> {
+    pub(crate) fn new(gpu: &'a GpuShared) -> Self {
+        Self { gpu, held: None }
+    }
+}
+
+impl GuestFetch for KernelFetch<'_> {
+    fn fetch(&mut self, slot: usize, pa: u64) -> bool {
+        let gpu = self.gpu;
+        let held = self.held.get_or_insert_with(|| gpu.fetch().lock());
+        let Some(FetchState { fetcher, staging }) = &mut **held else { return false };
+        // The semaphore was read through BAR3 (an MMIO read, ordered after the copy engine's
+        // flushed writes by the GPU): the staged words are in memory when it shows the payload.
+        Session { fetcher, staging, bars: &KernelBars(gpu), w: &GpuClock(gpu), kick_lock: &crate::KickLock(gpu) }.fetch(slot, pa)
+    }
+    fn staged32(&self, slot: usize, off: u64) -> u32 {
+        let st: Option<&FetchState> = self.held.as_ref().and_then(|g| (**g).as_ref());
+        st.map_or(u32::MAX, |st| st.staging.read32(slot as u64 * guest_fetch::CHUNK_BYTES + off))
+    }
+    fn end(&mut self) {
+        self.held = None;
     }
 }
 
@@ -383,7 +439,7 @@ where
     let mut vram = HostVram::new(&bars, gpu.bar3_mapped());
     let mut sys = VfioGuestMemory { dev, pins };
     let mut tables = PoolTables::new(gpu);
-    let mut host = KernelChannels(gpu, dev, dev.dispatch_slot());
+    let mut host = KernelChannels(gpu, dev, dev.dispatch_slot(), KernelFetch::new(gpu));
     let clock = GpuClock(gpu);
     let mut env = Env { vram: &mut vram, sys: &mut sys, tables: &mut tables, host: &mut host, clock: &clock };
     f(&mut env)

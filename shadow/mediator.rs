@@ -25,6 +25,7 @@ use core::ops::DerefMut;
 use crate::bar_remap::{self, MapDecision, Slots};
 use crate::channel::{self, ChannelSet, InstShadow, RunlistPart};
 use crate::gf100::{inst, pfifo, ramfc, userd};
+use crate::guest_fetch::{FetchedVram, GuestFetch};
 use crate::host_gpu::{Evicted, HostError, HostEvents};
 use crate::host_init::layout;
 use crate::memory::{Clock, GuestVram, SysMem, Vram};
@@ -109,6 +110,12 @@ pub trait HostChannels {
     /// shadow sync (the guest may have written page tables through such a page unseen). A
     /// host that maps nothing keeps the default.
     fn take_mapped(&mut self, _f: &mut dyn FnMut(u64)) {}
+    /// The copy-engine fetcher a shadow sync reads the guest's tables through
+    /// (`guest_fetch.rs`), if the host has one: a sync wraps its reads in a fresh
+    /// `FetchedVram` over it. A host without one keeps the default (PRAMIN reads).
+    fn guest_fetch(&mut self) -> Option<&mut dyn GuestFetch> {
+        None
+    }
 }
 
 /// Heap storage the mediator asks its host for (`KVec` in the kernel, `Vec` on the host): the
@@ -488,13 +495,25 @@ impl<S: Storage> Mediator<S> {
         let before = space.vm.stats;
         let mut sys = Excluding { inner: &mut *env.sys, exclude: self.unmapping };
         let mut tables = Quota { inner: &mut *env.tables, used: &mut self.pool_used, quota: self.pool_quota };
-        let mut senv = SyncEnv { vram: &mut *env.vram, slice: &slice, sys: &mut sys, alloc: &mut tables };
-        let synced = match op {
-            SyncOp::Flush(mode) => sync_policy::on_flush(mode, &mut space.vm, &mut senv),
-            SyncOp::Use(why) => sync_policy::before_use(why, &mut space.vm, &mut senv),
-            SyncOp::Full => {
-                space.vm.sync(senv.vram, senv.slice, senv.sys, senv.alloc);
-                true
+        let synced = {
+            // Guest tables are read through the copy engine's staged chunks when the host has
+            // a fetcher; the view (and what it staged) lives for this sync only.
+            let mut fetched;
+            let vram: &mut dyn Vram = match env.host.guest_fetch() {
+                Some(f) => {
+                    fetched = FetchedVram::new(&mut *env.vram, f, &slice);
+                    &mut fetched
+                }
+                None => &mut *env.vram,
+            };
+            let mut senv = SyncEnv { vram, slice: &slice, sys: &mut sys, alloc: &mut tables };
+            match op {
+                SyncOp::Flush(mode) => sync_policy::on_flush(mode, &mut space.vm, &mut senv),
+                SyncOp::Use(why) => sync_policy::before_use(why, &mut space.vm, &mut senv),
+                SyncOp::Full => {
+                    space.vm.sync(senv.vram, senv.slice, senv.sys, senv.alloc);
+                    true
+                }
             }
         };
         let after = space.vm.stats;
@@ -509,7 +528,7 @@ impl<S: Storage> Mediator<S> {
             }
         }
         // Tables the sync replaced go back to the pool only after that flush.
-        space.vm.reclaim(senv.alloc);
+        space.vm.reclaim(&mut tables);
     }
 
     /// Brings every space used by `chans` up to date before the GPU may walk it.

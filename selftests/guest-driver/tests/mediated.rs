@@ -139,7 +139,8 @@ fn mediated_interrupts_to_their_owner() {
 
 /// The module's own MMIO on top of the guest's traps (issue 13's "model MMIO" column): every
 /// model BAR access made during a run, less the guest's trapped accesses, which the native
-/// driver makes too. Shadow tables in host system memory make shadow writes CPU stores.
+/// driver makes too. Shadow tables in host system memory make shadow writes CPU stores, and
+/// the copy engine stages the guest tables a sync reads (`guest_fetch.rs`).
 #[test]
 fn mediated_own_mmio_per_run() {
     for lazy in [false, true] {
@@ -157,10 +158,11 @@ fn mediated_own_mmio_per_run() {
         let s = v.stats();
         let own = (m1 - m0).saturating_sub(t1 - t0);
         eprintln!("lazy={lazy}: guest traps {} model MMIO {} own {own} ({:.2}x) guest_reads {} pte_writes {} syncs {}", t1 - t0, m1 - m0, (m1 - m0) as f64 / (t1 - t0) as f64, s.guest_reads, s.pte_writes, s.syncs);
-        assert!(s.pte_writes > 1000, "the run wrote shadow entries: {s:?}");
-        // A guest entry read is at most two words; writing a shadow entry must cost no model
-        // access at all (with the tables in host VRAM it cost two or three BAR3 writes each,
-        // and this bound failed: own 23 000 against 6 300 entries read and written).
-        assert!(own <= 2 * s.guest_reads + 1000, "lazy={lazy}: {own} model accesses of the module's own for {} guest entries read", s.guest_reads);
+        assert!(s.pte_writes > 1000 && s.guest_reads > 1000, "the run synced shadow entries: {s:?}");
+        // Issue 13's target: model MMIO at most 1.2x what the guest itself makes. Shadow
+        // entries are written into host memory (in host VRAM they cost two or three BAR3
+        // writes each: own 23 000) and guest tables are read in copy-engine chunks (through
+        // PRAMIN a word each: own 9 100); both failed this bound.
+        assert!(own * 5 <= t1 - t0, "lazy={lazy}: {own} model accesses of the module's own on {} guest traps ({} guest entries read)", t1 - t0, s.guest_reads);
     }
 }

@@ -39,6 +39,8 @@ pub mod host_gpu;
 pub mod host_channel;
 #[path = "../../../shadow/scrub.rs"]
 pub mod scrub;
+#[path = "../../../shadow/guest_fetch.rs"]
+pub mod guest_fetch;
 #[path = "../../../shadow/bar_remap.rs"]
 pub mod bar_remap;
 #[path = "../../../shadow/mediator.rs"]

@@ -33,6 +33,7 @@ pub use gpuvm_shadow::mediator::host_userd;
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
 use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
+use gpuvm_shadow::guest_fetch::{self, FetchStats, Fetcher, GuestFetch, Session, Staging, STAGING_BYTES};
 use gpuvm_shadow::shadow_vm::{TableAlloc, TableMemory};
 use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
@@ -59,6 +60,11 @@ const SHADOW_TABLES_IOVA: u64 = 1 << 35;
 const IRQ_THREAD_SLICE: Duration = Duration::from_millis(20);
 /// The host channel the scrubber uses: the first one the host keeps.
 const SCRUB_CHANNEL: u32 = GUEST_CHANNELS;
+/// The host channel the guest-VRAM fetcher uses (`guest_fetch.rs`): the next one.
+const FETCH_CHANNEL: u32 = GUEST_CHANNELS + 1;
+/// Model bus address of the fetcher's staging buffer: above every vGPU's DMA range
+/// (`(n + 1) << HOST_IOVA_SHIFT`, n < 8) and inside the copy engine's 40-bit reach.
+const STAGING_BUS: u64 = 0xf << HOST_IOVA_SHIFT;
 /// How long the scrubber sleeps between two polls of its semaphore.
 const SCRUB_POLL: Duration = Duration::from_micros(20);
 
@@ -67,8 +73,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What the host owns of the GPU: the model, the host's VRAM pool and runlist, the slices.
-/// Lock order: a vGPU's `state` → `dispatch` → `scrubber` → `runlist` → `pramin`; `pool`,
-/// `tlb`, `units` and `scrubs` are leaves.
+/// Lock order: a vGPU's `state` → `dispatch` → `scrubber` → `runlist` → `pramin`, and a
+/// vGPU's `state` → `fetch` → `pramin` / `kick_lock` (held from a sync's first fetch to its
+/// end); `pool`, `tlb`, `units` and `scrubs` are leaves.
 struct HostShared {
     gpu: Arc<Gpu>,
     boot0: u32,
@@ -101,6 +108,11 @@ struct HostShared {
     host_errors: Mutex<Vec<HostError>>,
     /// The copy-engine scrubber on the host's own channel.
     scrubber: Mutex<Option<Scrubber>>,
+    /// The copy-engine fetcher shadow syncs read guest tables through, and its staging
+    /// buffer (None once shut down).
+    fetch: Mutex<Option<FetchState>>,
+    /// Whether syncs use the fetcher (a test knob: off to measure PRAMIN reads alone).
+    fetch_on: AtomicBool,
     /// Whether slices are scrubbed (a test knob: off only to show a test can see a leak).
     scrub_on: AtomicBool,
     /// What the scrubs did and how they failed (the kernel logs them).
@@ -214,8 +226,53 @@ impl TableAlloc for PoolTables<'_> {
     }
 }
 
-/// The host channel controls over the model's registers, for vGPU `1` (its dispatcher slot).
-struct ModelChannels<'a>(&'a HostShared, Option<VgpuId>);
+/// The fetcher and its staging buffer.
+struct FetchState {
+    fetcher: Fetcher,
+    staging: ModelStaging,
+}
+
+/// The staging buffer: model memory mapped for DMA at [`STAGING_BUS`].
+struct ModelStaging(Arc<HostMemory>);
+
+impl Staging for ModelStaging {
+    fn bus(&self) -> u64 {
+        STAGING_BUS
+    }
+    fn bytes(&self) -> u64 {
+        self.0.len()
+    }
+    fn read32(&self, off: u64) -> u32 {
+        self.0.read32(off).unwrap_or(u32::MAX)
+    }
+}
+
+/// The GPU's fetcher as one sync uses it: locked at the sync's first fetch, let go at its
+/// end, so no other vGPU's fetch overwrites a staged chunk meanwhile.
+struct ModelFetch<'a> {
+    h: &'a HostShared,
+    held: Option<MutexGuard<'a, Option<FetchState>>>,
+}
+
+impl GuestFetch for ModelFetch<'_> {
+    fn fetch(&mut self, slot: usize, pa: u64) -> bool {
+        let h = self.h;
+        let held = self.held.get_or_insert_with(|| lock(&h.fetch));
+        let Some(FetchState { fetcher, staging }) = held.as_mut() else { return false };
+        Session { fetcher, staging, bars: &ModelBars(h), w: &HostClock(h.epoch), kick_lock: &KickLock(h) }.fetch(slot, pa)
+    }
+    fn staged32(&self, slot: usize, off: u64) -> u32 {
+        let st = self.held.as_ref().and_then(|g| g.as_ref());
+        st.map_or(u32::MAX, |st| st.staging.read32(slot as u64 * guest_fetch::CHUNK_BYTES + off))
+    }
+    fn end(&mut self) {
+        self.held = None;
+    }
+}
+
+/// The host channel controls over the model's registers, for vGPU `1` (its dispatcher slot),
+/// with the GPU's fetcher for its syncs.
+struct ModelChannels<'a>(&'a HostShared, Option<VgpuId>, ModelFetch<'a>);
 
 impl HostChannels for ModelChannels<'_> {
     fn bind(&mut self, host_chid: u32, inst: Option<u64>) {
@@ -266,6 +323,12 @@ impl HostChannels for ModelChannels<'_> {
     }
     fn report(&mut self, what: HostError) {
         lock(&self.0.host_errors).push(what);
+    }
+    fn guest_fetch(&mut self) -> Option<&mut dyn GuestFetch> {
+        if !self.0.fetch_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(&mut self.2)
     }
 }
 
@@ -450,7 +513,7 @@ impl VgpuShared {
         let bars = ModelBars(h);
         let mut vram = HostVram::new(&bars, h.bar3_mapped);
         let mut tables = PoolTables::new(h);
-        let mut chans = ModelChannels(h, VgpuId::new(self.index as usize));
+        let mut chans = ModelChannels(h, VgpuId::new(self.index as usize), ModelFetch { h, held: None });
         let clock = HostClock(h.epoch);
         let mut env = Env { vram: &mut vram, sys: &mut st.sys, tables: &mut tables, host: &mut chans, clock: &clock };
         let r = f(&mut st.med, &mut env);
@@ -565,6 +628,8 @@ impl MediatedHost {
             vgpus: Mutex::new(Vec::new()),
             host_errors: Mutex::new(Vec::new()),
             scrubber: Mutex::new(None),
+            fetch: Mutex::new(None),
+            fetch_on: AtomicBool::new(true),
             scrub_on: AtomicBool::new(true),
             scrubs: Mutex::new(ScrubLog::default()),
             epoch: Instant::now(),
@@ -590,6 +655,12 @@ impl MediatedHost {
         let scrubber = Scrubber::bring_up(&ModelBars(&shared), &HostClock(shared.epoch), &KickLock(&shared), &mut pool, &mut runlist, up.bar3_mapped, SCRUB_CHANNEL, &shared.pools)
             .map_err(|e| io::Error::other(format!("scrubber bring-up: {e:?}")))?;
         shared.scrubber = Mutex::new(Some(scrubber));
+        // The fetcher's channel too, and its staging buffer in memory the model reaches by DMA.
+        let fetcher = Fetcher::bring_up(&ModelBars(&shared), &HostClock(shared.epoch), &KickLock(&shared), &mut pool, &mut runlist, up.bar3_mapped, FETCH_CHANNEL, &shared.pools)
+            .map_err(|e| io::Error::other(format!("fetcher bring-up: {e:?}")))?;
+        let staging = Arc::new(HostMemory::new("gpuvm-fetch-staging", STAGING_BYTES)?);
+        shared.gpu.dma_map(STAGING_BUS, staging.clone()).map_err(io::Error::other)?;
+        shared.fetch = Mutex::new(Some(FetchState { fetcher, staging: ModelStaging(staging) }));
         shared.pool_bytes = pool.free_bytes();
         // The shadow page tables' pool: host memory the model reaches by DMA (the kernel's
         // coherent allocation), of the VRAM pool's size, so the quotas are unchanged.
@@ -700,6 +771,17 @@ impl MediatedHost {
         lock(&self.shared.pool).free_bytes().saturating_sub(held_tables)
     }
 
+    /// What the guest-VRAM fetcher did so far.
+    pub fn fetch_stats(&self) -> FetchStats {
+        lock(&self.shared.fetch).as_ref().map_or_else(FetchStats::default, |f| f.fetcher.stats)
+    }
+
+    /// Test knob: shadow syncs read guest tables through the copy engine (the default) or
+    /// through PRAMIN only.
+    pub fn set_fetch(&self, on: bool) {
+        self.shared.fetch_on.store(on, Ordering::Relaxed);
+    }
+
     /// Every scrub so far (count, bytes and time, failures).
     pub fn scrub_log(&self) -> ScrubLog {
         lock(&self.shared.scrubs).clone()
@@ -775,6 +857,13 @@ impl Drop for MediatedHost {
         let h = &*self.shared;
         if let Some(s) = lock(&h.scrubber).take() {
             s.shut_down(&ModelBars(h), &HostClock(h.epoch), &KickLock(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
+        }
+        if let Some(f) = lock(&h.fetch).take() {
+            // A copy that may still land keeps its staging buffer mapped (the model's memory
+            // goes with the GPU anyway).
+            if f.fetcher.shut_down(&ModelBars(h), &HostClock(h.epoch), &KickLock(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped) {
+                h.gpu.dma_unmap(STAGING_BUS);
+            }
         }
         host_init::shut_down(&ModelBars(&self.shared));
     }
