@@ -367,6 +367,13 @@ impl GpuShared {
         }
     }
 
+    /// Marks `slice` as holding its user's data: it is scrubbed before its next user can reach
+    /// it ([`GpuShared::scrub_if_dirty`] at open and at creation).
+    pub(crate) fn mark_dirty(&self, slice: &Slice) {
+        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        self.dirty_units.fetch_or(units, Ordering::AcqRel);
+    }
+
     /// Scrubs `slice` if any of its units may hold a previous user's data.
     pub(crate) fn scrub_if_dirty(&self, slice: &Slice, why: &str) -> Result {
         let units = ((1u32 << slice.units) - 1) << slice.first_unit;
@@ -625,7 +632,7 @@ impl Drop for HostGpu {
         if let Some(s) = self.shared.scrubber.lock().take() {
             let mut pool = self.shared.pool.lock();
             let mut runlist = self.shared.runlist.lock();
-            s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &KickLock(&self.shared), &mut pool, &mut runlist, self.shared.bar3_mapped);
+            s.shut_down(&host_env::KernelBars(&self.shared), &host_env::GpuClock(&self.shared), &KickLock(&self.shared), &mut pool, &mut runlist);
         }
         if let Some(f) = self.shared.fetch.lock().take() {
             let mut pool = self.shared.pool.lock();

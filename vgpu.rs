@@ -376,6 +376,9 @@ impl vfio::Ops for Vgpu {
     const NAME: &'static CStr = c"gpuvm-vgpu";
 
     fn open_device(dev: &vfio::Device<Self>) -> Result {
+        // What the previous user of this vGPU left (marked at its close) is cleared before
+        // this one can read anything; if it cannot be, the open fails.
+        dev.gpu.scrub_if_dirty(&dev.slice, "open")?;
         // Latched per open: the shadows' write tracking and the region info follow it.
         let on = dev.gpu.bar_remap() && dev.gpu.remap_spt().is_some();
         let mut r = dev.remap.lock();
@@ -422,10 +425,12 @@ impl vfio::Ops for Vgpu {
             dev.gpu.dispatch_reset(v);
         }
         st.irqs = Irqs::default();
-        // The next user of this vGPU must not read what this one left (a failure is logged and
-        // leaves the slice marked dirty, so it is scrubbed before the slice is handed out again).
+        // The next user of this vGPU must not read what this one left: the slice is marked
+        // dirty and scrubbed before anyone can reach it again, at the next open of this vGPU or
+        // the next creation on the slice, not in this VM's shutdown (a scrub of a whole slice
+        // is hundreds of milliseconds, and nobody can reach the slice in between).
         if st.med.take_touched() {
-            let _ = dev.gpu.scrub(&dev.slice, "close");
+            dev.gpu.mark_dirty(&dev.slice);
         }
     }
 

@@ -39,7 +39,7 @@ use crate::host_channel::{ChannelError, HostChannel, Waiter, MAX_PUSH_WORDS};
 use crate::host_gpu::{self, HostBars, HostRunlist, KickLock};
 use crate::host_pool::HostPool;
 use crate::memory::Vram;
-use crate::partition::{Pools, Slice, UNITS};
+use crate::partition::{Pools, Slice};
 
 /// Bytes of one staged chunk (aligned in host VRAM): a 4 KiB page table page and its
 /// neighbours, or a whole 8 KiB big-page table, in one copy.
@@ -171,7 +171,6 @@ pub fn fetch_push(out: &mut [u32], src: u64, dst: u64, len: u64, sem: u64, paylo
 /// The host's guest-VRAM fetcher: its channel and the range it may copy from.
 pub struct Fetcher {
     ch: HostChannel,
-    ctl: u64,
     /// The guest pool `[start, end)` in host VRAM.
     allowed: (u64, u64),
     /// When the fetch that timed out was submitted (`None`: nothing in flight).
@@ -194,25 +193,8 @@ impl Fetcher {
         chid: u32,
         pools: &Pools,
     ) -> Result<Fetcher, FetchError> {
-        let ctl = pool.alloc(crate::host_channel::ctl::BYTES).ok_or(FetchError::NoHostVram)?;
-        let start = pools.vram_base;
-        let end = start + u64::from(UNITS) * pools.vram_per_unit;
-        let ch = match HostChannel::new(chid, ctl, bar3_mapped) {
-            Ok(ch) => ch,
-            Err(e) => {
-                pool.free(ctl, crate::host_channel::ctl::BYTES);
-                return Err(e.into());
-            }
-        };
-        let mut f = Fetcher { ch, ctl, allowed: (start, end), pending_since: None, stats: FetchStats::default() };
-        let r = f.ch.start(bars).and_then(|()| runlist.set_host_channel(bars, w, bar3_mapped, chid, true).map(|_| ()).map_err(ChannelError::from));
-        if let Err(e) = r {
-            let _ = f.ch.stop(bars, w, kick_lock);
-            let _ = runlist.set_host_channel(bars, w, bar3_mapped, chid, false);
-            pool.free(ctl, crate::host_channel::ctl::BYTES);
-            return Err(e.into());
-        }
-        Ok(f)
+        let ch = HostChannel::bring_up(bars, w, kick_lock, pool, runlist, bar3_mapped, chid).ok_or(FetchError::NoHostVram)??;
+        Ok(Fetcher { ch, allowed: pools.guest_vram(), pending_since: None, stats: FetchStats::default() })
     }
 
     /// Takes the fetcher off the GPU and gives its host VRAM back (host shutdown). Returns
@@ -226,7 +208,7 @@ impl Fetcher {
         host_gpu::bind_channel(bars, chid, None);
         let _ = runlist.set_host_channel(bars, w, bar3_mapped, chid, false);
         if evicted {
-            pool.free(self.ctl, crate::host_channel::ctl::BYTES);
+            pool.free(self.ch.base(), crate::host_channel::ctl::BYTES);
         }
         evicted
     }

@@ -21,7 +21,8 @@
 //! next one, so a stuck or stopped channel never hangs the host.
 
 use crate::gf100::{gpfifo, inst, pfifo, ramfc, target, userd};
-use crate::host_gpu::{self, HostBars, HostError, KickLock, GUEST_CHANNELS};
+use crate::host_gpu::{self, HostBars, HostError, HostRunlist, KickLock, GUEST_CHANNELS};
+use crate::host_pool::HostPool;
 use crate::host_init::{self, layout};
 use crate::memory::Clock;
 
@@ -203,6 +204,49 @@ impl HostChannel {
         host_gpu::bind_channel(bars, self.chid, None);
         self.started = false;
         kicked.map_err(ChannelError::from)
+    }
+
+    /// Brings up host channel `chid` with its control block from `pool`: started and put on
+    /// the host runlist. `None` if the pool has no room for the block; on an error nothing of
+    /// the channel stays on the GPU, the runlist or in the pool.
+    pub fn bring_up<B: HostBars>(
+        bars: &B,
+        w: &impl Waiter,
+        kick_lock: &impl KickLock,
+        pool: &mut HostPool,
+        runlist: &mut HostRunlist,
+        bar3_mapped: u64,
+        chid: u32,
+    ) -> Option<Result<HostChannel, ChannelError>> {
+        let base = pool.alloc(ctl::BYTES)?;
+        let mut ch = match HostChannel::new(chid, base, bar3_mapped) {
+            Ok(ch) => ch,
+            Err(e) => {
+                pool.free(base, ctl::BYTES);
+                return Some(Err(e));
+            }
+        };
+        let r = ch.start(bars).and_then(|()| runlist.set_host_channel(bars, w, bar3_mapped, chid, true).map(|_| ()).map_err(ChannelError::from));
+        Some(match r {
+            Ok(()) => Ok(ch),
+            Err(e) => {
+                ch.take_down(bars, w, kick_lock, pool, runlist);
+                Err(e)
+            }
+        })
+    }
+
+    /// Takes the channel off the GPU (stopped, off the host runlist) and gives its control
+    /// block back to `pool`: the undoing of [`HostChannel::bring_up`].
+    pub fn take_down<B: HostBars>(mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, pool: &mut HostPool, runlist: &mut HostRunlist) {
+        let _ = self.stop(bars, w, kick_lock);
+        let _ = runlist.set_host_channel(bars, w, self.bar3_mapped, self.chid, false);
+        pool.free(self.base, ctl::BYTES);
+    }
+
+    /// Host VRAM address of the control block (from the host pool).
+    pub fn base(&self) -> u64 {
+        self.base
     }
 
     /// The payload the next submission's semaphore must carry.

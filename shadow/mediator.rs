@@ -306,14 +306,21 @@ struct Quota<'a> {
     quota: u64,
 }
 
-impl TableAlloc for Quota<'_> {
-    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+impl Quota<'_> {
+    /// `bytes` from `take` if they fit the quota, counted.
+    fn charge(&mut self, bytes: u64, take: impl FnOnce(&mut dyn TableAlloc) -> Option<u64>) -> Option<u64> {
         if self.used.checked_add(bytes)? > self.quota {
             return None;
         }
-        let a = self.inner.alloc(bytes)?;
+        let a = take(&mut *self.inner)?;
         *self.used += bytes;
         Some(a)
+    }
+}
+
+impl TableAlloc for Quota<'_> {
+    fn alloc(&mut self, bytes: u64) -> Option<u64> {
+        self.charge(bytes, |a| a.alloc(bytes))
     }
     fn free(&mut self, addr: u64, bytes: u64) {
         self.inner.free(addr, bytes);
@@ -323,12 +330,7 @@ impl TableAlloc for Quota<'_> {
         self.inner.memory()
     }
     fn alloc_inst(&mut self, bytes: u64) -> Option<u64> {
-        if self.used.checked_add(bytes)? > self.quota {
-            return None;
-        }
-        let a = self.inner.alloc_inst(bytes)?;
-        *self.used += bytes;
-        Some(a)
+        self.charge(bytes, |a| a.alloc_inst(bytes))
     }
     fn free_inst(&mut self, addr: u64, bytes: u64) {
         self.inner.free_inst(addr, bytes);

@@ -31,6 +31,11 @@ pub struct Pools {
 pub const VRAM_UNIT_ALIGN: u64 = 2 << 20;
 
 impl Pools {
+    /// The guest pool in host VRAM, `[start, end)`: every unit's VRAM, nothing of the host's.
+    pub fn guest_vram(&self) -> (u64, u64) {
+        (self.vram_base, self.vram_base + u64::from(UNITS) * self.vram_per_unit)
+    }
+
     /// Cuts `vram_bytes` of VRAM, of which the first `host_reserved` bytes belong to the host,
     /// and `guest_channels` channels starting at `first_channel` into [`UNITS`] units.
     /// `None` if there is not at least one aligned VRAM unit and one channel per unit.

@@ -31,7 +31,7 @@ use crate::gf100::{class, copy, host, pfifo, pushbuf};
 use crate::host_channel::{ChannelError, HostChannel, Waiter, MAX_PUSH_WORDS};
 use crate::host_gpu::{HostBars, HostRunlist, KickLock};
 use crate::host_pool::HostPool;
-use crate::partition::{Pools, Slice, UNITS};
+use crate::partition::{Pools, Slice};
 
 /// Bytes of the zero block the copy engine reads (from the host pool).
 pub const ZERO_BYTES: u64 = 128 << 10;
@@ -181,7 +181,6 @@ pub const ZERO_PUSH_WORDS: usize = 2 + 2 + 4 + 2 * (9 + 2);
 /// The host's scrubber: its channel, its zero block, and the range it may clear.
 pub struct Scrubber {
     ch: HostChannel,
-    ctl: u64,
     zero: u64,
     /// The guest pool `[start, end)` in host VRAM.
     allowed: (u64, u64),
@@ -201,28 +200,24 @@ impl Scrubber {
         chid: u32,
         pools: &Pools,
     ) -> Result<Scrubber, ScrubError> {
-        let ctl = pool.alloc(crate::host_channel::ctl::BYTES).ok_or(ScrubError::NoHostVram)?;
+        let ch = HostChannel::bring_up(bars, w, kick_lock, pool, runlist, bar3_mapped, chid).ok_or(ScrubError::NoHostVram)??;
         let Some(zero) = pool.alloc(ZERO_BYTES) else {
-            pool.free(ctl, crate::host_channel::ctl::BYTES);
+            ch.take_down(bars, w, kick_lock, pool, runlist);
             return Err(ScrubError::NoHostVram);
         };
-        let start = pools.vram_base;
-        let end = start + u64::from(UNITS) * pools.vram_per_unit;
-        let mut s = Scrubber { ch: HostChannel::new(chid, ctl, bar3_mapped)?, ctl, zero, allowed: (start, end) };
-        let r = s.init(bars, w, kick_lock, runlist, bar3_mapped);
-        if r.is_err() {
-            // Nothing of the scrubber may keep running on memory given back.
-            let _ = s.ch.stop(bars, w, kick_lock);
-            let _ = runlist.set_host_channel(bars, w, bar3_mapped, chid, false);
-            pool.free(zero, ZERO_BYTES);
-            pool.free(ctl, crate::host_channel::ctl::BYTES);
+        let mut s = Scrubber { ch, zero, allowed: pools.guest_vram() };
+        match s.init(bars, w, kick_lock) {
+            Ok(()) => Ok(s),
+            Err(e) => {
+                // Nothing of the scrubber may keep running on memory given back.
+                s.ch.take_down(bars, w, kick_lock, pool, runlist);
+                pool.free(zero, ZERO_BYTES);
+                Err(e)
+            }
         }
-        r.map(|()| s)
     }
 
-    fn init<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, runlist: &mut HostRunlist, bar3_mapped: u64) -> Result<(), ScrubError> {
-        self.ch.start(bars)?;
-        runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), true).map_err(ChannelError::from)?;
+    fn init<B: HostBars>(&mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock) -> Result<(), ScrubError> {
         for off in (0..SEED_BYTES).step_by(4) {
             bars.bar3_write32(self.zero + off, 0);
         }
@@ -231,11 +226,9 @@ impl Scrubber {
     }
 
     /// Takes the scrubber off the GPU and gives its host VRAM back (host shutdown).
-    pub fn shut_down<B: HostBars>(mut self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, pool: &mut HostPool, runlist: &mut HostRunlist, bar3_mapped: u64) {
-        let _ = self.ch.stop(bars, w, kick_lock);
-        let _ = runlist.set_host_channel(bars, w, bar3_mapped, self.ch.chid(), false);
+    pub fn shut_down<B: HostBars>(self, bars: &B, w: &impl Waiter, kick_lock: &impl KickLock, pool: &mut HostPool, runlist: &mut HostRunlist) {
+        self.ch.take_down(bars, w, kick_lock, pool, runlist);
         pool.free(self.zero, ZERO_BYTES);
-        pool.free(self.ctl, crate::host_channel::ctl::BYTES);
     }
 
     /// The host channel it uses.

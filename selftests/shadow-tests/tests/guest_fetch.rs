@@ -4,88 +4,35 @@
 //! correct data and never be submitted to again while its copy is in flight, and nothing
 //! outside the guest pool (or the synced vGPU's partition) is ever copied.
 mod common;
+mod model_host;
+
+use model_host::{bring_up, Brought, HostWait, Kicks, ModelBars};
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gf100_model::mem::HostMemory;
-use gf100_model::{Bar, Gpu, ModelConfig};
 use gpuvm_shadow_tests::gf100::{copy, pushbuf, vm};
 use gpuvm_shadow_tests::guest_fetch::{
     self, FetchError, FetchedVram, Fetcher, GuestFetch, Session, Staging, CHUNK_BYTES, FETCH_AFTER_WORDS, RECOVER_AFTER_NS, SLOTS,
     STAGING_BYTES,
 };
-use gpuvm_shadow_tests::host_channel::{ChannelError, Waiter};
-use gpuvm_shadow_tests::host_gpu::{self, HostBars, HostRunlist, HostVram, KickLock, GUEST_CHANNELS, HOST_VRAM_RESERVED};
-use gpuvm_shadow_tests::host_init::{self, layout, Mmio};
+use gpuvm_shadow_tests::host_channel::ChannelError;
+use gpuvm_shadow_tests::host_gpu::{self, HostRunlist, HostVram, GUEST_CHANNELS};
+use gpuvm_shadow_tests::host_init::layout;
 use gpuvm_shadow_tests::host_pool::HostPool;
-use gpuvm_shadow_tests::memory::{Clock, Vram};
+use gpuvm_shadow_tests::memory::Vram;
 use gpuvm_shadow_tests::pagetable::{Aperture, Pde, TableRef, VmDesc};
 use gpuvm_shadow_tests::partition::{Pools, Slice};
 use gpuvm_shadow_tests::shadow_vm::ShadowVm;
 
 use common::{ByteVram, FakeSys, MIB};
 
-const BAR3_SIZE: u64 = 64 * MIB;
 /// The fetcher's host channel in these tests (the scrubber has `GUEST_CHANNELS`).
 const FETCH_CHANNEL: u32 = GUEST_CHANNELS + 1;
 /// Where the staging buffer sits on the model's bus.
 const STAGING_BUS: u64 = 0xf << 36;
-
-struct ModelBars {
-    gpu: Arc<Gpu>,
-    pramin: Mutex<Cell<Option<u32>>>,
-}
-
-impl Mmio for ModelBars {
-    fn rd(&self, off: u32) -> u32 {
-        self.gpu.bar_read32(Bar::Bar0, u64::from(off))
-    }
-    fn wr(&self, off: u32, val: u32) {
-        self.gpu.bar_write32(Bar::Bar0, u64::from(off), val)
-    }
-}
-
-impl HostBars for ModelBars {
-    fn bar1_write32(&self, off: u64, v: u32) {
-        self.gpu.bar_write32(Bar::Bar1, off, v)
-    }
-    fn bar3_read32(&self, off: u64) -> u32 {
-        self.gpu.bar_read32(Bar::Bar3, off)
-    }
-    fn bar3_write32(&self, off: u64, v: u32) {
-        self.gpu.bar_write32(Bar::Bar3, off, v)
-    }
-    fn with_pramin<R>(&self, f: impl FnOnce(&Cell<Option<u32>>) -> R) -> R {
-        f(&self.pramin.lock().unwrap())
-    }
-}
-
-/// Real time plus a skew a test may add (to make a pending fetch old without waiting).
-struct HostWait(Instant, Cell<u64>);
-
-impl Clock for HostWait {
-    fn now_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64 + self.1.get()
-    }
-}
-
-impl Waiter for HostWait {
-    fn pause(&self) {
-        std::thread::sleep(Duration::from_micros(20));
-    }
-}
-
-#[derive(Default)]
-struct Kicks(Cell<u32>);
-
-impl KickLock for Kicks {
-    fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.0.set(self.0.get() + 1);
-        f()
-    }
-}
 
 /// The staging buffer: model memory mapped for DMA at [`STAGING_BUS`].
 struct ModelStaging(Arc<HostMemory>);
@@ -115,19 +62,13 @@ struct Host {
 }
 
 fn host(vram_mib: u64) -> Host {
-    let gpu = Gpu::new(ModelConfig { vram_bytes: vram_mib * MIB, ..ModelConfig::default() }).unwrap();
-    let bars = ModelBars { gpu, pramin: Mutex::new(Cell::new(None)) };
-    let up = host_init::bring_up(&bars, HOST_VRAM_RESERVED, BAR3_SIZE).unwrap();
-    let pools = Pools::new(vram_mib * MIB, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS).unwrap();
-    let mut pool = HostPool::new(layout::FREE, up.bar3_mapped);
-    let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES).unwrap(), pool.alloc(host_gpu::RUNLIST_BYTES).unwrap()];
-    let mut runlist = HostRunlist::new(bufs);
-    let w = HostWait(Instant::now(), Cell::new(0));
+    let Brought { bars, pools, bar3_mapped, mut pool, mut runlist } = bring_up(vram_mib);
+    let w = HostWait::new();
     let kicks = Kicks::default();
-    let fetcher = Fetcher::bring_up(&bars, &w, &kicks, &mut pool, &mut runlist, up.bar3_mapped, FETCH_CHANNEL, &pools).expect("fetcher bring-up");
+    let fetcher = Fetcher::bring_up(&bars, &w, &kicks, &mut pool, &mut runlist, bar3_mapped, FETCH_CHANNEL, &pools).expect("fetcher bring-up");
     let mem = Arc::new(HostMemory::new("staging", STAGING_BYTES).unwrap());
     bars.gpu.dma_map(STAGING_BUS, mem.clone()).unwrap();
-    Host { bars, w, kicks, pools, bar3_mapped: up.bar3_mapped, pool, runlist, fetcher, staging: ModelStaging(mem) }
+    Host { bars, w, kicks, pools, bar3_mapped, pool, runlist, fetcher, staging: ModelStaging(mem) }
 }
 
 /// A partition of one unit at the start of the guest pool (or the `n`th).
@@ -319,10 +260,10 @@ fn a_fetch_pending_too_long_is_evicted_and_the_channel_started_again() {
     host_gpu::set_runnable(b, FETCH_CHANNEL, false);
     assert_eq!(h.fetcher.fetch(b, w, k, st, s.vram_base, 0, CHUNK_BYTES), Err(FetchError::Channel(ChannelError::Timeout)));
     assert_eq!(h.fetcher.fetch(b, w, k, st, s.vram_base, 0, CHUNK_BYTES), Err(FetchError::InFlight));
-    let kicks = k.0.get();
+    let kicks = k.count.get();
     w.1.set(RECOVER_AFTER_NS);
     h.fetcher.fetch(b, w, k, st, s.vram_base, 0, CHUNK_BYTES).expect("evicted, restarted, fetched");
-    assert!(k.0.get() > kicks, "the eviction kicked under the kick lock");
+    assert!(k.count.get() > kicks, "the eviction kicked under the kick lock");
     assert_eq!(h.fetcher.stats.recoveries, 1);
     assert_eq!(st.read32(8), pattern(s.vram_base + 8));
     // The abandoned copy never ran: exactly one chunk was copied.

@@ -2,67 +2,19 @@
 //! against the in-process GF100 model brought up by the host's own code: a scrub zeroes
 //! exactly its range with the copy engine (neighbours untouched), stays inside the guest
 //! pool, survives a stopped channel, and says how fast it went.
-use std::cell::Cell;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod model_host;
 
-use gf100_model::{Bar, Gpu, ModelConfig};
+use model_host::{bring_up, Brought, HostWait, Kicks, ModelBars, MIB};
+
 use gpuvm_shadow_tests::channel::{ChannelSet, RunlistPart};
 use gpuvm_shadow_tests::gf100::{copy, host, pfifo, pushbuf, ramfc, target, userd};
-use gpuvm_shadow_tests::host_channel::{ctl, ChannelError, HostChannel, Waiter};
-use gpuvm_shadow_tests::host_gpu::{self, HostBars, HostRunlist, KickLock, GUEST_CHANNELS, HOST_VRAM_RESERVED};
-use gpuvm_shadow_tests::host_init::{self, layout, Mmio};
+use gpuvm_shadow_tests::host_channel::{ctl, ChannelError, HostChannel};
+use gpuvm_shadow_tests::host_gpu::{self, HostRunlist, GUEST_CHANNELS, HOST_VRAM_RESERVED};
+use gpuvm_shadow_tests::host_init::{layout, Mmio};
 use gpuvm_shadow_tests::host_pool::HostPool;
-use gpuvm_shadow_tests::memory::Clock;
 use gpuvm_shadow_tests::partition::{Pools, UNITS};
 use gpuvm_shadow_tests::scrub::{self, ScrubError, ScrubStats, Scrubber, ZERO_BYTES};
 
-const MIB: u64 = 1 << 20;
-const BAR3_SIZE: u64 = 64 * MIB;
-
-/// The host's BARs of a model GPU.
-struct ModelBars {
-    gpu: Arc<Gpu>,
-    pramin: Mutex<Cell<Option<u32>>>,
-}
-
-impl Mmio for ModelBars {
-    fn rd(&self, off: u32) -> u32 {
-        self.gpu.bar_read32(Bar::Bar0, u64::from(off))
-    }
-    fn wr(&self, off: u32, val: u32) {
-        self.gpu.bar_write32(Bar::Bar0, u64::from(off), val)
-    }
-}
-
-impl HostBars for ModelBars {
-    fn bar1_write32(&self, off: u64, v: u32) {
-        self.gpu.bar_write32(Bar::Bar1, off, v)
-    }
-    fn bar3_read32(&self, off: u64) -> u32 {
-        self.gpu.bar_read32(Bar::Bar3, off)
-    }
-    fn bar3_write32(&self, off: u64, v: u32) {
-        self.gpu.bar_write32(Bar::Bar3, off, v)
-    }
-    fn with_pramin<R>(&self, f: impl FnOnce(&Cell<Option<u32>>) -> R) -> R {
-        f(&self.pramin.lock().unwrap())
-    }
-}
-
-struct HostWait(Instant);
-
-impl Clock for HostWait {
-    fn now_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-}
-
-impl Waiter for HostWait {
-    fn pause(&self) {
-        std::thread::sleep(Duration::from_micros(20));
-    }
-}
 
 /// A model GPU brought up by the host, its pool, runlist and scrubber.
 struct Host {
@@ -76,36 +28,12 @@ struct Host {
     kicks: Kicks,
 }
 
-/// The GPU's kick lock as the tests see it: counts the kicks made under it and fails a kick
-/// made while one is in progress (the KICK register is one per GPU).
-#[derive(Default)]
-struct Kicks {
-    held: Cell<bool>,
-    count: Cell<u32>,
-}
-
-impl KickLock for Kicks {
-    fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
-        assert!(!self.held.replace(true), "a kick under a kick");
-        self.count.set(self.count.get() + 1);
-        let r = f();
-        self.held.set(false);
-        r
-    }
-}
-
 fn host(vram_mib: u64) -> Host {
-    let gpu = Gpu::new(ModelConfig { vram_bytes: vram_mib * MIB, ..ModelConfig::default() }).unwrap();
-    let bars = ModelBars { gpu, pramin: Mutex::new(Cell::new(None)) };
-    let up = host_init::bring_up(&bars, HOST_VRAM_RESERVED, BAR3_SIZE).unwrap();
-    let pools = Pools::new(vram_mib * MIB, HOST_VRAM_RESERVED, 0, GUEST_CHANNELS).unwrap();
-    let mut pool = HostPool::new(layout::FREE, up.bar3_mapped);
-    let bufs = [pool.alloc(host_gpu::RUNLIST_BYTES).unwrap(), pool.alloc(host_gpu::RUNLIST_BYTES).unwrap()];
-    let mut runlist = HostRunlist::new(bufs);
-    let w = HostWait(Instant::now());
+    let Brought { bars, pools, bar3_mapped, mut pool, mut runlist } = bring_up(vram_mib);
+    let w = HostWait::new();
     let kicks = Kicks::default();
-    let scrubber = Scrubber::bring_up(&bars, &w, &kicks, &mut pool, &mut runlist, up.bar3_mapped, GUEST_CHANNELS, &pools).expect("scrubber bring-up");
-    Host { bars, w, kicks, pools, bar3_mapped: up.bar3_mapped, pool, runlist, scrubber }
+    let scrubber = Scrubber::bring_up(&bars, &w, &kicks, &mut pool, &mut runlist, bar3_mapped, GUEST_CHANNELS, &pools).expect("scrubber bring-up");
+    Host { bars, w, kicks, pools, bar3_mapped, pool, runlist, scrubber }
 }
 
 impl Host {

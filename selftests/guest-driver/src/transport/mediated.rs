@@ -856,7 +856,7 @@ impl Drop for MediatedHost {
         }
         let h = &*self.shared;
         if let Some(s) = lock(&h.scrubber).take() {
-            s.shut_down(&ModelBars(h), &HostClock(h.epoch), &KickLock(h), &mut lock(&h.pool), &mut lock(&h.runlist), h.bar3_mapped);
+            s.shut_down(&ModelBars(h), &HostClock(h.epoch), &KickLock(h), &mut lock(&h.pool), &mut lock(&h.runlist));
         }
         if let Some(f) = lock(&h.fetch).take() {
             // A copy that may still land keeps its staging buffer mapped (the model's memory
