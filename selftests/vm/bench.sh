@@ -78,6 +78,7 @@ for w in workloads:
             "shadow_reads": c.get("pte_reads"), "shadow_writes": c.get("pte_writes"),
             "syncs": c.get("shadow_syncs"), "bar_maps": c.get("bar_maps"), "bar_zaps": c.get("bar_zaps"),
             "bar_pages_taken": c.get("bar_pages_taken"),
+            "fetches": c.get("fetches"), "fetch_fallbacks": c.get("fetch_fallbacks"),
             "driver_bar_access": b,
         })
 def f(x, fmt="{:.1f}"):
@@ -106,11 +107,13 @@ L += ["", "Counts: guest traps (natively every driver BAR access reaches the mod
       "the vGPU the module's trapped accesses), MMIO the model served during the run (its own",
       "counters; the vGPU's include the module's own accesses and the creation scrub), guest",
       "page-table entries read and shadow entries written, shadow syncs, BAR3 pages mapped,",
-      "mapping removals for a new BAR3 root, mapped pages taken for re-reading before a sync.", "",
-      "| workload | config | guest traps | model MMIO | shadow reads | shadow writes | syncs | bar_maps | bar_zaps | bar_pages_taken |",
-      "|---|---|---|---|---|---|---|---|---|---|"]
+      "mapping removals for a new BAR3 root, mapped pages taken for re-reading before a sync,",
+      "16 KiB chunks of guest tables the copy engine staged for syncs, and fetches that fell back",
+      "to PRAMIN reads.", "",
+      "| workload | config | guest traps | model MMIO | shadow reads | shadow writes | syncs | bar_maps | bar_zaps | bar_pages_taken | fetches | fetch fallbacks |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in res["runs"]:
-    L.append(f"| {r['workload']} | {r['config']} | " + " | ".join(f(r[k], "{}") for k in ["guest_traps", "model_mmio", "shadow_reads", "shadow_writes", "syncs", "bar_maps", "bar_zaps", "bar_pages_taken"]) + " |")
+    L.append(f"| {r['workload']} | {r['config']} | " + " | ".join(f(r[k], "{}") for k in ["guest_traps", "model_mmio", "shadow_reads", "shadow_writes", "syncs", "bar_maps", "bar_zaps", "bar_pages_taken", "fetches", "fetch_fallbacks"]) + " |")
 # What a trap costs. Here: a native access is one model MMIO (the module's probe measures
 # it from the host VM's kernel); a trapped one adds a syscall and the mediator (the extra time
 # of Init over native, divided by the extra traps, per run). On KVM: one exit to userspace

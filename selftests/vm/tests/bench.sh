@@ -27,10 +27,12 @@ for w in $WORKLOADS; do
     echo $r > $P/bar_remap || fail "bar_remap $r"
     echo $l > $P/lazy_shadow || fail "lazy_shadow $l"
     snap "vgpu-$mode/$w/start"
+    f0=$(cat $P/fetches); b0=$(cat $P/fetch_fallbacks)
     ( vgpu_workload 1 $w ) > /tmp/b 2>&1 || { cat /tmp/b; fail "$w on a vGPU ($mode)"; }
+    f1=$(cat $P/fetches); b1=$(cat $P/fetch_fallbacks)
     snap "vgpu-$mode/$w/end"
     sed -n "s/^{/BENCH vgpu-$mode {/p" /tmp/b
-    echo "COUNTERS vgpu-$mode $w $(tail -1 /tmp/b)"
+    echo "COUNTERS vgpu-$mode $w $(tail -1 /tmp/b) fetches=$((f1 - f0)) fetch_fallbacks=$((b1 - b0))"
   done
 done
 echo 1 > $P/bar_remap; echo 1 > $P/lazy_shadow
