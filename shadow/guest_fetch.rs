@@ -59,11 +59,14 @@ pub const FETCH_TIMEOUT_NS: u64 = 5_000_000;
 /// would have freed it): the channel is evicted and started again, so fetching resumes.
 pub const RECOVER_AFTER_NS: u64 = 10_000_000_000;
 /// Words a sync reads through the inner `Vram` in a row from one chunk before it fetches
-/// that chunk: a fetch costs about this many host BAR accesses (pushbuffer, GPFIFO entry,
-/// flush, doorbell, semaphore), so a sync that reads a few scattered entries stays on PRAMIN
-/// and a sync that re-reads a table never pays more than twice what it would on either
-/// path alone.
-pub const FETCH_AFTER_WORDS: u32 = 32;
+/// that chunk. A fetch is about 25 host BAR accesses, but nearly all of them are posted
+/// writes (pushbuffer, GPFIFO entry, doorbell); its round trips are the flush and the
+/// semaphore polls, a few reads, about what this many PRAMIN reads cost (each a round trip:
+/// 114 us against 3 us for a posted write on the test machine's modelled GPU, `make bench`'s
+/// probe line; on a GF100 about 1 us against 0.1 us). So a sync that reads an entry or two
+/// (a trapped PTE write) stays on PRAMIN, and one that walks a table pays at most about twice
+/// what either path alone would.
+pub const FETCH_AFTER_WORDS: u32 = 4;
 /// The subchannel the copy object is bound to (the scrubber's, Gdev's for PCOPY0).
 pub const SUBC_COPY: u32 = crate::scrub::SUBC_COPY;
 
