@@ -145,7 +145,9 @@ fn mediated_hostile_scrub() {
     let old = Mediated { host: &host, v: host.create(4).expect("old tenant") };
     let slice = old.v.slice();
     let at = hostile::leave_pattern(&old, &mut c, MIB, false).expect("old tenant");
-    drop(old);
+    // Removed, not just dropped: the interrupt thread may hold a reference for a moment, and
+    // the next creation would then find the slice still taken and get another one.
+    old.remove();
     let new = Mediated { host: &host, v: host.create(4).expect("new tenant") };
     assert_eq!(new.v.slice(), slice, "the new tenant has the old one's slice");
     let mut control = Checks::default();
@@ -153,15 +155,16 @@ fn mediated_hostile_scrub() {
     assert_eq!(found, words, "without scrubbing the new tenant reads all the old tenant's words");
     assert_eq!(control.failed, 1, "the leftover check fails on the leak");
     host.set_scrub(true);
-    drop(new);
+    new.remove();
 
     // Removal: the slice is zero once the old tenant is gone, before anyone is created on it.
     let log0 = host.scrub_log();
     let old = Mediated { host: &host, v: host.create(4).expect("old tenant") };
+    assert_eq!(old.v.slice(), slice, "the tenant has the removed one's slice");
     let at = hostile::leave_pattern(&old, &mut c, MIB, false).expect("old tenant");
     let host_at = slice.vram_base + at;
     assert_eq!(vram_words(&host, host_at, MIB << 20, hostile::PATTERN), words, "the pattern is in VRAM");
-    drop(old);
+    old.remove();
     assert_eq!(vram_words(&host, host_at, MIB << 20, 0), words, "removal scrubbed the old tenant's buffer");
     assert_eq!(vram_words(&host, slice.vram_base, slice.vram_size, 0), slice.vram_size as usize / 4, "removal scrubbed the whole slice");
 

@@ -827,6 +827,21 @@ impl MediatedHost {
         Ok(v)
     }
 
+    /// Removes vGPU `v` and returns once it is gone: its channels off the host, its slice
+    /// scrubbed and free for the next creation, as the kernel's mdev `remove` does. Dropping
+    /// the last `Arc` does the same, but another thread may hold one for a moment (the
+    /// interrupt thread delivers to every live vGPU), and the removal then happens there,
+    /// later: a creation made meanwhile gets another slice. Waits (at most 10 s) until this
+    /// is the last reference, so the removal runs here.
+    pub fn remove(&self, v: Arc<VgpuShared>) {
+        let t0 = Instant::now();
+        while Arc::strong_count(&v) > 1 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "vGPU still referenced elsewhere after 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(v);
+    }
+
     /// Opens vGPU `v` (one VFIO open): the transport a guest driver uses.
     pub fn open(&self, v: &Arc<VgpuShared>) -> io::Result<MediatedTransport> {
         {
@@ -1159,6 +1174,13 @@ pub const GPU_UNITS: u32 = UNITS;
 pub struct HostileTarget<'a> {
     pub host: &'a MediatedHost,
     pub v: Arc<VgpuShared>,
+}
+
+impl HostileTarget<'_> {
+    /// Removes the vGPU and returns once it is gone ([`MediatedHost::remove`]).
+    pub fn remove(self) {
+        self.host.remove(self.v)
+    }
 }
 
 impl crate::hostile::Target for HostileTarget<'_> {
