@@ -193,7 +193,7 @@ pub(crate) trait BarRemapSink {
     /// See `HostChannels::bar_changed`.
     fn bar_changed(&self, bar: vregs::Bar, desc: Option<VmDesc>);
     /// See `HostChannels::take_mapped`.
-    fn take_mapped(&self, f: &mut dyn FnMut(u64));
+    fn take_mapped(&self, f: &mut dyn FnMut(u64) -> bool);
 }
 
 /// The vGPU's slot in its GPU's dispatcher (host_sched.rs), implemented in vgpu.rs.
@@ -262,7 +262,7 @@ impl HostChannels for KernelChannels<'_> {
     fn bar_changed(&mut self, bar: vregs::Bar, desc: Option<VmDesc>) {
         self.1.bar_changed(bar, desc)
     }
-    fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
+    fn take_mapped(&mut self, f: &mut dyn FnMut(u64) -> bool) {
         self.1.take_mapped(f)
     }
     fn guest_fetch(&mut self) -> Option<&mut dyn GuestFetch> {

@@ -290,19 +290,27 @@ impl BarRemapSink for vfio::Device<Vgpu> {
         self.zap(Region::Bar3, 0, self.bar3_size);
     }
 
-    fn take_mapped(&self, f: &mut dyn FnMut(u64)) {
+    fn take_mapped(&self, f: &mut dyn FnMut(u64) -> bool) {
         let mut r = self.remap.lock();
-        if !core::mem::take(&mut r.any) {
+        if !r.any {
             return;
         }
-        // Zapped first: from here on a write to any of these pages faults and is recorded.
-        self.zap(Region::Bar3, 0, self.bar3_size);
-        for e in r.mapped.iter_mut() {
-            if *e != 0 {
-                f(u64::from(*e - 1) * bar_remap::PAGE);
+        // A page taken is unmapped before the sync that follows reads it (its entries were
+        // just marked for re-reading): a write after that faults (under `remap`, held here)
+        // and is recorded again. A page kept stays mapped and recorded.
+        let mut left = false;
+        for (i, e) in r.mapped.iter_mut().enumerate() {
+            if *e == 0 {
+                continue;
+            }
+            if f(u64::from(*e - 1) * bar_remap::PAGE) {
+                self.zap(Region::Bar3, i as u64 * bar_remap::PAGE, bar_remap::PAGE);
                 *e = 0;
+            } else {
+                left = true;
             }
         }
+        r.any = left;
     }
 }
 

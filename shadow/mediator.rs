@@ -104,12 +104,14 @@ pub trait HostChannels {
     /// Called under the vGPU's state lock, only while [`HostChannels::bar_remap`] is on. A
     /// host that maps nothing keeps the default.
     fn bar_changed(&mut self, _bar: vregs::Bar, _desc: Option<VmDesc>) {}
-    /// Hands `f` every guest VRAM page (page aligned) mapped straight through a BAR since the
-    /// last call, and removes those mappings before returning, so that a later write to one
-    /// of them faults and is reported again. Called under the vGPU's state lock before every
-    /// shadow sync (the guest may have written page tables through such a page unseen). A
-    /// host that maps nothing keeps the default.
-    fn take_mapped(&mut self, _f: &mut dyn FnMut(u64)) {}
+    /// Hands `f` every guest VRAM page (page aligned) mapped straight through a BAR, and
+    /// removes the mapping of each page for which `f` says true before returning, so that a
+    /// later write to it faults and is reported again; a page for which `f` says false (it
+    /// holds no page table) stays mapped and is handed over again at the next call. Called
+    /// under the vGPU's state lock before every shadow sync that reads the guest's tables
+    /// (the guest may have written them through such a page unseen). A host that maps
+    /// nothing keeps the default.
+    fn take_mapped(&mut self, _f: &mut dyn FnMut(u64) -> bool) {}
     /// The copy-engine fetcher a shadow sync reads the guest's tables through
     /// (`guest_fetch.rs`), if the host has one: a sync wraps its reads in a fresh
     /// `FetchedVram` over it. A host without one keeps the default (PRAMIN reads).
@@ -774,11 +776,17 @@ impl<S: Storage> Mediator<S> {
     fn take_mapped(&mut self, env: &mut Env<'_>) {
         let spaces = &mut self.spaces;
         let mut pages = 0u64;
+        // Only a page holding a page directory or table of a shadowed space is taken (its
+        // entries re-read, its mapping removed). A page holding none (a pushbuffer, data)
+        // stays mapped: should it become a table later, the sync that finds its PDE reads it
+        // whole, and from then on it is taken at every sync like any other table page.
         env.host.take_mapped(&mut |page| {
-            pages += 1;
+            let mut table = false;
             for s in spaces.iter_mut().filter_map(|s| s.0.as_mut()) {
-                s.vm.note_guest_range(page, bar_remap::PAGE);
+                table |= s.vm.note_guest_range(page, bar_remap::PAGE);
             }
+            pages += u64::from(table);
+            table
         });
         self.stats.bar_pages_taken += pages;
     }

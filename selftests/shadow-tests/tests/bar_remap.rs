@@ -77,10 +77,8 @@ impl HostChannels for Host {
     fn bar_changed(&mut self, bar: Bar, _desc: Option<gpuvm_shadow_tests::pagetable::VmDesc>) {
         self.ops.push(Op::Zap(bar));
     }
-    fn take_mapped(&mut self, f: &mut dyn FnMut(u64)) {
-        for p in self.mapped.drain(..) {
-            f(p);
-        }
+    fn take_mapped(&mut self, f: &mut dyn FnMut(u64) -> bool) {
+        self.mapped.retain(|&p| !f(p));
     }
 }
 
@@ -316,6 +314,55 @@ fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
         }
         let _ = inst::SIZE;
     }
+}
+
+/// Only pages holding page tables are taken at a sync: a mapped page of plain data stays
+/// mapped (no refault for the guest). If the guest later points a PDE at that page, the sync
+/// that finds the PDE reads the new table whole (what was written through the mapping before
+/// is seen: an entry past the partition is refused), and from the next sync on the page is
+/// taken like any table page.
+#[test]
+fn a_mapped_page_stays_mapped_until_it_holds_a_table() {
+    let mut r = Rig::new();
+    const INST: u64 = 0x1_0000;
+    const PD: u64 = 0x20_0000;
+    const LPT: u64 = 0x21_0000;
+    const DATA: u64 = 0x22_0000;
+    const RUNLIST: u64 = 0x5_0000;
+    write_inst_vm(&mut r.vram, INST, PD, 256 * MIB - 1);
+    r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
+    r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+    r.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+    r.vram.guest64(LPT, vram_pte(0x30_0000, false));
+    r.bus_master();
+    assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+    assert!(r.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
+    assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
+    r.vram.guest32(RUNLIST, 0);
+    r.vram.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
+    assert!(r.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
+    assert!(r.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
+    // A data page (the guest's pushbuffer, say) and the PD's page are mapped.
+    r.host.mapped.extend([DATA, PD]);
+    r.flush(Some(PD));
+    assert!(r.bar0(pfifo::KICK, 0));
+    assert_eq!(r.host.mapped, [DATA], "the PD's page was taken, the data page kept mapped");
+    assert_eq!(r.med.stats.bar_pages_taken, 1);
+    // Unseen, through the mappings: the data page gets an entry past the partition, then PDE 1
+    // names it as a big-page table (the PD's page is mapped again).
+    r.vram.guest64(DATA + vm::PTE_SIZE, vram_pte(GUEST_SIZE, false));
+    r.vram.guest64(PD + vm::PDE_SIZE, vm::pde(DATA, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+    r.host.mapped.push(PD);
+    let refused = r.med.stats.refused;
+    r.flush(Some(PD));
+    assert!(r.bar0(pfifo::KICK, 0));
+    assert_eq!(r.med.stats.refused - refused, 1, "the new table was read whole, its unseen entry refused");
+    assert_eq!(r.host.mapped, [DATA], "not yet a table when offered: still mapped");
+    // Now it holds a table: the next sync takes it.
+    r.flush(Some(PD));
+    assert!(r.bar0(pfifo::KICK, 0));
+    assert!(r.host.mapped.is_empty(), "the new table's page was taken");
+    assert_eq!(r.med.stats.bar_pages_taken, 3);
 }
 
 /// Lazy shadowing: a channel made runnable may be scheduled before any doorbell, so a flush
