@@ -150,6 +150,32 @@ impl Rig {
     }
 }
 
+/// The channel VM of [`Rig::running_channel`]: its instance block, PD and big-page table.
+const INST: u64 = 0x1_0000;
+const PD: u64 = 0x20_0000;
+const LPT: u64 = 0x21_0000;
+const RUNLIST: u64 = 0x5_0000;
+
+impl Rig {
+    /// Channel 0 bound and on the runlist, its VM (limit `limit`) with a PD at [`PD`] whose
+    /// first PDE names one big-page table at [`LPT`], mapping big page 0 to 0x30_0000.
+    fn running_channel(&mut self, limit: u64) {
+        write_inst_vm(&mut self.vram, INST, PD, limit);
+        self.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
+        self.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
+        self.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
+        self.vram.guest64(LPT, vram_pte(0x30_0000, false));
+        self.bus_master();
+        assert!(self.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
+        assert!(self.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
+        assert!(self.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
+        self.vram.guest32(RUNLIST, 0);
+        self.vram.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
+        assert!(self.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
+        assert!(self.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
+    }
+}
+
 /// BAR3 page `page` shown through its slot, onto guest VRAM page `guest`.
 fn mapped(page: u64, guest: u64) -> MapDecision {
     MapDecision::Map { host_bar1_off: SLOTS.bar_off + page, host_page: GUEST_BASE + guest, guest_page: guest }
@@ -274,24 +300,7 @@ fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
         if !mapped {
             r.host.remap = false;
         }
-        // Channel 0 with VM: PD at 0x20_0000, one big-page table at 0x21_0000.
-        const INST: u64 = 0x1_0000;
-        const PD: u64 = 0x20_0000;
-        const LPT: u64 = 0x21_0000;
-        const RUNLIST: u64 = 0x5_0000;
-        write_inst_vm(&mut r.vram, INST, PD, 128 * MIB - 1);
-        r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
-        r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
-        r.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
-        r.vram.guest64(LPT, vram_pte(0x30_0000, false));
-        r.bus_master();
-        assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
-        assert!(r.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
-        assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
-        r.vram.guest32(RUNLIST, 0);
-        r.vram.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
-        assert!(r.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
-        assert!(r.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
+        r.running_channel(128 * MIB - 1);
         let refused = r.med.stats.refused;
         // Unseen: PTE 1 now points past the partition (the next vGPU's VRAM), written through
         // BAR3 page 0, which maps the table's page.
@@ -324,24 +333,8 @@ fn unseen_page_table_writes_reach_the_shadow_once_a_page_is_mapped() {
 #[test]
 fn a_mapped_page_stays_mapped_until_it_holds_a_table() {
     let mut r = Rig::new();
-    const INST: u64 = 0x1_0000;
-    const PD: u64 = 0x20_0000;
-    const LPT: u64 = 0x21_0000;
     const DATA: u64 = 0x22_0000;
-    const RUNLIST: u64 = 0x5_0000;
-    write_inst_vm(&mut r.vram, INST, PD, 256 * MIB - 1);
-    r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
-    r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
-    r.vram.guest64(PD, vm::pde(LPT, vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
-    r.vram.guest64(LPT, vram_pte(0x30_0000, false));
-    r.bus_master();
-    assert!(r.bar0(pmc::ENABLE, pmc::ENABLE_ALL));
-    assert!(r.bar0(pfifo::CTRL, pfifo::CTRL_ENABLE));
-    assert!(r.bar0(pfifo::ChanInst::offset(0), pfifo::ChanInst::bound(INST).raw()));
-    r.vram.guest32(RUNLIST, 0);
-    r.vram.guest32(RUNLIST + 4, pfifo::RUNLIST_ENTRY_WORD1);
-    assert!(r.bar0(pfifo::RunlistBase::OFFSET, pfifo::RunlistBase::default().with_addr(RUNLIST).with_target(target::VRAM).raw()));
-    assert!(r.bar0(pfifo::RunlistSubmit::OFFSET, pfifo::RunlistSubmit::commit(1).raw()));
+    r.running_channel(256 * MIB - 1);
     // A data page (the guest's pushbuffer, say) and the PD's page are mapped.
     r.host.mapped.extend([DATA, PD]);
     r.flush(Some(PD));
@@ -372,9 +365,6 @@ fn a_mapped_page_stays_mapped_until_it_holds_a_table() {
 fn making_a_channel_runnable_syncs_its_space_first() {
     let mut r = Rig::new();
     r.host.remap = false;
-    const INST: u64 = 0x1_0000;
-    const PD: u64 = 0x20_0000;
-    const LPT: u64 = 0x21_0000;
     write_inst_vm(&mut r.vram, INST, PD, 128 * MIB - 1);
     r.vram.guest32(INST + u64::from(ramfc::USERD_LO), 0x6_0000 | target::VRAM);
     r.vram.guest32(INST + u64::from(ramfc::SIGNATURE), ramfc::SIGNATURE_VALUE);
