@@ -4,14 +4,13 @@
 # pool; page directories of 256 PDEs with page tables each), while a gpuvm-4 victim, whose
 # slice lies above 4 GiB (the header above gives this test 6144 MiB GPUs; two idle gpuvm-4
 # vGPUs fill the slices below), runs checked workloads over and over. Filling the quota makes
-# the host read some 290k guest page-table entries, each a PRAMIN read of the GPU (~50-200 us
-# in the TCG VM), so the attack lasts about a minute.
+# the host read some 290k guest page-table entries (in copy-engine chunks: a few seconds).
 # The attacker must see guest-visible errors (a CHAN_TABLE_ERROR for the channel that no
 # longer fits, an MMU fault of its own channel on a table it adds once its quota is spent,
 # where one added before worked); at its peak it holds no more than its quota
-# (host_pool_free_kib); the victim's results are all correct and it completes runs while the
-# attacker's shadows are built (its time per run during the attack is printed next to its
-# time per run alone); once the attacker closes, the host pool is back where it was.
+# (host_pool_free_kib); the victim's results are all correct and its submissions keep reaching
+# the GPU while the attacker's shadows are built (its time per run during the attack is printed
+# next to its time per run alone); once the attacker closes, the host pool is back where it was.
 . /tests/lib.sh
 . /tests/vgpu-lib.sh
 . /tests/isolation-lib.sh
@@ -30,11 +29,11 @@ victim_alone $v
 
 victim_start $v mmul hotspot
 rm -f /tmp/ex.ready /tmp/ex.release
-a0=$(up)
+a0=$(up); sub0=$(vgpu_counter $v submissions)
 gpuvm-hostile --mdev $a exhaust --ready /tmp/ex.ready --release /tmp/ex.release > /tmp/ex.log 2>&1 &
 ep=$!
 wait_file /tmp/ex.ready 280 $ep
-peak=$(up)
+peak=$(up); sub1=$(vgpu_counter $v submissions)
 fp=$(cat $PA/host_pool_free_kib)
 touch /tmp/ex.release
 rc=0; wait $ep || rc=$?
@@ -53,9 +52,13 @@ awk -v t0=$ALONE_T0 -v t1=$ALONE_T1 -v a0=$a0 -v p=$peak -v a1=$a1 '
     alone = (t1 - t0) / 2
     printf "victim (mmul + hotspot): %.1f s per run alone; during the attack (%.1f s, %.1f s of it building the shadows) %d runs, %.1f s per run (%.2fx); %d runs completed while the shadows were built\n", alone, a1 - a0, p - a0, n, n ? s / n : 0, n ? s / n / alone : 0, b
   }' /tmp/victim.times
-built=$(awk -v a0=$a0 -v p=$peak '$2 > a0 && $2 <= p { b++ } END { print b + 0 }' /tmp/victim.times)
+echo "victim: $((sub1 - sub0)) submissions reached the GPU while the attacker's shadows were built"
 [ $rc = 0 ] || fail "attacker checks failed (rc=$rc)"
-[ "$built" -ge 1 ] || fail "the victim completed no run while the attacker's shadows were built"
+# Progress while the shadows were built: the victim's work kept reaching the GPU. (Whole runs
+# completed inside that window only while building took a minute; with the shadow tables in
+# host memory and the guest's tables read by the copy engine it takes a few seconds, less
+# than one victim run.)
+[ $((sub1 - sub0)) -ge 1 ] || fail "no submission of the victim reached the GPU while the attacker's shadows were built"
 [ $used -ge $((quota_a - 8)) ] || fail "at its peak the attacker did not fill its quota ($used KiB held, quota $quota_a KiB)"
 [ $used -le $((quota_a + quota_v)) ] || fail "$used KiB of the host pool held at the peak: more than the attacker's and the victim's quotas ($quota_a + $quota_v KiB)"
 [ $f1 = $f0 ] || fail "the host pool is not back where it was: $f1 KiB free, $f0 before"
