@@ -62,15 +62,21 @@ fn sync(s: &mut Shadow, v: &mut ByteVram, sys: &mut FakeSys, a: &mut Alloc) {
     s.sync(v, &slice(), sys, a);
 }
 
-#[test]
-fn first_sync_builds_the_guest_drivers_channel_vm() {
+/// Guest tables like the guest driver's channel VM, and its limit: 129 PDEs, big pages at
+/// PDE 4 (VA 512 MiB) with one VRAM PTE, small pages in the last 16 MiB with one system-memory
+/// PTE at the end.
+fn driver_channel_vm() -> (ByteVram, u64) {
     let mut v = ByteVram::new();
-    // 129 PDEs: big pages at PDE 4 (VA 512 MiB), small pages in the last 16 MiB.
-    let limit = (16u64 << 30) + (16 << 20) - 1;
     v.guest64(PD + 4 * 8, vm::pde(LPT_SLOTS[0], vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
     v.guest64(PD + 128 * 8, vm::pde(0, vm::PDE_APER_NONE, SPT_SLOTS[0], vm::PDE_APER_VRAM));
     v.guest64(LPT_SLOTS[0], vram_pte(0x40_0000, false));
     v.guest64(SPT_SLOTS[0] + 8 * 4095, sys_pte(0x3000));
+    (v, (16u64 << 30) + (16 << 20) - 1)
+}
+
+#[test]
+fn first_sync_builds_the_guest_drivers_channel_vm() {
+    let (mut v, limit) = driver_channel_vm();
     v.writable = SHADOW_BASE..SHADOW_END;
     let mut a = Alloc::new(SHADOW_BASE..SHADOW_END);
     let mut sys = FakeSys::new();
@@ -176,12 +182,7 @@ impl TableAlloc for SysTables {
 
 #[test]
 fn tables_in_system_memory_are_written_there_and_named_sys_coherent() {
-    let mut v = ByteVram::new();
-    let limit = (16u64 << 30) + (16 << 20) - 1;
-    v.guest64(PD + 4 * 8, vm::pde(LPT_SLOTS[0], vm::PDE_APER_VRAM, 0, vm::PDE_APER_NONE));
-    v.guest64(PD + 128 * 8, vm::pde(0, vm::PDE_APER_NONE, SPT_SLOTS[0], vm::PDE_APER_VRAM));
-    v.guest64(LPT_SLOTS[0], vram_pte(0x40_0000, false));
-    v.guest64(SPT_SLOTS[0] + 8 * 4095, sys_pte(0x3000));
+    let (mut v, limit) = driver_channel_vm();
     // Host VRAM is read-only to the shadow code here: every table word goes to system memory.
     v.writable = 0..0;
     let mut t = SysTables { a: Alloc::new(SHADOW_BASE..SHADOW_END), mem: SysWords(BTreeMap::new()) };
