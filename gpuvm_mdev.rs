@@ -339,7 +339,7 @@ impl GpuShared {
     /// Clears `slice`'s VRAM with the host copy engine and logs what it cost; `why` names the
     /// occasion. On failure the slice's units stay marked dirty.
     pub(crate) fn scrub(&self, slice: &Slice, why: &str) -> Result {
-        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        let units = slice.unit_mask();
         self.dirty_units.fetch_or(units, Ordering::AcqRel);
         let mut scrubber = self.scrubber.lock();
         let Some(s) = (*scrubber).as_mut() else {
@@ -370,13 +370,13 @@ impl GpuShared {
     /// Marks `slice` as holding its user's data: it is scrubbed before its next user can reach
     /// it ([`GpuShared::scrub_if_dirty`] at open and at creation).
     pub(crate) fn mark_dirty(&self, slice: &Slice) {
-        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        let units = slice.unit_mask();
         self.dirty_units.fetch_or(units, Ordering::AcqRel);
     }
 
     /// Scrubs `slice` if any of its units may hold a previous user's data.
     pub(crate) fn scrub_if_dirty(&self, slice: &Slice, why: &str) -> Result {
-        let units = ((1u32 << slice.units) - 1) << slice.first_unit;
+        let units = slice.unit_mask();
         if self.dirty_units.load(Ordering::Acquire) & units == 0 {
             return Ok(());
         }

@@ -7,7 +7,7 @@
 use crate::{
     channel::RunlistPart,
     dma_words::DmaWords,
-    guest_fetch::{self, Fetcher, GuestFetch, Session, Staging},
+    guest_fetch::{Fetcher, GuestFetch, Session, Staging},
     host_channel::Waiter,
     host_gpu::{self, HostBars, HostError, HostVram},
     host_init::Mmio,
@@ -314,7 +314,7 @@ impl GuestFetch for KernelFetch<'_> {
     }
     fn staged32(&self, slot: usize, off: u64) -> u32 {
         let st: Option<&FetchState> = self.held.as_ref().and_then(|g| (**g).as_ref());
-        st.map_or(u32::MAX, |st| st.staging.read32(slot as u64 * guest_fetch::CHUNK_BYTES + off))
+        st.map_or(u32::MAX, |st| st.staging.slot32(slot, off))
     }
     fn end(&mut self) {
         self.held = None;

@@ -79,6 +79,10 @@ pub trait Staging {
     fn bytes(&self) -> u64;
     /// The word at byte offset `off`.
     fn read32(&self, off: u64) -> u32;
+    /// The word at byte `off` of staging slot `slot` (each [`CHUNK_BYTES`]).
+    fn slot32(&self, slot: usize, off: u64) -> u32 {
+        self.read32(slot as u64 * CHUNK_BYTES + off)
+    }
 }
 
 /// Why a fetch did not stage its chunk. Every one of them makes the sync read through PRAMIN.
@@ -325,7 +329,7 @@ impl<B: HostBars, W: Waiter, K: KickLock, S: Staging> GuestFetch for Session<'_,
         self.fetcher.fetch(self.bars, self.w, self.kick_lock, self.staging, pa, off, CHUNK_BYTES).is_ok()
     }
     fn staged32(&self, slot: usize, off: u64) -> u32 {
-        self.staging.read32(slot as u64 * CHUNK_BYTES + off)
+        self.staging.slot32(slot, off)
     }
 }
 

@@ -657,7 +657,7 @@ impl<S: Storage> Mediator<S> {
                 continue;
             }
             let Some(SpaceSlot(Some(space))) = self.spaces.get(ch.space) else { continue };
-            let shadow = InstShadow { pd_host: space.vm.pd_host(), pd_sys: space.vm.pd_in_sysmem(), limit: space.vm.limit() };
+            let shadow = space.vm.inst_shadow();
             let Some(host_chid) = slice.channel_to_host(chid as u32) else { continue };
             mirror_inst_write(env, &slice, &ch, host_chid, (guest - ch.guest_inst) as u32 & !3, &shadow);
             moved_userd |= 1u128 << chid;
@@ -842,7 +842,7 @@ impl<S: Storage> Mediator<S> {
             self.quota(env).free_inst(host_inst, inst::SIZE);
             return;
         };
-        let shadow = InstShadow { pd_host: s.vm.pd_host(), pd_sys: s.vm.pd_in_sysmem(), limit: s.vm.limit() };
+        let shadow = s.vm.inst_shadow();
         if channel::shadow_instance(&mut *env.vram, &slice, guest_inst, host_inst, &shadow).is_err() {
             self.quota(env).free_inst(host_inst, inst::SIZE);
             self.vregs.raise_chan_table_error(pfifo::CHAN_TABLE_ERROR_INVALID_TARGET);

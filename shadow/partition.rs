@@ -91,6 +91,11 @@ impl Slice {
         (chid < self.channels).then(|| self.first_channel + chid)
     }
 
+    /// The slice's units as a bit mask (bit n: unit n), as [`UnitMap`] marks them.
+    pub fn unit_mask(&self) -> u32 {
+        u32::from(UnitMap::run_mask(self.first_unit, self.units))
+    }
+
     /// Guest channel id of host channel `host_chid`, if it belongs to this vGPU.
     pub fn channel_from_host(&self, host_chid: u32) -> Option<u32> {
         host_chid.checked_sub(self.first_channel).filter(|&c| c < self.channels)

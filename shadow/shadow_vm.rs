@@ -240,6 +240,12 @@ impl<S: DerefMut<Target = [PdeShadow]>> ShadowVm<S> {
         self.aperture != Aperture::Vram
     }
 
+    /// What the shadow instance block names of this space: its PD (and where it lives) and
+    /// its limit.
+    pub fn inst_shadow(&self) -> crate::channel::InstShadow {
+        crate::channel::InstShadow { pd_host: self.pd_host, pd_sys: self.pd_in_sysmem(), limit: self.limit() }
+    }
+
     /// The limit for the shadow instance block: the guest's, cut to the PDEs shadowed.
     pub fn limit(&self) -> u64 {
         let shadowed = (u64::from(self.count) * PDE_SPAN).saturating_sub(1);

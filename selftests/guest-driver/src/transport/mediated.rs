@@ -33,7 +33,7 @@ pub use gpuvm_shadow::mediator::host_userd;
 use gpuvm_shadow::memory::{Clock, SysMem};
 use gpuvm_shadow::partition::{Pools, Slice, UnitMap, UNITS};
 use gpuvm_shadow::scrub::{ScrubError, ScrubStats, Scrubber};
-use gpuvm_shadow::guest_fetch::{self, FetchStats, Fetcher, GuestFetch, Session, Staging, STAGING_BYTES};
+use gpuvm_shadow::guest_fetch::{FetchStats, Fetcher, GuestFetch, Session, Staging, STAGING_BYTES};
 use gpuvm_shadow::shadow_vm::{TableAlloc, TableMemory};
 use gpuvm_shadow::HostStorage;
 use gpuvm_shadow::sync_policy::SyncMode;
@@ -193,13 +193,11 @@ struct TablesMem<'a>(&'a HostShared);
 
 impl TableMemory for TablesMem<'_> {
     fn read32(&self, bus: u64) -> u32 {
-        let mut b = [0u8; 4];
-        let ok = bus.checked_sub(SHADOW_TABLES_IOVA).is_some_and(|off| self.0.tables_mem.read(off, &mut b));
-        if ok { u32::from_le_bytes(b) } else { u32::MAX }
+        bus.checked_sub(SHADOW_TABLES_IOVA).and_then(|off| self.0.tables_mem.read32(off)).unwrap_or(u32::MAX)
     }
     fn write32(&mut self, bus: u64, v: u32) {
         if let Some(off) = bus.checked_sub(SHADOW_TABLES_IOVA) {
-            self.0.tables_mem.write(off, &v.to_le_bytes());
+            self.0.tables_mem.write32(off, v);
         }
     }
 }
@@ -263,7 +261,7 @@ impl GuestFetch for ModelFetch<'_> {
     }
     fn staged32(&self, slot: usize, off: u64) -> u32 {
         let st = self.held.as_ref().and_then(|g| g.as_ref());
-        st.map_or(u32::MAX, |st| st.staging.read32(slot as u64 * guest_fetch::CHUNK_BYTES + off))
+        st.map_or(u32::MAX, |st| st.staging.slot32(slot, off))
     }
     fn end(&mut self) {
         self.held = None;
