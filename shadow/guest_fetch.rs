@@ -394,8 +394,11 @@ impl<'a> FetchedVram<'a> {
             return None;
         }
         let chunk = self.chunk_of(pa)?;
+        // The fetcher is borrowed only inside this function, never across a call back into
+        // it: a borrow that fails cannot happen, and would only send the read to `inner`
+        // (no panic path in the module).
         if let Some(i) = self.slot_of(chunk) {
-            return Some(self.fetch.borrow().staged32(i, pa - chunk));
+            return self.fetch.try_borrow().ok().map(|f| f.staged32(i, pa - chunk));
         }
         let (c, n) = self.run.get();
         let n = if c == chunk { n.saturating_add(1) } else { 1 };
@@ -408,7 +411,7 @@ impl<'a> FetchedVram<'a> {
         let slot = self.slots.get(i)?;
         // The slot is overwritten whatever happens next.
         slot.set(None);
-        let mut f = self.fetch.borrow_mut();
+        let Ok(mut f) = self.fetch.try_borrow_mut() else { return None };
         if !f.fetch(i, chunk) {
             self.failed.set(true);
             return None;
